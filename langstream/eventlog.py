@@ -1,0 +1,50 @@
+"""The event log: ``SeqCounter``, ``EventLog``, ``Cursor`` (and ``StreamLagError``).
+
+Picks a backend once, at import:
+
+* ``"c"``: the compiled ``langstream._eventlog_c`` (a C ring buffer behind
+  Cython), used by default on CPython;
+* ``"python"``: the pure-Python twin ``langstream._eventlog_py``, used when the
+  environment variable ``LANGSTREAM_NO_EXTENSIONS`` is set (to anything but
+  ``""`` or ``"0"``), or when the compiled module is missing (PyPy, or no C
+  compiler at install time).
+
+``BACKEND`` says which one was chosen.  Both backends behave the same and
+raise the same exception classes (from ``langstream.errors``).  Higher layers
+use ``from langstream import eventlog as _el`` and ``_el.EventLog`` so that the
+test-suite can swap the backend at run time.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING
+
+from langstream.errors import StreamLagError
+
+__all__ = ["BACKEND", "SeqCounter", "EventLog", "Cursor", "StreamLagError"]
+
+
+def _extensions_disabled() -> bool:
+    value = os.environ.get("LANGSTREAM_NO_EXTENSIONS", "")
+    return value not in ("", "0")
+
+
+if TYPE_CHECKING:
+    from langstream._eventlog_py import Cursor, EventLog, SeqCounter
+
+    BACKEND: str
+else:
+    if _extensions_disabled():
+        from langstream._eventlog_py import Cursor, EventLog, SeqCounter
+
+        BACKEND = "python"
+    else:
+        try:
+            from langstream._eventlog_c import Cursor, EventLog, SeqCounter
+
+            BACKEND = "c"
+        except ImportError:
+            from langstream._eventlog_py import Cursor, EventLog, SeqCounter
+
+            BACKEND = "python"

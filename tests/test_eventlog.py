@@ -1,0 +1,610 @@
+"""Event log contract tests (DESIGN.md, "Event log contract").
+
+Every test takes the ``eventlog`` fixture and so runs on both backends.
+"""
+
+from __future__ import annotations
+
+import gc
+import pickle
+import platform
+import sys
+import threading
+import weakref
+
+import pytest
+
+from langstream.errors import StreamLagError
+
+CPYTHON = platform.python_implementation() == "CPython"
+
+
+class Obj:
+    """A weak-referenceable payload."""
+
+    def __init__(self, n: int = 0) -> None:
+        self.n = n
+
+    def __repr__(self) -> str:
+        return f"Obj({self.n})"
+
+
+def drain(cur):
+    return list(cur)
+
+
+# -- numbering ---------------------------------------------------------------
+
+
+def test_counter_numbers(eventlog):
+    c = eventlog.SeqCounter()
+    assert c.value == 0
+    assert [c.next() for _ in range(5)] == [1, 2, 3, 4, 5]
+    assert c.value == 5
+
+
+def test_push_returns_sequence_numbers(eventlog):
+    log = eventlog.EventLog()
+    assert log.last_seq == 0
+    cur = log.cursor()
+    assert [log.push(x) for x in "abc"] == [1, 2, 3]
+    assert log.last_seq == 3
+    assert cur.peek_seq() == 1
+    assert drain(cur) == ["a", "b", "c"]
+    assert cur.peek_seq() is None
+
+
+def test_shared_counter_orders_two_logs(eventlog):
+    counter = eventlog.SeqCounter()
+    a = eventlog.EventLog(counter=counter)
+    b = eventlog.EventLog(counter=counter)
+    ca, cb = a.cursor(), b.cursor()
+    assert a.push("a1") == 1
+    assert b.push("b1") == 2
+    assert a.push("a2") == 3
+    assert counter.value == 3
+    assert a.last_seq == 3 and b.last_seq == 2
+    assert ca.peek_seq() == 1
+    assert next(ca) == "a1"
+    assert ca.peek_seq() == 3
+    assert cb.peek_seq() == 2
+    assert drain(ca) == ["a2"] and drain(cb) == ["b1"]
+
+
+def test_private_counters_are_independent(eventlog):
+    a, b = eventlog.EventLog(), eventlog.EventLog()
+    assert a.push(1) == 1 and b.push(1) == 1 and a.push(2) == 2
+
+
+def test_counter_type_checked(eventlog):
+    with pytest.raises(TypeError, match="counter"):
+        eventlog.EventLog(counter=object())
+    with pytest.raises(TypeError, match="counter"):
+        eventlog.EventLog(counter=5)
+
+
+def test_counter_from_other_backend_rejected(eventlog):
+    import langstream._eventlog_py as py
+
+    if eventlog is py:
+        pytest.skip("only meaningful for the compiled backend")
+    with pytest.raises(TypeError, match="counter"):
+        eventlog.EventLog(counter=py.SeqCounter())
+
+
+# -- lazy subscribe, cursors -------------------------------------------------
+
+
+def test_lazy_subscribe(eventlog):
+    log = eventlog.EventLog()
+    assert log.push("lost") == 1
+    assert len(log) == 0
+    cur = log.cursor()
+    assert cur.pending == 0
+    assert log.push("kept") == 2
+    assert len(log) == 1
+    assert cur.pending == 1
+    assert cur.peek_seq() == 2
+    assert drain(cur) == ["kept"]
+
+
+def test_not_stored_without_cursor_releases_item(eventlog):
+    log = eventlog.EventLog()
+    o = Obj()
+    ref = weakref.ref(o)
+    log.push(o)
+    del o
+    gc.collect()
+    assert ref() is None
+
+
+def test_several_cursors(eventlog):
+    log = eventlog.EventLog()
+    c1 = log.cursor()
+    log.push(1)
+    c2 = log.cursor()
+    log.push(2)
+    log.push(3)
+    assert log.cursor_count == 2
+    assert next(c2) == 2
+    assert len(log) == 3
+    assert drain(c1) == [1, 2, 3]
+    assert len(log) == 1  # c2 has not read 3
+    assert c1.pending == 0 and c2.pending == 1
+    assert drain(c2) == [3]
+    assert len(log) == 0
+
+
+def test_cursor_is_iterator(eventlog):
+    log = eventlog.EventLog()
+    cur = log.cursor()
+    assert iter(cur) is cur
+    log.push("x")
+    assert next(cur) == "x"
+    with pytest.raises(StopIteration):
+        next(cur)
+    log.push("y")  # a later next() sees items pushed since
+    assert next(cur) == "y"
+
+
+def test_cursor_close(eventlog):
+    log = eventlog.EventLog()
+    c1 = log.cursor()
+    c2 = log.cursor()
+    log.push(1)
+    log.push(2)
+    assert next(c1) == 1
+    assert len(log) == 2
+    c2.close()
+    c2.close()  # idempotent
+    assert log.cursor_count == 1
+    assert len(log) == 1  # item 1 was only needed by c2
+    with pytest.raises(StopIteration):
+        next(c2)
+    assert c2.pending == 0 and c2.peek_seq() is None
+    c1.close()
+    assert len(log) == 0 and log.cursor_count == 0
+
+
+def test_cursor_gc_releases_hold(eventlog):
+    log = eventlog.EventLog()
+    c1 = log.cursor()
+    c2 = log.cursor()
+    o = Obj()
+    ref = weakref.ref(o)
+    log.push(o)
+    del o
+    assert next(c1) is ref()
+    assert ref() is not None  # c2 still holds it
+    del c2
+    gc.collect()
+    assert log.cursor_count == 1
+    assert len(log) == 0
+    assert ref() is None
+
+
+def test_log_survives_while_cursor_lives(eventlog):
+    log = eventlog.EventLog()
+    cur = log.cursor()
+    log.push("a")
+    log.close()
+    del log
+    gc.collect()
+    assert drain(cur) == ["a"]
+
+
+def test_cursor_on_closed_log(eventlog):
+    log = eventlog.EventLog()
+    log.close()
+    cur = log.cursor()
+    with pytest.raises(StopIteration):
+        next(cur)
+
+
+# -- reclamation -------------------------------------------------------------
+
+
+def test_item_released_once_every_cursor_read_it(eventlog):
+    log = eventlog.EventLog()
+    c1, c2 = log.cursor(), log.cursor()
+    o = Obj()
+    ref = weakref.ref(o)
+    log.push(o)
+    del o
+    assert next(c1) is ref()
+    gc.collect()
+    assert ref() is not None
+    assert next(c2) is ref()
+    gc.collect()
+    assert ref() is None
+
+
+def test_items_released_when_log_dropped(eventlog):
+    log = eventlog.EventLog()
+    cur = log.cursor()
+    objs = [Obj(i) for i in range(10)]
+    refs = [weakref.ref(o) for o in objs]
+    for o in objs:
+        log.push(o)
+    del objs, o
+    del log, cur
+    gc.collect()
+    assert all(r() is None for r in refs)
+
+
+@pytest.mark.skipif(not CPYTHON, reason="sys.getrefcount is CPython-only")
+def test_refcount_returns_after_many_cycles(eventlog):
+    sentinel = object()
+    start = sys.getrefcount(sentinel)
+    log = eventlog.EventLog()
+    cur = log.cursor()
+    for _ in range(100_000):
+        log.push(sentinel)
+        next(cur)
+    assert sys.getrefcount(sentinel) == start
+    # several cursors, bounded, and a log dropped while it still holds items
+    log2 = eventlog.EventLog(maxlen=7)
+    c1, c2 = log2.cursor(), log2.cursor()
+    for i in range(1000):
+        log2.push(sentinel)
+        if i % 3 == 0:
+            try:
+                next(c1)
+            except StreamLagError:
+                pass
+    assert sys.getrefcount(sentinel) > start
+    del log2, c1, c2
+    assert sys.getrefcount(sentinel) == start
+    log3 = eventlog.EventLog()
+    c3 = log3.cursor()
+    for _ in range(100):
+        log3.push(sentinel)
+    del log3, c3
+    assert sys.getrefcount(sentinel) == start
+    del log, cur
+
+
+# -- close / fail ------------------------------------------------------------
+
+
+def test_close_then_drain_then_stop(eventlog):
+    log = eventlog.EventLog()
+    cur = log.cursor()
+    log.push(1)
+    log.push(2)
+    log.close()
+    assert log.closed and log.error is None
+    assert drain(cur) == [1, 2]
+    for _ in range(3):
+        with pytest.raises(StopIteration):
+            next(cur)
+
+
+def test_push_after_close_raises(eventlog):
+    log = eventlog.EventLog()
+    log.close()
+    with pytest.raises(RuntimeError, match="closed"):
+        log.push(1)
+    assert log.last_seq == 0
+
+
+def test_fail_reraises_same_error(eventlog):
+    log = eventlog.EventLog()
+    cur = log.cursor()
+    log.push(1)
+    err = ValueError("boom")
+    log.fail(err)
+    assert log.closed and log.error is err
+    assert next(cur) == 1
+    for _ in range(3):
+        with pytest.raises(ValueError) as info:
+            next(cur)
+        assert info.value is err
+    with pytest.raises(RuntimeError):
+        log.push(2)
+
+
+def test_first_terminal_call_wins(eventlog):
+    log = eventlog.EventLog()
+    cur = log.cursor()
+    log.close()
+    log.fail(ValueError("late"))
+    assert log.error is None
+    with pytest.raises(StopIteration):
+        next(cur)
+
+    log2 = eventlog.EventLog()
+    cur2 = log2.cursor()
+    first = KeyError("first")
+    log2.fail(first)
+    log2.fail(ValueError("second"))
+    log2.close()
+    assert log2.error is first
+    with pytest.raises(KeyError) as info:
+        next(cur2)
+    assert info.value is first
+
+
+def test_fail_accepts_base_exception(eventlog):
+    log = eventlog.EventLog()
+    cur = log.cursor()
+    err = KeyboardInterrupt()
+    log.fail(err)
+    with pytest.raises(KeyboardInterrupt):
+        next(cur)
+
+
+@pytest.mark.parametrize("bad", ["oops", 1, None, ValueError])
+def test_fail_needs_exception(eventlog, bad):
+    log = eventlog.EventLog()
+    with pytest.raises(TypeError, match="exc"):
+        log.fail(bad)
+    assert not log.closed
+
+
+# -- request_more (the pump) ------------------------------------------------
+
+
+def test_no_pump_is_non_blocking(eventlog):
+    log = eventlog.EventLog()
+    cur = log.cursor()
+    with pytest.raises(StopIteration):
+        next(cur)
+    assert not log.closed
+
+
+def test_pump_pushes_items(eventlog):
+    log = eventlog.EventLog()
+    source = iter(range(5))
+    calls = []
+
+    def pump():
+        calls.append(1)
+        for x in source:
+            log.push(x)
+            return True
+        log.close()
+        return False
+
+    cur = log.cursor(pump)
+    assert list(cur) == [0, 1, 2, 3, 4]
+    assert log.closed
+    assert len(calls) == 6
+
+
+def test_pump_that_produces_nothing_yet(eventlog):
+    log = eventlog.EventLog()
+    budget = {"n": 3}
+
+    def pump():
+        if budget["n"] > 0:
+            budget["n"] -= 1
+            return True  # "made progress" but pushed nothing this time
+        return False
+
+    cur = log.cursor(pump)
+    with pytest.raises(StopIteration):
+        next(cur)
+    assert budget["n"] == 0
+    log.push("later")
+    assert next(cur) == "later"
+
+
+def test_pump_returning_false_but_pushing(eventlog):
+    log = eventlog.EventLog()
+
+    def pump():
+        log.push("last")
+        return False
+
+    cur = log.cursor(pump)
+    assert next(cur) == "last"
+
+
+def test_pump_failing_log(eventlog):
+    log = eventlog.EventLog()
+    err = RuntimeError("graph died")
+
+    def pump():
+        log.fail(err)
+        return True
+
+    cur = log.cursor(pump)
+    with pytest.raises(RuntimeError) as info:
+        next(cur)
+    assert info.value is err
+
+
+def test_pump_exception_propagates(eventlog):
+    log = eventlog.EventLog()
+
+    def pump():
+        raise ZeroDivisionError
+
+    cur = log.cursor(pump)
+    with pytest.raises(ZeroDivisionError):
+        next(cur)
+    log.push(1)
+    assert next(cur) == 1
+
+
+def test_request_more_must_be_callable(eventlog):
+    log = eventlog.EventLog()
+    with pytest.raises(TypeError, match="request_more"):
+        log.cursor(42)
+
+
+# -- bounded logs -------------------------------------------------------------
+
+
+def test_bounded_lag(eventlog):
+    log = eventlog.EventLog(maxlen=3)
+    assert log.maxlen == 3
+    cur = log.cursor()
+    for i in range(1, 9):
+        assert log.push(i) == i
+        assert len(log) <= 3
+    assert len(log) == 3
+    assert cur.pending == 3
+    assert cur.peek_seq() == 6
+    with pytest.raises(StreamLagError) as info:
+        next(cur)
+    assert info.value.missed == 5
+    assert isinstance(info.value, RuntimeError)
+    assert "5" in str(info.value)
+    assert drain(cur) == [6, 7, 8]
+
+
+def test_bounded_lag_only_for_cursors_that_missed(eventlog):
+    log = eventlog.EventLog(maxlen=2)
+    fast, slow = log.cursor(), log.cursor()
+    for i in range(1, 6):
+        log.push(i)
+        assert next(fast) == i
+    # slow cursor held back the retained items; 3 evicted under it
+    assert len(log) == 2
+    with pytest.raises(StreamLagError) as info:
+        next(slow)
+    assert info.value.missed == 3
+    assert next(slow) == 4
+    log.push(6)
+    assert next(fast) == 6
+    assert drain(slow) == [5, 6]
+    assert len(log) == 0
+
+
+def test_bounded_lag_then_close(eventlog):
+    log = eventlog.EventLog(maxlen=1)
+    cur = log.cursor()
+    log.push(1)
+    log.push(2)
+    log.fail(ValueError("x"))
+    with pytest.raises(StreamLagError) as info:
+        next(cur)
+    assert info.value.missed == 1
+    assert next(cur) == 2
+    with pytest.raises(ValueError):
+        next(cur)
+
+
+def test_bounded_evicted_item_released(eventlog):
+    log = eventlog.EventLog(maxlen=1)
+    cur = log.cursor()
+    o = Obj()
+    ref = weakref.ref(o)
+    log.push(o)
+    del o
+    log.push("next")
+    gc.collect()
+    assert ref() is None
+    assert cur.pending == 1
+
+
+def test_stream_lag_error_api():
+    e = StreamLagError(4)
+    assert e.missed == 4 and isinstance(e, RuntimeError)
+    assert "4 item(s)" in str(e)
+    e2 = pickle.loads(pickle.dumps(StreamLagError(2, "custom")))
+    assert e2.missed == 2 and str(e2) == "custom"
+
+
+# -- bad input ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "bad, exc",
+    [
+        (0, ValueError),
+        (-1, ValueError),
+        (1.5, TypeError),
+        ("3", TypeError),
+        (True, TypeError),
+        (False, TypeError),
+        (object(), TypeError),
+    ],
+)
+def test_bad_maxlen(eventlog, bad, exc):
+    with pytest.raises(exc) as info:
+        eventlog.EventLog(maxlen=bad)
+    msg = str(info.value)
+    assert "maxlen" in msg
+    assert repr(bad) in msg
+
+
+def test_good_maxlen(eventlog):
+    assert eventlog.EventLog().maxlen is None
+    assert eventlog.EventLog(None).maxlen is None
+    assert eventlog.EventLog(1).maxlen == 1
+    assert eventlog.EventLog(maxlen=10**6).maxlen == 10**6
+
+
+# -- threads ------------------------------------------------------------------
+
+
+def test_threaded_pushes(eventlog):
+    n_threads, per_thread = 4, 100_000
+    log = eventlog.EventLog()
+    cur = log.cursor()
+    start = threading.Barrier(n_threads)
+    seqs = [[] for _ in range(n_threads)]
+
+    def worker(t):
+        out = seqs[t]
+        push = log.push
+        start.wait()
+        for i in range(per_thread):
+            out.append(push((t, i)))
+
+    threads = [threading.Thread(target=worker, args=(t,)) for t in range(n_threads)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    total = n_threads * per_thread
+    assert log.last_seq == total
+    assert len(log) == total
+    items = []
+    seen = []
+    while True:
+        s = cur.peek_seq()
+        if s is None:
+            break
+        seen.append(s)
+        items.append(next(cur))
+    assert seen == list(range(1, total + 1))  # storage order == seq order
+    assert sorted(s for out in seqs for s in out) == list(range(1, total + 1))
+    for t in range(n_threads):
+        mine = [i for (tt, i) in items if tt == t]
+        assert mine == list(range(per_thread))
+        assert seqs[t] == sorted(seqs[t])
+    # the item stamped s is the one whose push returned s
+    by_seq = dict(zip(seen, items))
+    for t in range(n_threads):
+        for i in (0, per_thread // 2, per_thread - 1):
+            assert by_seq[seqs[t][i]] == (t, i)
+
+
+def test_threaded_producer_consumer(eventlog):
+    log = eventlog.EventLog()
+    cur = log.cursor()
+    n = 50_000
+    got = []
+
+    def produce():
+        for i in range(n):
+            log.push(i)
+        log.close()
+
+    th = threading.Thread(target=produce)
+    th.start()
+    while True:
+        try:
+            got.append(next(cur))
+        except StopIteration:
+            if log.closed and cur.pending == 0:
+                try:
+                    got.append(next(cur))
+                except StopIteration:
+                    break
+    th.join()
+    assert got == list(range(n))
