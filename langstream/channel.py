@@ -1,0 +1,294 @@
+"""Projections: ``StreamChannel``, a single-subscriber view on an event log.
+
+A transformer pushes items into a channel; the consumer iterates it with
+``for`` (sync run) or ``async for`` (async run).  Each channel owns one
+``EventLog``.  Pushes made while nobody subscribes are not stored (lazy
+subscribe), and an item is released as soon as every reader has read it.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Callable, Generic, Optional, Tuple, TypeVar
+
+from langstream import eventlog as _el
+
+if TYPE_CHECKING:  # pragma: no cover
+    from collections.abc import AsyncIterator, Awaitable, Iterator
+
+__all__ = ["StreamChannel"]
+
+T = TypeVar("T")
+
+
+def _check_n(n: Any, method: str) -> int:
+    if isinstance(n, bool) or not isinstance(n, int):
+        raise TypeError(f"{method}() n must be an int >= 1, got {n!r}")
+    if n < 1:
+        raise ValueError(f"{method}() n must be an int >= 1, got {n!r}")
+    return n
+
+
+class _Backpressure:
+    """Shared by a root mux and its children: bounded logs and the waiting pump."""
+
+    __slots__ = ("channels", "waiter")
+
+    def __init__(self) -> None:
+        # (label, channel) for every channel whose log has a maxlen
+        self.channels: list[tuple[str, StreamChannel[Any]]] = []
+        # the future the async pump awaits while a log is full
+        self.waiter: Any = None
+
+    def full(self) -> Optional[Tuple[str, "StreamChannel[Any]"]]:
+        """Return the first subscribed, open log that has no room, if any."""
+        closed = False
+        for entry in self.channels:
+            ch = entry[1]
+            log = ch._log
+            if log.closed:
+                closed = True
+                continue
+            if len(log) >= ch._limit:
+                return entry
+        if closed:
+            self.channels = [e for e in self.channels if not e[1]._log.closed]
+        return None
+
+    def wake(self) -> None:
+        waiter = self.waiter
+        if waiter is not None:
+            self.waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
+
+
+class _AsyncChannelIterator(Generic[T]):
+    """``async for`` over one cursor of a channel's log, pumping when empty."""
+
+    __slots__ = ("_cursor", "_channel", "__weakref__")
+
+    def __init__(self, channel: StreamChannel[T]) -> None:
+        self._channel = channel
+        self._cursor = channel._log.cursor()
+
+    def __aiter__(self) -> _AsyncChannelIterator[T]:
+        return self
+
+    async def __anext__(self) -> T:
+        cursor = self._cursor
+        channel = self._channel
+        while True:
+            try:
+                item = next(cursor)
+            except StopIteration:
+                if channel._log.closed:
+                    raise StopAsyncIteration from None
+                more = channel._arequest_more
+                if more is None:
+                    raise StopAsyncIteration from None
+                if not await more():
+                    try:
+                        item = next(cursor)
+                    except StopIteration:
+                        raise StopAsyncIteration from None
+                    if channel._bp is not None:
+                        channel._bp.wake()
+                    return item
+                continue
+            if channel._bp is not None:
+                channel._bp.wake()
+            return item
+
+    async def aclose(self) -> None:
+        """Stop reading: release this reader's hold on the log."""
+        self._cursor.close()
+        if self._channel._bp is not None:
+            self._channel._bp.wake()
+
+
+class StreamChannel(Generic[T]):
+    """A single-subscriber projection backed by an ``EventLog``.
+
+    Args:
+        name: When set, the owning ``StreamMux`` forwards every ``push`` to
+            its main log as a protocol event whose method is ``name`` (for a
+            native transformer) or ``custom:name`` (any other transformer).
+            Without a name the channel is local to in-process consumers.
+        maxlen: ``None`` (default: the mux's ``maxlen``) or an int >= 1.  On
+            a sync run a reader that falls more than ``maxlen`` items behind
+            gets ``StreamLagError``; on an async run the pump waits for the
+            reader instead (backpressure).
+
+    Raises:
+        ValueError / TypeError: ``maxlen`` is not ``None`` or an int >= 1.
+
+    Iterate it once (``for`` on a sync run, ``async for`` on an async
+    run); a second subscriber raises ``RuntimeError``: use ``tee(n)`` /
+    ``atee(n)`` for fan-out.  The mux closes or fails the channel when the
+    run ends.
+    """
+
+    def __init__(self, name: Optional[str] = None, *, maxlen: Optional[int] = None) -> None:
+        if name is not None and not isinstance(name, str):
+            raise TypeError(f"StreamChannel name must be a str or None, got {name!r}")
+        self.name = name
+        self._maxlen = maxlen
+        self._log = _el.EventLog(maxlen)  # validates maxlen
+        self._limit: Optional[int] = maxlen
+        self._is_async: Optional[bool] = None
+        self._subscribed = False
+        self._request_more: Optional[Callable[[], bool]] = None
+        self._arequest_more: Optional[Callable[[], Awaitable[bool]]] = None
+        self._wire_fn: Optional[Callable[[T], None]] = None
+        self._mux: Any = None
+        self._bp: Optional[_Backpressure] = None
+
+    # ------------------------------------------------------------------ state
+
+    @property
+    def maxlen(self) -> Optional[int]:
+        """The bound of this channel (its own, or the mux's once bound)."""
+        return self._limit
+
+    @property
+    def closed(self) -> bool:
+        """True once the run has ended (closed or failed)."""
+        return self._log.closed
+
+    @property
+    def error(self) -> Optional[BaseException]:
+        """The error the channel was failed with, or ``None``."""
+        return self._log.error
+
+    @property
+    def _closed(self) -> bool:
+        return self._log.closed
+
+    @property
+    def _error(self) -> Optional[BaseException]:
+        return self._log.error
+
+    def __repr__(self) -> str:
+        state = "failed" if self._log.error is not None else (
+            "closed" if self._log.closed else "open")
+        mode = {None: "unbound", True: "async", False: "sync"}[self._is_async]
+        return f"<StreamChannel name={self.name!r} {mode} {state} maxlen={self._limit}>"
+
+    # ---------------------------------------------------------------- binding
+
+    def _bind(self, *, is_async: bool) -> None:
+        """Fix the iteration mode (called once by the mux)."""
+        if self._is_async is not None:
+            raise RuntimeError("StreamChannel is already bound")
+        self._is_async = bool(is_async)
+
+    def _bind_mux(self, mux: Any) -> None:
+        """Attach to a mux: share its counter and inherit its ``maxlen``."""
+        self._mux = mux
+        limit = self._maxlen if self._maxlen is not None else mux.maxlen
+        self._limit = limit
+        if self._log.cursor_count == 0 and not self._log.closed:
+            # On the async lane the pump applies backpressure before a log can
+            # overflow, so the log itself is unbounded and never evicts.
+            log_max = None if self._is_async else limit
+            self._log = _el.EventLog(log_max, counter=mux._counter)
+
+    def _wire(self, fn: Callable[[T], None]) -> None:
+        """Install the auto-forward callback (called by the mux)."""
+        self._wire_fn = fn
+
+    # --------------------------------------------------------------- producer
+
+    def push(self, item: T) -> None:
+        """Append ``item`` for the subscriber (if any) and auto-forward it.
+
+        Raises:
+            RuntimeError: the channel is closed and has a subscriber.
+        """
+        log = self._log
+        if log.closed:
+            if log.cursor_count:
+                raise RuntimeError(
+                    f"cannot push to a closed StreamChannel (name={self.name!r})"
+                )
+            return
+        log.push(item)
+        if self._wire_fn is not None:
+            self._wire_fn(item)
+
+    def close(self) -> None:
+        """Mark the channel complete; the subscriber drains what is left."""
+        self._log.close()
+        if self._bp is not None:
+            self._bp.wake()
+
+    def fail(self, err: BaseException) -> None:
+        """Fail the channel: the subscriber drains what is left, then gets ``err``."""
+        self._log.fail(err)
+        if self._bp is not None:
+            self._bp.wake()
+
+    # ---------------------------------------------------------- subscription
+
+    def _subscribe(self, is_async: bool, fan_out: str) -> None:
+        if self._is_async is None:
+            raise TypeError(
+                "StreamChannel has not been bound yet: register its transformer "
+                "with a StreamMux first."
+            )
+        if self._is_async and not is_async:
+            raise TypeError(
+                "this StreamChannel is bound to an async run: use 'async for'."
+            )
+        if not self._is_async and is_async:
+            raise TypeError(
+                "this StreamChannel is bound to a sync run: use 'for'."
+            )
+        if self._subscribed:
+            raise RuntimeError(
+                f"StreamChannel {self.name or ''!s} already has a subscriber; "
+                f"use .{fan_out}(n) for fan-out."
+            )
+        self._subscribed = True
+
+    def __iter__(self) -> Iterator[T]:
+        """Subscribe (once) and return a reader that pumps the run when empty.
+
+        Raises:
+            TypeError: the channel is unbound or bound to an async run.
+            RuntimeError: the channel already has a subscriber.
+        """
+        self._subscribe(False, "tee")
+        return self._log.cursor(self._request_more)
+
+    def __aiter__(self) -> AsyncIterator[T]:
+        """Subscribe (once) and return an async reader that pumps when empty.
+
+        Raises:
+            TypeError: the channel is unbound or bound to a sync run.
+            RuntimeError: the channel already has a subscriber.
+        """
+        self._subscribe(True, "atee")
+        return _AsyncChannelIterator(self)
+
+    def tee(self, n: int = 2) -> Tuple[Iterator[T], ...]:
+        """Subscribe and return ``n`` independent readers of every item.
+
+        The branches are cursors on the one log (no per-branch copy); an
+        item is released once every branch has read it.
+
+        Raises:
+            ValueError / TypeError: ``n`` is not an int >= 1.
+            TypeError / RuntimeError: as for ``iter()``.
+        """
+        _check_n(n, "tee")
+        self._subscribe(False, "tee")
+        log = self._log
+        pump = self._request_more
+        return tuple(log.cursor(pump) for _ in range(n))
+
+    def atee(self, n: int = 2) -> Tuple[AsyncIterator[T], ...]:
+        """Async ``tee``: ``n`` independent async readers of every item."""
+        _check_n(n, "atee")
+        self._subscribe(True, "atee")
+        return tuple(_AsyncChannelIterator(self) for _ in range(n))

@@ -1,0 +1,482 @@
+"""Dispatch: ``StreamMux``, the transformer pipeline and the main event log.
+
+Every protocol event is offered to the registered transformers in order;
+unless one of them returns ``False`` it is then appended to the main log.
+The root mux numbers main-log events (``event["seq"]`` = 1, 2, 3, ...) at the
+moment they enter the log.  Child muxes (one per discovered subgraph) run a
+fresh pipeline built from the same factories at a deeper scope; they share
+the event objects and never renumber them.
+
+This module knows transformers only by their methods and flags (it sits
+below ``langstream.transformers`` in the layer table).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+from langstream import eventlog as _el
+from langstream.channel import StreamChannel, _Backpressure
+
+if TYPE_CHECKING:  # pragma: no cover
+    from collections.abc import Awaitable
+
+    from langstream.protocol import ProtocolEvent
+
+__all__ = ["StreamMux", "TransformerFactory"]
+
+TransformerFactory = Callable[[Tuple[str, ...]], Any]
+"""A callable ``factory(scope) -> StreamTransformer``; a transformer class is one."""
+
+_time = time.time
+
+
+def _needs_event_loop(transformer: Any) -> bool:
+    check = getattr(transformer, "_needs_event_loop", None)
+    if check is not None:
+        return bool(check())
+    return bool(getattr(transformer, "requires_async", False))
+
+
+def _router(transformer: Any) -> Optional[Callable[[str, bool], bool]]:
+    """The transformer's routing predicate, if its class declares a trusted one."""
+    get = getattr(transformer, "_routing", None)
+    return get() if get is not None else None
+
+
+def _check_scope(scope: Any) -> Tuple[str, ...]:
+    if isinstance(scope, (str, bytes)) or not isinstance(scope, (tuple, list)):
+        raise TypeError(f"scope must be a tuple of str, got {scope!r}")
+    for segment in scope:
+        if not isinstance(segment, str):
+            raise TypeError(f"scope must be a tuple of str, got {scope!r}")
+    return tuple(scope)
+
+
+class _Shared:
+    """State shared by a root mux and all of its child muxes."""
+
+    __slots__ = ("counter", "bp", "deferred")
+
+    def __init__(self) -> None:
+        # one sequence for every projection log, so pushes can be ordered
+        # across projections (``interleave``)
+        self.counter = _el.SeqCounter()
+        self.bp = _Backpressure()
+        # (child mux, run stream handle or None, event): forwards postponed to
+        # the next pump step so a consumer can subscribe to a new handle first
+        self.deferred: List[Tuple[Any, Any, Any]] = []
+
+
+class StreamMux:
+    """The transformer pipeline and the main event log of one run (or subgraph).
+
+    Args:
+        transformers: Pre-built transformer instances, registered on this mux
+            only (they are not cloned into child muxes).
+        is_async: ``True`` when the run is consumed with ``async for``.
+        factories: ``factory(scope) -> transformer`` callables; run first,
+            and run again for every child mux.
+        scope: The namespace this mux owns; ``()`` for the root.
+        maxlen: Bound of the main log and of every projection channel that
+            does not set its own; child muxes inherit it.
+
+    Raises:
+        RuntimeError: a transformer needs the event loop but ``is_async`` is
+            false.
+        TypeError: a transformer's ``init()`` did not return a dict.
+        ValueError: two transformers claim the same projection key (the
+            message names both owners); ``maxlen`` is invalid.
+    """
+
+    def __init__(
+        self,
+        transformers: Optional[Sequence[Any]] = None,
+        *,
+        is_async: bool = False,
+        factories: Optional[Sequence[TransformerFactory]] = None,
+        scope: Tuple[str, ...] = (),
+        maxlen: Optional[int] = None,
+        _assign_seq: bool = True,
+        _shared: Optional[_Shared] = None,
+    ) -> None:
+        _el.EventLog(maxlen)  # validate maxlen with the log's own message
+        self.is_async = bool(is_async)
+        self.scope: Tuple[str, ...] = _check_scope(scope)
+        self.maxlen = maxlen
+        self._scope_list: List[str] = list(self.scope)
+        self._assign_seq = _assign_seq
+        self._shared = _shared if _shared is not None else _Shared()
+        self._counter = self._shared.counter
+        self._transformers: List[Any] = []
+        self._channels: List[StreamChannel[Any]] = []
+        self._routers: List[Optional[Callable[[str, bool], bool]]] = []
+        self._routes: Dict[Tuple[str, bool], Tuple[Any, ...]] = {}
+        self._children: List[StreamMux] = []
+        self.extensions: Dict[str, Any] = {}
+        self.native_keys: set[str] = set()
+        self._projection_owners: Dict[str, str] = {}
+        self._transformer_by_key: Dict[str, Any] = {}
+        self._factories: Optional[List[TransformerFactory]] = (
+            list(factories) if factories is not None else None
+        )
+        self._pump_fn: Optional[Callable[[], bool]] = None
+        self._apump_fn: Optional[Callable[[], Awaitable[bool]]] = None
+        self._push_seq = 0
+        self._finished = False
+
+        # the main log: a channel of its own, numbered by its own counter
+        events: StreamChannel[Any] = StreamChannel()
+        events._bind(is_async=self.is_async)
+        events._mux = self
+        events._limit = maxlen
+        events._log = _el.EventLog(None if self.is_async else maxlen)
+        self._events = events
+        self._track_bounded(events, "<main log>")
+
+        pre: List[Any] = []
+        rest: List[Any] = []
+        if self._factories is not None:
+            for factory in self._factories:
+                transformer = factory(self.scope)
+                (pre if getattr(transformer, "before_builtins", False) else rest).append(
+                    transformer
+                )
+            for transformer in (*pre, *rest):
+                self._register(transformer)
+            pre.clear()
+            rest.clear()
+        for transformer in transformers or ():
+            (pre if getattr(transformer, "before_builtins", False) else rest).append(
+                transformer
+            )
+        for transformer in (*pre, *rest):
+            self._register(transformer)
+
+    # ------------------------------------------------------------ registration
+
+    def _register(self, transformer: Any) -> None:
+        name = type(transformer).__name__
+        if not self.is_async and _needs_event_loop(transformer):
+            raise RuntimeError(
+                f"{name} needs a running event loop (it overrides aprocess/afinalize/"
+                "afail or sets requires_async=True): run it on an async run "
+                "(is_async=True / astream_events), not a sync one."
+            )
+        projection = transformer.init()
+        if not isinstance(projection, dict):
+            raise TypeError(
+                f"{name}.init() must return a dict of projections, "
+                f"got {type(projection).__name__}: {projection!r}"
+            )
+        taken = sorted(set(projection) & set(self.extensions))
+        if taken:
+            owners = ", ".join(
+                f"{key!r} (already owned by {self._projection_owners[key]})" for key in taken
+            )
+            raise ValueError(f"{name} returned projection keys that are already registered: {owners}")
+        native = bool(getattr(transformer, "_native", False))
+        self._transformers.append(transformer)
+        self._routers.append(_router(transformer))
+        self._routes.clear()
+        for key, value in projection.items():
+            if isinstance(value, StreamChannel):
+                self._adopt_channel(key, value, native)
+        self.extensions.update(projection)
+        for key in projection:
+            self._projection_owners[key] = name
+            self._transformer_by_key[key] = transformer
+        if native:
+            self.native_keys.update(projection)
+        on_register = getattr(transformer, "_on_register", None)
+        if on_register is not None:
+            on_register(self)
+
+    def _adopt_channel(self, key: str, channel: StreamChannel[Any], native: bool) -> None:
+        channel._bind(is_async=self.is_async)
+        channel._bind_mux(self)
+        self._channels.append(channel)
+        if self._pump_fn is not None:
+            channel._request_more = self._pump_fn
+        if self._apump_fn is not None:
+            channel._arequest_more = self._apump_fn
+        label = key if not self.scope else f"{'/'.join(self.scope)}:{key}"
+        self._track_bounded(channel, label)
+        if channel.name is not None:
+            method = channel.name if native else f"custom:{channel.name}"
+            forward = self._forward
+
+            def _forward_item(item: Any, _method: str = method) -> None:
+                forward(_method, item)
+
+            channel._wire(_forward_item)
+
+    def _track_bounded(self, channel: StreamChannel[Any], label: str) -> None:
+        if channel._limit is not None and self.is_async:
+            channel._bp = self._shared.bp
+            self._shared.bp.channels.append((label, channel))
+
+    def transformer_by_key(self, key: str) -> Any:
+        """Return the transformer that contributed projection ``key``, or ``None``."""
+        return self._transformer_by_key.get(key)
+
+    def _next_push_seq(self) -> int:
+        self._push_seq += 1
+        return self._push_seq
+
+    # ------------------------------------------------------------------ pumps
+
+    def bind_pump(self, fn: Callable[[], bool]) -> None:
+        """Wire the sync pump: readers of every projection call it when empty."""
+        self._pump_fn = fn
+        self._events._request_more = fn
+        for ch in self._channels:
+            ch._request_more = fn
+        for transformer in self._transformers:
+            bind = getattr(transformer, "_bind_pump", None)
+            if bind is not None:
+                bind(fn)
+
+    def bind_apump(self, fn: Callable[[], Awaitable[bool]]) -> None:
+        """Wire the async pump (the async counterpart of ``bind_pump``)."""
+        self._apump_fn = fn
+        self._events._arequest_more = fn
+        for ch in self._channels:
+            ch._arequest_more = fn
+        for transformer in self._transformers:
+            bind = getattr(transformer, "_bind_apump", None)
+            if bind is not None:
+                bind(fn)
+
+    def _make_child(self, scope: Tuple[str, ...]) -> StreamMux:
+        """Build a child mux with the same factories at a deeper ``scope``.
+
+        Raises:
+            RuntimeError: this mux was built without ``factories``.
+        """
+        if self._factories is None:
+            raise RuntimeError(
+                "StreamMux._make_child needs a mux built with factories=; "
+                "pre-built transformers cannot be cloned into a child scope."
+            )
+        child = StreamMux(
+            factories=self._factories,
+            is_async=self.is_async,
+            scope=scope,
+            maxlen=self.maxlen,
+            _assign_seq=False,
+            _shared=self._shared,
+        )
+        if self._pump_fn is not None:
+            child.bind_pump(self._pump_fn)
+        if self._apump_fn is not None:
+            child.bind_apump(self._apump_fn)
+        self._children.append(child)
+        return child
+
+    def _defer(self, child: StreamMux, handle: Any, event: Any) -> None:
+        """Forward ``event`` into ``child`` at the start of the next pump step."""
+        self._shared.deferred.append((child, handle, event))
+
+    def _flush_deferred(self) -> None:
+        """Run the forwards postponed by the previous pump step (sync lane)."""
+        batch = self._shared.deferred
+        self._shared.deferred = []
+        for child, handle, event in batch:
+            if child._events._log.closed:
+                continue
+            if handle is not None:
+                handle._observe_event(event)
+            child.push(event)
+
+    async def _aflush_deferred(self) -> None:
+        """Async counterpart of ``_flush_deferred``."""
+        batch = self._shared.deferred
+        self._shared.deferred = []
+        for child, handle, event in batch:
+            if child._events._log.closed:
+                continue
+            if handle is not None:
+                handle._observe_event(event)
+            await child.apush(event)
+
+    # --------------------------------------------------------------- dispatch
+
+    def _route(self, method: str, at_scope: bool) -> Tuple[Any, ...]:
+        key = (method, at_scope)
+        route = self._routes.get(key)
+        if route is None:
+            route = tuple(
+                t
+                for t, wants in zip(self._transformers, self._routers)
+                if wants is None or wants(method, at_scope)
+            )
+            self._routes[key] = route
+        return route
+
+    def push(self, event: ProtocolEvent) -> None:
+        """Run ``event`` through every transformer, then append it to the main log.
+
+        Any transformer returning ``False`` keeps the event out of the main
+        log; the others still see it and keep their side effects.  On the
+        root mux the event gets its ``seq`` as it enters the log, so events
+        forwarded by transformers during ``process`` come before it.
+        """
+        route = self._routes.get((event["method"], event["params"]["namespace"] == self._scope_list))
+        if route is None:
+            route = self._route(event["method"], event["params"]["namespace"] == self._scope_list)
+        keep = True
+        for transformer in route:
+            if not transformer.process(event):
+                keep = False
+        if keep:
+            if self._assign_seq:
+                event["seq"] = self._events._log.push(event)
+            else:
+                self._events._log.push(event)
+
+    async def apush(self, event: ProtocolEvent) -> None:
+        """Async ``push``: awaits each transformer's ``aprocess`` in order."""
+        params = event["params"]
+        route = self._route(event["method"], params["namespace"] == self._scope_list)
+        keep = True
+        for transformer in route:
+            if not await transformer.aprocess(event):
+                keep = False
+        if keep:
+            if self._assign_seq:
+                event["seq"] = self._events._log.push(event)
+            else:
+                self._events._log.push(event)
+
+    def _forward(self, method: str, item: Any) -> None:
+        """Append a protocol event for a push on a named channel.
+
+        Forwarded events bypass the transformers (a transformer pushing to
+        its own channel must not see that push again).
+        """
+        log = self._events._log
+        if log.closed:
+            return
+        event = {
+            "type": "event",
+            "method": method,
+            "params": {
+                "namespace": list(self._scope_list),
+                "timestamp": int(_time() * 1000),
+                "data": item,
+            },
+        }
+        if self._assign_seq:
+            event["seq"] = log.push(event)
+        else:
+            log.push(event)
+
+    # --------------------------------------------------------------- teardown
+
+    def _finish_channels(self, err: Optional[BaseException]) -> None:
+        for ch in self._channels:
+            if not ch._log.closed:
+                if err is None:
+                    ch.close()
+                else:
+                    ch.fail(err)
+        if not self._events._log.closed:
+            if err is None:
+                self._events.close()
+            else:
+                self._events.fail(err)
+
+    def close(self) -> None:
+        """End the run normally: finalize every transformer, close every log.
+
+        Every transformer is finalized and every projection closed even when
+        a ``finalize()`` raises; the first such error is re-raised afterwards.
+        """
+        if self._finished:
+            return
+        self._finished = True
+        first: Optional[BaseException] = None
+        for transformer in self._transformers:
+            try:
+                transformer.finalize()
+            except BaseException as exc:  # noqa: BLE001 - re-raised below
+                if first is None:
+                    first = exc
+        self._finish_channels(None)
+        if first is not None:
+            raise first
+
+    def fail(self, err: BaseException) -> None:
+        """End the run with ``err``: every transformer's ``fail``, every log failed."""
+        if self._finished:
+            return
+        self._finished = True
+        for transformer in self._transformers:
+            try:
+                transformer.fail(err)
+            except BaseException:  # noqa: BLE001 - the run already failed
+                pass
+        self._finish_channels(err)
+
+    def _scheduled(self) -> List[asyncio.Task[Any]]:
+        return [
+            task
+            for transformer in self._transformers
+            for task in list(getattr(transformer, "_stream_scheduled_tasks", ()))
+            if not task.done()
+        ]
+
+    async def aclose(self) -> None:
+        """Async ``close``: await scheduled tasks, then ``afinalize`` each transformer.
+
+        A scheduled task that failed under ``on_error="raise"`` (or an
+        ``afinalize`` that raises) is re-raised after every log is closed.
+        """
+        if self._finished:
+            return
+        first: Optional[BaseException] = None
+        while True:
+            pending = self._scheduled()
+            if not pending:
+                break
+            results = await asyncio.gather(*pending, return_exceptions=True)
+            for result in results:
+                if (
+                    first is None
+                    and isinstance(result, BaseException)
+                    and not isinstance(result, asyncio.CancelledError)
+                ):
+                    first = result
+        if first is not None:
+            await self.afail(first)
+            raise first
+        self._finished = True
+        for transformer in self._transformers:
+            try:
+                await transformer.afinalize()
+            except BaseException as exc:  # noqa: BLE001 - re-raised below
+                if first is None:
+                    first = exc
+        self._finish_channels(None)
+        if first is not None:
+            raise first
+
+    async def afail(self, err: BaseException) -> None:
+        """Async ``fail``: cancel and await scheduled tasks, then ``afail`` each."""
+        if self._finished:
+            return
+        self._finished = True
+        pending = self._scheduled()
+        for task in pending:
+            task.cancel()
+        if pending:
+            await asyncio.gather(*pending, return_exceptions=True)
+        for transformer in self._transformers:
+            try:
+                await transformer.afail(err)
+            except BaseException:  # noqa: BLE001 - the run already failed
+                pass
+        self._finish_channels(err)

@@ -1,0 +1,156 @@
+"""Protocol layer: stream parts in, protocol events out.
+
+A *stream part* is what a LangGraph graph yields from
+``graph.stream(..., subgraphs=True, version="v2")``: a mapping with
+``type`` (the stream mode), ``ns`` (the namespace, a sequence of
+``"name:task_id"`` segments) and ``data``; ``values`` parts also carry
+``interrupts``.  A *protocol event* is the uniform envelope every
+projection and the main event log work with.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Mapping
+from typing import Any, Dict, List
+
+if sys.version_info >= (3, 11):  # pragma: no cover - version dependent
+    from typing import Literal, NotRequired, TypedDict
+else:  # pragma: no cover - version dependent
+    from typing_extensions import Literal, NotRequired, TypedDict
+
+__all__ = ["ProtocolEvent", "StreamPart", "convert_to_protocol_event"]
+
+
+class StreamPart(TypedDict):
+    """A v2 stream part as yielded by a graph.
+
+    ``interrupts`` is present on ``values`` parts only.
+    """
+
+    type: str
+    ns: "tuple[str, ...] | list[str]"
+    data: Any
+    interrupts: NotRequired["tuple[Any, ...] | list[Any]"]
+
+
+class _ProtocolEventParams(TypedDict):
+    """The ``params`` of a protocol event.
+
+    ``timestamp`` is wall-clock milliseconds since the epoch; it can go
+    backwards when the clock is adjusted, so order events by ``seq``.
+    """
+
+    namespace: List[str]
+    timestamp: int
+    data: Any
+    interrupts: NotRequired["tuple[Any, ...] | list[Any]"]
+
+
+class ProtocolEvent(TypedDict):
+    """One event of the protocol event log.
+
+    ``seq`` is assigned by the root ``StreamMux`` when the event enters
+    its main log (1, 2, 3, ... with no gap); child muxes never renumber.
+    """
+
+    type: Literal["event"]
+    event_id: NotRequired[str]
+    seq: NotRequired[int]
+    method: str
+    params: _ProtocolEventParams
+
+
+_time = time.time
+_REQUIRED = ("type", "ns", "data")
+
+
+def _describe(value: Any) -> str:
+    text = repr(value)
+    if len(text) > 120:
+        text = text[:117] + "..."
+    return f"{type(value).__name__} {text}"
+
+
+def _malformed(part: Any) -> Exception:
+    """Build the exception that names what is wrong with ``part``."""
+    if not isinstance(part, Mapping):
+        return TypeError(
+            "stream part must be a mapping with keys 'type', 'ns' and 'data', "
+            f"got {_describe(part)}"
+        )
+    for key in _REQUIRED:
+        if key not in part:
+            return ValueError(
+                f"stream part is missing the field {key!r}: {_describe(dict(part))}"
+            )
+    method = part["type"]
+    if not isinstance(method, str):
+        return TypeError(f"stream part field 'type' must be a str, got {_describe(method)}")
+    ns = part["ns"]
+    if isinstance(ns, (str, bytes)) or not isinstance(ns, (list, tuple)):
+        return TypeError(
+            "stream part field 'ns' must be a sequence (tuple or list) of str, "
+            f"got {_describe(ns)}"
+        )
+    for segment in ns:
+        if not isinstance(segment, str):
+            return TypeError(
+                "stream part field 'ns' must contain only str segments, "
+                f"got {_describe(segment)} in {ns!r}"
+            )
+    if "interrupts" in part:
+        interrupts = part["interrupts"]
+        if isinstance(interrupts, (str, bytes)) or not isinstance(interrupts, (list, tuple)):
+            return TypeError(
+                "stream part field 'interrupts' must be a tuple or list, "
+                f"got {_describe(interrupts)}"
+            )
+    return ValueError(f"malformed stream part: {_describe(part)}")  # pragma: no cover
+
+
+def convert_to_protocol_event(part: StreamPart) -> ProtocolEvent:
+    """Turn a v2 stream part into a protocol event.
+
+    Args:
+        part: A mapping with ``type``, ``ns`` and ``data`` (and
+            ``interrupts`` on values parts).
+
+    Returns:
+        ``{"type": "event", "method": part["type"], "params": {"namespace":
+        list(part["ns"]), "timestamp": <ms>, "data": part["data"]}}``, with
+        ``params["interrupts"]`` when the part has ``interrupts``.
+
+    Raises:
+        TypeError: ``part`` is not a mapping, or ``type``/``ns``/``interrupts``
+            has the wrong type; the message names the field and the value.
+        ValueError: a required field is missing; the message names it.
+    """
+    try:
+        method = part["type"]
+        ns = part["ns"]
+        data = part["data"]
+    except Exception:
+        raise _malformed(part) from None
+    ns_type = type(ns)
+    if type(method) is not str or (ns_type is not tuple and ns_type is not list):
+        raise _malformed(part)
+    if ns:
+        for segment in ns:
+            if type(segment) is not str:
+                raise _malformed(part)
+        namespace = list(ns)
+    else:
+        namespace = []
+    params: Dict[str, Any] = {
+        "namespace": namespace,
+        "timestamp": int(_time() * 1000),
+        "data": data,
+    }
+    if "interrupts" in part:
+        interrupts = part["interrupts"]
+        if type(interrupts) is not tuple and type(interrupts) is not list:
+            raise _malformed(part)
+        params["interrupts"] = interrupts
+    return {"type": "event", "method": method, "params": params}  # type: ignore[return-value,typeddict-item]

@@ -1,0 +1,992 @@
+"""Run streams: the consumer's iteration is the pump.
+
+``GraphRunStream`` (sync) and ``AsyncGraphRunStream`` pull one stream part
+at a time from the graph, turn it into a protocol event and push it through
+the mux, whenever a consumer of any projection (or of the raw main log)
+runs out of items.  There is no background thread and no background task.
+
+Subgraphs get handles (``SubgraphRunStream`` / ``AsyncSubgraphRunStream``)
+built by ``SubgraphTransformer``; iterating a handle drives the root pump.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import logging
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    AsyncIterable,
+    AsyncIterator,
+    Callable,
+    Dict,
+    Iterable,
+    Iterator,
+    List,
+    Optional,
+    Sequence,
+    Tuple,
+)
+
+from langstream.channel import StreamChannel
+from langstream.mux import StreamMux
+from langstream.protocol import convert_to_protocol_event
+from langstream.transformers import (
+    LifecycleTransformer,
+    StreamTransformer,
+    SubgraphStatus,
+    ValuesTransformer,
+    _status_from_exception,
+    _SubtreeTracker,
+)
+
+if TYPE_CHECKING:  # pragma: no cover
+    from collections.abc import Awaitable
+    from types import TracebackType
+
+    from langstream.protocol import ProtocolEvent, StreamPart
+    from langstream.transformers import LifecyclePayload
+
+__all__ = [
+    "AsyncGraphRunStream",
+    "AsyncSubgraphRunStream",
+    "GraphRunStream",
+    "SubgraphRunStream",
+    "SubgraphStatus",
+    "SubgraphTransformer",
+    "astream_events",
+    "stream_events",
+]
+
+_logger = logging.getLogger("langstream")
+_convert = convert_to_protocol_event
+
+
+def _missing_projection(run: Any, name: str) -> AttributeError:
+    mux = run.__dict__.get("_mux")
+    keys = sorted(mux.native_keys) if mux is not None else []
+    return AttributeError(
+        f"{type(run).__name__!r} object has no attribute {name!r} "
+        f"(registered projections: {', '.join(keys) or 'none'})"
+    )
+
+
+def _close_sync_iter(it: Any) -> None:
+    close = getattr(it, "close", None)
+    if close is not None:
+        try:
+            close()
+        except Exception:  # noqa: BLE001 - best effort during teardown
+            _logger.debug("closing the graph iterator raised", exc_info=True)
+
+
+async def _close_async_iter(it: Any) -> None:
+    aclose = getattr(it, "aclose", None)
+    if aclose is not None:
+        try:
+            await aclose()
+        except Exception:  # noqa: BLE001 - best effort during teardown
+            _logger.debug("closing the graph iterator raised", exc_info=True)
+
+
+class _RunState:
+    """What a run stream tracks itself: output, interrupts (no subscriber needed)."""
+
+    _mux: StreamMux
+    _scope_list: List[str]
+    _latest: Any
+    _interrupted: bool
+    _interrupts: List[Any]
+
+    def _init_state(self, mux: StreamMux) -> None:
+        self._mux = mux
+        self.extensions: Mapping[str, Any] = MappingProxyType(mux.extensions)
+        self._exhausted = False
+        self._latest = None
+        self._interrupted = False
+        self._interrupts = []
+        self._scope_list = list(mux.scope)
+        for key in mux.native_keys:
+            setattr(self, key, mux.extensions[key])
+
+    def __getattr__(self, name: str) -> Any:
+        raise _missing_projection(self, name)
+
+    def _observe_event(self, event: ProtocolEvent) -> None:
+        """Track the latest snapshot and the interrupts of this run's scope."""
+        if event["method"] != "values":
+            return
+        params = event["params"]
+        if params["namespace"] != self._scope_list:
+            return
+        self._latest = params["data"]
+        interrupts = params.get("interrupts")
+        if interrupts:
+            self._interrupted = True
+            self._interrupts.extend(interrupts)
+
+    def _raise_if_failed(self) -> None:
+        err = self._mux._events._log.error
+        if err is not None:
+            raise err
+
+
+class GraphRunStream(_RunState):
+    """A sync run: iterate any projection, or the run itself, to drive it.
+
+    Args:
+        graph_iter: the graph's iterator of stream parts, or ``None`` for a
+            run driven by an outer pump (a subgraph handle).
+        mux: the ``StreamMux`` holding the projections and the main log.
+        wire_pump: bind this run's pump to the mux (``False`` for handles
+            that inherit their parent's pump).
+
+    Native projections are attributes (``run.values``, ``run.lifecycle``,
+    ``run.subgraphs``, ...); every projection is in ``run.extensions``.
+    Iterating the run yields the raw main log (protocol events with
+    ``seq``).  ``output``, ``interrupted`` and ``interrupts`` drive the run to
+    its end.  Leaving a ``with`` block (or ``abort()``) closes the graph
+    iterator and the mux.
+    """
+
+    values: StreamChannel[Dict[str, Any]]
+    lifecycle: StreamChannel[LifecyclePayload]
+    subgraphs: StreamChannel[SubgraphRunStream]
+    updates: StreamChannel[Dict[str, Any]]
+    custom: StreamChannel[Any]
+    checkpoints: StreamChannel[Dict[str, Any]]
+    debug: StreamChannel[Dict[str, Any]]
+    tasks: StreamChannel[Dict[str, Any]]
+
+    def __init__(
+        self,
+        graph_iter: Optional[Iterator[Any]],
+        mux: StreamMux,
+        *,
+        wire_pump: bool = True,
+    ) -> None:
+        self._graph_iter = graph_iter
+        self._init_state(mux)
+        if wire_pump:
+            mux.bind_pump(self._pump_next)
+
+    # ------------------------------------------------------------------ pump
+
+    def _pump_next(self) -> bool:
+        """Advance the run by one step; ``False`` once it has ended."""
+        if self._exhausted:
+            return False
+        mux = self._mux
+        if mux._shared.deferred:
+            try:
+                mux._flush_deferred()
+            except Exception as exc:  # noqa: BLE001 - ends the run
+                self._end(exc)
+                return False
+            return True
+        graph_iter = self._graph_iter
+        if graph_iter is None:
+            return False
+        try:
+            event = _convert(next(graph_iter))
+            if event["method"] == "values":
+                self._observe_event(event)
+            mux.push(event)
+            return True
+        except StopIteration:
+            self._finish()
+            return False
+        except Exception as exc:  # noqa: BLE001 - ends the run
+            self._end(exc)
+            return False
+        except BaseException as exc:
+            self._end(exc)
+            raise
+
+    def _finish(self) -> None:
+        self._exhausted = True
+        self._graph_iter = None
+        mux = self._mux
+        try:
+            while mux._shared.deferred:
+                mux._flush_deferred()
+            mux.close()
+        except Exception as exc:  # noqa: BLE001 - close() already failed the logs
+            if not mux._events._log.closed:
+                mux.fail(exc)
+
+    def _end(self, exc: BaseException) -> None:
+        """Fail the run with ``exc`` and close the graph iterator."""
+        self._exhausted = True
+        graph_iter = self._graph_iter
+        self._graph_iter = None
+        self._mux._shared.deferred.clear()
+        try:
+            self._mux.fail(exc)
+        finally:
+            if graph_iter is not None:
+                _close_sync_iter(graph_iter)
+
+    def _drive(self) -> None:
+        pump = self._pump_next
+        while pump():
+            pass
+
+    # ------------------------------------------------------------- lifecycle
+
+    def abort(self) -> None:
+        """Stop the run: close the graph iterator (its ``finally`` runs) and the mux.
+
+        Consumers see the projections end normally.  Idempotent.
+        """
+        self._exhausted = True
+        graph_iter = self._graph_iter
+        self._graph_iter = None
+        if graph_iter is not None:
+            _close_sync_iter(graph_iter)
+        mux = self._mux
+        if mux._assign_seq:  # the root run drops postponed forwards
+            mux._shared.deferred.clear()
+        try:
+            mux.close()
+        except Exception:  # noqa: BLE001 - the run is being abandoned
+            _logger.debug("closing the mux during abort raised", exc_info=True)
+
+    def __enter__(self) -> GraphRunStream:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: Optional[type],
+        exc: Optional[BaseException],
+        tb: Optional[TracebackType],
+    ) -> None:
+        self.abort()
+
+    # --------------------------------------------------------------- results
+
+    @property
+    def output(self) -> Optional[Dict[str, Any]]:
+        """Drive the run to its end and return the last snapshot (re-raises its error)."""
+        self._drive()
+        self._raise_if_failed()
+        return self._latest
+
+    @property
+    def interrupted(self) -> bool:
+        """Drive the run to its end; ``True`` if a snapshot carried interrupts."""
+        self._drive()
+        self._raise_if_failed()
+        return self._interrupted
+
+    @property
+    def interrupts(self) -> List[Any]:
+        """Drive the run to its end and return every interrupt payload."""
+        self._drive()
+        self._raise_if_failed()
+        return self._interrupts
+
+    def __iter__(self) -> Iterator[ProtocolEvent]:
+        """Subscribe to the raw main log (single subscriber)."""
+        return iter(self._mux._events)
+
+    def interleave(self, *names: str) -> Iterator[Tuple[str, Any]]:
+        """Yield ``(name, item)`` across the named projections in push order.
+
+        The projections are subscribed for the duration of the iteration
+        and released when it ends.
+
+        Raises:
+            KeyError: a name is not a registered projection.
+            TypeError: a projection is not a sync ``StreamChannel``.
+            RuntimeError: a projection already has a subscriber.
+        """
+        subscribed: List[StreamChannel[Any]] = []
+        readers: List[Tuple[str, Any, StreamChannel[Any]]] = []
+        try:
+            for name in names:
+                try:
+                    channel = self.extensions[name]
+                except KeyError:
+                    raise KeyError(
+                        f"unknown projection {name!r}; registered: "
+                        f"{', '.join(sorted(self.extensions)) or 'none'}"
+                    ) from None
+                if not isinstance(channel, StreamChannel):
+                    raise TypeError(
+                        f"interleave() needs StreamChannel projections, got "
+                        f"{type(channel).__name__} for {name!r}"
+                    )
+                channel._subscribe(False, "tee")
+                subscribed.append(channel)
+                readers.append((name, channel._log.cursor(), channel))
+            live = list(readers)
+            pump = self._pump_next
+            while live:
+                best = None
+                best_seq = 0
+                for reader in live:
+                    seq = reader[1].peek_seq()
+                    if seq is not None and (best is None or seq < best_seq):
+                        best = reader
+                        best_seq = seq
+                if best is not None:
+                    yield best[0], next(best[1])
+                    continue
+                remaining = []
+                for reader in live:
+                    log = reader[2]._log
+                    if log.closed:
+                        if log.error is not None:
+                            raise log.error
+                    else:
+                        remaining.append(reader)
+                live = remaining
+                if live and not pump():
+                    if all(reader[1].peek_seq() is None for reader in live):
+                        if all(reader[2]._log.closed for reader in live):
+                            continue
+                        break
+        finally:
+            for _name, cursor, _channel in readers:
+                cursor.close()
+            for channel in subscribed:
+                channel._subscribed = False
+
+
+class AsyncGraphRunStream(_RunState):
+    """An async run: ``async for`` over any projection, or the run, drives it.
+
+    Concurrent consumers share one single-flight pump: at most one task
+    advances the graph iterator, and a consumer whose data arrives through
+    another task's step wakes at once.  With a ``maxlen``, the pump waits
+    before each pull until every subscribed bounded log has room
+    (backpressure), so no reader ever lags; a pump stalled on one log for
+    ``stall_warning_after`` seconds logs a warning naming it.
+
+    ``await run.output()`` / ``interrupted()`` / ``interrupts()`` drive the run
+    to its end; ``await run.abort()`` (or leaving ``async with``) cancels an
+    in-flight pull so the cancellation reaches the graph.
+    """
+
+    values: StreamChannel[Dict[str, Any]]
+    lifecycle: StreamChannel[LifecyclePayload]
+    subgraphs: StreamChannel[AsyncSubgraphRunStream]
+    updates: StreamChannel[Dict[str, Any]]
+    custom: StreamChannel[Any]
+    checkpoints: StreamChannel[Dict[str, Any]]
+    debug: StreamChannel[Dict[str, Any]]
+    tasks: StreamChannel[Dict[str, Any]]
+
+    stall_warning_after: float = 5.0
+    """Seconds the pump may wait on one full log before it logs a warning."""
+
+    def __init__(
+        self,
+        graph_aiter: Optional[AsyncIterator[Any]],
+        mux: StreamMux,
+        *,
+        wire_pump: bool = True,
+    ) -> None:
+        self._graph_aiter = graph_aiter
+        self._init_state(mux)
+        self._pumping = False
+        self._pump_task: Optional[asyncio.Task[Any]] = None
+        self._waiters: List[asyncio.Future[Any]] = []
+        self._aborting = False
+        self._aborted = False
+        self._settled: Optional[asyncio.Future[Any]] = None
+        if wire_pump:
+            mux.bind_apump(self._apump_next)
+
+    # ------------------------------------------------------------------ pump
+
+    async def _apump_next(self) -> bool:
+        """Advance the run by one step, or wait for the task that is doing it.
+
+        Returns ``True`` when a step completed (here or in another task),
+        ``False`` once the run has ended.
+        """
+        if self._exhausted:
+            return False
+        if self._pumping:
+            waiter = asyncio.get_running_loop().create_future()
+            self._waiters.append(waiter)
+            try:
+                await waiter
+            finally:
+                if not waiter.done():
+                    waiter.cancel()
+            return not self._exhausted
+        self._pumping = True
+        self._pump_task = asyncio.current_task()
+        try:
+            return await self._step()
+        finally:
+            self._pumping = False
+            self._pump_task = None
+            waiters = self._waiters
+            if waiters:
+                self._waiters = []
+                for waiter in waiters:
+                    if not waiter.done():
+                        waiter.set_result(None)
+            settled = self._settled
+            if settled is not None and not settled.done():
+                settled.set_result(None)
+
+    async def _step(self) -> bool:
+        mux = self._mux
+        shared = mux._shared
+        pulling = False
+        try:
+            if shared.deferred:
+                await mux._aflush_deferred()
+                return True
+            if shared.bp.channels:
+                await self._wait_for_room()
+            graph_aiter = self._graph_aiter
+            if self._exhausted or graph_aiter is None:
+                return False
+            pulling = True
+            part = await graph_aiter.__anext__()
+            event = _convert(part)
+            if event["method"] == "values":
+                self._observe_event(event)
+            await mux.apush(event)
+            return True
+        except StopAsyncIteration:
+            await self._afinish()
+            return False
+        except asyncio.CancelledError:
+            if self._aborting:
+                task = asyncio.current_task()
+                uncancel = getattr(task, "uncancel", None)
+                if uncancel is not None:
+                    uncancel()
+                self._exhausted = True
+                return False
+            if pulling:
+                # The task driving the pump was cancelled after the pull
+                # began: the graph received the cancellation, so end the run
+                # with a clear error rather than truncate it silently.  (A
+                # cancel while waiting for room loses nothing.)
+                await self._aend(RuntimeError(
+                    "the run was cancelled: the task driving its pump was "
+                    "cancelled while the graph was producing or dispatching a part"
+                ))
+            raise
+        except Exception as exc:  # noqa: BLE001 - ends the run
+            await self._aend(exc)
+            return False
+        except BaseException as exc:
+            await self._aend(exc)
+            raise
+
+    async def _wait_for_room(self) -> None:
+        bp = self._mux._shared.bp
+        full = bp.full()
+        if full is None:
+            return
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        warned = False
+        collected = False
+        while full is not None and not self._exhausted:
+            waiter = loop.create_future()
+            bp.waiter = waiter
+            timer = loop.call_later(0.05, _resolve, waiter)
+            try:
+                await waiter
+            finally:
+                timer.cancel()
+                if bp.waiter is waiter:
+                    bp.waiter = None
+            elapsed = loop.time() - start
+            if not collected and elapsed > 0.5:
+                # an abandoned reader only lets go once it is collected
+                # (immediately on CPython, at the next collection on PyPy)
+                collected = True
+                gc.collect()
+            if not warned and elapsed >= self.stall_warning_after:
+                warned = True
+                _logger.warning(
+                    "langstream: the pump has waited %.1f s for room in projection %r "
+                    "(maxlen=%s): is a subscriber not reading it?",
+                    elapsed, full[0], full[1]._limit,
+                )
+            full = bp.full()
+
+    async def _afinish(self) -> None:
+        self._exhausted = True
+        self._graph_aiter = None
+        mux = self._mux
+        try:
+            while mux._shared.deferred:
+                await mux._aflush_deferred()
+            await mux.aclose()
+        except Exception as exc:  # noqa: BLE001 - fail the logs with it
+            await mux.afail(exc)
+            mux._finish_channels(exc)
+
+    async def _aend(self, exc: BaseException) -> None:
+        self._exhausted = True
+        graph_aiter = self._graph_aiter
+        self._graph_aiter = None
+        self._mux._shared.deferred.clear()
+        try:
+            await self._mux.afail(exc)
+        finally:
+            if graph_aiter is not None:
+                await _close_async_iter(graph_aiter)
+
+    async def _adrive(self) -> None:
+        pump = self._apump_next
+        while await pump():
+            pass
+
+    # ------------------------------------------------------------- lifecycle
+
+    async def abort(self) -> None:
+        """Stop the run: cancel an in-flight pull, close the graph iterator and the mux.
+
+        The cancellation reaches the graph's awaiting code (its ``finally``
+        blocks run); consumers see the projections end.  Idempotent.
+        """
+        if self._aborted:
+            return
+        self._aborted = True
+        self._aborting = True
+        self._exhausted = True
+        graph_aiter = self._graph_aiter
+        self._graph_aiter = None
+        task = self._pump_task
+        if self._pumping and task is not None and task is not asyncio.current_task():
+            self._settled = asyncio.get_running_loop().create_future()
+            task.cancel()
+            await asyncio.shield(self._settled)
+        if graph_aiter is not None:
+            await _close_async_iter(graph_aiter)
+        mux = self._mux
+        mux._shared.deferred.clear()
+        try:
+            await mux.aclose()
+        except Exception:  # noqa: BLE001 - the run is being abandoned
+            _logger.debug("closing the mux during abort raised", exc_info=True)
+            mux._finish_channels(None)
+        waiters = self._waiters
+        self._waiters = []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+        mux._shared.bp.wake()
+
+    async def __aenter__(self) -> AsyncGraphRunStream:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: Optional[type],
+        exc: Optional[BaseException],
+        tb: Optional[TracebackType],
+    ) -> None:
+        await self.abort()
+
+    # --------------------------------------------------------------- results
+
+    async def output(self) -> Optional[Dict[str, Any]]:
+        """Drive the run to its end and return the last snapshot (re-raises its error)."""
+        await self._adrive()
+        self._raise_if_failed()
+        return self._latest
+
+    async def interrupted(self) -> bool:
+        """Drive the run to its end; ``True`` if a snapshot carried interrupts."""
+        await self._adrive()
+        self._raise_if_failed()
+        return self._interrupted
+
+    async def interrupts(self) -> List[Any]:
+        """Drive the run to its end and return every interrupt payload."""
+        await self._adrive()
+        self._raise_if_failed()
+        return self._interrupts
+
+    def __aiter__(self) -> AsyncIterator[ProtocolEvent]:
+        """Subscribe to the raw main log (single subscriber)."""
+        return self._mux._events.__aiter__()
+
+
+def _resolve(waiter: asyncio.Future[Any]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
+
+
+# ------------------------------------------------------------- subgraph handles
+
+
+class _SubgraphInfo:
+    path: Tuple[str, ...]
+    graph_name: Optional[str]
+    trigger_call_id: Optional[str]
+    status: SubgraphStatus
+    error: Optional[str]
+    _seen_terminal: bool
+
+    def _init_info(self, path: Sequence[str], graph_name: Optional[str],
+                   trigger_call_id: Optional[str]) -> None:
+        self.path = tuple(path)
+        self.graph_name = graph_name
+        self.trigger_call_id = trigger_call_id
+        self.status = "started"
+        self.error = None
+        self._seen_terminal = False
+
+    def __repr__(self) -> str:
+        return (
+            f"<{type(self).__name__} path={self.path!r} graph_name={self.graph_name!r} "
+            f"status={self.status!r}>"
+        )
+
+
+class SubgraphRunStream(_SubgraphInfo, GraphRunStream):
+    """Sync handle of a subgraph: a run stream scoped to its namespace.
+
+    ``path``, ``graph_name``, ``trigger_call_id``, ``status`` (a
+    ``SubgraphStatus``) and ``error`` (the error text when it failed).
+    Iterating its projections drives the root run.
+    """
+
+    def __init__(
+        self,
+        mux: StreamMux,
+        *,
+        path: Tuple[str, ...],
+        graph_name: Optional[str] = None,
+        trigger_call_id: Optional[str] = None,
+    ) -> None:
+        self._parent_pump_fn: Optional[Callable[[], bool]] = mux._pump_fn
+        GraphRunStream.__init__(self, None, mux, wire_pump=False)
+        self._init_info(path, graph_name, trigger_call_id)
+
+    def _pump_next(self) -> bool:
+        if (
+            self._exhausted
+            or self._seen_terminal
+            or self._mux._events._log.closed
+            or self._parent_pump_fn is None
+        ):
+            return False
+        return self._parent_pump_fn()
+
+
+class AsyncSubgraphRunStream(_SubgraphInfo, AsyncGraphRunStream):
+    """Async handle of a subgraph (see ``SubgraphRunStream``)."""
+
+    def __init__(
+        self,
+        mux: StreamMux,
+        *,
+        path: Tuple[str, ...],
+        graph_name: Optional[str] = None,
+        trigger_call_id: Optional[str] = None,
+    ) -> None:
+        self._parent_apump_fn: Optional[Callable[[], Awaitable[bool]]] = mux._apump_fn
+        AsyncGraphRunStream.__init__(self, None, mux, wire_pump=False)
+        self._init_info(path, graph_name, trigger_call_id)
+
+    async def _apump_next(self) -> bool:
+        if (
+            self._exhausted
+            or self._seen_terminal
+            or self._mux._events._log.closed
+            or self._parent_apump_fn is None
+        ):
+            return False
+        return await self._parent_apump_fn()
+
+
+class SubgraphTransformer(_SubtreeTracker):
+    """``run.subgraphs``: one handle per direct child subgraph of the scope.
+
+    A child is discovered at the first event inside its subtree; its handle
+    wraps a child mux built from the same factories at the child's scope,
+    and every later event of the subtree is forwarded into it (the first one
+    at the start of the next pump step, so a consumer that receives the
+    handle can subscribe to its projections before it arrives).
+    Grandchildren appear on the child handle's own ``subgraphs``.
+    """
+
+    _native = True
+    supports_sync = True
+    _all_depths = False
+
+    def __init__(self, scope: Tuple[str, ...] = ()) -> None:
+        super().__init__(scope)
+        self._log: StreamChannel[Any] = StreamChannel()
+        self._handles: Dict[Tuple[str, ...], Any] = {}
+        self._mux: Optional[StreamMux] = None
+
+    def init(self) -> Dict[str, Any]:
+        return {"subgraphs": self._log}
+
+    def _on_register(self, mux: Any) -> None:
+        self._mux = mux
+
+    def _on_started(self, ns: Tuple[str, ...], graph_name: Optional[str],
+                    trigger_call_id: Optional[str]) -> None:
+        if self._mux is None:
+            return
+        try:
+            child = self._mux._make_child(ns)
+        except RuntimeError:
+            return
+        cls = AsyncSubgraphRunStream if child.is_async else SubgraphRunStream
+        handle = cls(child, path=ns, graph_name=graph_name, trigger_call_id=trigger_call_id)
+        self._handles[ns] = handle
+        self._log.push(handle)
+
+    def _route_event(self, event: ProtocolEvent) -> Tuple[Any, bool]:
+        """The handle ``event`` goes to and whether it was just discovered."""
+        ns = event["params"]["namespace"]
+        depth = self._depth
+        if len(ns) <= depth or (depth and ns[:depth] != self._scope_list):
+            return None, False
+        key = tuple(ns[: depth + 1])
+        handle = self._handles.get(key)
+        if handle is None:
+            if key in self._seen:
+                return None, False
+            self._discover(ns)
+            handle = self._handles.get(key)
+            return handle, True
+        if handle._mux._events._log.closed:
+            return None, False
+        return handle, False
+
+    @staticmethod
+    def _mark(handle: Any, status: SubgraphStatus, error: Optional[str]) -> bool:
+        if handle._seen_terminal:
+            return False
+        handle._seen_terminal = True
+        handle.status = status
+        if error is not None and handle.error is None:
+            handle.error = error
+        return True
+
+    def _on_terminal(self, ns: Tuple[str, ...], status: SubgraphStatus,
+                     error: Optional[str]) -> None:
+        handle = self._handles.get(ns)
+        if handle is None or not self._mark(handle, status, error):
+            return
+        if status == "failed":
+            handle._mux.fail(RuntimeError(error or "subgraph failed"))
+        else:
+            handle._mux.close()
+
+    async def _aon_terminal(self, ns: Tuple[str, ...], status: SubgraphStatus,
+                            error: Optional[str]) -> None:
+        handle = self._handles.get(ns)
+        if handle is None or not self._mark(handle, status, error):
+            return
+        if status == "failed":
+            await handle._mux.afail(RuntimeError(error or "subgraph failed"))
+        else:
+            await handle._mux.aclose()
+
+    def process(self, event: ProtocolEvent) -> bool:
+        handle, new = self._route_event(event)
+        if handle is not None:
+            if new:
+                self._mux._defer(handle._mux, handle, event)  # type: ignore[union-attr]
+            else:
+                handle._observe_event(event)
+                handle._mux.push(event)
+        if event["method"] == "tasks":
+            params = event["params"]
+            ended = self._ended(params["namespace"], params["data"])
+            if ended is not None:
+                self._on_terminal(*ended)
+            return False
+        return True
+
+    async def aprocess(self, event: ProtocolEvent) -> bool:
+        handle, new = self._route_event(event)
+        if handle is not None:
+            if new:
+                self._mux._defer(handle._mux, handle, event)  # type: ignore[union-attr]
+            else:
+                handle._observe_event(event)
+                await handle._mux.apush(event)
+        if event["method"] == "tasks":
+            params = event["params"]
+            ended = self._ended(params["namespace"], params["data"])
+            if ended is not None:
+                await self._aon_terminal(*ended)
+            return False
+        return True
+
+    def _open_handles(self) -> List[Any]:
+        self._open.clear()
+        self._by_task.clear()
+        return [h for h in reversed(list(self._handles.values())) if not h._seen_terminal]
+
+    def finalize(self) -> None:
+        first: Optional[BaseException] = None
+        for handle in self._open_handles():
+            self._mark(handle, "completed", None)
+            try:
+                handle._mux.close()
+            except BaseException as exc:  # noqa: BLE001 - re-raised below
+                if first is None:
+                    first = exc
+        if first is not None:
+            raise first
+
+    async def afinalize(self) -> None:
+        first: Optional[BaseException] = None
+        for handle in self._open_handles():
+            self._mark(handle, "completed", None)
+            try:
+                await handle._mux.aclose()
+            except BaseException as exc:  # noqa: BLE001 - re-raised below
+                if first is None:
+                    first = exc
+        if first is not None:
+            raise first
+
+    def fail(self, err: BaseException) -> None:
+        status, error = _status_from_exception(err)
+        for handle in self._open_handles():
+            self._mark(handle, status, error)
+            try:
+                handle._mux.fail(err)
+            except Exception:  # noqa: BLE001 - keep failing the others
+                _logger.warning("failing subgraph %r raised", handle.path, exc_info=True)
+
+    async def afail(self, err: BaseException) -> None:
+        status, error = _status_from_exception(err)
+        for handle in self._open_handles():
+            self._mark(handle, status, error)
+            try:
+                await handle._mux.afail(err)
+            except Exception:  # noqa: BLE001 - keep failing the others
+                _logger.warning("failing subgraph %r raised", handle.path, exc_info=True)
+
+
+# ------------------------------------------------------------------ entry points
+
+
+def _factories(transformers: Iterable[Any]) -> List[Callable[[Tuple[str, ...]], Any]]:
+    if transformers is None:
+        return []
+    if isinstance(transformers, (str, bytes)) or not isinstance(transformers, Iterable):
+        raise TypeError(
+            f"transformers must be a sequence of factories, got {transformers!r}"
+        )
+    out = []
+    for spec in transformers:
+        if isinstance(spec, StreamTransformer):
+            raise TypeError(
+                "transformers must be scope-aware factories (a transformer class or "
+                f"`lambda scope: {type(spec).__name__}(scope, ...)`), got a pre-built "
+                f"instance of {type(spec).__name__}"
+            )
+        if not callable(spec):
+            raise TypeError(f"transformers must be callables factory(scope), got {spec!r}")
+        out.append(spec)
+    return out
+
+
+DEFAULT_FACTORIES: Tuple[Callable[[Tuple[str, ...]], Any], ...] = (
+    ValuesTransformer,
+    LifecycleTransformer,
+    SubgraphTransformer,
+)
+"""The default pipeline of ``stream_events`` / ``astream_events``."""
+
+
+def stream_events(
+    parts: Iterable[StreamPart],
+    *,
+    transformers: Sequence[Callable[[Tuple[str, ...]], Any]] = (),
+    scope: Sequence[str] = (),
+    maxlen: Optional[int] = None,
+) -> GraphRunStream:
+    """Stream any iterable of v2 stream parts through the default pipeline.
+
+    Args:
+        parts: stream parts (``{"type", "ns", "data"}``), e.g. from
+            ``graph.stream(..., subgraphs=True, version="v2")``.
+        transformers: extra transformer factories (classes or
+            ``lambda scope: T(scope, ...)``), registered after the built-ins
+            (``values``, ``lifecycle``, ``subgraphs``).
+        scope: the namespace the run owns (``()`` for a root run).
+        maxlen: bound for the main log and every projection (see
+            ``StreamMux``).
+
+    Returns:
+        A ``GraphRunStream``; nothing is pulled until it is iterated.
+    """
+    try:
+        graph_iter = iter(parts)
+    except TypeError:
+        raise TypeError(f"parts must be an iterable of stream parts, got {parts!r}") from None
+    mux = StreamMux(
+        factories=[*DEFAULT_FACTORIES, *_factories(transformers)],
+        scope=tuple(scope),
+        maxlen=maxlen,
+    )
+    return GraphRunStream(graph_iter, mux)
+
+
+async def _aiter_sync(parts: Iterable[Any]) -> AsyncIterator[Any]:
+    for part in parts:
+        yield part
+
+
+def astream_events(
+    aparts: AsyncIterable[StreamPart] | Iterable[StreamPart],
+    *,
+    transformers: Sequence[Callable[[Tuple[str, ...]], Any]] = (),
+    scope: Sequence[str] = (),
+    maxlen: Optional[int] = None,
+    stall_warning_after: Optional[float] = None,
+) -> AsyncGraphRunStream:
+    """Async twin of ``stream_events``: returns the run stream itself (no ``await``).
+
+    Args:
+        aparts: an async iterable of stream parts (a plain iterable is
+            accepted too).
+        transformers, scope, maxlen: as for ``stream_events``; with a
+            ``maxlen`` the pump applies backpressure.
+        stall_warning_after: seconds before a pump stalled on a full log
+            logs a warning (default 5).
+    """
+    if hasattr(aparts, "__aiter__"):
+        graph_aiter = aparts.__aiter__()  # type: ignore[union-attr]
+    elif isinstance(aparts, Iterable):
+        graph_aiter = _aiter_sync(aparts)
+    else:
+        raise TypeError(f"aparts must be an async iterable of stream parts, got {aparts!r}")
+    if stall_warning_after is not None and (
+        isinstance(stall_warning_after, bool)
+        or not isinstance(stall_warning_after, (int, float))
+        or stall_warning_after <= 0
+    ):
+        raise ValueError(
+            f"stall_warning_after must be a number of seconds > 0, got {stall_warning_after!r}"
+        )
+    mux = StreamMux(
+        factories=[*DEFAULT_FACTORIES, *_factories(transformers)],
+        scope=tuple(scope),
+        maxlen=maxlen,
+        is_async=True,
+    )
+    run = AsyncGraphRunStream(graph_aiter, mux)
+    if stall_warning_after is not None:
+        run.stall_warning_after = float(stall_warning_after)
+    return run

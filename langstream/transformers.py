@@ -1,0 +1,520 @@
+"""Transformers: the ``StreamTransformer`` base and the built-in projections.
+
+A transformer watches protocol events flowing through a ``StreamMux`` and
+builds projections from them (usually ``StreamChannel`` instances returned
+by ``init()``).  The built-ins here need no run stream; the subgraph
+transformer, which builds run-stream handles, lives in
+``langstream.run_stream``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Dict, List, Optional, Tuple
+
+from langstream.channel import StreamChannel
+
+if TYPE_CHECKING:  # pragma: no cover
+    from collections.abc import Coroutine
+
+    from langstream.protocol import ProtocolEvent
+
+import sys
+
+if sys.version_info >= (3, 11):  # pragma: no cover - version dependent
+    from typing import Literal, NotRequired, TypedDict
+else:  # pragma: no cover - version dependent
+    from typing_extensions import Literal, NotRequired, TypedDict
+
+__all__ = [
+    "CheckpointsTransformer",
+    "CustomTransformer",
+    "DebugTransformer",
+    "LifecyclePayload",
+    "LifecycleTransformer",
+    "StreamTransformer",
+    "SubgraphStatus",
+    "TasksTransformer",
+    "UpdatesTransformer",
+    "ValuesTransformer",
+]
+
+_logger = logging.getLogger("langstream")
+
+SubgraphStatus = Literal["started", "completed", "failed", "interrupted"]
+"""The status of a subgraph: ``started`` until its terminal status arrives."""
+
+
+class LifecyclePayload(TypedDict, total=False):
+    """One item of the ``lifecycle`` projection (and of a ``lifecycle`` event)."""
+
+    event: SubgraphStatus
+    namespace: List[str]
+    graph_name: NotRequired[str]
+    trigger_call_id: NotRequired[str]
+    error: NotRequired[str]
+
+
+def _owner(cls: type, name: str) -> Optional[type]:
+    for klass in cls.__mro__:
+        if name in klass.__dict__:
+            return klass
+    return None
+
+
+class StreamTransformer(ABC):
+    """Base class of every transformer: observe events, build projections.
+
+    Subclasses implement ``init()`` (return the projection dict) and
+    ``process()`` (sync lane) or ``aprocess()`` (async lane).  ``process``
+    returns ``True`` to keep the event in the main log, ``False`` to keep it
+    out.  ``finalize``/``fail`` (and their async twins) are optional: the mux
+    closes or fails the channels of the projection by itself.
+
+    A transformer takes one positional argument, its ``scope`` (the
+    namespace its mux owns, ``()`` for the root), so the class itself is a
+    valid factory.
+
+    Class flags:
+        requires_async: needs a running event loop (e.g. calls ``schedule``
+            from ``process``); registering it on a sync mux raises.
+        supports_sync: overrides async hooks but still works on the sync lane.
+        required_stream_modes: stream modes the graph must emit for it.
+        before_builtins: register ahead of the other transformers of its
+            group (for transformers that mutate events).
+        _native: expose its projection keys as run-stream attributes.
+    """
+
+    requires_async: ClassVar[bool] = False
+    supports_sync: ClassVar[bool] = False
+    required_stream_modes: ClassVar[Tuple[str, ...]] = ()
+    before_builtins: ClassVar[bool] = False
+    _native: ClassVar[bool] = False
+
+    def __init__(self, scope: Tuple[str, ...] = ()) -> None:
+        self.scope: Tuple[str, ...] = tuple(scope)
+
+    @abstractmethod
+    def init(self) -> Dict[str, Any]:
+        """Return the projection dict (keys become ``run.extensions`` entries)."""
+
+    def process(self, event: ProtocolEvent) -> bool:
+        """Observe ``event`` on the sync lane; return ``False`` to suppress it."""
+        raise NotImplementedError(f"{type(self).__name__} must override process() or aprocess()")
+
+    async def aprocess(self, event: ProtocolEvent) -> bool:
+        """Observe ``event`` on the async lane (default: ``process``).
+
+        The mux awaits it before the next transformer sees the event.
+        """
+        return self.process(event)
+
+    def finalize(self) -> None:
+        """Called once when the run ends normally (sync lane)."""
+
+    async def afinalize(self) -> None:
+        """Called once when the run ends normally (async lane; default: ``finalize``).
+
+        Every task started with ``schedule()`` has finished by then.
+        """
+        self.finalize()
+
+    def fail(self, err: BaseException) -> None:
+        """Called once when the run ends with ``err`` (sync lane)."""
+
+    async def afail(self, err: BaseException) -> None:
+        """Called once when the run ends with ``err`` (async lane; default: ``fail``).
+
+        Tasks started with ``schedule()`` have been cancelled and awaited.
+        """
+        self.fail(err)
+
+    def _on_register(self, mux: Any) -> None:
+        """Hook called by the mux after registration (default: nothing)."""
+
+    # ----------------------------------------------------------- scheduling
+
+    def schedule(
+        self,
+        coro: Coroutine[Any, Any, Any],
+        *,
+        on_error: Literal["log", "raise"] = "log",
+    ) -> asyncio.Task[Any]:
+        """Run ``coro`` as a task owned by the run.
+
+        The mux awaits every scheduled task before ``afinalize`` and cancels
+        them before ``afail``.
+
+        Args:
+            coro: the coroutine to run.
+            on_error: ``"log"`` logs an exception and carries on; ``"raise"``
+                fails the run with it when the mux closes.
+
+        Raises:
+            RuntimeError: no running event loop (a sync run).
+            ValueError: ``on_error`` is not ``"log"`` or ``"raise"``.
+        """
+        if on_error not in ("log", "raise"):
+            if hasattr(coro, "close"):
+                coro.close()
+            raise ValueError(f"on_error must be 'log' or 'raise', got {on_error!r}")
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            if hasattr(coro, "close"):
+                coro.close()
+            raise RuntimeError(
+                f"{type(self).__name__}.schedule() needs a running event loop: "
+                "use it on an async run (astream_events), and set "
+                "requires_async = True on the class so a sync run rejects it at "
+                "registration."
+            ) from None
+        task = asyncio.ensure_future(self._logged(coro) if on_error == "log" else coro)
+        tasks: Optional[set] = getattr(self, "_stream_scheduled_tasks", None)
+        if tasks is None:
+            tasks = set()
+            self._stream_scheduled_tasks = tasks
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+        return task
+
+    @staticmethod
+    async def _logged(coro: Coroutine[Any, Any, Any]) -> Any:
+        try:
+            return await coro
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            _logger.exception("a task scheduled by a StreamTransformer failed")
+            return None
+
+    # ------------------------------------------------------ mux integration
+
+    @classmethod
+    def _needs_event_loop(cls) -> bool:
+        """True when the transformer cannot run on a sync mux."""
+        if cls.requires_async:
+            return True
+        if cls.supports_sync:
+            return False
+        return any(
+            getattr(cls, name) is not getattr(StreamTransformer, name)
+            for name in ("aprocess", "afinalize", "afail")
+        )
+
+    @classmethod
+    def _routing(cls) -> Optional[Callable[[str, bool], bool]]:
+        """The ``_route(method, at_scope)`` predicate, if it can be trusted.
+
+        A class may declare which events it wants; the mux then skips it for
+        the others.  The declaration is ignored when a subclass overrides
+        ``process``/``aprocess`` below the class that declared it.
+        """
+        owner = _owner(cls, "_route")
+        if owner is None:
+            return None
+        for name in ("process", "aprocess"):
+            defined = _owner(cls, name)
+            if defined is not None and not issubclass(owner, defined):
+                return None
+        return getattr(cls, "_route")
+
+
+class _ScopedProjection(StreamTransformer):
+    """Pushes ``params["data"]`` of one method's events at exactly its scope."""
+
+    _native = True
+    _method: ClassVar[str] = ""
+    _key: ClassVar[str] = ""
+
+    def __init__(self, scope: Tuple[str, ...] = ()) -> None:
+        super().__init__(scope)
+        self._log: StreamChannel[Any] = StreamChannel()
+        self._scope_list: List[str] = list(self.scope)
+
+    def init(self) -> Dict[str, Any]:
+        return {self._key: self._log}
+
+    @classmethod
+    def _route(cls, method: str, at_scope: bool) -> bool:
+        return at_scope and method == cls._method
+
+    def process(self, event: ProtocolEvent) -> bool:
+        if event["method"] == self._method:
+            params = event["params"]
+            if params["namespace"] == self._scope_list:
+                self._log.push(params["data"])
+        return True
+
+
+class ValuesTransformer(_ScopedProjection):
+    """``run.values``: the state snapshots of the run's own scope.
+
+    Keeps the latest snapshot and the interrupts even when nobody
+    subscribes (``latest``, ``interrupted``, ``interrupts``).
+    """
+
+    required_stream_modes = ("values",)
+    _method = "values"
+    _key = "values"
+    _route = _ScopedProjection.__dict__["_route"]
+
+    def __init__(self, scope: Tuple[str, ...] = ()) -> None:
+        super().__init__(scope)
+        self._latest: Any = None
+        self._interrupted = False
+        self._interrupts: List[Any] = []
+
+    @property
+    def latest(self) -> Any:
+        """The most recent snapshot, or ``None``."""
+        return self._latest
+
+    @property
+    def interrupted(self) -> bool:
+        """True once a snapshot carried interrupts."""
+        return self._interrupted
+
+    @property
+    def interrupts(self) -> List[Any]:
+        """Every interrupt seen, in order."""
+        return self._interrupts
+
+    @property
+    def error(self) -> Optional[BaseException]:
+        """The error that ended the run, or ``None``."""
+        return self._log._log.error
+
+    def process(self, event: ProtocolEvent) -> bool:
+        if event["method"] == "values":
+            params = event["params"]
+            if params["namespace"] == self._scope_list:
+                data = params["data"]
+                self._latest = data
+                interrupts = params.get("interrupts")
+                if interrupts:
+                    self._interrupted = True
+                    self._interrupts.extend(interrupts)
+                self._log.push(data)
+        return True
+
+
+class UpdatesTransformer(_ScopedProjection):
+    """``run.updates``: ``{node: update}`` after each step, at the run's scope."""
+
+    required_stream_modes = ("updates",)
+    _method = "updates"
+    _key = "updates"
+
+
+class CustomTransformer(_ScopedProjection):
+    """``run.custom``: payloads written by nodes' stream writers, at the run's scope."""
+
+    required_stream_modes = ("custom",)
+    _method = "custom"
+    _key = "custom"
+
+
+class CheckpointsTransformer(_ScopedProjection):
+    """``run.checkpoints``: checkpoint payloads at the run's scope."""
+
+    required_stream_modes = ("checkpoints",)
+    _method = "checkpoints"
+    _key = "checkpoints"
+
+
+class DebugTransformer(_ScopedProjection):
+    """``run.debug``: debug payloads at the run's scope."""
+
+    required_stream_modes = ("debug",)
+    _method = "debug"
+    _key = "debug"
+
+
+class TasksTransformer(_ScopedProjection):
+    """``run.tasks``: raw task start/result payloads at the run's scope."""
+
+    required_stream_modes = ("tasks",)
+    _method = "tasks"
+    _key = "tasks"
+
+
+# ---------------------------------------------------------------- subgraphs
+
+
+def parse_segment(segment: str) -> Tuple[Optional[str], Optional[str]]:
+    """Split a ``"name:task_id"`` namespace segment into ``(name, task_id)``."""
+    name, sep, task_id = segment.partition(":")
+    return (name or None), (task_id if sep else None)
+
+
+def _status_from_exception(err: BaseException) -> Tuple[SubgraphStatus, Optional[str]]:
+    for klass in type(err).__mro__:
+        if klass.__name__ == "GraphInterrupt":
+            return "interrupted", None
+    return "failed", (str(err) or type(err).__name__)
+
+
+def _status_from_result(data: Mapping[str, Any]) -> Tuple[SubgraphStatus, Optional[str]]:
+    if data.get("interrupts"):
+        return "interrupted", None
+    error = data.get("error")
+    if error:
+        return "failed", str(error)
+    return "completed", None
+
+
+class _SubtreeTracker(StreamTransformer):
+    """Discovers namespaces below the scope and tracks them to a terminal status.
+
+    A namespace is discovered at the first event, of any method, inside its
+    subtree; it ends when its parent's ``tasks`` result for the task id of
+    its ``name:task_id`` segment arrives, or when the run ends.  ``tasks``
+    events are folded into the projections and kept out of the main log.
+    """
+
+    required_stream_modes = ("tasks",)
+    _all_depths: ClassVar[bool] = True
+
+    def __init__(self, scope: Tuple[str, ...] = ()) -> None:
+        super().__init__(scope)
+        self._depth = len(self.scope)
+        self._scope_list: List[str] = list(self.scope)
+        self._seen: set = set()
+        # namespace -> (graph_name, trigger_call_id), in discovery order
+        self._open: Dict[Tuple[str, ...], Tuple[Optional[str], Optional[str]]] = {}
+        # (parent namespace, task id) -> namespace it closes
+        self._by_task: Dict[Tuple[Tuple[str, ...], str], Tuple[str, ...]] = {}
+
+    @staticmethod
+    def _route(method: str, at_scope: bool) -> bool:
+        return method == "tasks" or not at_scope
+
+    # hooks -------------------------------------------------------------
+    def _on_started(self, ns: Tuple[str, ...], graph_name: Optional[str],
+                    trigger_call_id: Optional[str]) -> None:
+        raise NotImplementedError
+
+    def _on_terminal(self, ns: Tuple[str, ...], status: SubgraphStatus,
+                     error: Optional[str]) -> None:
+        raise NotImplementedError
+
+    # bookkeeping -------------------------------------------------------
+    def _discover(self, ns: List[str]) -> List[Tuple[str, ...]]:
+        """Start every namespace of ``ns``'s path not seen yet; return them."""
+        depth = self._depth
+        if len(ns) <= depth or (depth and ns[:depth] != self._scope_list):
+            return []
+        if self._all_depths:
+            key = tuple(ns)
+            if key in self._seen:
+                return []
+            keys = [tuple(ns[:k]) for k in range(depth + 1, len(ns) + 1)]
+        else:
+            key = tuple(ns[: depth + 1])
+            if key in self._seen:
+                return []
+            keys = [key]
+        started = []
+        for key in keys:
+            if key in self._seen:
+                continue
+            self._seen.add(key)
+            graph_name, task_id = parse_segment(key[-1])
+            self._open[key] = (graph_name, task_id)
+            if task_id is not None:
+                self._by_task[(key[:-1], task_id)] = key
+            started.append(key)
+            self._on_started(key, graph_name, task_id)
+        return started
+
+    def _ended(self, ns: List[str], data: Any) -> Optional[Tuple[Tuple[str, ...], SubgraphStatus, Optional[str]]]:
+        """The namespace a task result closes, with its status, if any."""
+        if not isinstance(data, Mapping) or "result" not in data:
+            return None
+        task_id = data.get("id")
+        if not isinstance(task_id, str):
+            return None
+        child = self._by_task.pop((tuple(ns), task_id), None)
+        if child is None or child not in self._open:
+            return None
+        del self._open[child]
+        status, error = _status_from_result(data)
+        return child, status, error
+
+    def process(self, event: ProtocolEvent) -> bool:
+        params = event["params"]
+        ns = params["namespace"]
+        if len(ns) > self._depth:
+            self._discover(ns)
+        if event["method"] == "tasks":
+            ended = self._ended(ns, params["data"])
+            if ended is not None:
+                self._on_terminal(*ended)
+            return False
+        return True
+
+    def _close_open(self, status: SubgraphStatus, error: Optional[str]) -> None:
+        first: Optional[BaseException] = None
+        for ns in reversed(list(self._open)):
+            del self._open[ns]
+            try:
+                self._on_terminal(ns, status, error)
+            except BaseException as exc:  # noqa: BLE001 - re-raised below
+                if first is None:
+                    first = exc
+        self._by_task.clear()
+        if first is not None:
+            raise first
+
+    def finalize(self) -> None:
+        """Namespaces still open when the run ends normally are ``completed``."""
+        self._close_open("completed", None)
+
+    def fail(self, err: BaseException) -> None:
+        """Namespaces still open when the run fails get the run's status."""
+        status, error = _status_from_exception(err)
+        self._close_open(status, error)
+
+
+class LifecycleTransformer(_SubtreeTracker):
+    """``run.lifecycle``: ``started`` and terminal payloads for every subgraph.
+
+    Tracks namespaces at every depth below its scope.  Its channel is named
+    ``lifecycle``, so each payload also enters the main log as a
+    ``lifecycle`` event.  Payload: ``event`` (a ``SubgraphStatus``),
+    ``namespace``, ``graph_name``, ``trigger_call_id`` and, on failure,
+    ``error``.
+    """
+
+    _native = True
+
+    def __init__(self, scope: Tuple[str, ...] = ()) -> None:
+        super().__init__(scope)
+        self._channel: StreamChannel[LifecyclePayload] = StreamChannel("lifecycle")
+
+    def init(self) -> Dict[str, Any]:
+        return {"lifecycle": self._channel}
+
+    def _payload(self, status: SubgraphStatus, ns: Tuple[str, ...]) -> LifecyclePayload:
+        payload: LifecyclePayload = {"event": status, "namespace": list(ns)}
+        graph_name, task_id = parse_segment(ns[-1])
+        if graph_name:
+            payload["graph_name"] = graph_name
+        if task_id is not None:
+            payload["trigger_call_id"] = task_id
+        return payload
+
+    def _on_started(self, ns: Tuple[str, ...], graph_name: Optional[str],
+                    trigger_call_id: Optional[str]) -> None:
+        self._channel.push(self._payload("started", ns))
+
+    def _on_terminal(self, ns: Tuple[str, ...], status: SubgraphStatus,
+                     error: Optional[str]) -> None:
+        payload = self._payload(status, ns)
+        if error is not None:
+            payload["error"] = error
+        self._channel.push(payload)
