@@ -399,6 +399,7 @@ class AsyncGraphRunStream(_RunState):
         self._aborting = False
         self._aborted = False
         self._settled: Optional[asyncio.Future[Any]] = None
+        self._yield_next = True
         if wire_pump:
             mux.bind_apump(self._apump_next)
 
@@ -431,6 +432,7 @@ class AsyncGraphRunStream(_RunState):
             waiters = self._waiters
             if waiters:
                 self._waiters = []
+                self._yield_next = True
                 for waiter in waiters:
                     if not waiter.done():
                         waiter.set_result(None)
@@ -443,6 +445,15 @@ class AsyncGraphRunStream(_RunState):
         shared = mux._shared
         pulling = False
         try:
+            if self._yield_next:
+                # Before the first part, and after a step that woke other
+                # consumers, let them run: tasks started together (gather)
+                # subscribe before anything is dispatched (pushes to a
+                # projection nobody subscribes to are not stored), and a
+                # consumer whose data just arrived reads it, and subscribes to
+                # the handles it got, before the next part is pulled.
+                self._yield_next = False
+                await asyncio.sleep(0)
             if shared.deferred:
                 await mux._aflush_deferred()
                 return True
