@@ -608,3 +608,61 @@ def test_threaded_producer_consumer(eventlog):
                     break
     th.join()
     assert got == list(range(n))
+
+
+# -- backend selection ----------------------------------------------------------
+
+
+def test_backend_fixture_patches_eventlog(backend):
+    import langstream.eventlog as el
+
+    assert el.BACKEND == backend
+    expected = "langstream._eventlog_c" if backend == "c" else "langstream._eventlog_py"
+    assert el.EventLog.__module__ == expected
+    assert el.Cursor.__module__ == expected
+    assert el.SeqCounter.__module__ == expected
+    log = el.EventLog()
+    cur = log.cursor()
+    log.push(1)
+    assert isinstance(cur, el.Cursor) and next(cur) == 1
+
+
+def _backend_in_subprocess(env_value):
+    import os
+    import subprocess
+
+    env = dict(os.environ)
+    env.pop("LANGSTREAM_NO_EXTENSIONS", None)
+    if env_value is not None:
+        env["LANGSTREAM_NO_EXTENSIONS"] = env_value
+    out = subprocess.run(
+        [sys.executable, "-c", "import langstream.eventlog as e; print(e.BACKEND)"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return out.stdout.strip()
+
+
+def test_no_extensions_env_selects_python():
+    assert _backend_in_subprocess("1") == "python"
+
+
+def test_default_backend(request):
+    from conftest import c_backend_skip_reason
+
+    if c_backend_skip_reason(request.config) is not None:
+        pytest.skip("the C backend is not expected here")
+    # On CPython the compiled backend must have been built and chosen.
+    assert _backend_in_subprocess(None) == "c"
+    assert _backend_in_subprocess("0") == "c"
+
+
+def test_same_exception_classes(eventlog):
+    import langstream
+    import langstream.eventlog as el
+
+    assert eventlog.StreamLagError is StreamLagError
+    assert el.StreamLagError is StreamLagError
+    assert langstream.StreamLagError is StreamLagError
