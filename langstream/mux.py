@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence,
 
 from langstream import eventlog as _el
 from langstream.channel import StreamChannel, _Backpressure
+from langstream.protocol import _malformed, convert_to_protocol_event
 
 if TYPE_CHECKING:  # pragma: no cover
     from collections.abc import Awaitable
@@ -38,6 +39,11 @@ def _needs_event_loop(transformer: Any) -> bool:
     if check is not None:
         return bool(check())
     return bool(getattr(transformer, "requires_async", False))
+
+
+def _fast(transformer: Any) -> Optional[Callable[[Any], None]]:
+    get = getattr(transformer, "_fast_handler", None)
+    return get() if get is not None else None
 
 
 def _router(transformer: Any) -> Optional[Callable[[str, bool], bool]]:
@@ -114,6 +120,12 @@ class StreamMux:
         self._channels: List[StreamChannel[Any]] = []
         self._routers: List[Optional[Callable[[str, bool], bool]]] = []
         self._routes: Dict[Tuple[str, bool], Tuple[Any, ...]] = {}
+        self._fast_routes: Dict[Tuple[str, bool], Optional[Tuple[Callable[[Any], None], ...]]] = {}
+        self._is_root_scope = not self.scope
+        # the latest snapshot and the interrupts at this scope (run results)
+        self._latest: Any = None
+        self._interrupted = False
+        self._interrupts: List[Any] = []
         self._children: List[StreamMux] = []
         self.extensions: Dict[str, Any] = {}
         self.native_keys: set[str] = set()
@@ -181,6 +193,7 @@ class StreamMux:
         self._transformers.append(transformer)
         self._routers.append(_router(transformer))
         self._routes.clear()
+        self._fast_routes.clear()
         for key, value in projection.items():
             if isinstance(value, StreamChannel):
                 self._adopt_channel(key, value, native)
@@ -287,8 +300,6 @@ class StreamMux:
         for child, handle, event in batch:
             if child._events._log.closed:
                 continue
-            if handle is not None:
-                handle._observe_event(event)
             child.push(event)
 
     async def _aflush_deferred(self) -> None:
@@ -298,8 +309,6 @@ class StreamMux:
         for child, handle, event in batch:
             if child._events._log.closed:
                 continue
-            if handle is not None:
-                handle._observe_event(event)
             await child.apush(event)
 
     # --------------------------------------------------------------- dispatch
@@ -316,6 +325,88 @@ class StreamMux:
             self._routes[key] = route
         return route
 
+    def _fast_route(self, method: str, at_scope: bool) -> Optional[Tuple[Callable[[Any], None], ...]]:
+        key = (method, at_scope)
+        if key not in self._fast_routes:
+            handlers = []
+            for transformer in self._route(method, at_scope):
+                handler = _fast(transformer)
+                if handler is None:
+                    handlers = None
+                    break
+                handlers.append(handler)
+            self._fast_routes[key] = tuple(handlers) if handlers is not None else None
+        return self._fast_routes[key]
+
+    def _track_values(self, data: Any, interrupts: Any) -> None:
+        self._latest = data
+        if interrupts:
+            self._interrupted = True
+            self._interrupts.extend(interrupts)
+
+    def _push_part_fast(self, part: Any) -> Optional[Tuple[str, bool]]:
+        """Validate ``part`` and dispatch it without building an event if possible.
+
+        Returns ``None`` when the part was fully dispatched, else
+        ``(method, at_scope)`` for the event path.
+        """
+        try:
+            method = part["type"]
+            ns = part["ns"]
+            data = part["data"]
+        except Exception:
+            raise _malformed(part) from None
+        ns_type = type(ns)
+        if type(method) is not str or (ns_type is not tuple and ns_type is not list):
+            raise _malformed(part)
+        if ns:
+            for segment in ns:
+                if type(segment) is not str:
+                    raise _malformed(part)
+            at_scope = list(ns) == self._scope_list
+        else:
+            at_scope = self._is_root_scope
+        if at_scope and method == "values":
+            interrupts = part.get("interrupts", ())
+            if type(interrupts) is not tuple and type(interrupts) is not list:
+                raise _malformed(part)
+            self._latest = data
+            if interrupts:
+                self._interrupted = True
+                self._interrupts.extend(interrupts)
+        log = self._events._log
+        if not log.cursor_count:
+            fast = self._fast_routes.get((method, at_scope), False)
+            if fast is False:
+                fast = self._fast_route(method, at_scope)
+            if fast is not None:
+                for handler in fast:
+                    handler(part)
+                log.push(None)
+                return None
+        return method, at_scope
+
+    def push_part(self, part: Any) -> None:
+        """Dispatch a v2 stream part (the pump's entry point; sync lane).
+
+        Equivalent to ``push(convert_to_protocol_event(part))``.  When every
+        transformer interested in the part takes parts directly and nobody
+        reads the main log, the protocol event is never built (nobody could
+        observe it); its sequence number is consumed all the same.
+
+        Raises:
+            TypeError / ValueError: the part is malformed (names the field).
+        """
+        route = self._push_part_fast(part)
+        if route is not None:
+            self._dispatch(convert_to_protocol_event(part), route[0], route[1])
+
+    async def apush_part(self, part: Any) -> None:
+        """Async ``push_part``."""
+        route = self._push_part_fast(part)
+        if route is not None:
+            await self._adispatch(convert_to_protocol_event(part), route[0], route[1])
+
     def push(self, event: ProtocolEvent) -> None:
         """Run ``event`` through every transformer, then append it to the main log.
 
@@ -324,9 +415,17 @@ class StreamMux:
         root mux the event gets its ``seq`` as it enters the log, so events
         forwarded by transformers during ``process`` come before it.
         """
-        route = self._routes.get((event["method"], event["params"]["namespace"] == self._scope_list))
+        method = event["method"]
+        params = event["params"]
+        at_scope = params["namespace"] == self._scope_list
+        if at_scope and method == "values":
+            self._track_values(params["data"], params.get("interrupts"))
+        self._dispatch(event, method, at_scope)
+
+    def _dispatch(self, event: Any, method: str, at_scope: bool) -> None:
+        route = self._routes.get((method, at_scope))
         if route is None:
-            route = self._route(event["method"], event["params"]["namespace"] == self._scope_list)
+            route = self._route(method, at_scope)
         keep = True
         for transformer in route:
             if not transformer.process(event):
@@ -339,8 +438,17 @@ class StreamMux:
 
     async def apush(self, event: ProtocolEvent) -> None:
         """Async ``push``: awaits each transformer's ``aprocess`` in order."""
+        method = event["method"]
         params = event["params"]
-        route = self._route(event["method"], params["namespace"] == self._scope_list)
+        at_scope = params["namespace"] == self._scope_list
+        if at_scope and method == "values":
+            self._track_values(params["data"], params.get("interrupts"))
+        await self._adispatch(event, method, at_scope)
+
+    async def _adispatch(self, event: Any, method: str, at_scope: bool) -> None:
+        route = self._routes.get((method, at_scope))
+        if route is None:
+            route = self._route(method, at_scope)
         keep = True
         for transformer in route:
             if not await transformer.aprocess(event):

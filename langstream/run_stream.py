@@ -63,6 +63,21 @@ __all__ = [
 
 _logger = logging.getLogger("langstream")
 _convert = convert_to_protocol_event
+_get_running_loop = asyncio.get_running_loop
+try:  # Python >= 3.12: a C function
+    from _asyncio import current_task as _c_current_task  # type: ignore[attr-defined]
+except ImportError:  # pragma: no cover - version dependent
+    _c_current_task = None
+_tasks_by_loop = getattr(asyncio.tasks, "_current_tasks", None)
+
+
+def _current_task() -> Optional[asyncio.Task[Any]]:
+    """``asyncio.current_task()`` without its Python-level overhead (hot path)."""
+    if _c_current_task is not None:
+        return _c_current_task(_get_running_loop())
+    if isinstance(_tasks_by_loop, dict):
+        return _tasks_by_loop.get(_get_running_loop())
+    return asyncio.current_task()  # pragma: no cover
 
 
 def _missing_projection(run: Any, name: str) -> AttributeError:
@@ -97,17 +112,11 @@ class _RunState:
 
     _mux: StreamMux
     _scope_list: List[str]
-    _latest: Any
-    _interrupted: bool
-    _interrupts: List[Any]
 
     def _init_state(self, mux: StreamMux) -> None:
         self._mux = mux
         self.extensions: Mapping[str, Any] = MappingProxyType(mux.extensions)
         self._exhausted = False
-        self._latest = None
-        self._interrupted = False
-        self._interrupts = []
         self._scope_list = list(mux.scope)
         for key in mux.native_keys:
             setattr(self, key, mux.extensions[key])
@@ -115,18 +124,21 @@ class _RunState:
     def __getattr__(self, name: str) -> Any:
         raise _missing_projection(self, name)
 
+    # the mux tracks the snapshots and interrupts of its scope
+    @property
+    def _latest(self) -> Any:
+        return self._mux._latest
+
+    @property
+    def _interrupted(self) -> bool:
+        return self._mux._interrupted
+
+    @property
+    def _interrupts(self) -> List[Any]:
+        return self._mux._interrupts
+
     def _observe_event(self, event: ProtocolEvent) -> None:
-        """Track the latest snapshot and the interrupts of this run's scope."""
-        if event["method"] != "values":
-            return
-        params = event["params"]
-        if params["namespace"] != self._scope_list:
-            return
-        self._latest = params["data"]
-        interrupts = params.get("interrupts")
-        if interrupts:
-            self._interrupted = True
-            self._interrupts.extend(interrupts)
+        """Kept for API parity; the mux tracks snapshots itself."""
 
     def _raise_if_failed(self) -> None:
         err = self._mux._events._log.error
@@ -191,10 +203,10 @@ class GraphRunStream(_RunState):
         if graph_iter is None:
             return False
         try:
-            event = _convert(next(graph_iter))
-            if event["method"] == "values":
-                self._observe_event(event)
-            mux.push(event)
+            part = next(graph_iter)
+            route = mux._push_part_fast(part)
+            if route is not None:
+                mux._dispatch(_convert(part), route[0], route[1])
             return True
         except StopIteration:
             self._finish()
@@ -423,24 +435,7 @@ class AsyncGraphRunStream(_RunState):
                     waiter.cancel()
             return not self._exhausted
         self._pumping = True
-        self._pump_task = asyncio.current_task()
-        try:
-            return await self._step()
-        finally:
-            self._pumping = False
-            self._pump_task = None
-            waiters = self._waiters
-            if waiters:
-                self._waiters = []
-                self._yield_next = True
-                for waiter in waiters:
-                    if not waiter.done():
-                        waiter.set_result(None)
-            settled = self._settled
-            if settled is not None and not settled.done():
-                settled.set_result(None)
-
-    async def _step(self) -> bool:
+        self._pump_task = _current_task()
         mux = self._mux
         shared = mux._shared
         pulling = False
@@ -464,18 +459,16 @@ class AsyncGraphRunStream(_RunState):
                 return False
             pulling = True
             part = await graph_aiter.__anext__()
-            event = _convert(part)
-            if event["method"] == "values":
-                self._observe_event(event)
-            await mux.apush(event)
+            route = mux._push_part_fast(part)
+            if route is not None:
+                await mux._adispatch(_convert(part), route[0], route[1])
             return True
         except StopAsyncIteration:
             await self._afinish()
             return False
         except asyncio.CancelledError:
             if self._aborting:
-                task = asyncio.current_task()
-                uncancel = getattr(task, "uncancel", None)
+                uncancel = getattr(_current_task(), "uncancel", None)
                 if uncancel is not None:
                     uncancel()
                 self._exhausted = True
@@ -496,6 +489,19 @@ class AsyncGraphRunStream(_RunState):
         except BaseException as exc:
             await self._aend(exc)
             raise
+        finally:
+            self._pumping = False
+            self._pump_task = None
+            waiters = self._waiters
+            if waiters:
+                self._waiters = []
+                self._yield_next = True
+                for waiter in waiters:
+                    if not waiter.done():
+                        waiter.set_result(None)
+            settled = self._settled
+            if settled is not None and not settled.done():
+                settled.set_result(None)
 
     async def _wait_for_room(self) -> None:
         bp = self._mux._shared.bp
@@ -734,6 +740,7 @@ class SubgraphTransformer(_SubtreeTracker):
     _native = True
     supports_sync = True
     _all_depths = False
+    _route = _SubtreeTracker.__dict__["_route"]
 
     def __init__(self, scope: Tuple[str, ...] = ()) -> None:
         super().__init__(scope)
@@ -814,7 +821,6 @@ class SubgraphTransformer(_SubtreeTracker):
             if new:
                 self._mux._defer(handle._mux, handle, event)  # type: ignore[union-attr]
             else:
-                handle._observe_event(event)
                 handle._mux.push(event)
         if event["method"] == "tasks":
             params = event["params"]
@@ -830,7 +836,6 @@ class SubgraphTransformer(_SubtreeTracker):
             if new:
                 self._mux._defer(handle._mux, handle, event)  # type: ignore[union-attr]
             else:
-                handle._observe_event(event)
                 await handle._mux.apush(event)
         if event["method"] == "tasks":
             params = event["params"]

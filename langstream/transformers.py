@@ -205,6 +205,10 @@ class StreamTransformer(ABC):
             for name in ("aprocess", "afinalize", "afail")
         )
 
+    def _fast_handler(self) -> Optional[Callable[[Any], None]]:
+        """The ``_fast_part`` handler the mux may call instead of ``process``."""
+        return _trusted_fast_part(self)
+
     @classmethod
     def _routing(cls) -> Optional[Callable[[str, bool], bool]]:
         """The ``_route(method, at_scope)`` predicate, if it can be trusted.
@@ -221,6 +225,25 @@ class StreamTransformer(ABC):
             if defined is not None and not issubclass(owner, defined):
                 return None
         return getattr(cls, "_route")
+
+
+def _trusted_fast_part(transformer: Any) -> Optional[Callable[[Any], None]]:
+    """The transformer's ``_fast_part(part)`` handler, if it can be trusted.
+
+    Built-in projections can take a stream part directly, so the mux can skip
+    building the protocol event when nothing else needs it.  Like
+    ``_route``, it is ignored when a subclass overrides ``process`` or
+    ``aprocess`` below the class that defined it.
+    """
+    cls = type(transformer)
+    owner = _owner(cls, "_fast_part")
+    if owner is None or cls._routing() is None:
+        return None
+    for name in ("process", "aprocess"):
+        defined = _owner(cls, name)
+        if defined is not None and not issubclass(owner, defined):
+            return None
+    return transformer._fast_part
 
 
 class _ScopedProjection(StreamTransformer):
@@ -248,6 +271,10 @@ class _ScopedProjection(StreamTransformer):
             if params["namespace"] == self._scope_list:
                 self._log.push(params["data"])
         return True
+
+    def _fast_part(self, part: Mapping[str, Any]) -> None:
+        # routed here only for this method at exactly this scope
+        self._log.push(part["data"])
 
 
 class ValuesTransformer(_ScopedProjection):
@@ -300,6 +327,15 @@ class ValuesTransformer(_ScopedProjection):
                     self._interrupts.extend(interrupts)
                 self._log.push(data)
         return True
+
+    def _fast_part(self, part: Mapping[str, Any]) -> None:
+        data = part["data"]
+        self._latest = data
+        interrupts = part.get("interrupts")
+        if interrupts:
+            self._interrupted = True
+            self._interrupts.extend(interrupts)
+        self._log.push(data)
 
 
 class UpdatesTransformer(_ScopedProjection):
