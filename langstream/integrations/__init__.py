@@ -1,0 +1,1 @@
+"""Integrations with graph libraries (optional extras)."""

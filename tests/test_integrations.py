@@ -1,0 +1,111 @@
+"""The LangGraph integration: wiring checked with a stand-in graph, and with a real
+LangGraph graph when the optional ``langgraph`` extra is installed."""
+
+from __future__ import annotations
+
+import asyncio
+import operator
+
+import pytest
+
+import langstream
+from langstream.integrations.langgraph import astream_graph, required_stream_modes, stream_graph
+
+
+class FakeGraph:
+    """Records how it was called and yields canned v2 parts."""
+
+    def __init__(self, parts):
+        self.parts = parts
+        self.calls = []
+
+    def stream(self, input, config=None, **kwargs):
+        self.calls.append((input, config, kwargs))
+        return iter(self.parts)
+
+    def astream(self, input, config=None, **kwargs):
+        self.calls.append((input, config, kwargs))
+        parts = self.parts
+
+        async def agen():
+            for part in parts:
+                yield part
+
+        return agen()
+
+
+PARTS = [
+    {"type": "values", "ns": (), "data": {"n": 0}, "interrupts": ()},
+    {"type": "custom", "ns": (), "data": "hello"},
+    {"type": "values", "ns": (), "data": {"n": 1}, "interrupts": ()},
+]
+
+
+def test_stream_graph_asks_for_the_modes_its_transformers_need(backend):
+    graph = FakeGraph(PARTS)
+    run = stream_graph(graph, {"n": 0}, {"configurable": {}},
+                       transformers=[langstream.CustomTransformer], recursion_limit=5)
+    assert list(run.custom) == ["hello"]
+    assert run.output == {"n": 1}
+    (input, config, kwargs), = graph.calls
+    assert input == {"n": 0} and config == {"configurable": {}}
+    assert kwargs["subgraphs"] is True and kwargs["version"] == "v2"
+    assert kwargs["recursion_limit"] == 5
+    assert sorted(kwargs["stream_mode"]) == ["custom", "tasks", "values"]
+    assert required_stream_modes(run._mux) == ["custom", "tasks", "values"]
+
+
+def test_astream_graph(backend):
+    graph = FakeGraph(PARTS)
+
+    async def main():
+        run = astream_graph(graph, None)
+        values = [v async for v in run.values]
+        return values, await run.output()
+
+    values, output = asyncio.run(main())
+    assert values == [{"n": 0}, {"n": 1}] and output == {"n": 1}
+
+
+@pytest.mark.parametrize("key", ["stream_mode", "subgraphs", "version"])
+def test_stream_graph_rejects_the_arguments_it_owns(key):
+    with pytest.raises(TypeError, match=key):
+        stream_graph(FakeGraph(PARTS), None, **{key: "x"})
+
+
+def test_real_langgraph_graph_with_a_subgraph(backend):
+    pytest.importorskip("langgraph.graph", reason="the optional 'langgraph' extra is not installed")
+    from typing import Annotated, TypedDict
+
+    from langgraph.config import get_stream_writer
+    from langgraph.graph import END, START, StateGraph
+
+    class State(TypedDict):
+        v: str
+        items: Annotated[list, operator.add]
+
+    def node(name):
+        def run(state):
+            get_stream_writer()({"node": name})
+            return {"v": state["v"] + name, "items": [name]}
+        return run
+
+    inner = StateGraph(State)
+    inner.add_node("x", node("x"))
+    inner.add_edge(START, "x")
+    inner.add_edge("x", END)
+    outer = StateGraph(State)
+    outer.add_node("a", node("a"))
+    outer.add_node("sub", inner.compile())
+    outer.add_edge(START, "a")
+    outer.add_edge("a", "sub")
+    outer.add_edge("sub", END)
+    graph = outer.compile()
+
+    run = stream_graph(graph, {"v": "", "items": []}, transformers=[langstream.CustomTransformer])
+    seen = []
+    for handle in run.subgraphs:
+        seen.append((handle.graph_name, list(handle.values), handle.status))
+    assert seen == [("sub", [{"v": "a", "items": ["a"]}, {"v": "ax", "items": ["a", "x"]}],
+                     "completed")]
+    assert run.output == {"v": "ax", "items": ["a", "a", "x"]}
