@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import operator
+from typing import Annotated, List, TypedDict
 
 import pytest
 
@@ -32,6 +33,11 @@ class FakeGraph:
                 yield part
 
         return agen()
+
+
+class State(TypedDict):
+    v: str
+    items: Annotated[List[str], operator.add]
 
 
 PARTS = [
@@ -75,14 +81,8 @@ def test_stream_graph_rejects_the_arguments_it_owns(key):
 
 def test_real_langgraph_graph_with_a_subgraph(backend):
     pytest.importorskip("langgraph.graph", reason="the optional 'langgraph' extra is not installed")
-    from typing import Annotated, TypedDict
-
     from langgraph.config import get_stream_writer
     from langgraph.graph import END, START, StateGraph
-
-    class State(TypedDict):
-        v: str
-        items: Annotated[list, operator.add]
 
     def node(name):
         def run(state):
