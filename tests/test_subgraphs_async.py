@@ -1,0 +1,396 @@
+"""Subgraph handles and lifecycle on the async lane (issue 5, DESIGN.md).
+
+``AsyncSubgraphRunStream`` handles from ``run.subgraphs``; iterating a
+handle's projections drives the root pump.  Every test takes the
+``backend`` fixture; async code runs under ``helpers.arun`` (asyncio.run
+plus a liveness guard).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, Dict, List, Tuple
+
+import pytest
+
+from helpers import (
+    adrain,
+    adrain_outcome,
+    areplay,
+    arun,
+    load_trace,
+    subgraph_run,
+    two_children_one_grandchild,
+    values,
+)
+from langstream import AsyncSubgraphRunStream, astream_events
+
+
+def _snapshots(parts, ns) -> List[Any]:
+    ns = tuple(ns)
+    return [p["data"] for p in parts if p["type"] == "values" and tuple(p["ns"]) == ns]
+
+
+def _namespaces(parts) -> List[Tuple[str, ...]]:
+    seen: List[Tuple[str, ...]] = []
+    for p in parts:
+        ns = tuple(p["ns"])
+        for k in range(1, len(ns) + 1):
+            if ns[:k] not in seen:
+                seen.append(ns[:k])
+    return seen
+
+
+async def _walk(handle_iter, out: Dict[Tuple[str, ...], Any], handles: List[Any]) -> None:
+    """For every handle: subscribe to its values and subgraphs inside the loop body,
+    then drain its values while walking its own children concurrently."""
+    async for h in handle_iter:
+        assert isinstance(h, AsyncSubgraphRunStream)
+        handles.append(h)
+        vit = h.values.__aiter__()
+        sit = h.subgraphs.__aiter__()
+        vals, _ = await asyncio.gather(adrain(vit), _walk(sit, out, handles))
+        out[h.path] = vals
+
+
+@pytest.mark.parametrize("yield_every", [0, 1])
+def test_handles_see_every_snapshot_including_input_nested_trace(backend, yield_every):
+    parts, error = load_trace("nested_two_levels")
+    assert error is None
+    child, grandchild = _namespaces(parts)[:2]
+
+    async def main():
+        run = astream_events(areplay(parts, yield_every=yield_every))
+        out: Dict[Tuple[str, ...], Any] = {}
+        handles: List[Any] = []
+        root_vals, _ = await asyncio.gather(adrain(run.values),
+                                            _walk(run.subgraphs.__aiter__(), out, handles))
+        return root_vals, out, handles
+
+    root_vals, out, handles = arun(main())
+    assert root_vals == _snapshots(parts, ())
+    assert [h.path for h in handles] == [child, grandchild]
+    assert out[child] == _snapshots(parts, child)
+    assert out[child][0] == {"v": "start", "items": ["start"]}  # the input snapshot
+    assert out[grandchild] == _snapshots(parts, grandchild)
+    assert out[grandchild][0] == {"v": "starta", "items": ["start", "a"]}
+    for h in handles:
+        assert h.graph_name == "n_SUB"
+        assert h.trigger_call_id == h.path[-1].split(":", 1)[1]
+        assert h.status == "completed"
+        assert h.error is None
+
+
+def test_values_inside_the_subgraphs_loop_sees_all_snapshots(backend):
+    """The simple pattern: iterate each handle's values in the loop body."""
+    parts, info = two_children_one_grandchild()
+
+    async def main():
+        run = astream_events(areplay(parts))
+        got = {}
+        async for h in run.subgraphs:
+            got[h.path] = (h.graph_name, h.trigger_call_id, await adrain(h.values), h.status)
+        return got, await run.output()
+
+    got, out = arun(main())
+    assert got == {
+        info["alpha"]["ns"]: ("alpha", "ta1", info["alpha"]["snapshots"], "completed"),
+        info["beta"]["ns"]: ("beta", "tb2", info["beta"]["snapshots"], "completed"),
+    }
+    assert out == info["root"]["snapshots"][-1]
+
+
+def test_values_inside_the_loop_while_another_task_pumps(backend):
+    """Another consumer drives the run concurrently; the handle still sees its input."""
+    parts, info = two_children_one_grandchild()
+
+    async def main():
+        run = astream_events(areplay(parts))
+
+        async def subs():
+            got = {}
+            async for h in run.subgraphs:
+                got[h.path] = await adrain(h.values)
+            return got
+
+        return await asyncio.gather(adrain(run.values), adrain(run), subs())
+
+    root_vals, raw, got = arun(main())
+    assert root_vals == info["root"]["snapshots"]
+    assert got == {info["alpha"]["ns"]: info["alpha"]["snapshots"],
+                   info["beta"]["ns"]: info["beta"]["snapshots"]}
+    # tasks events are folded into the projections and kept out of the main log
+    assert "tasks" not in {e["method"] for e in raw}
+
+
+def test_grandchild_is_on_the_child_handle_not_the_root(backend):
+    parts, info = two_children_one_grandchild()
+
+    async def main():
+        run = astream_events(areplay(parts))
+        root_paths = []
+        grand = {}
+        async for h in run.subgraphs:
+            root_paths.append(h.path)
+            async for g in h.subgraphs:
+                grand[g.path] = (g.graph_name, g.trigger_call_id, await adrain(g.values))
+        return root_paths, grand
+
+    root_paths, grand = arun(main())
+    assert root_paths == [info["alpha"]["ns"], info["beta"]["ns"]]
+    assert grand == {info["gamma"]["ns"]: ("gamma", "tg3", info["gamma"]["snapshots"])}
+
+
+def test_handle_output_and_raw_log(backend):
+    parts, info = two_children_one_grandchild()
+
+    async def main():
+        run = astream_events(areplay(parts))
+        outs = {}
+        async for h in run.subgraphs:
+            raw_it = h.__aiter__()
+            out = await h.output()
+            raw = await adrain(raw_it)
+            outs[h.path] = (out, raw)
+        return outs
+
+    outs = arun(main())
+    out, raw = outs[info["beta"]["ns"]]
+    assert out == info["beta"]["snapshots"][-1]
+    beta_vals = [e["params"]["data"] for e in raw if e["method"] == "values"]
+    assert beta_vals == info["beta"]["snapshots"]
+    assert all(e["params"]["namespace"] == list(info["beta"]["ns"]) for e in raw)
+    # child muxes never renumber: the seqs are the root's, increasing
+    seqs = [e["seq"] for e in raw]
+    assert seqs == sorted(seqs)
+
+
+# ---------------------------------------------------------------- lifecycle
+
+
+def test_lifecycle_on_the_async_lane_nested_trace(backend):
+    parts, _ = load_trace("nested_two_levels")
+    child, grandchild = _namespaces(parts)[:2]
+
+    async def main():
+        run = astream_events(areplay(parts))
+        return await asyncio.gather(adrain(run.lifecycle), adrain(run))
+
+    lifecycle, raw = arun(main())
+    assert [(p["event"], tuple(p["namespace"])) for p in lifecycle] == [
+        ("started", child),
+        ("started", grandchild),
+        ("completed", grandchild),
+        ("completed", child),
+    ]
+    for p in lifecycle:
+        assert p["graph_name"] == "n_SUB"
+        assert p["trigger_call_id"] == p["namespace"][-1].split(":", 1)[1]
+    # started precedes the subgraph's first event in the main log
+    for ns in (child, grandchild):
+        started = next(e["seq"] for e in raw if e["method"] == "lifecycle"
+                       and e["params"]["data"]["event"] == "started"
+                       and tuple(e["params"]["data"]["namespace"]) == ns)
+        first = next(e["seq"] for e in raw if e["method"] != "lifecycle"
+                     and tuple(e["params"]["namespace"][:len(ns)]) == ns)
+        assert started < first
+    assert [e["seq"] for e in raw] == list(range(1, len(raw) + 1))
+
+
+def test_lifecycle_two_children_one_grandchild(backend):
+    parts, info = two_children_one_grandchild()
+    a, b, g = info["alpha"]["ns"], info["beta"]["ns"], info["gamma"]["ns"]
+
+    async def main():
+        run = astream_events(areplay(parts))
+        child_lc = {}
+        root_lc_task = asyncio.ensure_future(adrain(run.lifecycle))
+        async for h in run.subgraphs:
+            lc, _vals = await asyncio.gather(adrain(h.lifecycle), adrain(h.values))
+            child_lc[h.path] = lc
+        return await root_lc_task, child_lc
+
+    root_lc, child_lc = arun(main())
+    assert [(p["event"], tuple(p["namespace"])) for p in root_lc] == [
+        ("started", a), ("started", g), ("completed", g), ("completed", a),
+        ("started", b), ("completed", b),
+    ]
+    # a child's lifecycle tracks only its own subtree
+    assert [(p["event"], tuple(p["namespace"])) for p in child_lc[a]] == [
+        ("started", g), ("completed", g)]
+    assert child_lc[b] == []
+
+
+# ----------------------------------------------------------- terminal status
+
+
+def test_failing_subgraph_trace(backend):
+    parts, error = load_trace("failing_subgraph")
+    assert isinstance(error, ValueError)
+    (child,) = _namespaces(parts)
+
+    async def main():
+        run = astream_events(areplay(parts, error))
+        lc_task = asyncio.ensure_future(adrain_outcome(run.lifecycle))
+        handles = []
+        subs_err = None
+        try:
+            async for h in run.subgraphs:
+                handles.append((h, await adrain_outcome(h.values)))
+        except ValueError as exc:  # the subgraphs projection fails with the run
+            subs_err = exc
+        root = await adrain_outcome(run.values)
+        out_err = None
+        try:
+            await run.output()
+        except Exception as exc:  # noqa: BLE001
+            out_err = exc
+        return await lc_task, handles, root, out_err, subs_err
+
+    (lc, lc_err), handles, (root_vals, root_err), out_err, subs_err = arun(main())
+    (h, (h_vals, h_err)), = handles
+    assert h.path == child
+    assert h.status == "failed"
+    assert "tool exploded" in (h.error or "")
+    assert h_vals == _snapshots(parts, child)
+    assert h_err is not None and "tool exploded" in str(h_err)
+    assert [(p["event"], tuple(p["namespace"])) for p in lc] == [
+        ("started", child), ("failed", child)]
+    assert "tool exploded" in lc[1]["error"]
+    # the run's own error reaches the root consumers
+    for err in (lc_err, root_err, out_err, subs_err):
+        assert isinstance(err, ValueError) and str(err) == "tool exploded"
+
+
+def test_interrupted_child(backend):
+    intr = [{"value": "approve?", "id": "i1"}]
+    parts = [values({"r": 0})]
+    parts += subgraph_run("ask", "t1", (), [{"c": 0}, {"c": 1}], interrupts=intr)
+    parts.append(values({"r": 1}, interrupts=intr))
+
+    async def main():
+        run = astream_events(areplay(parts))
+        lc_task = asyncio.ensure_future(adrain(run.lifecycle))
+        got = []
+        async for h in run.subgraphs:
+            got.append((h, await adrain_outcome(h.values)))
+        return await lc_task, got, await run.interrupted(), await run.interrupts()
+
+    lc, got, interrupted, interrupts = arun(main())
+    (h, (vals, err)), = got
+    assert h.status == "interrupted"
+    assert vals == [{"c": 0}, {"c": 1}] and err is None
+    assert [p["event"] for p in lc] == ["started", "interrupted"]
+    assert interrupted is True
+    assert list(interrupts) == intr
+
+
+def test_child_still_open_when_the_run_ends_is_completed(backend):
+    parts = [values({"r": 0})]
+    parts += subgraph_run("open", "t9", (), [{"c": 0}, {"c": 1}], close=False)
+
+    async def main():
+        run = astream_events(areplay(parts))
+        lc_task = asyncio.ensure_future(adrain(run.lifecycle))
+        got = []
+        async for h in run.subgraphs:
+            got.append((h, await adrain_outcome(h.values)))
+        return await lc_task, got
+
+    lc, got = arun(main())
+    (h, (vals, err)), = got
+    assert vals == [{"c": 0}, {"c": 1}] and err is None
+    assert h.status == "completed"
+    assert [(p["event"], tuple(p["namespace"])) for p in lc] == [
+        ("started", ("open:t9",)), ("completed", ("open:t9",))]
+
+
+def test_run_failing_while_a_child_is_open(backend):
+    boom = RuntimeError("graph died")
+    parts = [values({"r": 0})]
+    parts += subgraph_run("open", "t9", (), [{"c": 0}, {"c": 1}], close=False)
+
+    async def main():
+        run = astream_events(areplay(parts, boom))
+        lc_task = asyncio.ensure_future(adrain_outcome(run.lifecycle))
+        got = []
+        subs_err = None
+        try:
+            async for h in run.subgraphs:
+                got.append((h, await adrain_outcome(h.values)))
+        except RuntimeError as exc:
+            subs_err = exc
+        return await lc_task, got, subs_err
+
+    (lc, lc_err), got, subs_err = arun(main())
+    (h, (vals, err)), = got
+    assert vals == [{"c": 0}, {"c": 1}]
+    assert err is boom
+    assert h.status == "failed"
+    assert "graph died" in (h.error or "")
+    assert [p["event"] for p in lc] == ["started", "failed"]
+    assert "graph died" in lc[1]["error"]
+    assert lc_err is boom
+    assert subs_err is boom
+
+
+def test_abort_while_iterating_a_handle(backend):
+    state: Dict[str, Any] = {}
+    parts, info = two_children_one_grandchild()
+
+    async def main():
+        run = astream_events(areplay(parts, state=state))
+        seen = []
+        async with run:
+            async for h in run.subgraphs:
+                async for v in h.values:
+                    seen.append(v)
+                    break
+                break
+        return seen, run
+
+    seen, run = arun(main())
+    assert seen == [info["alpha"]["snapshots"][0]]
+    assert state["finally"] is True
+    assert run.subgraphs.closed and run.values.closed
+
+
+def test_backpressure_with_subgraphs(backend):
+    """maxlen applies to child projections too; nothing lags, everything arrives."""
+    parts, info = two_children_one_grandchild()
+    parts = parts * 1  # one run
+    peaks: Dict[str, int] = {}
+
+    async def main():
+        holder: Dict[str, Any] = {}
+
+        async def source():
+            for p in parts:
+                run = holder.get("run")
+                if run is not None:
+                    for label, ch in run._mux._shared.bp.channels:
+                        peaks[label] = max(peaks.get(label, 0), len(ch._log))
+                yield dict(p)
+
+        run = astream_events(source(), maxlen=1)
+        holder["run"] = run
+        got = {}
+
+        async def subs():
+            async for h in run.subgraphs:
+                got[h.path] = []
+                async for v in h.values:
+                    got[h.path].append(v)
+                    await asyncio.sleep(0)
+
+        root_vals, raw, _ = await asyncio.gather(adrain(run.values), adrain(run), subs())
+        return root_vals, raw, got
+
+    root_vals, raw, got = arun(main())
+    assert root_vals == info["root"]["snapshots"]
+    assert got == {info["alpha"]["ns"]: info["alpha"]["snapshots"],
+                   info["beta"]["ns"]: info["beta"]["snapshots"]}
+    # one step adds at most a handful of events per log (an event plus a
+    # lifecycle forward); never an unbounded pile-up
+    for label, peak in peaks.items():
+        assert peak <= 1 + 2, (label, peak)
