@@ -583,3 +583,121 @@ def test_handles_collected_first_then_read_later_keep_status(backend):
         assert h.status == "completed"
         assert list(h.values) == []
         assert h.output == info[h.graph_name]["snapshots"][-1]
+
+
+def test_malformed_part_while_child_open_fails_child_and_run(backend):
+    a = ns_of("a", "t1")
+    parts = [values({"r": 0}), task_start("t1", "a"), values({"a": 0}, a),
+             {"type": "values", "ns": ("a:t1", 3), "data": {}}, values({"a": 1}, a)]
+    state: Dict[str, Any] = {}
+    run = stream_events(replay(parts, state=state))
+    life = iter(run.lifecycle)
+    handles = []
+    seen = []
+    with pytest.raises((TypeError, ValueError)):
+        for sub in run.subgraphs:
+            handles.append(sub)
+            with pytest.raises((TypeError, ValueError)) as info:
+                for v in sub.values:
+                    seen.append(v)
+            assert "ns" in str(info.value)
+    assert seen == [{"a": 0}]
+    assert handles[0].status == "failed"
+    payloads = []
+    with pytest.raises((TypeError, ValueError)):
+        for p in life:
+            payloads.append(p)
+    assert lifecycle_summary(payloads) == [("started", a), ("failed", a)]
+    assert state["finally"] is True
+
+
+class _RaisesInChild:
+    """Factory: a transformer that raises on the ``at``-th event of a child scope."""
+
+    def __init__(self, at):
+        self.at = at
+
+    def __call__(self, scope):
+        from langstream import StreamTransformer
+
+        at = self.at
+
+        class ChildBomb(StreamTransformer):
+            def __init__(self, scope):
+                super().__init__(scope)
+                self.n = 0
+
+            def init(self):
+                return {}
+
+            def process(self, event):
+                if self.scope:
+                    self.n += 1
+                    if self.n == at:
+                        raise OverflowError("child transformer failed")
+                return True
+
+        return ChildBomb(scope)
+
+
+@pytest.mark.parametrize("at", [1, 2])
+def test_transformer_raising_in_child_mux_fails_the_run(backend, at):
+    parts, info = two_children_one_grandchild()
+    state: Dict[str, Any] = {}
+    run = stream_events(replay(parts, state=state), transformers=[_RaisesInChild(at)])
+    root_vals = iter(run.values)
+    raw = iter(run)
+    with pytest.raises(OverflowError):
+        for sub in run.subgraphs:
+            with pytest.raises(OverflowError):
+                list(sub.values)
+    with pytest.raises(OverflowError):
+        list(root_vals)
+    with pytest.raises(OverflowError):
+        list(raw)
+    with pytest.raises(OverflowError):
+        run.output
+    assert state["finally"] is True
+
+
+def test_same_graph_name_two_task_ids_are_two_handles(backend):
+    a1 = ns_of("tool", "t1")
+    a2 = ns_of("tool", "t2")
+    parts = [values({"r": 0})]
+    parts += subgraph_run("tool", "t1", (), [{"k": 1}])
+    parts += subgraph_run("tool", "t2", (), [{"k": 2}], error="bad")
+    run = stream_events(replay(parts))
+    life = iter(run.lifecycle)
+    handles = list(run.subgraphs)
+    assert [(h.path, h.graph_name, h.trigger_call_id, h.status) for h in handles] == [
+        (a1, "tool", "t1", "completed"), (a2, "tool", "t2", "failed")]
+    assert lifecycle_summary(life) == [("started", a1), ("completed", a1),
+                                      ("started", a2), ("failed", a2)]
+
+
+def test_scoped_run_stream_events(backend):
+    parts, info = two_children_one_grandchild()
+    a = info["alpha"]["ns"]
+    sub_parts = [p for p in parts if tuple(p["ns"])[:1] == a]
+    run = stream_events(replay(sub_parts), scope=a)
+    life = iter(run.lifecycle)
+    handles = list(run.subgraphs)
+    assert [h.path for h in handles] == [info["gamma"]["ns"]]
+    assert lifecycle_summary(life) == [("started", info["gamma"]["ns"]),
+                                      ("completed", info["gamma"]["ns"])]
+    assert run.output == info["alpha"]["snapshots"][-1]
+
+
+def test_bounded_handle_values_lag_while_root_drives(backend):
+    from langstream import StreamLagError
+
+    snaps = [{"c": i} for i in range(6)]
+    parts = [values({"r": 0})] + subgraph_run("child", "T1", (), snaps) + [values({"r": 1})]
+    run = stream_events(replay(parts), maxlen=2)
+    handle = next(iter(run.subgraphs))
+    vals = iter(handle.values)
+    assert run.output == {"r": 1}  # drives the run to its end
+    with pytest.raises(StreamLagError) as info:
+        next(vals)
+    assert info.value.missed == len(snaps) - 2
+    assert list(vals) == snaps[-2:]
