@@ -146,7 +146,9 @@ class StreamMux:
         events._limit = maxlen
         events._log = _el.EventLog(None if self.is_async else maxlen)
         self._events = events
-        self._track_bounded(events, "<main log>")
+        self._track_bounded(
+            events, "<main log>" if not self.scope else f"{'/'.join(self.scope)}:<main log>"
+        )
 
         pre: List[Any] = []
         rest: List[Any] = []
@@ -191,7 +193,10 @@ class StreamMux:
             raise ValueError(f"{name} returned projection keys that are already registered: {owners}")
         native = bool(getattr(transformer, "_native", False))
         self._transformers.append(transformer)
-        self._routers.append(_router(transformer))
+        # routing predicates speak of the transformer's own scope: trust them
+        # only when it is this mux's
+        same_scope = tuple(getattr(transformer, "scope", ())) == self.scope
+        self._routers.append(_router(transformer) if same_scope else None)
         self._routes.clear()
         self._fast_routes.clear()
         for key, value in projection.items():
@@ -329,8 +334,9 @@ class StreamMux:
         key = (method, at_scope)
         if key not in self._fast_routes:
             handlers = []
+            routed = {id(t) for t, r in zip(self._transformers, self._routers) if r is not None}
             for transformer in self._route(method, at_scope):
-                handler = _fast(transformer)
+                handler = _fast(transformer) if id(transformer) in routed else None
                 if handler is None:
                     handlers = None
                     break
@@ -500,8 +506,9 @@ class StreamMux:
     def close(self) -> None:
         """End the run normally: finalize every transformer, close every log.
 
-        Every transformer is finalized and every projection closed even when
-        a ``finalize()`` raises; the first such error is re-raised afterwards.
+        Every transformer is finalized even when a ``finalize()`` raises; the
+        first such error then fails every projection (so every reader sees
+        it) and is re-raised.
         """
         if self._finished:
             return
@@ -513,7 +520,8 @@ class StreamMux:
             except BaseException as exc:  # noqa: BLE001 - re-raised below
                 if first is None:
                     first = exc
-        self._finish_channels(None)
+        # a finalize that raised ends the run with that error at every reader
+        self._finish_channels(first)
         if first is not None:
             raise first
 
@@ -568,7 +576,8 @@ class StreamMux:
             except BaseException as exc:  # noqa: BLE001 - re-raised below
                 if first is None:
                     first = exc
-        self._finish_channels(None)
+        # a finalize that raised ends the run with that error at every reader
+        self._finish_channels(first)
         if first is not None:
             raise first
 

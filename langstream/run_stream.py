@@ -440,7 +440,7 @@ class AsyncGraphRunStream(_RunState):
         shared = mux._shared
         pulling = False
         try:
-            if self._yield_next:
+            if self._yield_next or shared.deferred:
                 # Before the first part, and after a step that woke other
                 # consumers, let them run: tasks started together (gather)
                 # subscribe before anything is dispatched (pushes to a

@@ -173,6 +173,10 @@ class StreamTransformer(ABC):
                 "registration."
             ) from None
         task = asyncio.ensure_future(self._logged(coro) if on_error == "log" else coro)
+        if on_error == "log" and hasattr(coro, "close"):
+            # a wrapper cancelled before it started never awaits ``coro``:
+            # close it (a no-op once it has finished) so it is not leaked
+            task.add_done_callback(lambda _task, _coro=coro: _coro.close())
         tasks: Optional[set] = getattr(self, "_stream_scheduled_tasks", None)
         if tasks is None:
             tasks = set()
