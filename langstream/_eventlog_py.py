@@ -387,13 +387,17 @@ class Cursor(Generic[T]):
                     st.pos += 1  # type: ignore[union-attr]
                     if idx:
                         return items[idx]
-                    item = items[0]
+                    # Reading the oldest retained item frees its slot unless
+                    # another cursor is still on it (only this one moved).
+                    base = log._base
                     states = log._states
-                    if len(states) == 1 or min(s.pos for s in states) > log._base:
-                        items.popleft()
-                        log._seqs.popleft()
-                        log._base += 1
-                    return item
+                    if len(states) > 1:
+                        for other in states:
+                            if other.pos == base:
+                                return items[0]
+                    log._seqs.popleft()
+                    log._base = base + 1
+                    return items.popleft()
                 if log._closed:
                     if log._error is not None:
                         raise log._error
