@@ -17,6 +17,7 @@ from cpython.ref cimport PyObject, Py_XINCREF, Py_XDECREF
 from libc.stdint cimport uint64_t
 
 from langstream._ring cimport (
+    ls_ring,
     LS_DETACHED, LS_EMPTY, LS_LAG, LS_NOMEM, LS_OK, ls_counter_init,
     ls_counter_next, ls_counter_value, ls_ring_cursor_close,
     ls_ring_cursor_open, ls_ring_destroy, ls_ring_init, ls_ring_len,
@@ -35,6 +36,13 @@ cdef extern from *:
     static CYTHON_INLINE PyObject *__pyx_ls_steal(void *p) { return (PyObject *)p; }
     """
     object ls_steal "__pyx_ls_steal" (void *p)
+
+
+cdef extern from "Python.h":
+    ctypedef int (*visitproc)(PyObject *, void *)
+    ctypedef int (*traverseproc)(PyObject *, visitproc, void *)
+    ctypedef struct _TypeObject "PyTypeObject":
+        traverseproc tp_traverse
 
 
 @cython.final
@@ -298,3 +306,48 @@ cdef class Cursor:
         if self.log is None:
             return "<Cursor closed>"
         return f"<Cursor pending={self.pending} log={self.log!r}>"
+
+
+# -- garbage collection ----------------------------------------------------------
+#
+# The ring's items are references this module owns, but Cython's generated
+# tp_traverse only knows the declared attributes.  Without help, a cycle that
+# runs through a stored item (item -> cursor -> log -> item, e.g. a run stream
+# that is itself an unread item of one of its projections) would look
+# externally referenced to the collector and leak.  So EventLog's tp_traverse
+# is wrapped to also visit every retained item.  (tp_clear is not needed: the
+# collector breaks such a cycle by clearing the other objects in it, which
+# closes the cursor and lets the ring release the items.)
+
+cdef traverseproc _base_log_traverse = NULL
+cdef Py_ssize_t _ring_offset = 0
+
+
+cdef int _log_traverse(PyObject *o, visitproc visit, void *arg) noexcept:
+    cdef ls_ring *r = <ls_ring *>((<char *>o) + _ring_offset)
+    cdef uint64_t i
+    cdef int rc
+    if _base_log_traverse != NULL:
+        rc = _base_log_traverse(o, visit, arg)
+        if rc:
+            return rc
+    i = r.head
+    while i < r.tail:
+        rc = visit(<PyObject *>r.items[i & r.mask], arg)
+        if rc:
+            return rc
+        i += 1
+    return 0
+
+
+cdef void _install_log_traverse() except *:
+    global _base_log_traverse, _ring_offset
+    cdef EventLog probe = EventLog()
+    cdef _TypeObject *tp = <_TypeObject *><PyObject *>EventLog
+    _ring_offset = <char *>&probe.ring - <char *><PyObject *>probe
+    if tp.tp_traverse != <traverseproc>_log_traverse:
+        _base_log_traverse = tp.tp_traverse
+        tp.tp_traverse = <traverseproc>_log_traverse
+
+
+_install_log_traverse()

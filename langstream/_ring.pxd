@@ -11,6 +11,8 @@ cdef extern from "ring.h" nogil:
         size_t slot
 
     ctypedef struct ls_ring:
+        void **items
+        size_t mask
         size_t maxlen
         uint64_t last_seq
         uint64_t head

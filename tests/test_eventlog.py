@@ -673,3 +673,37 @@ def test_same_exception_classes(eventlog):
     assert eventlog.StreamLagError is StreamLagError
     assert el.StreamLagError is StreamLagError
     assert langstream.StreamLagError is StreamLagError
+
+
+# -- garbage collection of cycles through stored items ----------------------------
+
+
+def test_cycle_through_stored_item_is_collected(eventlog):
+    # item -> cursor -> log -> (stored) item: only the collector can free it,
+    # so the log must show its stored items to the collector.
+    log = eventlog.EventLog()
+    cur = log.cursor()
+    holder = Obj()
+    holder.cur = cur
+    ref = weakref.ref(holder)
+    log_ref = weakref.ref(log)
+    log.push(holder)
+    log.push(Obj(1))
+    del holder, cur, log
+    collect()
+    assert ref() is None
+    assert log_ref() is None
+
+
+def test_cycle_through_pump_is_collected(eventlog):
+    class Stream:
+        pass
+
+    s = Stream()
+    s.log = eventlog.EventLog()
+    s.cur = s.log.cursor(lambda: s.log.push(1) and False)
+    s.log.push(s)  # the stream is also an unread item of its own log
+    ref = weakref.ref(s)
+    del s
+    collect()
+    assert ref() is None
