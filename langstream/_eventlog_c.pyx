@@ -25,6 +25,8 @@ from langstream._ring cimport (
     ls_ring_reclaim_one, ls_ring_take_oldest,
 )
 
+from types import GenericAlias
+
 from langstream._eventlog_py import _check_exc, _check_maxlen
 from langstream.errors import StreamLagError
 
@@ -83,6 +85,8 @@ cdef class EventLog:
     Items are stored only while at least one cursor is open (lazy subscribe),
     and each is released as soon as every open cursor has read it.
     """
+
+    __class_getitem__ = classmethod(GenericAlias)  # EventLog[T], as the twin
 
     def __cinit__(self, maxlen=None, *, counter=None):
         # The object memory is zeroed, so an early raise leaves a ring that
@@ -211,6 +215,8 @@ cdef class Cursor:
     Create one with :meth:`EventLog.cursor`.  ``close()`` (or garbage
     collection of the cursor) releases its hold on the log's items.
     """
+
+    __class_getitem__ = classmethod(GenericAlias)  # Cursor[T], as the twin
 
     def __cinit__(self, EventLog log not None, request_more=None):
         self.c.slot = LS_DETACHED

@@ -707,3 +707,9 @@ def test_cycle_through_pump_is_collected(eventlog):
     del s
     collect()
     assert ref() is None
+
+
+def test_classes_are_subscriptable(eventlog):
+    # annotations such as EventLog[dict] must work at run time on both twins
+    assert eventlog.EventLog[int] is not None
+    assert eventlog.Cursor[int] is not None
