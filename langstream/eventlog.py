@@ -18,6 +18,8 @@ test-suite can swap the backend at run time.
 from __future__ import annotations
 
 import os
+import platform
+import warnings
 from typing import TYPE_CHECKING
 
 from langstream.errors import StreamLagError
@@ -44,7 +46,17 @@ else:
             from langstream._eventlog_c import Cursor, EventLog, SeqCounter
 
             BACKEND = "c"
-        except ImportError:
+        except ImportError as exc:
             from langstream._eventlog_py import Cursor, EventLog, SeqCounter
 
             BACKEND = "python"
+            if platform.python_implementation() == "CPython":
+                # Expected on PyPy; on CPython it means the build fell back.
+                warnings.warn(
+                    "langstream: the C event-log extension is not available "
+                    f"({exc}); using the pure-Python backend. Reinstall with a "
+                    "working C compiler for speed, or set "
+                    "LANGSTREAM_NO_EXTENSIONS=1 to silence this warning.",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )

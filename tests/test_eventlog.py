@@ -713,3 +713,27 @@ def test_classes_are_subscriptable(eventlog):
     # annotations such as EventLog[dict] must work at run time on both twins
     assert eventlog.EventLog[int] is not None
     assert eventlog.Cursor[int] is not None
+
+
+@pytest.mark.skipif(not CPYTHON, reason="the warning is for CPython only")
+def test_missing_c_module_warns_and_falls_back():
+    import os
+    import subprocess
+
+    code = (
+        "import sys, warnings\n"
+        "sys.modules['langstream._eventlog_c'] = None\n"
+        "with warnings.catch_warnings(record=True) as w:\n"
+        "    warnings.simplefilter('always')\n"
+        "    import langstream.eventlog as e\n"
+        "assert e.BACKEND == 'python', e.BACKEND\n"
+        "assert any('pure-Python backend' in str(x.message) for x in w), w\n"
+        "print('ok')\n"
+    )
+    env = dict(os.environ)
+    env.pop("LANGSTREAM_NO_EXTENSIONS", None)
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "ok"
