@@ -2,7 +2,8 @@
 
 On CPython, unless ``LANGSTREAM_NO_EXTENSIONS`` is set (to anything but ""
 or "0"), ``langstream/_eventlog_c.pyx`` is cythonized and compiled together
-with ``csrc/ring.c``.  If Cython or the C compiler fails, the build prints a
+with ``csrc/ring.c``, and ``langstream/_pump_c.pyx`` (the sync run stream's
+compiled pump) is cythonized too.  If Cython or the C compiler fails, the build prints a
 warning and goes on: langstream then runs on its pure-Python backend.  On PyPy
 no extension is built.  All metadata lives in pyproject.toml.
 """
@@ -66,9 +67,14 @@ def _extensions():
         include_dirs=["csrc"],
         extra_compile_args=["-std=c11", "-O2"],
     )
+    pump = Extension(
+        "langstream._pump_c",
+        sources=["langstream/_pump_c.pyx"],
+        extra_compile_args=["-O2"],
+    )
     try:
         return cythonize(
-            [ext],
+            [ext, pump],
             language_level=3,
             compiler_directives={"embedsignature": True},
         )

@@ -31,6 +31,7 @@ from typing import (
     Tuple,
 )
 
+from langstream import eventlog as _el
 from langstream.channel import StreamChannel
 from langstream.mux import StreamMux
 from langstream.protocol import convert_to_protocol_event
@@ -63,6 +64,10 @@ __all__ = [
 
 _logger = logging.getLogger("langstream")
 _convert = convert_to_protocol_event
+try:
+    from langstream._pump_c import SyncPump as _SyncPump
+except ImportError:  # PyPy, no compiler, or LANGSTREAM_NO_EXTENSIONS at install
+    _SyncPump = None
 _get_running_loop = asyncio.get_running_loop
 try:  # Python >= 3.12: a C function
     from _asyncio import current_task as _c_current_task  # type: ignore[attr-defined]
@@ -183,6 +188,11 @@ class GraphRunStream(_RunState):
         self._graph_iter = graph_iter
         self._init_state(mux)
         if wire_pump:
+            if graph_iter is not None and _el.BACKEND == "c" and _SyncPump is not None:
+                # the compiled twin of ``_pump_next`` (same behaviour)
+                self._pump_next = _SyncPump(  # type: ignore[method-assign]
+                    self, mux, graph_iter, GraphRunStream._pump_next.__get__(self)
+                )
             mux.bind_pump(self._pump_next)
 
     # ------------------------------------------------------------------ pump

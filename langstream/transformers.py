@@ -339,7 +339,11 @@ class ValuesTransformer(_ScopedProjection):
         if interrupts:
             self._interrupted = True
             self._interrupts.extend(interrupts)
-        self._log.push(data)
+        log = self._log._log
+        if log.closed:  # the channel's own rules for a closed channel
+            self._log.push(data)
+        else:
+            log.push(data)
 
 
 class UpdatesTransformer(_ScopedProjection):

@@ -1,0 +1,178 @@
+# cython: language_level=3
+"""Compiled pump of the sync run stream (the run-stream layer's hot path).
+
+``SyncPump(run, mux, graph_iter, fallback)`` is a callable with the exact
+behaviour of ``GraphRunStream._pump_next`` (the pure-Python implementation,
+which it calls as ``fallback`` for the rare paths: postponed forwards, an
+ended run, a non-dict part).  It pulls one part, validates it, and
+dispatches it through the mux's fast routes without building a protocol
+event when nothing can observe that event.  Selected together with the C
+event log (``langstream.eventlog.BACKEND == "c"``).
+"""
+
+from cpython.dict cimport PyDict_GetItem
+from cpython.object cimport PyObject
+
+from langstream.protocol import _malformed, convert_to_protocol_event
+from langstream.transformers import (
+    CheckpointsTransformer,
+    CustomTransformer,
+    DebugTransformer,
+    TasksTransformer,
+    UpdatesTransformer,
+    ValuesTransformer,
+)
+
+# built-in projections whose ``_fast_part`` the pump runs inline (exact types
+# only: a subclass may override anything)
+cdef object _VALUES_FAST = ValuesTransformer._fast_part
+cdef dict _PLAIN_FAST = {
+    cls: cls._fast_part
+    for cls in (UpdatesTransformer, CustomTransformer, CheckpointsTransformer,
+                DebugTransformer, TasksTransformer)
+}
+
+
+cdef tuple _compile(tuple handlers):
+    """(kind, transformer or handler, channel) per handler: 1 values, 2 plain, 0 call."""
+    ops = []
+    for handler in handlers:
+        owner = getattr(handler, "__self__", None)
+        func = getattr(handler, "__func__", None)
+        if type(owner) is ValuesTransformer and func is _VALUES_FAST:
+            ops.append((1, owner, owner._log))
+        elif func is not None and _PLAIN_FAST.get(type(owner)) is func:
+            ops.append((2, owner, owner._log))
+        else:
+            ops.append((0, handler, None))
+    return tuple(ops)
+
+cdef object _MISSING = object()
+
+
+cdef class SyncPump:
+    """One pump step per call; returns ``False`` once the run has ended."""
+
+    cdef object run
+    cdef object mux
+    cdef object it
+    cdef object shared
+    cdef object scope_list
+    cdef object fast_routes
+    cdef object events_log
+    cdef object fallback
+    cdef dict ops
+    cdef bint root_scope
+
+    def __cinit__(self, run, mux, graph_iter, fallback):
+        self.run = run
+        self.mux = mux
+        self.it = graph_iter
+        self.shared = mux._shared
+        self.scope_list = mux._scope_list
+        self.fast_routes = mux._fast_routes
+        self.events_log = mux._events._log
+        self.fallback = fallback
+        self.ops = {}
+        self.root_scope = not mux._scope_list
+
+    def __call__(self):
+        run = self.run
+        # (abort() and the end of the run set ``_exhausted``)
+        if run._exhausted or self.shared.deferred:
+            return self.fallback()
+        try:
+            part = next(self.it, _MISSING)
+        except Exception as exc:
+            run._end(exc)
+            return False
+        except BaseException as exc:
+            run._end(exc)
+            raise
+        if part is _MISSING:
+            run._finish()
+            return False
+        try:
+            route = self._dispatch_part(part)
+            if route is not None:
+                self.mux._dispatch(convert_to_protocol_event(part), route[0], route[1])
+        except Exception as exc:
+            run._end(exc)
+            return False
+        except BaseException as exc:
+            run._end(exc)
+            raise
+        return True
+
+    cdef object _dispatch_part(self, object part):
+        """``StreamMux._push_part_fast`` for dict parts."""
+        cdef PyObject* found
+        cdef Py_ssize_t i, n
+        if type(part) is not dict:
+            return self.mux._push_part_fast(part)
+        found = PyDict_GetItem(part, "type")
+        if found == NULL:
+            raise _malformed(part)
+        method = <object>found
+        found = PyDict_GetItem(part, "ns")
+        if found == NULL:
+            raise _malformed(part)
+        ns = <object>found
+        found = PyDict_GetItem(part, "data")
+        if found == NULL:
+            raise _malformed(part)
+        data = <object>found
+        if type(method) is not str:
+            raise _malformed(part)
+        ns_type = type(ns)
+        if ns_type is not tuple and ns_type is not list:
+            raise _malformed(part)
+        n = len(ns)
+        if n:
+            for i in range(n):
+                if type(ns[i]) is not str:
+                    raise _malformed(part)
+            at_scope = list(ns) == self.scope_list
+        else:
+            at_scope = self.root_scope
+        mux = self.mux
+        interrupts = None
+        if at_scope and method == "values":
+            found = PyDict_GetItem(part, "interrupts")
+            interrupts = () if found == NULL else <object>found
+            if type(interrupts) is not tuple and type(interrupts) is not list:
+                raise _malformed(part)
+            mux._latest = data
+            if interrupts:
+                mux._interrupted = True
+                mux._interrupts.extend(interrupts)
+        log = self.events_log
+        if not log.cursor_count:
+            key = (method, at_scope)
+            fast = self.fast_routes.get(key, False)
+            if fast is False:
+                fast = mux._fast_route(method, at_scope)
+            if fast is not None:
+                compiled = self.ops.get(key)
+                if compiled is None or compiled[0] is not fast:
+                    compiled = (fast, _compile(fast))
+                    self.ops[key] = compiled
+                for kind, target, channel in compiled[1]:
+                    if kind == 0:
+                        target(part)
+                        continue
+                    if kind == 1:  # ValuesTransformer._fast_part, inline
+                        # (routed only for values parts at scope: ``interrupts``
+                        # was read and checked above)
+                        target._latest = data
+                        if interrupts:
+                            target._interrupted = True
+                            target._interrupts.extend(interrupts)
+                    plog = channel._log
+                    if plog.closed:
+                        channel.push(data)
+                    else:
+                        plog.push(data)
+                log.push(None)
+                return None
+        return (method, at_scope)
