@@ -1,7 +1,7 @@
 /*
  * test_ring.c: tests for csrc/ring.c.
  *
- *   gcc -std=c11 -g -fsanitize=address,undefined -fno-omit-frame-pointer \
+ *   gcc -std=c11 -g -pthread -fsanitize=address,undefined -fno-omit-frame-pointer \
  *       -Icsrc csrc/ring.c csrc/tests/test_ring.c -o /tmp/test_ring && /tmp/test_ring
  *
  * The last line printed is "N passed, M failed"; the exit code is nonzero
@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <threads.h>
 
 static int passed = 0, failed = 0;
 
@@ -265,6 +266,53 @@ static void test_shared_counter(void) {
     ls_ring_destroy(&b);
 }
 
+/* ---- the counter shared by several threads ----------------------------- */
+
+#define NTHREADS 4
+#define PER_THREAD 100000
+
+static ls_counter shared_counter;
+
+static int counter_worker(void *arg) {
+    uint64_t *out = (uint64_t *)arg;
+    size_t i;
+    for (i = 0; i < PER_THREAD; i++)
+        out[i] = ls_counter_next(&shared_counter);
+    return 0;
+}
+
+static void test_counter_threads(void) {
+    thrd_t th[NTHREADS];
+    uint64_t *out = (uint64_t *)malloc(sizeof(uint64_t) * NTHREADS * PER_THREAD);
+    unsigned char *seen = (unsigned char *)calloc(NTHREADS * PER_THREAD + 1, 1);
+    int t, ok = 1, started = 0;
+    size_t i;
+    ls_counter_init(&shared_counter);
+    for (t = 0; t < NTHREADS; t++)
+        if (thrd_create(&th[t], counter_worker, out + (size_t)t * PER_THREAD) ==
+            thrd_success)
+            started++;
+    CHECK(started == NTHREADS);
+    for (t = 0; t < started; t++)
+        thrd_join(th[t], NULL);
+    for (t = 0; t < started; t++)
+        for (i = 0; i < PER_THREAD; i++) {
+            uint64_t v = out[(size_t)t * PER_THREAD + i];
+            if (v < 1 || v > NTHREADS * PER_THREAD || seen[v]) {
+                ok = 0;
+                continue;
+            }
+            seen[v] = 1;
+            /* each thread sees its own numbers increasing */
+            if (i > 0 && v <= out[(size_t)t * PER_THREAD + i - 1])
+                ok = 0;
+        }
+    CHECK(ok);
+    CHECK(ls_counter_value(&shared_counter) == (uint64_t)NTHREADS * PER_THREAD);
+    free(out);
+    free(seen);
+}
+
 /* ---- random operations against a naive model -------------------------- */
 
 #define MAXC 6
@@ -448,6 +496,7 @@ int main(void) {
     test_reclaim_several_cursors();
     test_eviction_and_lag();
     test_shared_counter();
+    test_counter_threads();
     for (seed = 1; seed <= 40; seed++) {
         test_random(seed, 0, 5000);
         test_random(seed, 1 + seed % 7, 5000);
