@@ -1,0 +1,1 @@
+"""asv benchmarks of langstream, one module per component (see README, "Performance")."""
