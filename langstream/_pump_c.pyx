@@ -1,7 +1,8 @@
 # cython: language_level=3
 """Compiled pump of the sync run stream (the run-stream layer's hot path).
 
-``SyncPump(run, mux, graph_iter, fallback)`` is a callable with the exact
+``PartDispatcher(mux)`` is ``StreamMux._push_part_fast`` in C (used by both
+lanes).  ``SyncPump(run, mux, graph_iter, fallback)`` is a callable with the exact
 behaviour of ``GraphRunStream._pump_next`` (the pure-Python implementation,
 which it calls as ``fallback`` for the rare paths: postponed forwards, an
 ended run, a non-dict part).  It pulls one part, validates it, and
@@ -50,62 +51,30 @@ cdef tuple _compile(tuple handlers):
 cdef object _MISSING = object()
 
 
-cdef class SyncPump:
-    """One pump step per call; returns ``False`` once the run has ended."""
+cdef class PartDispatcher:
+    """``StreamMux._push_part_fast`` in C: validate a part and dispatch it
+    through the fast routes; returns ``None`` when done, else
+    ``(method, at_scope)`` for the protocol-event path."""
 
-    cdef object run
     cdef object mux
-    cdef object it
-    cdef object shared
     cdef object scope_list
     cdef object fast_routes
     cdef object events_log
-    cdef object fallback
     cdef dict ops
     cdef bint root_scope
 
-    def __cinit__(self, run, mux, graph_iter, fallback):
-        self.run = run
+    def __cinit__(self, mux):
         self.mux = mux
-        self.it = graph_iter
-        self.shared = mux._shared
         self.scope_list = mux._scope_list
         self.fast_routes = mux._fast_routes
         self.events_log = mux._events._log
-        self.fallback = fallback
         self.ops = {}
         self.root_scope = not mux._scope_list
 
-    def __call__(self):
-        run = self.run
-        # (abort() and the end of the run set ``_exhausted``)
-        if run._exhausted or self.shared.deferred:
-            return self.fallback()
-        try:
-            part = next(self.it, _MISSING)
-        except Exception as exc:
-            run._end(exc)
-            return False
-        except BaseException as exc:
-            run._end(exc)
-            raise
-        if part is _MISSING:
-            run._finish()
-            return False
-        try:
-            route = self._dispatch_part(part)
-            if route is not None:
-                self.mux._dispatch(convert_to_protocol_event(part), route[0], route[1])
-        except Exception as exc:
-            run._end(exc)
-            return False
-        except BaseException as exc:
-            run._end(exc)
-            raise
-        return True
+    def __call__(self, part):
+        return self.dispatch(part)
 
-    cdef object _dispatch_part(self, object part):
-        """``StreamMux._push_part_fast`` for dict parts."""
+    cpdef object dispatch(self, object part):
         cdef PyObject* found
         cdef Py_ssize_t i, n
         if type(part) is not dict:
@@ -176,3 +145,50 @@ cdef class SyncPump:
                 log.push(None)
                 return None
         return (method, at_scope)
+
+
+cdef class SyncPump:
+    """One pump step per call; returns ``False`` once the run has ended."""
+
+    cdef object run
+    cdef object mux
+    cdef object it
+    cdef object shared
+    cdef object fallback
+    cdef PartDispatcher dispatcher
+
+    def __cinit__(self, run, mux, graph_iter, fallback):
+        self.run = run
+        self.mux = mux
+        self.it = graph_iter
+        self.shared = mux._shared
+        self.fallback = fallback
+        self.dispatcher = PartDispatcher(mux)
+
+    def __call__(self):
+        run = self.run
+        # (abort() and the end of the run set ``_exhausted``)
+        if run._exhausted or self.shared.deferred:
+            return self.fallback()
+        try:
+            part = next(self.it, _MISSING)
+        except Exception as exc:
+            run._end(exc)
+            return False
+        except BaseException as exc:
+            run._end(exc)
+            raise
+        if part is _MISSING:
+            run._finish()
+            return False
+        try:
+            route = self.dispatcher.dispatch(part)
+            if route is not None:
+                self.mux._dispatch(convert_to_protocol_event(part), route[0], route[1])
+        except Exception as exc:
+            run._end(exc)
+            return False
+        except BaseException as exc:
+            run._end(exc)
+            raise
+        return True

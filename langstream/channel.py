@@ -78,26 +78,24 @@ class _AsyncChannelIterator(Generic[T]):
         cursor = self._cursor
         channel = self._channel
         while True:
-            try:
+            # An async-bound channel's log is unbounded (the pump applies
+            # backpressure instead), so a reader never lags: ``pending`` tells
+            # whether ``next`` has an item, without raising StopIteration.
+            if cursor.pending:
                 item = next(cursor)
-            except StopIteration:
-                if channel._log.closed:
-                    raise StopAsyncIteration from None
-                more = channel._arequest_more
-                if more is None:
-                    raise StopAsyncIteration from None
-                if not await more():
-                    try:
-                        item = next(cursor)
-                    except StopIteration:
-                        raise StopAsyncIteration from None
-                    if channel._bp is not None:
-                        channel._bp.wake()
-                    return item
-                continue
-            if channel._bp is not None:
-                channel._bp.wake()
-            return item
+                if channel._bp is not None:
+                    channel._bp.wake()
+                return item
+            if channel._log.closed:
+                try:
+                    next(cursor)  # the log's error, or the end
+                except StopIteration:
+                    pass
+                raise StopAsyncIteration
+            more = channel._arequest_more
+            if more is None or (not await more() and not cursor.pending
+                                and not channel._log.closed):
+                raise StopAsyncIteration
 
     async def aclose(self) -> None:
         """Stop reading: release this reader's hold on the log."""

@@ -65,24 +65,25 @@ __all__ = [
 _logger = logging.getLogger("langstream")
 _convert = convert_to_protocol_event
 try:
+    from langstream._pump_c import PartDispatcher as _PartDispatcher
     from langstream._pump_c import SyncPump as _SyncPump
 except ImportError:  # PyPy, no compiler, or LANGSTREAM_NO_EXTENSIONS at install
-    _SyncPump = None
+    _PartDispatcher = _SyncPump = None
 _get_running_loop = asyncio.get_running_loop
 try:  # Python >= 3.12: a C function
     from _asyncio import current_task as _c_current_task  # type: ignore[attr-defined]
 except ImportError:  # pragma: no cover - version dependent
     _c_current_task = None
 _tasks_by_loop = getattr(asyncio.tasks, "_current_tasks", None)
-
-
-def _current_task() -> Optional[asyncio.Task[Any]]:
-    """``asyncio.current_task()`` without its Python-level overhead (hot path)."""
-    if _c_current_task is not None:
-        return _c_current_task(_get_running_loop())
-    if isinstance(_tasks_by_loop, dict):
-        return _tasks_by_loop.get(_get_running_loop())
-    return asyncio.current_task()  # pragma: no cover
+if _c_current_task is not None:  # pragma: no cover - version dependent
+    _current_task = _c_current_task
+elif isinstance(_tasks_by_loop, dict):
+    # Python < 3.12: ``asyncio.current_task`` is a Python wrapper around this
+    # dict; reading it directly keeps the per-step cost at two C calls.
+    def _current_task() -> Optional[asyncio.Task[Any]]:
+        return _tasks_by_loop.get(_get_running_loop())  # type: ignore[union-attr]
+else:  # pragma: no cover
+    _current_task = asyncio.current_task
 
 
 def _missing_projection(run: Any, name: str) -> AttributeError:
@@ -422,6 +423,12 @@ class AsyncGraphRunStream(_RunState):
         self._aborted = False
         self._settled: Optional[asyncio.Future[Any]] = None
         self._yield_next = True
+        # the part dispatcher: compiled with the C event log, else the mux's own
+        self._dispatch_part = (
+            _PartDispatcher(mux)
+            if _PartDispatcher is not None and _el.BACKEND == "c"
+            else mux._push_part_fast
+        )
         if wire_pump:
             mux.bind_apump(self._apump_next)
 
@@ -445,7 +452,11 @@ class AsyncGraphRunStream(_RunState):
                     waiter.cancel()
             return not self._exhausted
         self._pumping = True
-        self._pump_task = _current_task()
+        self._pump_task = (
+            _tasks_by_loop.get(_get_running_loop())  # inline _current_task()
+            if _c_current_task is None and _tasks_by_loop is not None
+            else _current_task()
+        )
         mux = self._mux
         shared = mux._shared
         pulling = False
@@ -469,7 +480,7 @@ class AsyncGraphRunStream(_RunState):
                 return False
             pulling = True
             part = await graph_aiter.__anext__()
-            route = mux._push_part_fast(part)
+            route = self._dispatch_part(part)
             if route is not None:
                 await mux._adispatch(_convert(part), route[0], route[1])
             return True
