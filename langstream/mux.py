@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence,
 
 from langstream import eventlog as _el
 from langstream.channel import StreamChannel, _Backpressure
-from langstream.protocol import _malformed, convert_to_protocol_event
+from langstream.protocol import _malformed, convert_to_protocol_event, split_part
 
 if TYPE_CHECKING:  # pragma: no cover
     from collections.abc import Awaitable
@@ -121,7 +121,6 @@ class StreamMux:
         self._routers: List[Optional[Callable[[str, bool], bool]]] = []
         self._routes: Dict[Tuple[str, bool], Tuple[Any, ...]] = {}
         self._fast_routes: Dict[Tuple[str, bool], Optional[Tuple[Callable[[Any], None], ...]]] = {}
-        self._is_root_scope = not self.scope
         # the latest snapshot and the interrupts at this scope (run results)
         self._latest: Any = None
         self._interrupted = False
@@ -356,22 +355,8 @@ class StreamMux:
         Returns ``None`` when the part was fully dispatched, else
         ``(method, at_scope)`` for the event path.
         """
-        try:
-            method = part["type"]
-            ns = part["ns"]
-            data = part["data"]
-        except Exception:
-            raise _malformed(part) from None
-        ns_type = type(ns)
-        if type(method) is not str or (ns_type is not tuple and ns_type is not list):
-            raise _malformed(part)
-        if ns:
-            for segment in ns:
-                if type(segment) is not str:
-                    raise _malformed(part)
-            at_scope = list(ns) == self._scope_list
-        else:
-            at_scope = self._is_root_scope
+        method, namespace, data = split_part(part)
+        at_scope = namespace == self._scope_list
         if at_scope and method == "values":
             interrupts = part.get("interrupts", ())
             if type(interrupts) is not tuple and type(interrupts) is not list:

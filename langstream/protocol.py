@@ -110,6 +110,29 @@ def _malformed(part: Any) -> Exception:
     return ValueError(f"malformed stream part: {_describe(part)}")  # pragma: no cover
 
 
+def split_part(part: Any) -> "tuple[str, List[str], Any]":
+    """Validate a stream part; return ``(method, namespace list, data)``.
+
+    Raises:
+        TypeError / ValueError: as ``convert_to_protocol_event``.
+    """
+    try:
+        method = part["type"]
+        ns = part["ns"]
+        data = part["data"]
+    except Exception:
+        raise _malformed(part) from None
+    ns_type = type(ns)
+    if type(method) is not str or (ns_type is not tuple and ns_type is not list):
+        raise _malformed(part)
+    if not ns:
+        return method, [], data
+    for segment in ns:
+        if type(segment) is not str:
+            raise _malformed(part)
+    return method, list(ns), data
+
+
 def convert_to_protocol_event(part: StreamPart) -> ProtocolEvent:
     """Turn a v2 stream part into a protocol event.
 
@@ -127,22 +150,7 @@ def convert_to_protocol_event(part: StreamPart) -> ProtocolEvent:
             has the wrong type; the message names the field and the value.
         ValueError: a required field is missing; the message names it.
     """
-    try:
-        method = part["type"]
-        ns = part["ns"]
-        data = part["data"]
-    except Exception:
-        raise _malformed(part) from None
-    ns_type = type(ns)
-    if type(method) is not str or (ns_type is not tuple and ns_type is not list):
-        raise _malformed(part)
-    if ns:
-        for segment in ns:
-            if type(segment) is not str:
-                raise _malformed(part)
-        namespace = list(ns)
-    else:
-        namespace = []
+    method, namespace, data = split_part(part)
     params: Dict[str, Any] = {
         "namespace": namespace,
         "timestamp": int(_time() * 1000),
