@@ -737,3 +737,18 @@ def test_missing_c_module_warns_and_falls_back():
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "ok"
+
+
+def test_readme_event_log_example(backend):
+    """The README's "Event log" example runs as written, on both backends."""
+    import os
+    import re
+
+    readme = os.path.join(os.path.dirname(os.path.dirname(__file__)), "README.md")
+    if not os.path.exists(readme):
+        pytest.skip("README.md is not beside the tests")
+    with open(readme, encoding="utf-8") as f:
+        text = f.read()
+    match = re.search(r"## Event log\n.*?```python\n(.*?)```", text, re.S)
+    assert match, "README.md has no python example under '## Event log'"
+    exec(compile(match.group(1), "README.md", "exec"), {})
