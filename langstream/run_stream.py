@@ -438,7 +438,9 @@ class AsyncGraphRunStream(_RunState):
         """Advance the run by one step, or wait for the task that is doing it.
 
         Returns ``True`` when a step completed (here or in another task),
-        ``False`` once the run has ended.
+        ``False`` once the run has ended.  (``langstream._pump_c.AsyncPump``
+        is its compiled twin for the common case; both share the helpers
+        below.)
         """
         if self._exhausted:
             return False
@@ -451,12 +453,7 @@ class AsyncGraphRunStream(_RunState):
                 if not waiter.done():
                     waiter.cancel()
             return not self._exhausted
-        self._pumping = True
-        self._pump_task = (
-            _tasks_by_loop.get(_get_running_loop())  # inline _current_task()
-            if _c_current_task is None and _tasks_by_loop is not None
-            else _current_task()
-        )
+        self._begin_step()
         mux = self._mux
         shared = mux._shared
         pulling = False
@@ -485,44 +482,62 @@ class AsyncGraphRunStream(_RunState):
                 await mux._adispatch(_convert(part), route[0], route[1])
             return True
         except StopAsyncIteration:
-            await self._afinish()
-            return False
-        except asyncio.CancelledError:
-            if self._aborting:
-                uncancel = getattr(_current_task(), "uncancel", None)
-                if uncancel is not None:
-                    uncancel()
-                self._exhausted = True
-                return False
-            if pulling:
-                # The task driving the pump was cancelled after the pull
-                # began: the graph received the cancellation, so end the run
-                # with a clear error rather than truncate it silently.  (A
-                # cancel while waiting for room loses nothing.)
-                await self._aend(RuntimeError(
-                    "the run was cancelled: the task driving its pump was "
-                    "cancelled while the graph was producing or dispatching a part"
-                ))
-            raise
-        except Exception as exc:  # noqa: BLE001 - ends the run
-            await self._aend(exc)
-            return False
+            return await self._afinish()
+        except asyncio.CancelledError as exc:
+            return await self._after_cancel(exc, pulling)
         except BaseException as exc:
-            await self._aend(exc)
-            raise
+            return await self._after_error(exc)
         finally:
-            self._pumping = False
-            self._pump_task = None
-            waiters = self._waiters
-            if waiters:
-                self._waiters = []
-                self._yield_next = True
-                for waiter in waiters:
-                    if not waiter.done():
-                        waiter.set_result(None)
-            settled = self._settled
-            if settled is not None and not settled.done():
-                settled.set_result(None)
+            self._end_step()
+
+    def _begin_step(self) -> None:
+        self._pumping = True
+        self._pump_task = (
+            _tasks_by_loop.get(_get_running_loop())  # inline _current_task()
+            if _c_current_task is None and _tasks_by_loop is not None
+            else _current_task()
+        )
+
+    def _end_step(self) -> None:
+        self._pumping = False
+        self._pump_task = None
+        waiters = self._waiters
+        if waiters:
+            self._waiters = []
+            self._yield_next = True
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_result(None)
+        settled = self._settled
+        if settled is not None and not settled.done():
+            settled.set_result(None)
+
+    async def _after_cancel(self, exc: BaseException, pulling: bool) -> bool:
+        """The task driving the pump was cancelled during a step."""
+        if self._aborting:
+            # abort() cancelled the pull on purpose: the run just stops
+            uncancel = getattr(_current_task(), "uncancel", None)
+            if uncancel is not None:
+                uncancel()
+            self._exhausted = True
+            return False
+        if pulling:
+            # Cancelled after the pull began: the graph received the
+            # cancellation, so end the run with a clear error rather than
+            # truncate it silently.  (A cancel while waiting for room or for
+            # the event loop loses nothing.)
+            await self._aend(RuntimeError(
+                "the run was cancelled: the task driving its pump was "
+                "cancelled while the graph was producing or dispatching a part"
+            ))
+        raise exc
+
+    async def _after_error(self, exc: BaseException) -> bool:
+        """A step raised: end the run with ``exc`` (re-raised unless an Exception)."""
+        await self._aend(exc)
+        if not isinstance(exc, Exception):
+            raise exc
+        return False
 
     async def _wait_for_room(self) -> None:
         bp = self._mux._shared.bp
@@ -558,7 +573,8 @@ class AsyncGraphRunStream(_RunState):
                 )
             full = bp.full()
 
-    async def _afinish(self) -> None:
+    async def _afinish(self) -> bool:
+        """The graph is exhausted: flush, then close the mux; returns False."""
         self._exhausted = True
         self._graph_aiter = None
         mux = self._mux
@@ -569,6 +585,7 @@ class AsyncGraphRunStream(_RunState):
         except Exception as exc:  # noqa: BLE001 - fail the logs with it
             await mux.afail(exc)
             mux._finish_channels(exc)
+        return False
 
     async def _aend(self, exc: BaseException) -> None:
         self._exhausted = True
