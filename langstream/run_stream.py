@@ -114,7 +114,9 @@ async def _close_async_iter(it: Any) -> None:
 
 
 class _RunState:
-    """What a run stream tracks itself: output, interrupts (no subscriber needed)."""
+    """What both run streams share: projections as attributes, and the run's
+    results (latest snapshot, interrupts), which the mux tracks for its scope
+    whether or not anyone subscribes."""
 
     _mux: StreamMux
     _scope_list: List[str]
@@ -142,9 +144,6 @@ class _RunState:
     @property
     def _interrupts(self) -> List[Any]:
         return self._mux._interrupts
-
-    def _observe_event(self, event: ProtocolEvent) -> None:
-        """Kept for API parity; the mux tracks snapshots itself."""
 
     def _raise_if_failed(self) -> None:
         err = self._mux._events._log.error
