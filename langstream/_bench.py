@@ -463,6 +463,14 @@ async def _memory_case(make_run: Callable[[int], Any], parts: int, slowdown: int
     }
 
 
+def _fmt_bytes(n: Optional[float]) -> str:
+    if n is None:
+        return "n/a"
+    if n >= 2**20:
+        return f"{n / 2**20:,.1f} MiB"
+    return f"{n / 2**10:,.1f} KiB"
+
+
 def run_memory(parts: int, slowdown: int, maxlen: int, backends: Dict[str, Any],
                lg: Optional[Dict[str, Any]]) -> Dict[str, Dict[str, Any]]:
     from langstream.run_stream import astream_events
@@ -490,11 +498,9 @@ def run_memory(parts: int, slowdown: int, maxlen: int, backends: Dict[str, Any],
             loop.close()
         res["maxlen"] = maxlen if key != LG else None
         out[key] = res
-        peak = res["peak_traced_bytes"]
         _progress(
-            f"[bench] memory: {LABELS[key]}: peak "
-            + (f"{peak / 2**20:,.1f} MiB traced, " if peak is not None else "")
-            + f"{res['peak_rss_growth_bytes'] / 2**20:,.1f} MiB RSS growth, "
+            f"[bench] memory: {LABELS[key]}: peak {_fmt_bytes(res['peak_traced_bytes'])} "
+            f"traced, {_fmt_bytes(res['peak_rss_growth_bytes'])} RSS growth, "
             f"{res['seconds']:.1f} s"
         )
     return out
@@ -563,12 +569,11 @@ def format_memory(mem: Dict[str, Dict[str, Any]]) -> str:
     lines.append(f"| {'contender':24} | {'parts':>10} | {'maxlen':>6} | {'peak traced':>12} | {'RSS growth':>11} | {'time':>7} |")
     lines.append(f"|{'-' * 26}|{'-' * 12}|{'-' * 8}|{'-' * 14}|{'-' * 13}|{'-' * 9}|")
     for key, res in mem.items():
-        peak = res["peak_traced_bytes"]
-        peak_s = f"{peak / 2**20:,.2f} MiB" if peak is not None else "n/a"
         maxlen = res["maxlen"] if res["maxlen"] is not None else "-"
         lines.append(
-            f"| {LABELS[key]:24} | {res['parts']:>10,} | {maxlen!s:>6} | {peak_s:>12} | "
-            f"{res['peak_rss_growth_bytes'] / 2**20:>7,.1f} MiB | {res['seconds']:>5.1f} s |"
+            f"| {LABELS[key]:24} | {res['parts']:>10,} | {maxlen!s:>6} | "
+            f"{_fmt_bytes(res['peak_traced_bytes']):>12} | "
+            f"{_fmt_bytes(res['peak_rss_growth_bytes']):>11} | {res['seconds']:>5.1f} s |"
         )
     return "\n".join(lines)
 
