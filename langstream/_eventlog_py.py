@@ -42,17 +42,17 @@ def _check_maxlen(maxlen: object) -> Optional[int]:
         return None
     if isinstance(maxlen, bool):
         raise TypeError(
-            f"maxlen must be None or an int >= 1, got {maxlen!r} (a bool)"
+            f"maxlen must be a positive int or None (an int >= 1), got {maxlen!r} (a bool)"
         )
     try:
         value = operator.index(maxlen)  # type: ignore[arg-type]
     except TypeError:
         raise TypeError(
-            f"maxlen must be None or an int >= 1, got {maxlen!r} "
+            f"maxlen must be a positive int or None (an int >= 1), got {maxlen!r} "
             f"({type(maxlen).__name__})"
         ) from None
     if value < 1:
-        raise ValueError(f"maxlen must be None or an int >= 1, got {maxlen!r}")
+        raise ValueError(f"maxlen must be a positive int or None (an int >= 1), got {maxlen!r}")
     return value
 
 

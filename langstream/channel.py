@@ -207,7 +207,7 @@ class StreamChannel(Generic[T]):
         if log.closed:
             if log.cursor_count:
                 raise RuntimeError(
-                    f"cannot push to a closed StreamChannel (name={self.name!r})"
+                    f"Cannot push to a closed StreamChannel (name={self.name!r})"
                 )
             return
         log.push(item)
@@ -236,15 +236,18 @@ class StreamChannel(Generic[T]):
             )
         if self._is_async and not is_async:
             raise TypeError(
-                "this StreamChannel is bound to an async run: use 'async for'."
+                "This StreamChannel is bound to async mode (an async run): "
+                "use 'async for' instead."
             )
         if not self._is_async and is_async:
             raise TypeError(
-                "this StreamChannel is bound to a sync run: use 'for'."
+                "This StreamChannel is bound to sync mode (a sync run): "
+                "use 'for' instead."
             )
         if self._subscribed:
+            named = f" {self.name!r}" if self.name else ""
             raise RuntimeError(
-                f"StreamChannel {self.name or ''!s} already has a subscriber; "
+                f"StreamChannel{named} already has a subscriber; "
                 f"use .{fan_out}(n) for fan-out."
             )
         self._subscribed = True

@@ -174,9 +174,10 @@ class StreamMux:
         name = type(transformer).__name__
         if not self.is_async and _needs_event_loop(transformer):
             raise RuntimeError(
-                f"{name} needs a running event loop (it overrides aprocess/afinalize/"
-                "afail or sets requires_async=True): run it on an async run "
-                "(is_async=True / astream_events), not a sync one."
+                f"{name} requires an async run: it needs a running event loop (it "
+                "overrides aprocess/afinalize/afail or sets requires_async=True). "
+                "Use an async run (astream_events / StreamMux(is_async=True)), "
+                "not a sync one."
             )
         projection = transformer.init()
         if not isinstance(projection, dict):
@@ -187,9 +188,12 @@ class StreamMux:
         taken = sorted(set(projection) & set(self.extensions))
         if taken:
             owners = ", ".join(
-                f"{key!r} (already owned by {self._projection_owners[key]})" for key in taken
+                f"{key!r} (owned by {self._projection_owners[key]})" for key in taken
             )
-            raise ValueError(f"{name} returned projection keys that are already registered: {owners}")
+            raise ValueError(
+                f"Transformer {name} returned projection keys that conflict with "
+                f"already-registered keys: {owners}"
+            )
         native = bool(getattr(transformer, "_native", False))
         self._transformers.append(transformer)
         # routing predicates speak of the transformer's own scope: trust them
@@ -422,10 +426,7 @@ class StreamMux:
             if not transformer.process(event):
                 keep = False
         if keep:
-            if self._assign_seq:
-                event["seq"] = self._events._log.push(event)
-            else:
-                self._events._log.push(event)
+            self._append(event)
 
     async def apush(self, event: ProtocolEvent) -> None:
         """Async ``push``: awaits each transformer's ``aprocess`` in order."""
@@ -445,10 +446,28 @@ class StreamMux:
             if not await transformer.aprocess(event):
                 keep = False
         if keep:
-            if self._assign_seq:
-                event["seq"] = self._events._log.push(event)
-            else:
-                self._events._log.push(event)
+            self._append(event)
+
+    def _append(self, event: Any) -> None:
+        """Append ``event`` to the main log (numbering it on the root mux).
+
+        Like a channel: after the run ended, an event nobody reads is
+        dropped; with a reader, it is an error.
+        """
+        log = self._events._log
+        try:
+            seq = log.push(event)
+        except RuntimeError:
+            if not log.closed:
+                raise
+            if log.cursor_count:
+                raise RuntimeError(
+                    "Cannot push to a closed StreamChannel (the main log of a "
+                    "run that has ended)"
+                ) from None
+            return
+        if self._assign_seq:
+            event["seq"] = seq
 
     def _forward(self, method: str, item: Any) -> None:
         """Append a protocol event for a push on a named channel.
@@ -463,7 +482,7 @@ class StreamMux:
             "type": "event",
             "method": method,
             "params": {
-                "namespace": list(self._scope_list),
+                "namespace": [],
                 "timestamp": int(_time() * 1000),
                 "data": item,
             },

@@ -346,7 +346,7 @@ class GraphRunStream(_RunState):
                 subscribed.append(channel)
                 readers.append((name, channel._log.cursor(), channel))
             live = list(readers)
-            pump = self._pump_next
+            pump = self._mux._pump_fn
             while live:
                 best = None
                 best_seq = 0
@@ -367,7 +367,7 @@ class GraphRunStream(_RunState):
                     else:
                         remaining.append(reader)
                 live = remaining
-                if live and not pump():
+                if live and (pump is None or not pump()):
                     if all(reader[1].peek_seq() is None for reader in live):
                         if all(reader[2]._log.closed for reader in live):
                             continue

@@ -167,7 +167,7 @@ class StreamTransformer(ABC):
             if hasattr(coro, "close"):
                 coro.close()
             raise RuntimeError(
-                f"{type(self).__name__}.schedule() needs a running event loop: "
+                f"{type(self).__name__}.schedule() requires a running event loop: "
                 "use it on an async run (astream_events), and set "
                 "requires_async = True on the class so a sync run rejects it at "
                 "registration."
@@ -399,7 +399,7 @@ def _status_from_exception(err: BaseException) -> Tuple[SubgraphStatus, Optional
     for klass in type(err).__mro__:
         if klass.__name__ == "GraphInterrupt":
             return "interrupted", None
-    return "failed", (str(err) or type(err).__name__)
+    return "failed", str(err)
 
 
 def _status_from_result(data: Mapping[str, Any]) -> Tuple[SubgraphStatus, Optional[str]]:

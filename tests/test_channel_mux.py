@@ -300,7 +300,8 @@ def test_named_channel_forwards_even_without_channel_subscriber(backend):
     assert [(e["method"], e["seq"]) for e in drain(main)] == [("custom:p", 1), ("custom", 2)]
 
 
-def test_named_channel_forward_carries_child_scope(backend):
+def test_named_channel_forward_has_an_empty_namespace_in_any_scope(backend):
+    # as in LangGraph: a forwarded channel event belongs to the mux it enters
     t = NativeEcho(("a:1",), name="p")
     mux = StreamMux([t], scope=("a:1",))
     main = iter(mux._events)
@@ -308,7 +309,7 @@ def test_named_channel_forward_carries_child_scope(backend):
     mux.close()
     events = drain(main)
     assert events[0]["method"] == "p"
-    assert events[0]["params"]["namespace"] == ["a:1"]
+    assert events[0]["params"]["namespace"] == []
 
 
 # ------------------------------------------------------------------ numbering
