@@ -31,12 +31,14 @@ else:  # pragma: no cover - version dependent
 
 __all__ = [
     "CheckpointsTransformer",
+    "LifecycleCause",
     "CustomTransformer",
     "DebugTransformer",
     "LifecyclePayload",
     "LifecycleTransformer",
     "StreamTransformer",
     "SubgraphStatus",
+    "SubgraphTransformer",
     "TasksTransformer",
     "UpdatesTransformer",
     "ValuesTransformer",
@@ -48,6 +50,13 @@ SubgraphStatus = Literal["started", "completed", "failed", "interrupted"]
 """The status of a subgraph: ``started`` until its terminal status arrives."""
 
 
+class LifecycleCause(TypedDict):
+    """What triggered a subgraph: the tool call that spawned a named subagent."""
+
+    type: str
+    tool_call_id: str
+
+
 class LifecyclePayload(TypedDict, total=False):
     """One item of the ``lifecycle`` projection (and of a ``lifecycle`` event)."""
 
@@ -55,6 +64,7 @@ class LifecyclePayload(TypedDict, total=False):
     namespace: List[str]
     graph_name: NotRequired[str]
     trigger_call_id: NotRequired[str]
+    cause: NotRequired[LifecycleCause]
     error: NotRequired[str]
 
 
@@ -250,6 +260,15 @@ def _trusted_fast_part(transformer: Any) -> Optional[Callable[[Any], None]]:
     return transformer._fast_part
 
 
+def transformer_requires_async(transformer: StreamTransformer) -> bool:
+    """True if ``transformer`` needs a running event loop (an async run).
+
+    That is: it sets ``requires_async``, or it overrides ``aprocess``,
+    ``afinalize`` or ``afail`` without declaring ``supports_sync``.
+    """
+    return type(transformer)._needs_event_loop()
+
+
 class _ScopedProjection(StreamTransformer):
     """Pushes ``params["data"]`` of one method's events at exactly its scope."""
 
@@ -396,6 +415,7 @@ def parse_segment(segment: str) -> Tuple[Optional[str], Optional[str]]:
 
 
 def _status_from_exception(err: BaseException) -> Tuple[SubgraphStatus, Optional[str]]:
+    # LangGraph's exception class, recognised by name (no import needed)
     for klass in type(err).__mro__:
         if klass.__name__ == "GraphInterrupt":
             return "interrupted", None
@@ -432,6 +452,11 @@ class _SubtreeTracker(StreamTransformer):
         self._open: Dict[Tuple[str, ...], Tuple[Optional[str], Optional[str]]] = {}
         # (parent namespace, task id) -> namespace it closes
         self._by_task: Dict[Tuple[Tuple[str, ...], str], Tuple[str, ...]] = {}
+        # task id -> id of the tool call it runs (from task inputs), so a
+        # subagent can name the tool call that spawned it
+        self._tool_calls: Dict[str, str] = {}
+        # the cause of the namespace being started (read by _on_started)
+        self._pending_cause: Optional[LifecycleCause] = None
 
     @staticmethod
     def _route(method: str, at_scope: bool) -> bool:
@@ -447,8 +472,15 @@ class _SubtreeTracker(StreamTransformer):
         raise NotImplementedError
 
     # bookkeeping -------------------------------------------------------
-    def _discover(self, ns: List[str]) -> List[Tuple[str, ...]]:
-        """Start every namespace of ``ns``'s path not seen yet; return them."""
+    def _discover(self, ns: List[str], event: Any = None) -> List[Tuple[str, ...]]:
+        """Start every namespace of ``ns``'s path not seen yet; return them.
+
+        ``event`` is the event that discovered them: when it is a task start
+        at the namespace itself whose metadata names an agent
+        (``lc_agent_name``, set by LangChain's ``create_agent``), that name
+        is the namespace's ``graph_name``, and the tool call that spawned it
+        (if any) its ``cause``.
+        """
         depth = self._depth
         if len(ns) <= depth or (depth and ns[:depth] != self._scope_list):
             return []
@@ -462,18 +494,54 @@ class _SubtreeTracker(StreamTransformer):
             if key in self._seen:
                 return []
             keys = [key]
+        agent = None
+        if event is not None and event["method"] == "tasks" and len(ns) == len(keys[-1]):
+            data = event["params"]["data"]
+            if isinstance(data, Mapping) and "result" not in data:
+                metadata = data.get("metadata")
+                if isinstance(metadata, Mapping) and isinstance(metadata.get("lc_agent_name"), str):
+                    agent = metadata["lc_agent_name"]
         started = []
         for key in keys:
             if key in self._seen:
                 continue
             self._seen.add(key)
             graph_name, task_id = parse_segment(key[-1])
+            cause: Optional[LifecycleCause] = None
+            if agent is not None and key == keys[-1]:
+                graph_name = agent
+                tool_call_id = self._tool_calls.get(task_id) if task_id else None
+                if tool_call_id is not None:
+                    cause = {"type": "toolCall", "tool_call_id": tool_call_id}
             self._open[key] = (graph_name, task_id)
             if task_id is not None:
                 self._by_task[(key[:-1], task_id)] = key
             started.append(key)
-            self._on_started(key, graph_name, task_id)
+            self._pending_cause = cause
+            try:
+                self._on_started(key, graph_name, task_id)
+            finally:
+                self._pending_cause = None
         return started
+
+    def _record_tool_call(self, data: Any) -> None:
+        """Remember which tool call a starting task runs (for ``cause``)."""
+        if not isinstance(data, Mapping) or "result" in data:
+            return
+        task_id = data.get("id")
+        if not isinstance(task_id, str):
+            return
+        payload = data.get("input")
+        call_id = None
+        if isinstance(payload, Mapping) and isinstance(payload.get("tool_call"), Mapping):
+            call_id = payload["tool_call"].get("id")
+        elif isinstance(payload, list):
+            for call in payload:
+                if isinstance(call, Mapping) and isinstance(call.get("id"), str):
+                    call_id = call["id"]
+                    break
+        if isinstance(call_id, str):
+            self._tool_calls[task_id] = call_id
 
     def _ended(self, ns: List[str], data: Any) -> Optional[Tuple[Tuple[str, ...], SubgraphStatus, Optional[str]]]:
         """The namespace a task result closes, with its status, if any."""
@@ -492,9 +560,12 @@ class _SubtreeTracker(StreamTransformer):
     def process(self, event: ProtocolEvent) -> bool:
         params = event["params"]
         ns = params["namespace"]
+        is_task = event["method"] == "tasks"
+        if is_task:
+            self._record_tool_call(params["data"])
         if len(ns) > self._depth:
-            self._discover(ns)
-        if event["method"] == "tasks":
+            self._discover(ns, event)
+        if is_task:
             ended = self._ended(ns, params["data"])
             if ended is not None:
                 self._on_terminal(*ended)
@@ -530,7 +601,8 @@ class LifecycleTransformer(_SubtreeTracker):
     Tracks namespaces at every depth below its scope.  Its channel is named
     ``lifecycle``, so each payload also enters the main log as a
     ``lifecycle`` event.  Payload: ``event`` (a ``SubgraphStatus``),
-    ``namespace``, ``graph_name``, ``trigger_call_id`` and, on failure,
+    ``namespace``, ``graph_name``, ``trigger_call_id``, ``cause`` (on
+    ``started``, for a subagent spawned by a tool call) and, on failure,
     ``error``.
     """
 
@@ -539,13 +611,15 @@ class LifecycleTransformer(_SubtreeTracker):
     def __init__(self, scope: Tuple[str, ...] = ()) -> None:
         super().__init__(scope)
         self._channel: StreamChannel[LifecyclePayload] = StreamChannel("lifecycle")
+        # namespace -> (graph_name, trigger_call_id) as started
+        self._names: Dict[Tuple[str, ...], Tuple[Optional[str], Optional[str]]] = {}
 
     def init(self) -> Dict[str, Any]:
         return {"lifecycle": self._channel}
 
     def _payload(self, status: SubgraphStatus, ns: Tuple[str, ...]) -> LifecyclePayload:
         payload: LifecyclePayload = {"event": status, "namespace": list(ns)}
-        graph_name, task_id = parse_segment(ns[-1])
+        graph_name, task_id = self._names.get(ns) or parse_segment(ns[-1])
         if graph_name:
             payload["graph_name"] = graph_name
         if task_id is not None:
@@ -554,7 +628,11 @@ class LifecycleTransformer(_SubtreeTracker):
 
     def _on_started(self, ns: Tuple[str, ...], graph_name: Optional[str],
                     trigger_call_id: Optional[str]) -> None:
-        self._channel.push(self._payload("started", ns))
+        self._names[ns] = (graph_name, trigger_call_id)
+        payload = self._payload("started", ns)
+        if self._pending_cause is not None:
+            payload["cause"] = self._pending_cause
+        self._channel.push(payload)
 
     def _on_terminal(self, ns: Tuple[str, ...], status: SubgraphStatus,
                      error: Optional[str]) -> None:
@@ -562,3 +640,189 @@ class LifecycleTransformer(_SubtreeTracker):
         if error is not None:
             payload["error"] = error
         self._channel.push(payload)
+
+
+# Subgraph handles are run streams (a higher layer): ``langstream.run_stream``
+# hands their classes down here when it is imported.
+_HANDLE_TYPES: Dict[bool, Any] = {}
+
+
+def _set_handle_types(sync_cls: Any, async_cls: Any) -> None:
+    """Called by ``langstream.run_stream``: the handle class of each lane."""
+    _HANDLE_TYPES[False] = sync_cls
+    _HANDLE_TYPES[True] = async_cls
+
+
+class SubgraphTransformer(_SubtreeTracker):
+    """``run.subgraphs``: one handle per direct child subgraph of the scope.
+
+    A child is discovered at the first event inside its subtree; its handle
+    wraps a child mux built from the same factories at the child's scope,
+    and every later event of the subtree is forwarded into it (the first one
+    at the start of the next pump step, so a consumer that receives the
+    handle can subscribe to its projections before it arrives).
+    Grandchildren appear on the child handle's own ``subgraphs``.
+    """
+
+    _native = True
+    supports_sync = True
+    _all_depths = False
+    _route = _SubtreeTracker.__dict__["_route"]
+
+    def __init__(self, scope: Tuple[str, ...] = ()) -> None:
+        super().__init__(scope)
+        self._log: StreamChannel[Any] = StreamChannel()
+        self._handles: Dict[Tuple[str, ...], Any] = {}
+        self._mux: Optional[StreamMux] = None
+
+    def init(self) -> Dict[str, Any]:
+        return {"subgraphs": self._log}
+
+    def _on_register(self, mux: Any) -> None:
+        self._mux = mux
+
+    def _on_started(self, ns: Tuple[str, ...], graph_name: Optional[str],
+                    trigger_call_id: Optional[str]) -> None:
+        if self._mux is None:
+            return
+        try:
+            child = self._mux._make_child(ns)
+        except RuntimeError:
+            return
+        cls = _HANDLE_TYPES.get(child.is_async)
+        if cls is None:  # pragma: no cover - langstream/__init__ imports run_stream
+            raise RuntimeError(
+                "subgraph handles are defined in langstream.run_stream; import it first"
+            )
+        handle = cls(child, path=ns, graph_name=graph_name, trigger_call_id=trigger_call_id)
+        self._handles[ns] = handle
+        self._log.push(handle)
+
+    def _route_event(self, event: ProtocolEvent) -> Tuple[Any, bool]:
+        """The handle ``event`` goes to and whether it was just discovered."""
+        ns = event["params"]["namespace"]
+        depth = self._depth
+        if len(ns) <= depth or (depth and ns[:depth] != self._scope_list):
+            return None, False
+        key = tuple(ns[: depth + 1])
+        handle = self._handles.get(key)
+        if handle is None:
+            if key in self._seen:
+                return None, False
+            self._discover(ns, event)
+            handle = self._handles.get(key)
+            return handle, True
+        if handle._mux._events._log.closed:
+            return None, False
+        return handle, False
+
+    @staticmethod
+    def _mark(handle: Any, status: SubgraphStatus, error: Optional[str]) -> bool:
+        if handle._seen_terminal:
+            return False
+        handle._seen_terminal = True
+        handle.status = status
+        if error is not None and handle.error is None:
+            handle.error = error
+        return True
+
+    def _on_terminal(self, ns: Tuple[str, ...], status: SubgraphStatus,
+                     error: Optional[str]) -> None:
+        handle = self._handles.get(ns)
+        if handle is None or not self._mark(handle, status, error):
+            return
+        if status == "failed":
+            handle._mux.fail(RuntimeError(error or "subgraph failed"))
+        else:
+            handle._mux.close()
+
+    async def _aon_terminal(self, ns: Tuple[str, ...], status: SubgraphStatus,
+                            error: Optional[str]) -> None:
+        handle = self._handles.get(ns)
+        if handle is None or not self._mark(handle, status, error):
+            return
+        if status == "failed":
+            await handle._mux.afail(RuntimeError(error or "subgraph failed"))
+        else:
+            await handle._mux.aclose()
+
+    def process(self, event: ProtocolEvent) -> bool:
+        if event["method"] == "tasks":
+            self._record_tool_call(event["params"]["data"])
+        handle, new = self._route_event(event)
+        if handle is not None:
+            if new:
+                self._mux._defer(handle._mux, handle, event)  # type: ignore[union-attr]
+            else:
+                handle._mux.push(event)
+        if event["method"] == "tasks":
+            params = event["params"]
+            ended = self._ended(params["namespace"], params["data"])
+            if ended is not None:
+                self._on_terminal(*ended)
+            return False
+        return True
+
+    async def aprocess(self, event: ProtocolEvent) -> bool:
+        if event["method"] == "tasks":
+            self._record_tool_call(event["params"]["data"])
+        handle, new = self._route_event(event)
+        if handle is not None:
+            if new:
+                self._mux._defer(handle._mux, handle, event)  # type: ignore[union-attr]
+            else:
+                await handle._mux.apush(event)
+        if event["method"] == "tasks":
+            params = event["params"]
+            ended = self._ended(params["namespace"], params["data"])
+            if ended is not None:
+                await self._aon_terminal(*ended)
+            return False
+        return True
+
+    def _open_handles(self) -> List[Any]:
+        self._open.clear()
+        self._by_task.clear()
+        return [h for h in reversed(list(self._handles.values())) if not h._seen_terminal]
+
+    def finalize(self) -> None:
+        first: Optional[BaseException] = None
+        for handle in self._open_handles():
+            self._mark(handle, "completed", None)
+            try:
+                handle._mux.close()
+            except BaseException as exc:  # noqa: BLE001 - re-raised below
+                if first is None:
+                    first = exc
+        if first is not None:
+            raise first
+
+    async def afinalize(self) -> None:
+        first: Optional[BaseException] = None
+        for handle in self._open_handles():
+            self._mark(handle, "completed", None)
+            try:
+                await handle._mux.aclose()
+            except BaseException as exc:  # noqa: BLE001 - re-raised below
+                if first is None:
+                    first = exc
+        if first is not None:
+            raise first
+
+    def fail(self, err: BaseException) -> None:
+        status, error = _status_from_exception(err)
+        for handle in self._open_handles():
+            self._mark(handle, status, error)
+            try:
+                handle._mux.fail(err)
+            except Exception:  # noqa: BLE001 - keep failing the others
+                _logger.warning("failing subgraph %r raised", handle.path, exc_info=True)
+
+    async def afail(self, err: BaseException) -> None:
+        status, error = _status_from_exception(err)
+        for handle in self._open_handles():
+            self._mark(handle, status, error)
+            try:
+                await handle._mux.afail(err)
+            except Exception:  # noqa: BLE001 - keep failing the others
+                _logger.warning("failing subgraph %r raised", handle.path, exc_info=True)

@@ -1,0 +1,5 @@
+"""Alias of the converter under LangGraph's module name (``langgraph.stream._convert``)."""
+
+from langstream.protocol import convert_to_protocol_event
+
+__all__ = ["convert_to_protocol_event"]
