@@ -49,6 +49,7 @@ cdef tuple _compile(tuple handlers):
     return tuple(ops)
 
 cdef object _MISSING = object()
+cdef object _SLOW = object()  # a route that needs the protocol event
 
 
 cdef class PartDispatcher:
@@ -58,18 +59,24 @@ cdef class PartDispatcher:
 
     cdef object mux
     cdef object scope_list
-    cdef object fast_routes
     cdef object events_log
-    cdef dict ops
+    cdef dict ops_at_scope   # method -> compiled ops, or _SLOW
+    cdef dict ops_below
     cdef bint root_scope
 
     def __cinit__(self, mux):
         self.mux = mux
         self.scope_list = mux._scope_list
-        self.fast_routes = mux._fast_routes
         self.events_log = mux._events._log
-        self.ops = {}
+        self.ops_at_scope = {}
+        self.ops_below = {}
         self.root_scope = not mux._scope_list
+        mux._route_listeners.append(self)
+
+    def _invalidate(self):
+        """The mux's routes changed (a transformer was registered)."""
+        self.ops_at_scope.clear()
+        self.ops_below.clear()
 
     def __call__(self, part):
         return self.dispatch(part)
@@ -117,16 +124,16 @@ cdef class PartDispatcher:
                 mux._interrupts.extend(interrupts)
         log = self.events_log
         if not log.cursor_count:
-            key = (method, at_scope)
-            fast = self.fast_routes.get(key, False)
-            if fast is False:
+            cache = self.ops_at_scope if at_scope else self.ops_below
+            found = PyDict_GetItem(cache, method)
+            if found == NULL:
                 fast = mux._fast_route(method, at_scope)
-            if fast is not None:
-                compiled = self.ops.get(key)
-                if compiled is None or compiled[0] is not fast:
-                    compiled = (fast, _compile(fast))
-                    self.ops[key] = compiled
-                for kind, target, channel in compiled[1]:
+                compiled = _SLOW if fast is None else _compile(fast)
+                cache[method] = compiled
+            else:
+                compiled = <object>found
+            if compiled is not _SLOW:
+                for kind, target, channel in compiled:
                     if kind == 0:
                         target(part)
                         continue

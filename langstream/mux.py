@@ -121,6 +121,8 @@ class StreamMux:
         self._routers: List[Optional[Callable[[str, bool], bool]]] = []
         self._routes: Dict[Tuple[str, bool], Tuple[Any, ...]] = {}
         self._fast_routes: Dict[Tuple[str, bool], Optional[Tuple[Callable[[Any], None], ...]]] = {}
+        # compiled dispatchers caching routes; told when the routes change
+        self._route_listeners: List[Any] = []
         # the latest snapshot and the interrupts at this scope (run results)
         self._latest: Any = None
         self._interrupted = False
@@ -202,6 +204,8 @@ class StreamMux:
         self._routers.append(_router(transformer) if same_scope else None)
         self._routes.clear()
         self._fast_routes.clear()
+        for listener in self._route_listeners:
+            listener._invalidate()
         for key, value in projection.items():
             if isinstance(value, StreamChannel):
                 self._adopt_channel(key, value, native)

@@ -422,6 +422,7 @@ class AsyncGraphRunStream(_RunState):
         self._aborted = False
         self._settled: Optional[asyncio.Future[Any]] = None
         self._yield_next = True
+        self._loop: Optional[asyncio.AbstractEventLoop] = None
         # the part dispatcher: compiled with the C event log, else the mux's own
         self._dispatch_part = (
             _PartDispatcher(mux)
@@ -491,8 +492,14 @@ class AsyncGraphRunStream(_RunState):
 
     def _begin_step(self) -> None:
         self._pumping = True
+        # An async run belongs to the event loop that first pumps it; the loop
+        # is cached because asyncio.get_running_loop() costs a system call per
+        # call on some Python versions.
+        loop = self._loop
+        if loop is None:
+            loop = self._loop = _get_running_loop()
         self._pump_task = (
-            _tasks_by_loop.get(_get_running_loop())  # inline _current_task()
+            _tasks_by_loop.get(loop)
             if _c_current_task is None and _tasks_by_loop is not None
             else _current_task()
         )
