@@ -65,10 +65,11 @@ class _Backpressure:
 class _AsyncChannelIterator(Generic[T]):
     """``async for`` over one cursor of a channel's log, pumping when empty."""
 
-    __slots__ = ("_cursor", "_channel", "__weakref__")
+    __slots__ = ("_cursor", "_channel", "_log", "__weakref__")
 
     def __init__(self, channel: StreamChannel[T]) -> None:
         self._channel = channel
+        self._log = channel._log
         self._cursor = channel._log.cursor()
 
     def __aiter__(self) -> _AsyncChannelIterator[T]:
@@ -76,25 +77,25 @@ class _AsyncChannelIterator(Generic[T]):
 
     async def __anext__(self) -> T:
         cursor = self._cursor
-        channel = self._channel
         while True:
             # An async-bound channel's log is unbounded (the pump applies
             # backpressure instead), so a reader never lags: ``pending`` tells
             # whether ``next`` has an item, without raising StopIteration.
             if cursor.pending:
                 item = next(cursor)
-                if channel._bp is not None:
-                    channel._bp.wake()
+                bp = self._channel._bp
+                if bp is not None:
+                    bp.wake()
                 return item
-            if channel._log.closed:
+            if self._log.closed:
                 try:
                     next(cursor)  # the log's error, or the end
                 except StopIteration:
                     pass
                 raise StopAsyncIteration
-            more = channel._arequest_more
+            more = self._channel._arequest_more
             if more is None or (not await more() and not cursor.pending
-                                and not channel._log.closed):
+                                and not self._log.closed):
                 raise StopAsyncIteration
 
     async def aclose(self) -> None:

@@ -453,7 +453,16 @@ class AsyncGraphRunStream(_RunState):
                 if not waiter.done():
                     waiter.cancel()
             return not self._exhausted
-        self._begin_step()
+        # (_begin_step, inline: this is the hot path)
+        self._pumping = True
+        loop = self._loop
+        if loop is None:
+            loop = self._loop = _get_running_loop()
+        self._pump_task = (
+            _tasks_by_loop.get(loop)
+            if _c_current_task is None and _tasks_by_loop is not None
+            else _current_task()
+        )
         mux = self._mux
         shared = mux._shared
         pulling = False
@@ -488,21 +497,11 @@ class AsyncGraphRunStream(_RunState):
         except BaseException as exc:
             return await self._after_error(exc)
         finally:
-            self._end_step()
-
-    def _begin_step(self) -> None:
-        self._pumping = True
-        # An async run belongs to the event loop that first pumps it; the loop
-        # is cached because asyncio.get_running_loop() costs a system call per
-        # call on some Python versions.
-        loop = self._loop
-        if loop is None:
-            loop = self._loop = _get_running_loop()
-        self._pump_task = (
-            _tasks_by_loop.get(loop)
-            if _c_current_task is None and _tasks_by_loop is not None
-            else _current_task()
-        )
+            if self._waiters or self._settled is not None:
+                self._end_step()
+            else:  # (_end_step, inline for the common case)
+                self._pumping = False
+                self._pump_task = None
 
     def _end_step(self) -> None:
         self._pumping = False
