@@ -65,11 +65,12 @@ class _Backpressure:
 class _AsyncChannelIterator(Generic[T]):
     """``async for`` over one cursor of a channel's log, pumping when empty."""
 
-    __slots__ = ("_cursor", "_channel", "_log", "__weakref__")
+    __slots__ = ("_cursor", "_channel", "_log", "_bp", "__weakref__")
 
     def __init__(self, channel: StreamChannel[T]) -> None:
         self._channel = channel
         self._log = channel._log
+        self._bp = channel._bp  # fixed when the mux adopted the channel
         self._cursor = channel._log.cursor()
 
     def __aiter__(self) -> _AsyncChannelIterator[T]:
@@ -83,9 +84,8 @@ class _AsyncChannelIterator(Generic[T]):
             # whether ``next`` has an item, without raising StopIteration.
             if cursor.pending:
                 item = next(cursor)
-                bp = self._channel._bp
-                if bp is not None:
-                    bp.wake()
+                if self._bp is not None:
+                    self._bp.wake()
                 return item
             if self._log.closed:
                 try:

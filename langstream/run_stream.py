@@ -84,6 +84,13 @@ elif isinstance(_tasks_by_loop, dict):
         return _tasks_by_loop.get(_get_running_loop())  # type: ignore[union-attr]
 else:  # pragma: no cover
     _current_task = asyncio.current_task
+# the current task of a given loop, in one C call where possible
+if _c_current_task is not None:  # pragma: no cover - version dependent
+    _task_of = _c_current_task
+elif isinstance(_tasks_by_loop, dict):
+    _task_of = _tasks_by_loop.get
+else:  # pragma: no cover
+    _task_of = asyncio.current_task
 
 
 def _missing_projection(run: Any, name: str) -> AttributeError:
@@ -438,9 +445,7 @@ class AsyncGraphRunStream(_RunState):
         """Advance the run by one step, or wait for the task that is doing it.
 
         Returns ``True`` when a step completed (here or in another task),
-        ``False`` once the run has ended.  (``langstream._pump_c.AsyncPump``
-        is its compiled twin for the common case; both share the helpers
-        below.)
+        ``False`` once the run has ended.
         """
         if self._exhausted:
             return False
@@ -458,31 +463,31 @@ class AsyncGraphRunStream(_RunState):
         loop = self._loop
         if loop is None:
             loop = self._loop = _get_running_loop()
-        self._pump_task = (
-            _tasks_by_loop.get(loop)
-            if _c_current_task is None and _tasks_by_loop is not None
-            else _current_task()
-        )
+        self._pump_task = _task_of(loop)
         mux = self._mux
         shared = mux._shared
         pulling = False
         try:
-            if self._yield_next or shared.deferred:
-                # Before the first part, and after a step that woke other
-                # consumers, let them run: tasks started together (gather)
-                # subscribe before anything is dispatched (pushes to a
-                # projection nobody subscribes to are not stored), and a
-                # consumer whose data just arrived reads it, and subscribes to
-                # the handles it got, before the next part is pulled.
-                self._yield_next = False
-                await asyncio.sleep(0)
-            if shared.deferred:
-                await mux._aflush_deferred()
-                return True
-            if shared.bp.channels:
-                await self._wait_for_room()
+            if self._yield_next or shared.deferred or shared.bp.channels:
+                if self._yield_next or shared.deferred:
+                    # Before the first part, and after a step that woke other
+                    # consumers, let them run: tasks started together (gather)
+                    # subscribe before anything is dispatched (pushes to a
+                    # projection nobody subscribes to are not stored), and a
+                    # consumer whose data just arrived reads it, and subscribes
+                    # to the handles it got, before the next part is pulled.
+                    self._yield_next = False
+                    await asyncio.sleep(0)
+                if shared.deferred:
+                    await mux._aflush_deferred()
+                    return True
+                if shared.bp.channels:
+                    await self._wait_for_room()
+                if self._exhausted:
+                    return False
+            # (the end of the run and abort() both clear ``_graph_aiter``)
             graph_aiter = self._graph_aiter
-            if self._exhausted or graph_aiter is None:
+            if graph_aiter is None:
                 return False
             pulling = True
             part = await graph_aiter.__anext__()
