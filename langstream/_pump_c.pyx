@@ -163,6 +163,7 @@ cdef class SyncPump:
     cdef object shared
     cdef object fallback
     cdef PartDispatcher dispatcher
+    cdef public bint done  # set by the run when it ends (its ``_exhausted``)
 
     def __cinit__(self, run, mux, graph_iter, fallback):
         self.run = run
@@ -173,10 +174,9 @@ cdef class SyncPump:
         self.dispatcher = PartDispatcher(mux)
 
     def __call__(self):
-        run = self.run
-        # (abort() and the end of the run set ``_exhausted``)
-        if run._exhausted or self.shared.deferred:
+        if self.done or self.shared.deferred:
             return self.fallback()
+        run = self.run
         try:
             part = next(self.it, _MISSING)
         except Exception as exc:

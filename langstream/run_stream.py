@@ -237,6 +237,7 @@ class GraphRunStream(_RunState):
 
     def _finish(self) -> None:
         self._exhausted = True
+        self._stop_pump()
         self._graph_iter = None
         mux = self._mux
         try:
@@ -247,9 +248,16 @@ class GraphRunStream(_RunState):
             if not mux._events._log.closed:
                 mux.fail(exc)
 
+    def _stop_pump(self) -> None:
+        """Tell the compiled pump (if any) that the run is over."""
+        pump = self.__dict__.get("_pump_next")
+        if pump is not None:
+            pump.done = True
+
     def _end(self, exc: BaseException) -> None:
         """Fail the run with ``exc`` and close the graph iterator."""
         self._exhausted = True
+        self._stop_pump()
         graph_iter = self._graph_iter
         self._graph_iter = None
         self._mux._shared.deferred.clear()
@@ -272,6 +280,7 @@ class GraphRunStream(_RunState):
         Consumers see the projections end normally.  Idempotent.
         """
         self._exhausted = True
+        self._stop_pump()
         graph_iter = self._graph_iter
         self._graph_iter = None
         if graph_iter is not None:
