@@ -127,7 +127,6 @@ class StreamMux:
         self._latest: Any = None
         self._interrupted = False
         self._interrupts: List[Any] = []
-        self._children: List[StreamMux] = []
         self.extensions: Dict[str, Any] = {}
         self.native_keys: set[str] = set()
         self._projection_owners: Dict[str, str] = {}
@@ -137,7 +136,6 @@ class StreamMux:
         )
         self._pump_fn: Optional[Callable[[], bool]] = None
         self._apump_fn: Optional[Callable[[], Awaitable[bool]]] = None
-        self._push_seq = 0
         self._finished = False
 
         # the main log: a channel of its own, numbered by its own counter
@@ -247,10 +245,6 @@ class StreamMux:
         """Return the transformer that contributed projection ``key``, or ``None``."""
         return self._transformer_by_key.get(key)
 
-    def _next_push_seq(self) -> int:
-        self._push_seq += 1
-        return self._push_seq
-
     # ------------------------------------------------------------------ pumps
 
     def bind_pump(self, fn: Callable[[], bool]) -> None:
@@ -298,7 +292,6 @@ class StreamMux:
             child.bind_pump(self._pump_fn)
         if self._apump_fn is not None:
             child.bind_apump(self._apump_fn)
-        self._children.append(child)
         return child
 
     def _defer(self, child: StreamMux, handle: Any, event: Any) -> None:
