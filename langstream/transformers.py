@@ -637,6 +637,7 @@ class LifecycleTransformer(_SubtreeTracker):
     def _on_terminal(self, ns: Tuple[str, ...], status: SubgraphStatus,
                      error: Optional[str]) -> None:
         payload = self._payload(status, ns)
+        self._names.pop(ns, None)
         if error is not None:
             payload["error"] = error
         self._channel.push(payload)
@@ -728,7 +729,8 @@ class SubgraphTransformer(_SubtreeTracker):
 
     def _on_terminal(self, ns: Tuple[str, ...], status: SubgraphStatus,
                      error: Optional[str]) -> None:
-        handle = self._handles.get(ns)
+        # an ended handle is let go (``_seen`` keeps it from being rediscovered)
+        handle = self._handles.pop(ns, None)
         if handle is None or not self._mark(handle, status, error):
             return
         if status == "failed":
@@ -738,7 +740,7 @@ class SubgraphTransformer(_SubtreeTracker):
 
     async def _aon_terminal(self, ns: Tuple[str, ...], status: SubgraphStatus,
                             error: Optional[str]) -> None:
-        handle = self._handles.get(ns)
+        handle = self._handles.pop(ns, None)
         if handle is None or not self._mark(handle, status, error):
             return
         if status == "failed":
