@@ -8,15 +8,41 @@ used on PyPy, where no C compiler was found at install time, or when
 
 Implementation notes
 --------------------
-* Items live in two deques (item, sequence number) addressed by *absolute*
-  indices: ``_base`` is the absolute index of the oldest retained item, and
-  every cursor keeps the absolute index of the next item it will read.  The
-  retained items are exactly those not yet read by the slowest open cursor.
-* One ``threading.Lock`` per log guards every state change; the sequence
-  number is taken and the item stored under the same lock, so storage order is
-  sequence order.  No user code ever runs while the lock is held: references
-  that the log lets go of (evicted or reclaimed items) are dropped after the
-  lock is released, and ``request_more`` is called outside it.
+* Items live in one deque of (sequence number, item) addressed by *absolute*
+  indices: ``_base`` is the absolute index of the oldest retained item,
+  ``_tail`` the index the next stored item gets, and every cursor keeps the
+  absolute index of the next item it will read.  The retained items are
+  exactly those not yet read by the slowest open cursor.
+* One ``threading.Lock`` per log guards every change of the stored items and
+  of the cursor states; while a cursor is open, the sequence number is taken
+  and the item stored under that lock, so storage order is sequence order.
+  No user code ever runs while the lock is held: references that the log lets
+  go of (evicted or reclaimed items) are dropped after the lock is released,
+  and ``request_more`` is called outside it.
+* Lock-free fast paths.  Only single calls into built-in (C, or on PyPy
+  interpreter-level) code are relied on to be atomic under the GIL; they run
+  no Python code, so no other thread can run in the middle of one:
+  - ``SeqCounter`` is an ``itertools.count``; its ``value`` is read from the
+    count's ``repr``.
+  - ``push`` with no open cursor (nothing to store) goes through the *gate*,
+    ``zip(takewhile(not_, repeat(flag)), count)``: one ``next()`` on it checks
+    that ``flag`` (a list) is still empty *and* takes the number, atomically.
+    Opening the first cursor, ``close()`` and ``fail()`` append to ``flag``
+    under the lock, which shuts that gate for good (``takewhile`` never
+    resumes); releasing the last cursor of an open log builds a new gate.  So a
+    lock-free push either took its number before a cursor opened (it is
+    ordered before the open, nothing to store) or falls back to the lock.
+  - ``last_seq`` of a log on its own counter is the counter's value; a log on
+    a shared counter records its numbers with ``heapq.heappushpop`` on a
+    one-item heap (CPython: one C call, an atomic running max) or, where
+    ``_heapq`` is not compiled (PyPy), appends them to a list that is folded
+    to its max now and then; ``last_seq`` is the max of that record.
+  - ``cursor_count`` is the length of ``_live`` (one entry per open cursor).
+  - ``Cursor.__next__`` on an open log with nothing unread returns to the
+    pump without the lock: the read position never passes ``_tail`` and
+    ``_tail`` is written (under the lock) only after the item is stored, so
+    reading ``pos >= _tail`` then ``not _closed`` proves the cursor had
+    nothing to read at the moment ``_tail`` was read.
 * The log holds a cursor's *state* (position and lag), never the cursor
   itself, so a cursor that is dropped without ``close()`` is finalized by the
   garbage collector, which releases its hold.
@@ -27,7 +53,9 @@ from __future__ import annotations
 import operator
 import threading
 from collections import deque
-from typing import Any, Callable, Deque, Generic, List, Optional, TypeVar
+from itertools import count, repeat, takewhile
+from operator import not_
+from typing import Any, Callable, Deque, Generic, List, Optional, Tuple, TypeVar
 
 from langstream.errors import StreamLagError
 
@@ -65,6 +93,34 @@ def _check_exc(exc: object) -> BaseException:
     return exc
 
 
+def _count_value(counter: "count[int]") -> int:
+    """The last number an ``itertools.count(1)`` handed out (its repr is
+    ``count(<next>)``; reading it is one C call)."""
+    return int(repr(counter)[6:-1]) - 1
+
+
+def _record_list(rec: List[int], seq: int) -> None:
+    """Record ``seq`` in ``rec`` so that ``max(rec)`` is the largest number
+    recorded (the portable twin of ``heappushpop`` on a one-item heap).
+
+    ``append`` is atomic; the list is folded to its max every 64 items, under
+    one module lock (the only thing that removes items), so the max is never
+    absent and the list stays short."""
+    rec.append(seq)
+    if len(rec) > 64:
+        with _fold_lock:
+            n = len(rec)
+            rec[0:n] = [max(rec[:n])]
+
+
+_fold_lock = threading.Lock()
+
+try:  # CPython: a C function, atomic under the GIL (ints compare in C)
+    from _heapq import heappushpop as _record
+except ImportError:  # PyPy (pure-Python heapq): append and fold
+    _record = _record_list
+
+
 class SeqCounter:
     """A thread-safe source of sequence numbers: 1, 2, 3 ...
 
@@ -72,26 +128,23 @@ class SeqCounter:
     so items of different logs can be ordered against each other.
     """
 
-    __slots__ = ("_lock", "_value", "__weakref__")
+    __slots__ = ("_count", "_next", "__weakref__")
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._value = 0
+        self._count = count(1)  # next() is one atomic C call
+        self._next = self._count.__next__
 
     def next(self) -> int:
         """Hand out the next number (the first call returns 1)."""
-        with self._lock:
-            value = self._value + 1
-            self._value = value
-        return value
+        return self._next()
 
     @property
     def value(self) -> int:
         """The last number handed out (0 before the first ``next()``)."""
-        return self._value
+        return _count_value(self._count)
 
     def __repr__(self) -> str:
-        return f"<SeqCounter value={self._value}>"
+        return f"<SeqCounter value={self.value}>"
 
 
 class _CursorState:
@@ -120,16 +173,20 @@ class EventLog(Generic[T]):
     __slots__ = (
         "_lock",
         "_counter",
-        "_own_counter",
+        "_count",
+        "_cnext",
+        "_rec",
+        "_fast",
+        "_flag",
         "_maxlen",
         "_items",
-        "_seqs",
         "_base",
+        "_tail",
         "_states",
+        "_live",
         "_dead",
         "_closed",
         "_error",
-        "_last_seq",
         "__weakref__",
     )
 
@@ -139,24 +196,31 @@ class EventLog(Generic[T]):
         self._maxlen = _check_maxlen(maxlen)
         if counter is None:
             self._counter = SeqCounter()
-            self._own_counter = True
+            # every number of its own counter is one of its pushes:
+            # ``last_seq`` is the counter's value, nothing to record
+            self._rec: Optional[List[int]] = None
         elif isinstance(counter, SeqCounter):
             self._counter = counter
-            self._own_counter = False
+            self._rec = [0]  # running max of this log's numbers (see _record)
         else:
             raise TypeError(
                 "counter must be None or a SeqCounter of the same backend "
                 f"({__name__}), got {counter!r} ({type(counter).__name__})"
             )
+        self._count = self._counter._count
+        self._cnext = self._counter._next
         self._lock = threading.Lock()
-        self._items: Deque[Any] = deque()
-        self._seqs: Deque[int] = deque()
+        self._items: Deque[Tuple[int, Any]] = deque()  # (seq, item)
         self._base = 0
+        self._tail = 0  # == _base + len(_items), written after a store
         self._states: List[_CursorState] = []
+        self._live: List[None] = []  # one entry per open cursor
         self._dead: List[_CursorState] = []  # states of finalized cursors
         self._closed = False
         self._error: Optional[BaseException] = None
-        self._last_seq = 0
+        self._flag: List[None] = []
+        self._fast: Optional[Callable[[], Any]] = None
+        self._open_gate_locked()
 
     # -- writing -----------------------------------------------------------
 
@@ -167,33 +231,44 @@ class EventLog(Generic[T]):
         consumed.  On a bounded log that is full, the oldest item is evicted.
         Raises ``RuntimeError`` if the log is closed.
         """
+        fast = self._fast
+        if fast is not None:  # no open cursor (a hint: the gate decides)
+            try:
+                seq = fast()[1]
+            except StopIteration:  # a cursor opened, or the log closed
+                pass
+            else:
+                rec = self._rec
+                if rec is not None:
+                    _record(rec, seq)
+                return seq
         garbage = None
-        with self._lock:
+        lock = self._lock
+        lock.acquire()  # (cheaper than ``with`` on CPython: no bound methods)
+        try:
             if self._closed:
                 raise RuntimeError("cannot push to a closed EventLog")
             if self._dead:
                 garbage = self._reap_locked()
-            if self._own_counter:
-                counter = self._counter
-                seq = counter._value + 1
-                counter._value = seq
-            else:
-                seq = self._counter.next()
-            self._last_seq = seq
+            seq = self._cnext()
+            rec = self._rec
+            if rec is not None:
+                _record(rec, seq)
             if self._states:
                 items = self._items
-                items.append(item)
-                self._seqs.append(seq)
+                items.append((seq, item))
+                self._tail += 1
                 maxlen = self._maxlen
                 if maxlen is not None and len(items) > maxlen:
                     garbage = items.popleft()
-                    self._seqs.popleft()
                     base = self._base + 1
                     self._base = base
                     for st in self._states:
                         if st.pos < base:
                             st.pos = base
                             st.lag += 1
+        finally:
+            lock.release()
         del garbage  # dropped outside the lock: its finalizer may re-enter
         return seq
 
@@ -205,6 +280,7 @@ class EventLog(Generic[T]):
         with self._lock:
             if not self._closed:
                 self._closed = True
+                self._shut_gate_locked()
 
     def fail(self, exc: BaseException) -> None:
         """Close the log with an error: cursors read what is retained, then
@@ -216,8 +292,9 @@ class EventLog(Generic[T]):
         _check_exc(exc)
         with self._lock:
             if not self._closed:
-                self._closed = True
                 self._error = exc
+                self._closed = True
+                self._shut_gate_locked()
 
     # -- reading -----------------------------------------------------------
 
@@ -237,6 +314,9 @@ class EventLog(Generic[T]):
 
     def __len__(self) -> int:
         """Number of retained items (unread by the slowest open cursor)."""
+        if self._dead:
+            with self._lock:
+                garbage = self._reap_locked()  # noqa: F841 (dropped after lock)
         return len(self._items)
 
     @property
@@ -257,15 +337,15 @@ class EventLog(Generic[T]):
     @property
     def last_seq(self) -> int:
         """Sequence number of the most recent push to this log (0 before)."""
-        return self._last_seq
+        rec = self._rec
+        if rec is None:
+            return _count_value(self._count)
+        return max(rec)
 
     @property
     def cursor_count(self) -> int:
         """Number of open cursors."""
-        with self._lock:
-            if self._dead:
-                garbage = self._reap_locked()  # noqa: F841 (dropped after lock)
-            return len(self._states)
+        return len(self._live)
 
     def __repr__(self) -> str:
         state = "failed" if self._error is not None else (
@@ -273,16 +353,30 @@ class EventLog(Generic[T]):
         )
         return (
             f"<EventLog {state} maxlen={self._maxlen} len={len(self._items)} "
-            f"last_seq={self._last_seq} cursors={len(self._states)}>"
+            f"last_seq={self.last_seq} cursors={len(self._live)}>"
         )
 
     # -- internals (call with the lock held) -------------------------------
 
+    def _open_gate_locked(self) -> None:
+        """Let pushes take numbers without the lock (no cursor, log open)."""
+        flag: List[None] = []
+        self._flag = flag
+        self._fast = zip(takewhile(not_, repeat(flag)), self._count).__next__
+
+    def _shut_gate_locked(self) -> None:
+        """From now on every push takes the lock (until the gate reopens)."""
+        if self._fast is not None:
+            self._fast = None
+            self._flag.append(None)  # the old gate's takewhile stops for good
+
     def _open_locked(self) -> _CursorState:
         if self._dead:
             self._reap_locked()  # nothing stored can be dropped by this
-        st = _CursorState(self._base + len(self._items))
+        self._shut_gate_locked()  # before the cursor exists
+        st = _CursorState(self._tail)
         self._states.append(st)
+        self._live.append(None)
         return st
 
     def _release_locked(self, st: _CursorState) -> list:
@@ -294,6 +388,8 @@ class EventLog(Generic[T]):
                 break
         else:
             return []
+        if not states and not self._closed:
+            self._open_gate_locked()
         return self._reclaim_locked()
 
     def _reclaim_locked(self) -> list:
@@ -310,16 +406,15 @@ class EventLog(Generic[T]):
         if drop <= 0:
             return []
         garbage = []
-        seqs = self._seqs
         popleft = items.popleft
         for _ in range(drop):
             garbage.append(popleft())
-            seqs.popleft()
         self._base += drop
         return garbage
 
     def _reap_locked(self) -> list:
-        """Release the states of cursors finalized while the lock was busy."""
+        """Release the states of cursors finalized while the lock was busy
+        (their ``_live`` entries are already gone)."""
         dead = self._dead
         garbage: list = []
         while dead:
@@ -371,37 +466,43 @@ class Cursor(Generic[T]):
         if log is None:
             raise StopIteration
         st = self._st
-        lock = log._lock
         more = True
         while True:
-            with lock:
-                if log._dead:
-                    garbage = log._reap_locked()  # noqa: F841 (after lock)
-                if st.lag:  # type: ignore[union-attr]
-                    missed = st.lag  # type: ignore[union-attr]
-                    st.lag = 0  # type: ignore[union-attr]
-                    raise StreamLagError(missed)
-                items = log._items
-                idx = st.pos - log._base  # type: ignore[union-attr]
-                if idx < len(items):
-                    st.pos += 1  # type: ignore[union-attr]
-                    if idx:
-                        return items[idx]
-                    # Reading the oldest retained item frees its slot unless
-                    # another cursor is still on it (only this one moved).
-                    base = log._base
-                    states = log._states
-                    if len(states) > 1:
-                        for other in states:
-                            if other.pos == base:
-                                return items[0]
-                    log._seqs.popleft()
-                    log._base = base + 1
-                    return items.popleft()
-                if log._closed:
-                    if log._error is not None:
-                        raise log._error
-                    raise StopIteration
+            # Nothing unread on an open log: no need for the lock (see the
+            # module notes: pos <= _tail always, and lag > 0 implies pos < _tail).
+            if st.pos < log._tail or log._closed:  # type: ignore[union-attr]
+                lock = log._lock
+                lock.acquire()
+                try:
+                    if log._dead:
+                        garbage = log._reap_locked()  # noqa: F841 (after lock)
+                    if st.lag:  # type: ignore[union-attr]
+                        missed = st.lag  # type: ignore[union-attr]
+                        st.lag = 0  # type: ignore[union-attr]
+                        raise StreamLagError(missed)
+                    items = log._items
+                    idx = st.pos - log._base  # type: ignore[union-attr]
+                    if idx < len(items):
+                        st.pos += 1  # type: ignore[union-attr]
+                        if idx:
+                            return items[idx][1]
+                        # Reading the oldest retained item frees its slot
+                        # unless another cursor is still on it (only this one
+                        # moved).
+                        base = log._base
+                        states = log._states
+                        if len(states) > 1:
+                            for other in states:
+                                if other.pos == base:
+                                    return items[0][1]
+                        log._base = base + 1
+                        return items.popleft()[1]
+                    if log._closed:
+                        if log._error is not None:
+                            raise log._error
+                        raise StopIteration
+                finally:
+                    lock.release()
             request_more = self._request_more
             if request_more is None or not more:
                 raise StopIteration
@@ -414,8 +515,8 @@ class Cursor(Generic[T]):
             return None
         with log._lock:
             idx = self._st.pos - log._base  # type: ignore[union-attr]
-            seqs = log._seqs
-            return seqs[idx] if idx < len(seqs) else None
+            items = log._items
+            return items[idx][0] if idx < len(items) else None
 
     @property
     def pending(self) -> int:
@@ -424,7 +525,7 @@ class Cursor(Generic[T]):
         if log is None:
             return 0
         with log._lock:
-            return log._base + len(log._items) - self._st.pos  # type: ignore[union-attr]
+            return log._tail - self._st.pos  # type: ignore[union-attr]
 
     @property
     def closed(self) -> bool:
@@ -441,6 +542,7 @@ class Cursor(Generic[T]):
         self._log = None
         self._st = None
         with log._lock:
+            log._live.pop()
             garbage = log._release_locked(st)  # type: ignore[arg-type]
         del garbage  # released after the lock
 
@@ -451,6 +553,7 @@ class Cursor(Generic[T]):
         st = self._st
         self._log = None
         self._st = None
+        log._live.pop()  # atomic: cursor_count is right at once
         # The collector may run this while this very thread holds the lock
         # (e.g. inside push()); never block here: hand over to the log then.
         lock = log._lock

@@ -10,6 +10,7 @@ import pickle
 import platform
 import sys
 import threading
+import time
 import weakref
 
 import pytest
@@ -615,6 +616,154 @@ def test_threaded_producer_consumer(eventlog):
                     break
     th.join()
     assert got == list(range(n))
+
+
+@pytest.fixture
+def fast_switching():
+    """Switch threads often: more interleavings, and no 5 ms GIL waits."""
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(1e-5)
+    yield
+    sys.setswitchinterval(old)
+
+
+def _run_threads(n, target):
+    start = threading.Barrier(n)
+
+    def run(t):
+        start.wait()
+        target(t)
+
+    threads = [threading.Thread(target=run, args=(t,)) for t in range(n)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+
+
+@pytest.fixture(params=["default", "list"])
+def record_impl(request, eventlog, monkeypatch):
+    """On the pure twin, run once more with the portable ``last_seq`` record
+    (the one PyPy uses) instead of ``heappushpop``."""
+    if request.param == "list":
+        if not eventlog.__name__.endswith("_py"):
+            pytest.skip("pure twin only")
+        monkeypatch.setattr(eventlog, "_record", eventlog._record_list)
+    return request.param
+
+
+@pytest.mark.parametrize("shared", [False, True])
+def test_threaded_pushes_without_cursor(eventlog, shared, record_impl, fast_switching):
+    """The lock-free (no cursor) push: every number used once, per-thread
+    order, and ``last_seq`` is the highest number pushed to the log."""
+    n_threads, per_thread = 4, 50_000
+    counter = eventlog.SeqCounter() if shared else None
+    log = eventlog.EventLog(counter=counter)
+    other = eventlog.EventLog(counter=counter) if shared else None
+    seqs = [[] for _ in range(n_threads)]
+
+    def worker(t):
+        out = seqs[t]
+        push = log.push if other is None or t % 2 else other.push
+        for i in range(per_thread):
+            out.append(push(i))
+
+    _run_threads(n_threads, worker)
+    total = n_threads * per_thread
+    assert sorted(s for out in seqs for s in out) == list(range(1, total + 1))
+    for out in seqs:
+        assert out == sorted(out)
+    if other is None:
+        assert log.last_seq == total
+    else:
+        assert log.last_seq == max(max(seqs[t]) for t in range(1, n_threads, 2))
+        assert other.last_seq == max(max(seqs[t]) for t in range(0, n_threads, 2))
+        assert counter.value == total
+    assert len(log) == 0 and log.cursor_count == 0
+
+
+@pytest.mark.parametrize("shared", [False, True])
+def test_threaded_subscribe_while_pushing(eventlog, shared, record_impl, fast_switching):
+    """A cursor opened while other threads push sees every item pushed after
+    it: no hole in what it reads, whatever the pushes raced with."""
+    counter = eventlog.SeqCounter() if shared else None
+    log = eventlog.EventLog(counter=counter)
+    noise = eventlog.EventLog(counter=counter) if shared else None
+    n_producers = 3
+    stop = threading.Event()
+    pushed = [[] for _ in range(n_producers)]  # (seq) pushed to ``log``
+    failures = []
+
+    def producer(t):
+        out = pushed[t]
+        push = log.push
+        other = noise.push if noise is not None else None
+        while not stop.is_set():
+            out.append(push(t))
+            if other is not None:
+                other(t)
+
+    def subscriber():
+        try:
+            for _ in range(100):
+                cur = log.cursor()
+                seen = []
+                while len(seen) < 20:
+                    s = cur.peek_seq()
+                    if s is None:
+                        time.sleep(0)
+                        continue
+                    seen.append(s)
+                    next(cur)
+                cur.close()
+                assert seen == sorted(seen), seen
+                failures.append(seen)  # checked against ``pushed`` below
+        finally:
+            stop.set()
+
+    threads = [threading.Thread(target=producer, args=(t,)) for t in range(n_producers)]
+    threads.append(threading.Thread(target=subscriber))
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    mine = sorted(s for out in pushed for s in out)
+    index = {s: i for i, s in enumerate(mine)}
+    for seen in failures:
+        i = index[seen[0]]
+        assert seen == mine[i : i + len(seen)]  # no hole
+    assert log.last_seq == mine[-1]
+    assert log.cursor_count == 0 and len(log) == 0
+
+
+def test_threaded_close_while_pushing(eventlog, fast_switching):
+    """``close()`` racing with lock-free pushes: after close every push
+    raises, and ``last_seq`` is settled once ``close()`` returned."""
+    for _ in range(10):
+        log = eventlog.EventLog()
+        results = [[] for _ in range(3)]
+
+        def worker(t):
+            out = results[t]
+            try:
+                while True:
+                    out.append(log.push(t))
+            except RuntimeError:
+                pass
+
+        threads = [threading.Thread(target=worker, args=(t,)) for t in range(3)]
+        for th in threads:
+            th.start()
+        time.sleep(0.002)
+        log.close()
+        after_close = log.last_seq
+        for th in threads:
+            th.join()
+        total = sum(len(out) for out in results)
+        assert log.last_seq == after_close == total
+        assert sorted(s for out in results for s in out) == list(range(1, total + 1))
+        with pytest.raises(RuntimeError):
+            log.push(0)
 
 
 # -- backend selection ----------------------------------------------------------
