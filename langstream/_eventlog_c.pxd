@@ -1,5 +1,6 @@
 # Declarations of the compiled event log (see _eventlog_c.pyx).
 cimport cython
+from libc.stdint cimport uint64_t
 from langstream._ring cimport ls_counter, ls_cursor, ls_ring
 
 
@@ -18,6 +19,46 @@ cdef class EventLog:
     cdef bint closed_
     cdef object error_
     cdef object __weakref__
+
+    # -- C-level API ------------------------------------------------------
+    # For other Cython modules (the compiled pump):
+    #
+    #     from langstream._eventlog_c cimport EventLog
+    #     cdef EventLog log = ...      # a typed reference: no attribute lookup
+    #
+    # A module that cimports EventLog needs ``csrc`` on its include path (the
+    # struct above embeds ``ls_ring`` from csrc/ring.h); it does not link
+    # csrc/ring.c: the inline methods below only read fields, the others are
+    # called through EventLog's vtable.  None of them releases the GIL.
+
+    # Same as ``log.cursor_count != 0``; never raises.
+    cdef inline bint has_cursors(self) noexcept:
+        return self.ring.ncursors != 0
+
+    # Same as ``log.cursor_count`` (as a C integer); never raises.
+    cdef inline size_t n_cursors(self) noexcept:
+        return self.ring.ncursors
+
+    # Same as ``log.closed``; never raises.
+    cdef inline bint is_closed(self) noexcept:
+        return self.closed_
+
+    # Same as ``log.last_seq`` (as a C integer); never raises.
+    cdef inline uint64_t last_seq_c(self) noexcept:
+        return self.ring.last_seq
+
+    # Same as ``log.push(item)`` without building the Python int: returns 0,
+    # or -1 with RuntimeError("cannot push to a closed EventLog") (closed log)
+    # or MemoryError set.  With no open cursor the item is not stored but a
+    # number is still consumed, exactly like ``push``.
+    cdef int push_nowait(self, object item) except -1
+
+    # Same as ``log.push(item)``, returning the sequence number as a C integer
+    # (always >= 1); 0 means an exception is set (as with ``push``).
+    cdef uint64_t push_seq(self, object item) except 0
+
+    # The shared body of push / push_nowait / push_seq (module-internal).
+    cdef int _push(self, object item, uint64_t *seq) except -1
 
 
 @cython.final

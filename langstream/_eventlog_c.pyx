@@ -121,17 +121,32 @@ cdef class EventLog:
         Raises ``RuntimeError`` if the log is closed.
         """
         cdef uint64_t seq
+        self._push(item, &seq)
+        return seq
+
+    cdef int _push(self, object item, uint64_t *seq) except -1:
         cdef void *evicted = NULL
         cdef int code
         if self.closed_:
             raise RuntimeError("cannot push to a closed EventLog")
-        code = ls_ring_push(&self.ring, <void *>item, &seq, &evicted)
+        code = ls_ring_push(&self.ring, <void *>item, seq, &evicted)
         if code == LS_OK:
             Py_XINCREF(<PyObject *>item)
             if evicted != NULL:
                 Py_XDECREF(<PyObject *>evicted)  # the ring is consistent now
         elif code == LS_NOMEM:
             raise MemoryError("EventLog.push: out of memory")
+        return 0
+
+    # -- C-level API (declared and documented in _eventlog_c.pxd) -----------
+
+    cdef int push_nowait(self, object item) except -1:
+        cdef uint64_t seq
+        return self._push(item, &seq)
+
+    cdef uint64_t push_seq(self, object item) except 0:
+        cdef uint64_t seq
+        self._push(item, &seq)
         return seq
 
     def close(self):
