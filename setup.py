@@ -70,6 +70,7 @@ def _extensions():
     pump = Extension(
         "langstream._pump_c",
         sources=["langstream/_pump_c.pyx"],
+        include_dirs=["csrc"],  # it cimports the EventLog type, which embeds the ring
         extra_compile_args=["-O2"],
     )
     try:

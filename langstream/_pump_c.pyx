@@ -7,12 +7,14 @@ behaviour of ``GraphRunStream._pump_next`` (the pure-Python implementation,
 which it calls as ``fallback`` for the rare paths: postponed forwards, an
 ended run, a non-dict part).  It pulls one part, validates it, and
 dispatches it through the mux's fast routes without building a protocol
-event when nothing can observe that event.  Selected together with the C
-event log (``langstream.eventlog.BACKEND == "c"``).
+event when nothing can observe that event.  Used for runs whose logs are the
+C event log (it calls that log's C-level API directly).
 """
 
 from cpython.dict cimport PyDict_GetItem
 from cpython.object cimport PyObject
+
+from langstream._eventlog_c cimport EventLog
 
 from langstream.protocol import _malformed, convert_to_protocol_event
 from langstream.transformers import (
@@ -34,22 +36,42 @@ cdef dict _PLAIN_FAST = {
 }
 
 
-cdef tuple _compile(tuple handlers):
-    """(kind, transformer or handler, channel) per handler: 1 values, 2 plain, 0 call."""
-    ops = []
-    for handler in handlers:
-        owner = getattr(handler, "__self__", None)
-        func = getattr(handler, "__func__", None)
-        if type(owner) is ValuesTransformer and func is _VALUES_FAST:
-            ops.append((1, owner, owner._log))
-        elif func is not None and _PLAIN_FAST.get(type(owner)) is func:
-            ops.append((2, owner, owner._log))
-        else:
-            ops.append((0, handler, None))
-    return tuple(ops)
-
 cdef object _MISSING = object()
 cdef object _SLOW = object()  # a route that needs the protocol event
+
+
+cdef class _Op:
+    """One compiled handler of a fast route."""
+
+    cdef int kind          # 0: call ``target(part)``; 1: values; 2: plain projection
+    cdef object target     # the handler (0) or the transformer (1, 2)
+    cdef object channel    # its StreamChannel (1, 2)
+    cdef EventLog log      # that channel's log (1, 2)
+
+
+cdef tuple _compile(tuple handlers):
+    """Compile a fast route: built-in projections on a C log run inline."""
+    ops = []
+    for handler in handlers:
+        op = _Op()
+        owner = getattr(handler, "__self__", None)
+        func = getattr(handler, "__func__", None)
+        channel = getattr(owner, "_log", None)
+        log = getattr(channel, "_log", None)
+        if type(log) is EventLog and type(owner) is ValuesTransformer and func is _VALUES_FAST:
+            op.kind = 1
+        elif type(log) is EventLog and func is not None and _PLAIN_FAST.get(type(owner)) is func:
+            op.kind = 2
+        else:
+            op.kind = 0
+            op.target = handler
+            ops.append(op)
+            continue
+        op.target = owner
+        op.channel = channel
+        op.log = log
+        ops.append(op)
+    return tuple(ops)
 
 
 cdef class PartDispatcher:
@@ -59,7 +81,7 @@ cdef class PartDispatcher:
 
     cdef object mux
     cdef object scope_list
-    cdef object events_log
+    cdef EventLog events_log
     cdef dict ops_at_scope   # method -> compiled ops, or _SLOW
     cdef dict ops_below
     cdef bint root_scope
@@ -122,8 +144,9 @@ cdef class PartDispatcher:
             if interrupts:
                 mux._interrupted = True
                 mux._interrupts.extend(interrupts)
-        log = self.events_log
-        if not log.cursor_count:
+        cdef EventLog log = self.events_log
+        cdef _Op op
+        if not log.has_cursors():
             cache = self.ops_at_scope if at_scope else self.ops_below
             found = PyDict_GetItem(cache, method)
             if found == NULL:
@@ -133,23 +156,24 @@ cdef class PartDispatcher:
             else:
                 compiled = <object>found
             if compiled is not _SLOW:
-                for kind, target, channel in compiled:
-                    if kind == 0:
-                        target(part)
+                for item in <tuple>compiled:
+                    op = <_Op>item
+                    if op.kind == 0:
+                        op.target(part)
                         continue
-                    if kind == 1:  # ValuesTransformer._fast_part, inline
+                    if op.kind == 1:  # ValuesTransformer._fast_part, inline
                         # (routed only for values parts at scope: ``interrupts``
                         # was read and checked above)
+                        target = op.target
                         target._latest = data
                         if interrupts:
                             target._interrupted = True
                             target._interrupts.extend(interrupts)
-                    plog = channel._log
-                    if plog.closed:
-                        channel.push(data)
+                    if op.log.is_closed():  # the channel's rules when closed
+                        op.channel.push(data)
                     else:
-                        plog.push(data)
-                log.push(None)
+                        op.log.push_nowait(data)
+                log.push_nowait(None)
                 return None
         return (method, at_scope)
 

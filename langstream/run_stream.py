@@ -65,10 +65,16 @@ __all__ = [
 _logger = logging.getLogger("langstream")
 _convert = convert_to_protocol_event
 try:
+    from langstream._eventlog_c import EventLog as _CEventLog
     from langstream._pump_c import PartDispatcher as _PartDispatcher
     from langstream._pump_c import SyncPump as _SyncPump
 except ImportError:  # PyPy, no compiler, or LANGSTREAM_NO_EXTENSIONS at install
-    _PartDispatcher = _SyncPump = None
+    _CEventLog = _PartDispatcher = _SyncPump = None
+
+
+def _compiled_pump_fits(mux: StreamMux) -> bool:
+    """The compiled pump drives runs whose logs are the C event log."""
+    return _SyncPump is not None and type(mux._events._log) is _CEventLog
 _get_running_loop = asyncio.get_running_loop
 try:  # Python >= 3.12: a C function
     from _asyncio import current_task as _c_current_task  # type: ignore[attr-defined]
@@ -195,7 +201,7 @@ class GraphRunStream(_RunState):
         self._graph_iter = graph_iter
         self._init_state(mux)
         if wire_pump:
-            if graph_iter is not None and _el.BACKEND == "c" and _SyncPump is not None:
+            if graph_iter is not None and _compiled_pump_fits(mux):
                 # the compiled twin of ``_pump_next`` (same behaviour)
                 self._pump_next = _SyncPump(  # type: ignore[method-assign]
                     self, mux, graph_iter, GraphRunStream._pump_next.__get__(self)
@@ -441,9 +447,7 @@ class AsyncGraphRunStream(_RunState):
         self._loop: Optional[asyncio.AbstractEventLoop] = None
         # the part dispatcher: compiled with the C event log, else the mux's own
         self._dispatch_part = (
-            _PartDispatcher(mux)
-            if _PartDispatcher is not None and _el.BACKEND == "c"
-            else mux._push_part_fast
+            _PartDispatcher(mux) if _compiled_pump_fits(mux) else mux._push_part_fast
         )
         if wire_pump:
             mux.bind_apump(self._apump_next)
