@@ -51,7 +51,7 @@ class _Backpressure:
             if len(log) >= ch._limit:
                 return entry
         if closed:
-            self.channels = [e for e in self.channels if not e[1]._log.closed]
+            self.channels[:] = [e for e in self.channels if not e[1]._log.closed]
         return None
 
     def wake(self) -> None:

@@ -300,8 +300,8 @@ class StreamMux:
 
     def _flush_deferred(self) -> None:
         """Run the forwards postponed by the previous pump step (sync lane)."""
-        batch = self._shared.deferred
-        self._shared.deferred = []
+        batch = list(self._shared.deferred)  # (the list object is kept: the
+        self._shared.deferred.clear()        # async pump holds a reference)
         for child, handle, event in batch:
             if child._events._log.closed:
                 continue
@@ -309,8 +309,8 @@ class StreamMux:
 
     async def _aflush_deferred(self) -> None:
         """Async counterpart of ``_flush_deferred``."""
-        batch = self._shared.deferred
-        self._shared.deferred = []
+        batch = list(self._shared.deferred)  # (the list object is kept: the
+        self._shared.deferred.clear()        # async pump holds a reference)
         for child, handle, event in batch:
             if child._events._log.closed:
                 continue

@@ -445,6 +445,9 @@ class AsyncGraphRunStream(_RunState):
         self._settled: Optional[asyncio.Future[Any]] = None
         self._yield_next = True
         self._loop: Optional[asyncio.AbstractEventLoop] = None
+        # the shared lists the pump checks each step (kept, never replaced)
+        self._deferred = mux._shared.deferred
+        self._bounded = mux._shared.bp.channels
         # the part dispatcher: compiled with the C event log, else the mux's own
         self._dispatch_part = (
             _PartDispatcher(mux) if _compiled_pump_fits(mux) else mux._push_part_fast
@@ -478,10 +481,10 @@ class AsyncGraphRunStream(_RunState):
             loop = self._loop = _get_running_loop()
         self._pump_task = _task_of(loop)
         mux = self._mux
-        shared = mux._shared
         pulling = False
         try:
-            if self._yield_next or shared.deferred or shared.bp.channels:
+            if self._yield_next or self._deferred or self._bounded:
+                shared = mux._shared
                 if self._yield_next or shared.deferred:
                     # Before the first part, and after a step that woke other
                     # consumers, let them run: tasks started together (gather)
