@@ -401,6 +401,243 @@ class GraphRunStream(_RunState):
                 channel._subscribed = False
 
 
+class _AsyncPump:
+    """The single-flight pump of an async run: its state and its step.
+
+    A slotted object of its own (not the run stream, whose ``__getattr__``
+    makes every attribute read slower): ``step`` is the hot path.
+    """
+
+    __slots__ = (
+        "run", "mux", "graph_aiter", "exhausted", "pumping", "pump_task", "waiters",
+        "aborting", "aborted", "settled", "yield_next", "loop", "deferred", "bounded",
+        "dispatch", "__weakref__",
+    )
+
+    def __init__(self, run: AsyncGraphRunStream, mux: StreamMux,
+                 graph_aiter: Optional[AsyncIterator[Any]]) -> None:
+        self.run = run
+        self.mux = mux
+        self.graph_aiter = graph_aiter
+        self.exhausted = False
+        self.pumping = False
+        self.pump_task: Optional[asyncio.Task[Any]] = None
+        self.waiters: List[asyncio.Future[Any]] = []
+        self.aborting = False
+        self.aborted = False
+        self.settled: Optional[asyncio.Future[Any]] = None
+        self.yield_next = True
+        # An async run belongs to the event loop that first pumps it; the loop
+        # is cached because asyncio.get_running_loop() costs a system call per
+        # call on some Python versions.
+        self.loop: Optional[asyncio.AbstractEventLoop] = None
+        # the shared lists the pump checks each step (kept, never replaced)
+        self.deferred = mux._shared.deferred
+        self.bounded = mux._shared.bp.channels
+        # the part dispatcher: compiled with the C event log, else the mux's own
+        self.dispatch = (
+            _PartDispatcher(mux).dispatch if _compiled_pump_fits(mux) else mux._push_part_fast
+        )
+
+    async def step(self) -> bool:
+        """Advance the run by one step, or wait for the task that is doing it.
+
+        Returns ``True`` when a step completed (here or in another task),
+        ``False`` once the run has ended.
+        """
+        if self.exhausted:
+            return False
+        if self.pumping:
+            waiter = asyncio.get_running_loop().create_future()
+            self.waiters.append(waiter)
+            try:
+                await waiter
+            finally:
+                if not waiter.done():
+                    waiter.cancel()
+            return not self.exhausted
+        self.pumping = True
+        loop = self.loop
+        if loop is None:
+            loop = self.loop = _get_running_loop()
+        self.pump_task = _task_of(loop)
+        mux = self.mux
+        pulling = False
+        try:
+            if self.yield_next or self.deferred or self.bounded:
+                if self.yield_next or self.deferred:
+                    # Before the first part, and after a step that woke other
+                    # consumers, let them run: tasks started together (gather)
+                    # subscribe before anything is dispatched (pushes to a
+                    # projection nobody subscribes to are not stored), and a
+                    # consumer whose data just arrived reads it, and subscribes
+                    # to the handles it got, before the next part is pulled.
+                    self.yield_next = False
+                    await asyncio.sleep(0)
+                if self.deferred:
+                    await mux._aflush_deferred()
+                    return True
+                if self.bounded:
+                    await self.wait_for_room()
+                if self.exhausted:
+                    return False
+            # (the end of the run and abort() both clear ``graph_aiter``)
+            graph_aiter = self.graph_aiter
+            if graph_aiter is None:
+                return False
+            pulling = True
+            part = await graph_aiter.__anext__()
+            route = self.dispatch(part)
+            if route is not None:
+                await mux._adispatch(_convert(part), route[0], route[1])
+            return True
+        except StopAsyncIteration:
+            return await self.finish()
+        except asyncio.CancelledError as exc:
+            return await self.after_cancel(exc, pulling)
+        except BaseException as exc:
+            return await self.after_error(exc)
+        finally:
+            if self.waiters or self.settled is not None:
+                self.end_step()
+            else:  # (end_step, inline for the common case)
+                self.pumping = False
+                self.pump_task = None
+
+    def end_step(self) -> None:
+        """A step is over: let the waiting consumers (and abort) go on."""
+        self.pumping = False
+        self.pump_task = None
+        waiters = self.waiters
+        if waiters:
+            self.waiters = []
+            self.yield_next = True
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_result(None)
+        settled = self.settled
+        if settled is not None and not settled.done():
+            settled.set_result(None)
+
+    async def after_cancel(self, exc: BaseException, pulling: bool) -> bool:
+        """The task driving the pump was cancelled during a step."""
+        if self.aborting:
+            # abort() cancelled the pull on purpose: the run just stops
+            uncancel = getattr(_current_task(), "uncancel", None)
+            if uncancel is not None:
+                uncancel()
+            self.exhausted = True
+            return False
+        if pulling:
+            # Cancelled after the pull began: the graph received the
+            # cancellation, so end the run with a clear error rather than
+            # truncate it silently.  (A cancel while waiting for room or for
+            # the event loop loses nothing.)
+            await self.end(RuntimeError(
+                "the run was cancelled: the task driving its pump was "
+                "cancelled while the graph was producing or dispatching a part"
+            ))
+        raise exc
+
+    async def after_error(self, exc: BaseException) -> bool:
+        """A step raised: end the run with ``exc`` (re-raised unless an Exception)."""
+        await self.end(exc)
+        if not isinstance(exc, Exception):
+            raise exc
+        return False
+
+    async def wait_for_room(self) -> None:
+        """Backpressure: wait until every subscribed bounded log has room."""
+        bp = self.mux._shared.bp
+        full = bp.full()
+        if full is None:
+            return
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        warned = False
+        collected = False
+        while full is not None and not self.exhausted:
+            waiter = loop.create_future()
+            bp.waiter = waiter
+            timer = loop.call_later(0.05, _resolve, waiter)
+            try:
+                await waiter
+            finally:
+                timer.cancel()
+                if bp.waiter is waiter:
+                    bp.waiter = None
+            elapsed = loop.time() - start
+            if not collected and elapsed > 0.5:
+                # an abandoned reader only lets go once it is collected
+                # (immediately on CPython, at the next collection on PyPy)
+                collected = True
+                gc.collect()
+            if not warned and elapsed >= self.run.stall_warning_after:
+                warned = True
+                _logger.warning(
+                    "langstream: the pump has waited %.1f s for room in projection %r "
+                    "(maxlen=%s): is a subscriber not reading it?",
+                    elapsed, full[0], full[1]._limit,
+                )
+            full = bp.full()
+
+    async def finish(self) -> bool:
+        """The graph is exhausted: flush, then close the mux; returns False."""
+        self.exhausted = True
+        self.graph_aiter = None
+        mux = self.mux
+        try:
+            while mux._shared.deferred:
+                await mux._aflush_deferred()
+            await mux.aclose()
+        except Exception as exc:  # noqa: BLE001 - fail the logs with it
+            await mux.afail(exc)
+            mux._finish_channels(exc)
+        return False
+
+    async def end(self, exc: BaseException) -> None:
+        """End the run with ``exc`` and close the graph iterator."""
+        self.exhausted = True
+        graph_aiter = self.graph_aiter
+        self.graph_aiter = None
+        self.mux._shared.deferred.clear()
+        try:
+            await self.mux.afail(exc)
+        finally:
+            if graph_aiter is not None:
+                await _close_async_iter(graph_aiter)
+
+    async def abort(self) -> None:
+        """See ``AsyncGraphRunStream.abort``."""
+        if self.aborted:
+            return
+        self.aborted = True
+        self.aborting = True
+        self.exhausted = True
+        graph_aiter = self.graph_aiter
+        self.graph_aiter = None
+        task = self.pump_task
+        if self.pumping and task is not None and task is not asyncio.current_task():
+            self.settled = asyncio.get_running_loop().create_future()
+            task.cancel()
+            await asyncio.shield(self.settled)
+        if graph_aiter is not None:
+            await _close_async_iter(graph_aiter)
+        mux = self.mux
+        mux._shared.deferred.clear()
+        try:
+            await mux.aclose()
+        except Exception:  # noqa: BLE001 - the run is being abandoned
+            _logger.debug("closing the mux during abort raised", exc_info=True)
+            mux._finish_channels(None)
+        waiters = self.waiters
+        self.waiters = []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+        mux._shared.bp.wake()
+
+
 class AsyncGraphRunStream(_RunState):
     """An async run: ``async for`` over any projection, or the run, drives it.
 
@@ -413,7 +650,8 @@ class AsyncGraphRunStream(_RunState):
 
     ``await run.output()`` / ``interrupted()`` / ``interrupts()`` drive the run
     to its end; ``await run.abort()`` (or leaving ``async with``) cancels an
-    in-flight pull so the cancellation reaches the graph.
+    in-flight pull so the cancellation reaches the graph.  A run belongs to
+    the event loop that first pumps it.
     """
 
     values: StreamChannel[Dict[str, Any]]
@@ -435,194 +673,33 @@ class AsyncGraphRunStream(_RunState):
         *,
         wire_pump: bool = True,
     ) -> None:
-        self._graph_aiter = graph_aiter
+        self._pump = _AsyncPump(self, mux, graph_aiter)
         self._init_state(mux)
-        self._pumping = False
-        self._pump_task: Optional[asyncio.Task[Any]] = None
-        self._waiters: List[asyncio.Future[Any]] = []
-        self._aborting = False
-        self._aborted = False
-        self._settled: Optional[asyncio.Future[Any]] = None
-        self._yield_next = True
-        self._loop: Optional[asyncio.AbstractEventLoop] = None
-        # the shared lists the pump checks each step (kept, never replaced)
-        self._deferred = mux._shared.deferred
-        self._bounded = mux._shared.bp.channels
-        # the part dispatcher: compiled with the C event log, else the mux's own
-        self._dispatch_part = (
-            _PartDispatcher(mux) if _compiled_pump_fits(mux) else mux._push_part_fast
-        )
         if wire_pump:
+            # the pump's own step (no extra frame through the method below)
+            self._apump_next = self._pump.step  # type: ignore[method-assign]
             mux.bind_apump(self._apump_next)
 
-    # ------------------------------------------------------------------ pump
+    # the pump's state, under the names LangGraph's run stream uses
+    @property
+    def _exhausted(self) -> bool:
+        return self._pump.exhausted
+
+    @_exhausted.setter
+    def _exhausted(self, value: bool) -> None:
+        self._pump.exhausted = value
+
+    @property
+    def _pumping(self) -> bool:
+        return self._pump.pumping
+
+    @property
+    def _graph_aiter(self) -> Optional[AsyncIterator[Any]]:
+        return self._pump.graph_aiter
 
     async def _apump_next(self) -> bool:
-        """Advance the run by one step, or wait for the task that is doing it.
-
-        Returns ``True`` when a step completed (here or in another task),
-        ``False`` once the run has ended.
-        """
-        if self._exhausted:
-            return False
-        if self._pumping:
-            waiter = asyncio.get_running_loop().create_future()
-            self._waiters.append(waiter)
-            try:
-                await waiter
-            finally:
-                if not waiter.done():
-                    waiter.cancel()
-            return not self._exhausted
-        # (_begin_step, inline: this is the hot path)
-        self._pumping = True
-        loop = self._loop
-        if loop is None:
-            loop = self._loop = _get_running_loop()
-        self._pump_task = _task_of(loop)
-        mux = self._mux
-        pulling = False
-        try:
-            if self._yield_next or self._deferred or self._bounded:
-                shared = mux._shared
-                if self._yield_next or shared.deferred:
-                    # Before the first part, and after a step that woke other
-                    # consumers, let them run: tasks started together (gather)
-                    # subscribe before anything is dispatched (pushes to a
-                    # projection nobody subscribes to are not stored), and a
-                    # consumer whose data just arrived reads it, and subscribes
-                    # to the handles it got, before the next part is pulled.
-                    self._yield_next = False
-                    await asyncio.sleep(0)
-                if shared.deferred:
-                    await mux._aflush_deferred()
-                    return True
-                if shared.bp.channels:
-                    await self._wait_for_room()
-                if self._exhausted:
-                    return False
-            # (the end of the run and abort() both clear ``_graph_aiter``)
-            graph_aiter = self._graph_aiter
-            if graph_aiter is None:
-                return False
-            pulling = True
-            part = await graph_aiter.__anext__()
-            route = self._dispatch_part(part)
-            if route is not None:
-                await mux._adispatch(_convert(part), route[0], route[1])
-            return True
-        except StopAsyncIteration:
-            return await self._afinish()
-        except asyncio.CancelledError as exc:
-            return await self._after_cancel(exc, pulling)
-        except BaseException as exc:
-            return await self._after_error(exc)
-        finally:
-            if self._waiters or self._settled is not None:
-                self._end_step()
-            else:  # (_end_step, inline for the common case)
-                self._pumping = False
-                self._pump_task = None
-
-    def _end_step(self) -> None:
-        self._pumping = False
-        self._pump_task = None
-        waiters = self._waiters
-        if waiters:
-            self._waiters = []
-            self._yield_next = True
-            for waiter in waiters:
-                if not waiter.done():
-                    waiter.set_result(None)
-        settled = self._settled
-        if settled is not None and not settled.done():
-            settled.set_result(None)
-
-    async def _after_cancel(self, exc: BaseException, pulling: bool) -> bool:
-        """The task driving the pump was cancelled during a step."""
-        if self._aborting:
-            # abort() cancelled the pull on purpose: the run just stops
-            uncancel = getattr(_current_task(), "uncancel", None)
-            if uncancel is not None:
-                uncancel()
-            self._exhausted = True
-            return False
-        if pulling:
-            # Cancelled after the pull began: the graph received the
-            # cancellation, so end the run with a clear error rather than
-            # truncate it silently.  (A cancel while waiting for room or for
-            # the event loop loses nothing.)
-            await self._aend(RuntimeError(
-                "the run was cancelled: the task driving its pump was "
-                "cancelled while the graph was producing or dispatching a part"
-            ))
-        raise exc
-
-    async def _after_error(self, exc: BaseException) -> bool:
-        """A step raised: end the run with ``exc`` (re-raised unless an Exception)."""
-        await self._aend(exc)
-        if not isinstance(exc, Exception):
-            raise exc
-        return False
-
-    async def _wait_for_room(self) -> None:
-        bp = self._mux._shared.bp
-        full = bp.full()
-        if full is None:
-            return
-        loop = asyncio.get_running_loop()
-        start = loop.time()
-        warned = False
-        collected = False
-        while full is not None and not self._exhausted:
-            waiter = loop.create_future()
-            bp.waiter = waiter
-            timer = loop.call_later(0.05, _resolve, waiter)
-            try:
-                await waiter
-            finally:
-                timer.cancel()
-                if bp.waiter is waiter:
-                    bp.waiter = None
-            elapsed = loop.time() - start
-            if not collected and elapsed > 0.5:
-                # an abandoned reader only lets go once it is collected
-                # (immediately on CPython, at the next collection on PyPy)
-                collected = True
-                gc.collect()
-            if not warned and elapsed >= self.stall_warning_after:
-                warned = True
-                _logger.warning(
-                    "langstream: the pump has waited %.1f s for room in projection %r "
-                    "(maxlen=%s): is a subscriber not reading it?",
-                    elapsed, full[0], full[1]._limit,
-                )
-            full = bp.full()
-
-    async def _afinish(self) -> bool:
-        """The graph is exhausted: flush, then close the mux; returns False."""
-        self._exhausted = True
-        self._graph_aiter = None
-        mux = self._mux
-        try:
-            while mux._shared.deferred:
-                await mux._aflush_deferred()
-            await mux.aclose()
-        except Exception as exc:  # noqa: BLE001 - fail the logs with it
-            await mux.afail(exc)
-            mux._finish_channels(exc)
-        return False
-
-    async def _aend(self, exc: BaseException) -> None:
-        self._exhausted = True
-        graph_aiter = self._graph_aiter
-        self._graph_aiter = None
-        self._mux._shared.deferred.clear()
-        try:
-            await self._mux.afail(exc)
-        finally:
-            if graph_aiter is not None:
-                await _close_async_iter(graph_aiter)
+        """Advance the run by one step (see ``_AsyncPump.step``)."""
+        return await self._pump.step()
 
     async def _adrive(self) -> None:
         pump = self._apump_next
@@ -637,33 +714,7 @@ class AsyncGraphRunStream(_RunState):
         The cancellation reaches the graph's awaiting code (its ``finally``
         blocks run); consumers see the projections end.  Idempotent.
         """
-        if self._aborted:
-            return
-        self._aborted = True
-        self._aborting = True
-        self._exhausted = True
-        graph_aiter = self._graph_aiter
-        self._graph_aiter = None
-        task = self._pump_task
-        if self._pumping and task is not None and task is not asyncio.current_task():
-            self._settled = asyncio.get_running_loop().create_future()
-            task.cancel()
-            await asyncio.shield(self._settled)
-        if graph_aiter is not None:
-            await _close_async_iter(graph_aiter)
-        mux = self._mux
-        mux._shared.deferred.clear()
-        try:
-            await mux.aclose()
-        except Exception:  # noqa: BLE001 - the run is being abandoned
-            _logger.debug("closing the mux during abort raised", exc_info=True)
-            mux._finish_channels(None)
-        waiters = self._waiters
-        self._waiters = []
-        for waiter in waiters:
-            if not waiter.done():
-                waiter.set_result(None)
-        mux._shared.bp.wake()
+        await self._pump.abort()
 
     async def __aenter__(self) -> AsyncGraphRunStream:
         return self
