@@ -20,6 +20,7 @@ from langstream.channel import StreamChannel
 if TYPE_CHECKING:  # pragma: no cover
     from collections.abc import Coroutine
 
+    from langstream.mux import StreamMux
     from langstream.protocol import ProtocolEvent
 
 import sys
@@ -783,9 +784,12 @@ class SubgraphTransformer(_SubtreeTracker):
         return True
 
     def _open_handles(self) -> List[Any]:
+        """Take the handles still open (the run is ending), newest first."""
         self._open.clear()
         self._by_task.clear()
-        return [h for h in reversed(list(self._handles.values())) if not h._seen_terminal]
+        handles = [h for h in reversed(list(self._handles.values())) if not h._seen_terminal]
+        self._handles.clear()
+        return handles
 
     def finalize(self) -> None:
         first: Optional[BaseException] = None
