@@ -31,7 +31,6 @@ from typing import (
     Tuple,
 )
 
-from langstream import eventlog as _el
 from langstream.channel import StreamChannel
 from langstream.mux import StreamMux
 from langstream.protocol import convert_to_protocol_event

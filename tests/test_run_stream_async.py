@@ -30,7 +30,6 @@ from helpers import (
 from langstream import (
     AsyncGraphRunStream,
     StreamChannel,
-    StreamLagError,
     StreamMux,
     StreamTransformer,
     UpdatesTransformer,
