@@ -184,7 +184,7 @@ cdef class SyncPump:
     cdef object run
     cdef object mux
     cdef object it
-    cdef object shared
+    cdef list deferred  # the mux tree's postponed forwards (cleared in place)
     cdef object fallback
     cdef PartDispatcher dispatcher
     cdef public bint done  # set by the run when it ends (its ``_exhausted``)
@@ -193,33 +193,25 @@ cdef class SyncPump:
         self.run = run
         self.mux = mux
         self.it = graph_iter
-        self.shared = mux._shared
+        self.deferred = mux._shared.deferred
         self.fallback = fallback
         self.dispatcher = PartDispatcher(mux)
 
     def __call__(self):
-        if self.done or self.shared.deferred:
+        if self.done or self.deferred:
             return self.fallback()
-        run = self.run
         try:
             part = next(self.it, _MISSING)
-        except Exception as exc:
-            run._end(exc)
-            return False
-        except BaseException as exc:
-            run._end(exc)
-            raise
-        if part is _MISSING:
-            run._finish()
-            return False
-        try:
+            if part is _MISSING:
+                self.run._finish()
+                return False
             route = self.dispatcher.dispatch(part)
             if route is not None:
                 self.mux._dispatch(convert_to_protocol_event(part), route[0], route[1])
         except Exception as exc:
-            run._end(exc)
+            self.run._end(exc)
             return False
         except BaseException as exc:
-            run._end(exc)
+            self.run._end(exc)
             raise
         return True
