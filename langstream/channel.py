@@ -43,6 +43,15 @@ class _Backpressure:
         # weak references to the async readers of those channels
         self.readers: List[Any] = []
 
+    def track(self, reader: Any) -> None:
+        """Remember an async reader of a bounded channel (weakly); dead
+        entries are pruned as the list grows, so it stays bounded by the
+        readers alive."""
+        readers = self.readers
+        readers.append(weakref.ref(reader))
+        if len(readers) >= 32 and len(readers) & (len(readers) - 1) == 0:
+            readers[:] = [ref for ref in readers if ref() is not None]
+
     def release_stuck(self) -> bool:
         """Release the readers that can no longer read and hold a bounded
         log full; True if any was released.
@@ -112,7 +121,7 @@ class _AsyncChannelIterator(Generic[T]):
                 self._task = asyncio.current_task()
             except RuntimeError:  # no running loop
                 pass
-            self._bp.readers.append(weakref.ref(self))
+            self._bp.track(self)
 
     def _release_stuck(self) -> None:
         self._released = True
