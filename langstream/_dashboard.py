@@ -291,7 +291,7 @@ def _main(ns: argparse.Namespace) -> int:
     branch = ns.branch or _git(repo, "rev-parse", "--abbrev-ref", "HEAD")
     if branch == "HEAD":
         raise DashboardError("HEAD is detached: name the branch to graph with --branch")
-    pythons = _python_specs(ns.python.split(","))
+    pythons = _python_specs(ns.python)
     config = write_config(asv_dir, repo, out_dir, pythons, ns.smoke, branch)
     html_dir = Path(json.loads(config.read_text())["html_dir"])
     env = dict(os.environ)
@@ -352,13 +352,13 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
                        help="benchmark the last N commits that change code (default 5)")
     which.add_argument("--range", metavar="REV_RANGE",
                        help="benchmark the commits of a git range instead, e.g. main~20..main")
-    p.add_argument("--python", default="cpython,pypy", metavar="LIST",
+    p.add_argument("--python", default="cpython,pypy", metavar="LIST", type=_python_list,
                    help="interpreters, comma-separated: cpython, pypy, or asv specs such as "
                         "3.11 / pypy3.9 (default cpython,pypy)")
     p.add_argument("-b", "--bench", metavar="REGEX",
                    help="only the benchmarks whose name matches REGEX (asv run --bench)")
     p.add_argument("--smoke", action="store_true",
-                   help="small inputs, one quick run each (LANGSTREAM_ASV_SMOKE=1); kept in "
+                   help="small inputs, few samples (LANGSTREAM_ASV_SMOKE=1); kept in "
                         "results-smoke/ and html-smoke/, apart from full-size results")
     p.add_argument("--branch", help="branch whose history is graphed (default: the current one)")
     p.add_argument("--asv-dir", metavar="DIR",
@@ -381,3 +381,15 @@ def _positive(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be >= 1, got {text!r}")
     return value
+
+
+_SPEC = re.compile(r"^(cpython|pypy|pypy[0-9][0-9.]*|[0-9][0-9.]*)$")
+
+
+def _python_list(text: str) -> List[str]:
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    bad = [n for n in names if not _SPEC.match(n)]
+    if not names or bad:
+        raise argparse.ArgumentTypeError(
+            f"expected cpython, pypy or asv specs such as 3.11 / pypy3.9, got {text!r}")
+    return names

@@ -40,6 +40,8 @@ def cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
     (["demo", "--no-such-option"], "usage: python -m langstream demo"),
     (["dashboard", "--last", "0"], "usage: python -m langstream dashboard"),
     (["dashboard", "--last", "2", "--range", "a..b"], "usage: python -m langstream dashboard"),
+    (["dashboard", "--python", "jython"], "usage: python -m langstream dashboard"),
+    (["bench", "--no-such-option"], "usage: python -m langstream bench"),
     ([], "usage: python -m langstream"),
     (["no-such-command"], "usage: python -m langstream"),
 ])
