@@ -219,9 +219,14 @@ def code_commits(repo: Path, last: Optional[int], rev_range: Optional[str]) -> L
 
 
 def _load_json_with_comments(path: Path) -> Dict[str, Any]:
-    lines = [line for line in path.read_text(encoding="utf-8").splitlines()
-             if not line.lstrip().startswith("//")]
-    return json.loads("\n".join(lines))
+    """asv's config format: JSON with comments (read with json5, as asv does)."""
+    text = path.read_text(encoding="utf-8")
+    try:
+        import json5  # an asv dependency
+    except ImportError:
+        return json.loads("\n".join(line for line in text.splitlines()
+                                    if not line.lstrip().startswith("//")))
+    return json5.loads(text)
 
 
 def _python_specs(names: Sequence[str]) -> List[str]:
