@@ -31,6 +31,7 @@ from typing import (
     Tuple,
 )
 
+from langstream import eventlog as _el
 from langstream.channel import StreamChannel
 from langstream.mux import StreamMux, _check_scope
 from langstream.protocol import convert_to_protocol_event
@@ -64,12 +65,14 @@ __all__ = [
 
 _logger = logging.getLogger("langstream")
 _convert = convert_to_protocol_event
-try:
-    from langstream._eventlog_c import EventLog as _CEventLog
-    from langstream._pump_c import PartDispatcher as _PartDispatcher
-    from langstream._pump_c import SyncPump as _SyncPump
-except ImportError:  # PyPy, no compiler, or LANGSTREAM_NO_EXTENSIONS at install
-    _CEventLog = _PartDispatcher = _SyncPump = None
+_CEventLog = _PartDispatcher = _SyncPump = None
+if _el.BACKEND == "c":  # not with LANGSTREAM_NO_EXTENSIONS, PyPy or no compiler
+    try:
+        from langstream._eventlog_c import EventLog as _CEventLog
+        from langstream._pump_c import PartDispatcher as _PartDispatcher
+        from langstream._pump_c import SyncPump as _SyncPump
+    except ImportError:  # the pump failed to build while the event log did not
+        _CEventLog = _PartDispatcher = _SyncPump = None
 
 
 def _compiled_pump_fits(mux: StreamMux) -> bool:
