@@ -863,3 +863,56 @@ def test_cycle_through_an_unread_item_holding_a_cursor_is_collected(eventlog, sh
     gc.collect()
     gc.collect()
     assert live() - before == 0
+
+
+# ------------------------------------------------------------------ item 12
+
+
+def _deep_parts(depth):
+    ns = tuple(f"n{k}:t{k}" for k in range(depth))
+    return [values({"i": 0}), values({"deep": 1}, ns=ns), values({"i": 1})]
+
+
+def _nest(frames, fn):
+    """Call ``fn`` from ``frames`` frames deep (a consumer inside a deep stack)."""
+    return fn() if frames == 0 else _nest(frames - 1, fn)
+
+
+@pytest.mark.parametrize("lane", LANES)
+def test_deepest_supported_namespace_runs_and_tears_down(backend, lane):
+    from langstream.protocol import MAX_NAMESPACE_DEPTH
+
+    parts = _deep_parts(MAX_NAMESPACE_DEPTH)
+    if lane == "sync":
+        def go():
+            run = stream_events(iter(parts))
+            lifecycle = list(run.lifecycle)
+            return run.output, lifecycle
+        out, lifecycle = _nest(500, go)
+    else:
+        async def main():
+            run = astream_events(areplay(parts))
+            lifecycle = await adrain(run.lifecycle)
+            return await run.output(), lifecycle
+        out, lifecycle = _nest(500, lambda: arun(main()))
+    assert out == {"i": 1}
+    started = [p for p in lifecycle if p["event"] == "started"]
+    completed = [p for p in lifecycle if p["event"] == "completed"]
+    assert len(started) == len(completed) == MAX_NAMESPACE_DEPTH
+
+
+@pytest.mark.parametrize("depth", [129, 700, 5000])
+@pytest.mark.parametrize("lane", LANES)
+def test_too_deep_namespace_fails_the_run_naming_the_depth(backend, lane, depth):
+    items, err, out_err = _run_lane(lane, _deep_parts(depth))
+    assert items == [{"i": 0}]
+    for exc in (err, out_err):
+        assert type(exc) is ValueError, exc
+        assert f"{depth} segments deep" in str(exc) and "128" in str(exc)
+
+
+def test_too_deep_namespace_is_rejected_by_convert(backend):
+    from langstream import convert_to_protocol_event
+
+    with pytest.raises(ValueError, match="5000 segments deep"):
+        convert_to_protocol_event(_deep_parts(5000)[1])
