@@ -736,8 +736,6 @@ def test_ended_subgraphs_leave_nothing_behind(backend, lane):
     """Per-subgraph state is bounded by what is open: after every ended
     subgraph the trackers hold nothing, and retained memory does not grow
     with the number of subgraphs seen."""
-    import tracemalloc
-
     def sync_run(n, check):
         run = stream_events(_subgraph_stream(n), maxlen=4)
         for handle in run.subgraphs:
@@ -761,8 +759,12 @@ def test_ended_subgraphs_leave_nothing_behind(backend, lane):
     else:
         run = arun(async_run(150, bounded))
     assert _tracker_sizes(run) == 0
+    if sys.implementation.name != "cpython":
+        return  # (no tracemalloc on PyPy: the bounded sizes above are the check)
 
     # retained memory at the end of a small and of a large run
+    import tracemalloc
+
     def measure(n):
         tracemalloc.start()
         try:
@@ -852,7 +854,8 @@ def test_cycle_through_an_unread_item_holding_a_cursor_is_collected(eventlog, sh
     def live():
         return sum(1 for o in gc.get_objects() if type(o) is eventlog.EventLog)
 
-    gc.collect()
+    for _ in range(3):  # (PyPy frees cursors with finalizers over several passes)
+        gc.collect()
     before = live()
     for _ in range(200):
         log = eventlog.EventLog()
@@ -860,9 +863,9 @@ def test_cycle_through_an_unread_item_holding_a_cursor_is_collected(eventlog, sh
         item = {"cursor": cur, "tuple": (cur, object()), "list": [cur]}[shape]
         log.push(item)
         del log, cur, item
-    gc.collect()
-    gc.collect()
-    assert live() - before == 0
+    for _ in range(3):
+        gc.collect()
+    assert live() <= before  # (not 200 more)
 
 
 # ------------------------------------------------------------------ item 12
