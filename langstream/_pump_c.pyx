@@ -16,7 +16,7 @@ from cpython.object cimport PyObject
 
 from langstream._eventlog_c cimport EventLog
 
-from langstream.protocol import convert_to_protocol_event
+from langstream.protocol import MAX_NAMESPACE_DEPTH, convert_to_protocol_event
 from langstream.transformers import (
     CheckpointsTransformer,
     CustomTransformer,
@@ -36,6 +36,7 @@ cdef dict _PLAIN_FAST = {
 }
 
 
+cdef Py_ssize_t _MAX_DEPTH = MAX_NAMESPACE_DEPTH
 cdef object _MISSING = object()
 cdef object _SLOW = object()  # a route that needs the protocol event
 
@@ -137,6 +138,8 @@ cdef class PartDispatcher:
                 return self.mux._push_part_fast(part)
         n = len(ns)
         if n:
+            if n > _MAX_DEPTH:
+                return self.mux._push_part_fast(part)
             for i in range(n):
                 if type(ns[i]) is not str:
                     return self.mux._push_part_fast(part)

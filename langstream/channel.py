@@ -66,11 +66,11 @@ class _Backpressure:
         keep = []
         for ref in self.readers:
             reader = ref()
-            if reader is None or reader._released or reader._cursor.closed:
+            if reader is None or reader._state == _RELEASED or reader._cursor.closed:
                 continue
             keep.append(ref)
             task = reader._task
-            if not (reader._cancelled or (task is not None and task.done())):
+            if not (reader._state == _CANCELLED or (task is not None and task.done())):
                 continue
             limit = reader._channel._limit
             if limit is not None and reader._cursor.pending >= limit:
@@ -102,10 +102,13 @@ class _Backpressure:
                 waiter.set_result(None)
 
 
+_READING, _CANCELLED, _RELEASED = 0, 1, 2
+
+
 class _AsyncChannelIterator(Generic[T]):
     """``async for`` over one cursor of a channel's log, pumping when empty."""
 
-    __slots__ = ("_cursor", "_channel", "_log", "_bp", "_cancelled", "_released",
+    __slots__ = ("_cursor", "_channel", "_log", "_bp", "_state",
                  "_task", "__weakref__")
 
     def __init__(self, channel: StreamChannel[T]) -> None:
@@ -113,8 +116,9 @@ class _AsyncChannelIterator(Generic[T]):
         self._log = channel._log
         self._bp = channel._bp  # fixed when the mux adopted the channel
         self._cursor = channel._log.cursor()
-        self._cancelled = False  # cancelled while waiting, not read since
-        self._released = False  # ... or its task ended: it let go (see release_stuck)
+        # _READING; _CANCELLED: cancelled while waiting, not read since;
+        # _RELEASED: it let go of its subscription (see release_stuck)
+        self._state = _READING
         self._task: Any = None  # the task that last waited on it (bounded logs)
         if self._bp is not None:
             try:
@@ -124,8 +128,7 @@ class _AsyncChannelIterator(Generic[T]):
             self._bp.track(self)
 
     def _release_stuck(self) -> None:
-        self._released = True
-        self._cancelled = False
+        self._state = _RELEASED
         self._cursor.close()
 
     def __aiter__(self) -> _AsyncChannelIterator[T]:
@@ -140,16 +143,15 @@ class _AsyncChannelIterator(Generic[T]):
         stall the run), and its next read raises ``RuntimeError`` (items were
         not kept for it).  Reading again before that keeps it subscribed.
         """
-        if self._cancelled:
-            self._cancelled = False
-        elif self._released:
-            raise RuntimeError(
-                f"this reader of {self._channel!r} was cancelled while it waited (or "
-                "its task ended), and released its subscription when the run needed "
-                "room in it "
-                f"(maxlen={self._channel._limit}): the items pushed since were not "
-                "kept for it"
-            )
+        if self._state:
+            if self._state == _RELEASED:
+                raise RuntimeError(
+                    f"this reader of {self._channel!r} was cancelled while it waited "
+                    "(or its task ended), and released its subscription when the run "
+                    f"needed room in it (maxlen={self._channel._limit}): the items "
+                    "pushed since were not kept for it"
+                )
+            self._state = _READING
         cursor = self._cursor
         while True:
             # An async-bound channel's log is unbounded (the pump applies
@@ -176,7 +178,7 @@ class _AsyncChannelIterator(Generic[T]):
                 try:
                     produced = await more()
                 except asyncio.CancelledError:
-                    self._cancelled = True
+                    self._state = _CANCELLED
                     raise
             if not produced and not cursor.pending and not self._log.closed:
                 raise StopAsyncIteration
