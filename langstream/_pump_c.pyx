@@ -198,6 +198,7 @@ cdef class SyncPump:
     cdef object fallback
     cdef PartDispatcher dispatcher
     cdef public bint done  # set by the run when it ends (its ``_exhausted``)
+    cdef bint stepping  # a step is under way (the pump is not re-entrant)
 
     def __cinit__(self, run, mux, graph_iter, fallback):
         self.run = run
@@ -208,8 +209,19 @@ cdef class SyncPump:
         self.dispatcher = PartDispatcher(mux)
 
     def __call__(self):
-        if self.done or self.deferred:
+        if self.done:
             return self.fallback()
+        if self.stepping:
+            raise self.run._reentry_error()
+        if self.deferred:
+            return self.fallback()
+        self.stepping = True
+        try:
+            return self.step()
+        finally:
+            self.stepping = False
+
+    cdef object step(self):
         try:
             part = next(self.it, _MISSING)
             if part is _MISSING:

@@ -249,6 +249,28 @@ class GraphRunStream(_RunState):
         """Advance the run by one step; ``False`` once it has ended."""
         if self._exhausted:
             return False
+        if self._stepping:
+            raise self._reentry_error()
+        self._stepping = True
+        try:
+            return self._step()
+        finally:
+            self._stepping = False
+
+    _stepping = False  # a step is under way (the pump is not re-entrant)
+
+    def _reentry_error(self) -> RuntimeError:
+        """The error of a pump call made from inside a step of the same run."""
+        return RuntimeError(
+            "re-entrant pump: this run was pulled from inside one of its own steps "
+            "(while the graph produced or the mux dispatched a part), e.g. a "
+            "transformer's process() reading run.output or iterating the run or "
+            "one of its projections, or the graph iterating its own run. A step "
+            "cannot wait for itself (the event being dispatched is not in the log "
+            "yet): read the event the transformer is given instead."
+        )
+
+    def _step(self) -> bool:
         mux = self._mux
         if mux._shared.deferred:
             try:
