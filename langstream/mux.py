@@ -121,6 +121,14 @@ class _Shared:
         self.deferred: List[Tuple[Any, Any, Any]] = []
 
 
+def _check_error(err: Any, method: str) -> None:
+    if not isinstance(err, BaseException):
+        raise TypeError(
+            f"StreamMux.{method}() err must be an exception, got "
+            f"{type(err).__name__} {err!r}"
+        )
+
+
 class StreamMux:
     """The transformer pipeline and the main event log of one run (or subgraph).
 
@@ -590,7 +598,12 @@ class StreamMux:
             raise first
 
     def fail(self, err: BaseException) -> None:
-        """End the run with ``err``: every transformer's ``fail``, every log failed."""
+        """End the run with ``err``: every transformer's ``fail``, every log failed.
+
+        Raises:
+            TypeError: ``err`` is not an exception (the mux is left as it was).
+        """
+        _check_error(err, "fail")
         if self._finished:
             return
         self._finished = True
@@ -647,6 +660,7 @@ class StreamMux:
 
     async def afail(self, err: BaseException) -> None:
         """Async ``fail``: cancel and await scheduled tasks, then ``afail`` each."""
+        _check_error(err, "afail")
         if self._finished:
             return
         self._finished = True
