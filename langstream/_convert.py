@@ -1,5 +1,5 @@
 """Alias of the converter under LangGraph's module name (``langgraph.stream._convert``)."""
 
-from langstream.protocol import convert_to_protocol_event
+from langstream.protocol import ProtocolEvent, StreamPart, convert_to_protocol_event
 
-__all__ = ["convert_to_protocol_event"]
+__all__ = ["ProtocolEvent", "StreamPart", "convert_to_protocol_event"]

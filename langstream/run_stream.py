@@ -49,8 +49,10 @@ if TYPE_CHECKING:  # pragma: no cover
     from collections.abc import Awaitable
     from types import TracebackType
 
-    from langstream.protocol import ProtocolEvent, StreamPart
+    from langstream.protocol import StreamPart
     from langstream.transformers import LifecyclePayload
+
+from langstream.protocol import ProtocolEvent  # (LangGraph's module has it too)
 
 __all__ = [
     "AsyncGraphRunStream",

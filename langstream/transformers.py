@@ -17,12 +17,12 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, Dict, List, Optional, Tuple
 
 from langstream.channel import StreamChannel
+from langstream.protocol import ProtocolEvent
 
 if TYPE_CHECKING:  # pragma: no cover
     from collections.abc import Coroutine
 
     from langstream.mux import StreamMux
-    from langstream.protocol import ProtocolEvent
 
 import sys
 
@@ -48,8 +48,12 @@ __all__ = [
 
 _logger = logging.getLogger("langstream")
 
-SubgraphStatus = Literal["started", "completed", "failed", "interrupted"]
-"""The status of a subgraph: ``started`` until its terminal status arrives."""
+SubgraphStatus = Literal["started", "completed", "failed", "interrupted", "drained"]
+"""The status of a subgraph: ``started`` until its terminal status arrives.
+
+``drained``: the run stopped at a superstep boundary because LangGraph's
+``RunControl.request_drain()`` was called (``GraphDrained``); not a failure,
+so no error text."""
 
 
 class LifecycleCause(TypedDict):
@@ -423,8 +427,10 @@ def parse_segment(segment: str) -> Tuple[Optional[str], Optional[str]]:
 
 
 def _status_from_exception(err: BaseException) -> Tuple[SubgraphStatus, Optional[str]]:
-    # LangGraph's exception class, recognised by name (no import needed)
+    # LangGraph's exception classes, recognised by name (no import needed)
     for klass in type(err).__mro__:
+        if klass.__name__ == "GraphDrained":
+            return "drained", None
         if klass.__name__ == "GraphInterrupt":
             return "interrupted", None
     return "failed", str(err)
@@ -664,9 +670,15 @@ _HANDLE_TYPES: Dict[bool, Any] = {}
 
 
 def _set_handle_types(sync_cls: Any, async_cls: Any) -> None:
-    """Called by ``langstream.run_stream``: the handle class of each lane."""
+    """Called by ``langstream.run_stream``: the handle class of each lane.
+
+    Also binds them here as ``SubgraphRunStream`` / ``AsyncSubgraphRunStream``,
+    the names LangGraph's ``transformers`` module has (without an upward import).
+    """
     _HANDLE_TYPES[False] = sync_cls
     _HANDLE_TYPES[True] = async_cls
+    globals()["SubgraphRunStream"] = sync_cls
+    globals()["AsyncSubgraphRunStream"] = async_cls
 
 
 class SubgraphTransformer(_SubtreeTracker):
