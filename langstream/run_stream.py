@@ -280,6 +280,9 @@ class GraphRunStream(_RunState):
             except Exception as exc:  # noqa: BLE001 - ends the run
                 self._end(exc)
                 return False
+            except BaseException as exc:  # (as for a part: ends the run, re-raised)
+                self._end(exc)
+                raise
             return True
         graph_iter = self._graph_iter
         if graph_iter is None:
