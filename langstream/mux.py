@@ -121,6 +121,37 @@ class _Shared:
         self.deferred: List[Tuple[Any, Any, Any]] = []
 
 
+def _pipeline_list(items: Any, param: str) -> List[Any]:
+    """``transformers`` / ``factories`` as a list (None: empty), or a TypeError
+    naming the parameter; every factory must be callable."""
+    if items is None:
+        return []
+    if isinstance(items, (str, bytes)) or not hasattr(items, "__iter__"):
+        raise TypeError(f"{param} must be a sequence, got {type(items).__name__} {items!r}")
+    out = list(items)
+    if param == "factories":
+        for factory in out:
+            if not callable(factory):
+                raise TypeError(
+                    "factories must be callables factory(scope) -> StreamTransformer, "
+                    f"got {type(factory).__name__} {factory!r}"
+                )
+    return out
+
+
+def _check_transformer(transformer: Any, param: str, factory: Any) -> Any:
+    """A transformer has ``init`` and ``process``; else a TypeError naming where
+    it came from (``transformers``, or the factory that built it)."""
+    if not (callable(getattr(transformer, "init", None))
+            and callable(getattr(transformer, "process", None))):
+        source = "transformers holds" if factory is None else f"factory {factory!r} returned"
+        raise TypeError(
+            f"{source} {type(transformer).__name__} {transformer!r}, which is not a "
+            "StreamTransformer (an object with init() and process())"
+        )
+    return transformer
+
+
 def _check_error(err: Any, method: str) -> None:
     if not isinstance(err, BaseException):
         raise TypeError(
@@ -185,7 +216,7 @@ class StreamMux:
         self._projection_owners: Dict[str, str] = {}
         self._transformer_by_key: Dict[str, Any] = {}
         self._factories: Optional[List[TransformerFactory]] = (
-            list(factories) if factories is not None else None
+            _pipeline_list(factories, "factories") if factories is not None else None
         )
         self._pump_fn: Optional[Callable[[], bool]] = None
         self._apump_fn: Optional[Callable[[], Awaitable[bool]]] = None
@@ -207,7 +238,7 @@ class StreamMux:
         rest: List[Any] = []
         if self._factories is not None:
             for factory in self._factories:
-                transformer = factory(self.scope)
+                transformer = _check_transformer(factory(self.scope), "factory", factory)
                 (pre if getattr(transformer, "before_builtins", False) else rest).append(
                     transformer
                 )
@@ -215,7 +246,8 @@ class StreamMux:
                 self._register(transformer)
             pre.clear()
             rest.clear()
-        for transformer in transformers or ():
+        for transformer in _pipeline_list(transformers, "transformers"):
+            _check_transformer(transformer, "transformers", None)
             (pre if getattr(transformer, "before_builtins", False) else rest).append(
                 transformer
             )
