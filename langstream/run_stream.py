@@ -677,6 +677,19 @@ class _AsyncPump:
             raise exc
         return False
 
+    def _pumped_by_reader_of(self, channel: Any) -> bool:
+        """Whether the task pumping is an async reader of ``channel`` that has
+        items to read (given since it began the step with none)."""
+        task = self.pump_task
+        if task is None:
+            return False
+        for ref in self.mux._shared.bp.readers:
+            reader = ref()
+            if (reader is not None and reader._task is task
+                    and reader._channel is channel and reader._cursor.pending):
+                return True
+        return False
+
     async def wait_for_room(self) -> None:
         """Backpressure: wait until every subscribed bounded log has room."""
         bp = self.mux._shared.bp
@@ -692,6 +705,23 @@ class _AsyncPump:
                 # a reader that can no longer read held it full: it let go
                 full = bp.full()
                 continue
+            if self._pumped_by_reader_of(full[1]):
+                # The task pumping is the reader of the full log: it began
+                # this step with nothing to read, and scheduled work has
+                # filled its log since.  It reads once this step is over
+                # (one more step's events, as the bound allows); waiting here
+                # would wait for itself.
+                return
+            if self.waiters:
+                # Readers parked until this step ends may have been given
+                # items since (by scheduled work) in the very log that is
+                # full: let them read now, or they and the pump wait on each
+                # other.  (One with nothing to read parks again.)
+                waiters = self.waiters
+                self.waiters = []
+                for parked in waiters:
+                    if not parked.done():
+                        parked.set_result(None)
             waiter = loop.create_future()
             bp.waiter = waiter
             timer = loop.call_later(0.05, _resolve, waiter)
