@@ -286,6 +286,9 @@ class StreamChannel(Generic[T]):
     def push(self, item: T) -> None:
         """Append ``item`` for the subscriber (if any) and auto-forward it.
 
+        A closed channel with no subscriber keeps nothing, but still
+        auto-forwards (as LangGraph's does): the main log loses nothing.
+
         Raises:
             RuntimeError: the channel is closed and has a subscriber.
         """
@@ -295,6 +298,8 @@ class StreamChannel(Generic[T]):
                 raise RuntimeError(
                     f"Cannot push to a closed StreamChannel (name={self.name!r})"
                 )
+            if self._wire_fn is not None:
+                self._wire_fn(item)
             return
         log.push(item)
         if self._wire_fn is not None:

@@ -50,3 +50,46 @@ def test_fail_with_a_non_exception_is_a_type_error(backend, lane, bad):
             await reader.__anext__()
 
     arun(main())
+
+
+class _ClosesEarly(StreamTransformer):
+    """Closes its named channel at the first values event, then pushes again."""
+
+    def __init__(self, scope=()):
+        super().__init__(scope)
+        self.channel = StreamChannel("early")
+
+    def init(self):
+        return {"early": self.channel}
+
+    def process(self, event):
+        if event["method"] == "values":
+            data = event["params"]["data"]
+            self.channel.push(("before", data))
+            self.channel.close()
+            self.channel.push(("after", data))  # no subscriber: nothing kept...
+        return True
+
+
+@pytest.mark.parametrize("lane", ["sync", "async"])
+def test_closed_unsubscribed_named_channel_still_forwards(backend, lane):
+    # ...but the main log still gets it (LangGraph forwards it too): before,
+    # the push after close vanished without a trace
+    from langstream import convert_to_protocol_event
+
+    mux = StreamMux([_ClosesEarly()], is_async=lane == "async")
+    main = mux._events._log.cursor()
+    mux.push(convert_to_protocol_event({"type": "values", "ns": (), "data": 1}))
+    mux.close()
+    assert [(e["method"], e["params"]["data"]) for e in main] == [
+        ("custom:early", ("before", 1)), ("custom:early", ("after", 1)), ("values", 1)]
+
+
+def test_closed_subscribed_channel_still_refuses_a_push(backend):
+    mux = StreamMux([_ClosesEarly()])
+    reader = iter(mux.extensions["early"])
+    from langstream import convert_to_protocol_event
+
+    with pytest.raises(RuntimeError, match="closed StreamChannel"):
+        mux.push(convert_to_protocol_event({"type": "values", "ns": (), "data": 1}))
+    assert list(reader) == [("before", 1)]
