@@ -514,7 +514,12 @@ class Cursor(Generic[T]):
                         return items.popleft()[1]
                     if log._closed:
                         if log._error is not None:
-                            raise log._error.with_traceback(log._error_tb)
+                            err = log._error.with_traceback(log._error_tb)
+                            # the error's traceback keeps this frame: it must
+                            # not keep the cursor alive (the C twin's frame
+                            # holds no Python reference to it)
+                            del self
+                            raise err
                         raise StopIteration
                 finally:
                     lock.release()
