@@ -1,17 +1,32 @@
 """Stream a real LangGraph graph through langstream (the ``langgraph`` extra).
 
-``stream_graph(graph, input)`` asks the graph for exactly the stream modes the
-registered transformers need (the union of their ``required_stream_modes``),
-with ``subgraphs=True`` and ``version="v2"``, and returns a
-``GraphRunStream`` over it; ``astream_graph`` is the async twin.  Nothing here
-imports LangGraph: any object with LangGraph's ``stream`` / ``astream``
-signature works.
+``stream_graph(graph, input)`` runs the graph exactly as LangGraph's own
+``graph.stream_events(input, version="v3")`` does, and returns a langstream
+``GraphRunStream`` over it; ``astream_graph`` is the async twin (the run it
+returns can also be awaited, as ``astream_events(version="v3")``'s can):
+
+- the same config switch: model calls stream LangGraph's v2 message events
+  (``message-start``, ``content-block-delta``, ... ``message-finish``), so
+  ``run.messages`` streams tokens and message payloads and state snapshots
+  are the ones LangGraph's v3 run produces;
+- the same pipeline order: values, messages, lifecycle, subgraphs, then the
+  graph's compile-time ``transformers`` (``graph.stream_transformers``),
+  then the ``transformers=`` of the call;
+- the same stream modes: the union of the transformers'
+  ``required_stream_modes``, with ``subgraphs=True`` and ``version="v2"``;
+- the same scope: called from inside a node of an outer graph, the run owns
+  the caller's namespace (its ``checkpoint_ns``), so its ``values``,
+  ``messages`` and ``output`` are its own graph's.
+
+LangGraph itself is imported only when a graph is run.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, Callable, List, Optional, Sequence, Tuple
 
+from langstream.channel import StreamChannel
 from langstream.mux import StreamMux
 from langstream.run_stream import (
     DEFAULT_FACTORIES,
@@ -22,6 +37,12 @@ from langstream.run_stream import (
 
 __all__ = ["astream_graph", "required_stream_modes", "stream_graph"]
 
+# LangGraph's config keys (``langgraph._internal._constants``), with their
+# values as a fallback should the private module move
+_MESSAGES_V2_KEY = "__pregel_stream_messages_v2"
+_CHECKPOINT_NS_KEY = "checkpoint_ns"
+_NS_SEP = "|"
+
 
 def required_stream_modes(mux: StreamMux) -> List[str]:
     """The stream modes the transformers of ``mux`` need, sorted."""
@@ -31,14 +52,149 @@ def required_stream_modes(mux: StreamMux) -> List[str]:
     return sorted(modes)
 
 
-def _mux(transformers: Sequence[Callable[[Tuple[str, ...]], Any]], scope: Sequence[str],
-         maxlen: Optional[int], is_async: bool) -> StreamMux:
-    return StreamMux(
-        factories=[*DEFAULT_FACTORIES, *_factories(transformers)],
-        scope=tuple(scope),
-        maxlen=maxlen,
-        is_async=is_async,
+def _constants() -> Tuple[str, str, str]:
+    try:
+        from langgraph._internal import _constants as c
+    except ImportError:  # pragma: no cover - depends on LangGraph's layout
+        return _MESSAGES_V2_KEY, _CHECKPOINT_NS_KEY, _NS_SEP
+    return (
+        getattr(c, "CONFIG_KEY_STREAM_MESSAGES_V2", _MESSAGES_V2_KEY),
+        getattr(c, "CONFIG_KEY_CHECKPOINT_NS", _CHECKPOINT_NS_KEY),
+        getattr(c, "NS_SEP", _NS_SEP),
     )
+
+
+def _merged_config(graph: Any, config: Optional[dict]) -> Mapping[str, Any]:
+    """The config the graph will run with: its own, the caller's (the
+    config of the node we are called from, through the context variable)
+    and ``config``, as LangGraph merges them."""
+    try:
+        from langgraph._internal._config import ensure_config
+    except ImportError:  # pragma: no cover - depends on LangGraph's layout
+        try:
+            from langchain_core.runnables.config import ensure_config as _ensure
+        except ImportError:
+            return config or {}
+
+        def ensure_config(*configs: Any) -> Any:
+            merged: dict = {}
+            for item in configs:
+                if item:
+                    for key, value in item.items():
+                        if key == "configurable":
+                            merged.setdefault(key, {}).update(value or {})
+                        else:
+                            merged[key] = value
+            return _ensure(merged)  # type: ignore[arg-type]
+
+    return ensure_config(getattr(graph, "config", None), config)
+
+
+def caller_namespace(graph: Any, config: Optional[dict] = None) -> Tuple[str, ...]:
+    """The namespace a run of ``graph`` started here owns: ``()`` at the top
+    level, the calling task's namespace (``("node:<task id>", ...)``) when
+    called from inside a node of another graph."""
+    _, ns_key, sep = _constants()
+    ns = _merged_config(graph, config).get("configurable", {}).get(ns_key)
+    if not ns:
+        return ()
+    return tuple(ns.split(sep))
+
+
+def _messages_v2(config: Optional[dict]) -> dict:
+    key = _constants()[0]
+    if config is None:
+        return {"configurable": {key: True}}
+    if not isinstance(config, Mapping):
+        raise TypeError(f"config must be a dict (a RunnableConfig) or None, got {config!r}")
+    configurable = config.get("configurable") or {}
+    return {**config, "configurable": {**configurable, key: True}}
+
+
+def _foreign_channels(projection: Any) -> List[str]:
+    if not isinstance(projection, Mapping):
+        return []
+    return [
+        key
+        for key, value in projection.items()
+        if not isinstance(value, StreamChannel)
+        and type(value).__name__ == "StreamChannel"
+        and type(value).__module__.startswith("langgraph.")
+    ]
+
+
+def _checked(factory: Callable[[Tuple[str, ...]], Any], origin: str) -> Callable[[Tuple[str, ...]], Any]:
+    """Wrap ``factory`` so a transformer whose projections are LangGraph's
+    own ``StreamChannel`` is refused when it registers (langstream cannot
+    bind them: iterating them would fail later with LangGraph's "has not
+    been bound yet")."""
+
+    def build(scope: Tuple[str, ...]) -> Any:
+        transformer = factory(scope)
+        init = getattr(transformer, "init", None)
+        if init is None:
+            return transformer
+        name = type(transformer).__name__
+
+        def checked_init() -> Any:
+            projection = init()
+            foreign = _foreign_channels(projection)
+            if foreign:
+                builtin = type(transformer).__module__.startswith("langgraph.stream")
+                advice = (
+                    f"use langstream.{name} instead (the same projection, on langstream's "
+                    "event log)"
+                    if builtin
+                    else "build it on langstream.StreamTransformer / langstream.StreamChannel "
+                    "(change the imports from langgraph.stream to langstream)"
+                )
+                raise TypeError(
+                    f"{name} (from {origin}) returns LangGraph's own StreamChannel for "
+                    f"{', '.join(repr(k) for k in foreign)}: langstream can only bind and "
+                    f"drive langstream.StreamChannel projections; {advice}"
+                )
+            return projection
+
+        try:
+            transformer.init = checked_init
+        except AttributeError:  # a slotted transformer: leave it as it is
+            pass
+        return transformer
+
+    return build
+
+
+def _pipeline(graph: Any, transformers: Any) -> List[Callable[[Tuple[str, ...]], Any]]:
+    compiled = getattr(graph, "stream_transformers", None) or ()
+    return [
+        *DEFAULT_FACTORIES,
+        *(_checked(f, "the graph's compile-time transformers") for f in _factories(compiled)),
+        *(_checked(f, "transformers=") for f in _factories(transformers)),
+    ]
+
+
+def _check_graph(graph: Any, method: str) -> None:
+    if not callable(getattr(graph, method, None)):
+        raise TypeError(
+            f"graph must be a compiled LangGraph graph (an object with a .{method}() "
+            f"method, e.g. StateGraph(...).compile()), got {type(graph).__name__}: {graph!r}"
+        )
+
+
+def _reject(kwargs: dict) -> None:
+    for key in ("stream_mode", "subgraphs", "version"):
+        if key in kwargs:
+            raise TypeError(
+                f"{key}= is set by langstream, as by LangGraph's stream_events(version='v3') "
+                "(stream_mode is the union of the transformers' required_stream_modes, "
+                f"subgraphs=True, version='v2'); got {key}={kwargs[key]!r}"
+            )
+
+
+def _scope(graph: Any, config: Optional[dict], scope: Optional[Sequence[str]]) -> Tuple[str, ...]:
+    if scope is None:
+        return caller_namespace(graph, config)
+    return tuple(scope)
 
 
 def stream_graph(
@@ -47,28 +203,41 @@ def stream_graph(
     config: Optional[dict] = None,
     *,
     transformers: Sequence[Callable[[Tuple[str, ...]], Any]] = (),
-    scope: Sequence[str] = (),
+    scope: Optional[Sequence[str]] = None,
     maxlen: Optional[int] = None,
     **kwargs: Any,
 ) -> GraphRunStream:
     """Run ``graph`` with ``input`` and stream it through langstream (sync).
 
+    The drop-in for ``graph.stream_events(input, config, version="v3")``.
+
     Args:
         graph: a compiled LangGraph graph (anything with ``.stream``).
-        input, config: passed to ``graph.stream``.
-        transformers: extra transformer factories.
-        scope: the namespace the run owns (``()`` unless the graph runs inside
-            another graph's node).
+        input: the graph input, or a ``Command(resume=...)``.
+        config: the run's config (``thread_id`` etc.).
+        transformers: extra transformer factories (classes or
+            ``lambda scope: T(scope, ...)``), registered after the graph's
+            compile-time ones.
+        scope: the namespace the run owns; by default the caller's
+            (``()`` at the top level, the calling task's inside a node).
         maxlen: bound for the logs (see ``StreamMux``).
-        **kwargs: passed to ``graph.stream`` (``stream_mode``, ``subgraphs``
-            and ``version`` are set here).
+        **kwargs: passed to ``graph.stream`` (``interrupt_before``,
+            ``control``, ``context``, ...).
 
     Raises:
-        TypeError: ``stream_mode``, ``subgraphs`` or ``version`` was passed.
+        TypeError: ``graph`` has no ``stream`` method; ``stream_mode``,
+            ``subgraphs`` or ``version`` was passed; a transformer returns
+            LangGraph's own ``StreamChannel`` (at registration).
     """
+    _check_graph(graph, "stream")
     _reject(kwargs)
-    mux = _mux(transformers, scope, maxlen, False)
-    parts = graph.stream(input, config, stream_mode=required_stream_modes(mux),
+    mux = StreamMux(
+        factories=_pipeline(graph, transformers),
+        scope=_scope(graph, config, scope),
+        maxlen=maxlen,
+        is_async=False,
+    )
+    parts = graph.stream(input, _messages_v2(config), stream_mode=required_stream_modes(mux),
                          subgraphs=True, version="v2", **kwargs)
     return GraphRunStream(iter(parts), mux)
 
@@ -79,22 +248,24 @@ def astream_graph(
     config: Optional[dict] = None,
     *,
     transformers: Sequence[Callable[[Tuple[str, ...]], Any]] = (),
-    scope: Sequence[str] = (),
+    scope: Optional[Sequence[str]] = None,
     maxlen: Optional[int] = None,
     **kwargs: Any,
 ) -> AsyncGraphRunStream:
-    """Async twin of ``stream_graph`` (uses ``graph.astream``); no ``await`` needed."""
+    """Async twin of ``stream_graph`` (uses ``graph.astream``).
+
+    The run stream is returned directly; awaiting it gives the same run, so
+    both ``async with astream_graph(g, x) as run:`` and LangGraph's
+    ``async with await astream_graph(g, x) as run:`` work.
+    """
+    _check_graph(graph, "astream")
     _reject(kwargs)
-    mux = _mux(transformers, scope, maxlen, True)
-    parts = graph.astream(input, config, stream_mode=required_stream_modes(mux),
+    mux = StreamMux(
+        factories=_pipeline(graph, transformers),
+        scope=_scope(graph, config, scope),
+        maxlen=maxlen,
+        is_async=True,
+    )
+    parts = graph.astream(input, _messages_v2(config), stream_mode=required_stream_modes(mux),
                           subgraphs=True, version="v2", **kwargs)
     return AsyncGraphRunStream(parts.__aiter__(), mux)
-
-
-def _reject(kwargs: dict) -> None:
-    for key in ("stream_mode", "subgraphs", "version"):
-        if key in kwargs:
-            raise TypeError(
-                f"{key}= is set by langstream (it asks for the modes its transformers "
-                f"need, with subgraphs=True and version='v2'); got {key}={kwargs[key]!r}"
-            )
