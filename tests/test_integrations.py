@@ -8,6 +8,7 @@ import operator
 from typing import Annotated, List, TypedDict
 
 import pytest
+from _langgraph_support import require_langgraph
 
 import langstream
 from langstream._messages import langchain_core_available
@@ -86,7 +87,7 @@ def test_stream_graph_rejects_the_arguments_it_owns(key):
 
 
 def test_real_langgraph_graph_with_a_subgraph(backend):
-    pytest.importorskip("langgraph.graph", reason="the optional 'langgraph' extra is not installed")
+    require_langgraph()
     from langgraph.config import get_stream_writer
     from langgraph.graph import END, START, StateGraph
 

@@ -23,6 +23,8 @@ LangGraph itself is imported only when a graph is run.
 
 from __future__ import annotations
 
+import itertools
+import re
 from collections.abc import Mapping
 from typing import Any, Callable, List, Optional, Sequence, Tuple
 
@@ -35,7 +37,7 @@ from langstream.run_stream import (
     _factories,
 )
 
-__all__ = ["astream_graph", "required_stream_modes", "stream_graph"]
+__all__ = ["astream_graph", "caller_namespace", "required_stream_modes", "stream_graph"]
 
 # LangGraph's config keys (``langgraph._internal._constants``), with their
 # values as a fallback should the private module move
@@ -90,15 +92,46 @@ def _merged_config(graph: Any, config: Optional[dict]) -> Mapping[str, Any]:
     return ensure_config(getattr(graph, "config", None), config)
 
 
+def _calls_before(configurable: Mapping[str, Any]) -> int:
+    """How many graphs the calling task has already run.
+
+    LangGraph gives the n-th graph run inside one task (n > 0) the namespace
+    ``<task namespace>|n``: it counts them with the task's scratchpad
+    counter when the run starts.  The counter's next value is read here
+    without advancing it; anything unexpected counts as a first call.
+    """
+    try:
+        from langgraph._internal import _constants as c
+
+        key = getattr(c, "CONFIG_KEY_SCRATCHPAD", "__pregel_scratchpad")
+    except ImportError:  # pragma: no cover - depends on LangGraph's layout
+        key = "__pregel_scratchpad"
+    counter = getattr(configurable.get(key), "subgraph_counter", None)
+    if counter is None:
+        return 0
+    step = getattr(counter, "_counter", None)
+    if step is None:  # not used yet: the next call is the first
+        return 0
+    count = getattr(step, "__self__", None)
+    if not isinstance(count, itertools.count):
+        return 0
+    match = re.fullmatch(r"count\((\d+)\)", repr(count))
+    return int(match.group(1)) if match else 0
+
+
 def caller_namespace(graph: Any, config: Optional[dict] = None) -> Tuple[str, ...]:
     """The namespace a run of ``graph`` started here owns: ``()`` at the top
     level, the calling task's namespace (``("node:<task id>", ...)``) when
-    called from inside a node of another graph."""
+    called from inside a node of another graph, plus LangGraph's ``"<n>"``
+    segment for the n-th later run inside the same task."""
     _, ns_key, sep = _constants()
-    ns = _merged_config(graph, config).get("configurable", {}).get(ns_key)
+    configurable = _merged_config(graph, config).get("configurable", {})
+    ns = configurable.get(ns_key)
     if not ns:
         return ()
-    return tuple(ns.split(sep))
+    scope = tuple(ns.split(sep))
+    before = _calls_before(configurable)
+    return (*scope, str(before)) if before else scope
 
 
 def _messages_v2(config: Optional[dict]) -> dict:
