@@ -17,8 +17,9 @@ of its own scope, so each subgraph handle has its own ``messages``.
 every model call at any depth below the run's scope, from the root:
 ``run.all_messages`` (each stream's ``namespace`` says where the call ran).
 
-langchain-core is imported lazily, when a transformer is built: importing
-``langstream`` never imports it, and the core keeps no runtime dependency.
+langchain-core is imported lazily, at the first message event: importing
+``langstream`` (or running a graph that calls no model) never imports it, and
+the core keeps no runtime dependency.
 """
 
 from __future__ import annotations
@@ -127,7 +128,8 @@ class MessagesTransformer(StreamTransformer):
 
     def __init__(self, scope: Tuple[str, ...] = ()) -> None:
         super().__init__(scope)
-        _LangChain.load()
+        if not langchain_core_available():
+            raise ImportError(f"{type(self).__name__}: {_EXTRA_HINT}")
         self._log: StreamChannel[Any] = StreamChannel()
         self._scope_list: List[str] = list(self.scope)
         self._depth = len(self.scope)
@@ -202,6 +204,8 @@ class MessagesTransformer(StreamTransformer):
                 f"got {_describe(data)}"
             )
         payload, metadata = data
+        if not _LangChain.loaded:  # the first model event of the process
+            _LangChain.load()
         if metadata is None:
             metadata = {}
         elif not isinstance(metadata, Mapping):
