@@ -473,3 +473,41 @@ def test_messages_event_with_a_malformed_payload_fails_the_run(backend):
         list(run.messages)
     with pytest.raises(TypeError, match="payload, metadata"):
         run.output
+
+
+# ------------------------------------------------------------------ README
+
+
+def _readme_blocks(heading: str) -> List[str]:
+    import os
+    import re
+
+    readme = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                          "README.md")
+    with open(readme, encoding="utf-8") as f:
+        text = f.read()
+    start = text.index(f"\n{heading}\n")
+    end = text.find("\n## ", start + 1)
+    nxt = text.find("\n### ", start + 1)
+    if nxt != -1 and (end == -1 or nxt < end):
+        end = nxt
+    return re.findall(r"```python\n(.*?)```", text[start:end], re.S)
+
+
+def test_readme_langgraph_section_runs_as_pasted():
+    import subprocess
+    import sys
+
+    blocks = _readme_blocks("### LangGraph graphs and token streaming")
+    assert len(blocks) == 3
+    outputs = []
+    for block in blocks:  # each in a fresh interpreter, as a user pastes it
+        proc = subprocess.run([sys.executable, "-W", "ignore", "-c", block],
+                              capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 0, proc.stderr
+        outputs.append(proc.stdout)
+    assert outputs[0].splitlines()[0] == "Tokens| |arrive| |one| |by| |one|"
+    assert outputs[0].splitlines()[-1] == "Tokens arrive one by one"
+    assert outputs[1].splitlines() == ["Async| |tokens| |too|", "final: Async tokens too"]
+    assert outputs[2].splitlines() == ["root: from the root",
+                                       "middle/inner: from two levels down"]
