@@ -25,9 +25,9 @@ def langgraph_required() -> bool:
     )
 
 
-def require_langgraph() -> None:
-    """Skip the calling test (or module) when LangGraph is missing, or fail
-    when it is required here."""
+def require_langgraph(module_level: bool = False) -> None:
+    """Skip the calling test (or, with ``module_level``, the whole module)
+    when LangGraph is missing, or fail when it is required here."""
     try:
         import langchain_core  # noqa: F401
         import langgraph.graph  # noqa: F401
@@ -39,4 +39,5 @@ def require_langgraph() -> None:
                 "install it: pip install -e '.[langgraph]'",
                 pytrace=False,
             )
-        pytest.skip(f"the optional 'langgraph' extra is not installed ({exc})")
+        pytest.skip(f"the optional 'langgraph' extra is not installed ({exc})",
+                    allow_module_level=module_level)

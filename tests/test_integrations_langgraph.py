@@ -25,7 +25,7 @@ import pytest
 from _langgraph_support import require_langgraph
 
 
-require_langgraph()
+require_langgraph(module_level=True)
 
 import langgraph.stream as lg_stream  # noqa: E402
 from langchain_core.messages import HumanMessage  # noqa: E402
