@@ -285,6 +285,23 @@ def agent_graph():
     return g.compile(), {"messages": [HumanMessage("add 2 and 3", id="h1")]}, None, {}
 
 
+def react_agent_graph():
+    """LangGraph's prebuilt ReAct agent (create_react_agent) with one tool."""
+    import warnings
+
+    from langgraph.prebuilt import create_react_agent
+
+    model = ScriptedChatModel(replies=[
+        {"text": "adding", "tool_calls": [{"name": "add", "args": {"a": 20, "b": 22},
+                                           "id": "call_7"}]},
+        {"text": "it is 42", "usage": (9, 5)},
+    ])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        graph = create_react_agent(model, [add])
+    return graph, {"messages": [HumanMessage("20 + 22?", id="h1")]}, None, {}
+
+
 def drained_graph():
     """A subgraph whose first node asks the run to drain."""
     control = RunControl()

@@ -253,6 +253,18 @@ def test_tool_calling_agent_loop(backend, lane):
 
 
 @pytest.mark.parametrize("lane", LANES)
+def test_prebuilt_react_agent(backend, lane):
+    lg, ls = both(lane, G.react_agent_graph)
+    assert_equivalent(lg, ls)
+    assert [m["text"] for m in ls["messages"]] == ["adding", "it is 42"]
+    assert ls["messages"][0]["tool_calls"][0]["args"] == {"a": 20, "b": 22}
+    assert ls["output"]["messages"][-1].text == "it is 42"
+    # transformers get LangGraph's v2 message events (not v1 AIMessageChunk tuples)
+    payloads = [e["params"]["data"][0] for e in ls["main"] if e["method"] == "messages"]
+    assert payloads and all(isinstance(p, dict) and "event" in p for p in payloads)
+
+
+@pytest.mark.parametrize("lane", LANES)
 def test_drained_subgraph(backend, lane):
     lg, ls = both(lane, G.drained_graph)
     assert_equivalent(lg, ls)
@@ -371,13 +383,50 @@ def test_graph_compiled_with_transformers_gets_them(backend):
     assert list(run.counts) == [["a"]]
 
 
-def test_langgraph_transformer_classes_are_refused_with_the_reason(backend):
+@pytest.mark.parametrize("name", ["CustomTransformer", "UpdatesTransformer",
+                                  "MessagesTransformer"])
+def test_langgraph_transformer_classes_are_refused_with_the_reason(backend, name):
     graph, inp, _, _ = G.linear_graph()
+    factory = getattr(lg_stream.transformers, name)
+    if name == "MessagesTransformer":  # its key is taken by langstream's own
+        factory = (lambda scope, _f=factory: _renamed(_f(scope)))
     with pytest.raises(TypeError) as info:
-        stream_graph(graph, inp, transformers=[lg_stream.CustomTransformer])
+        stream_graph(graph, inp, transformers=[factory])
     msg = str(info.value)
-    assert "CustomTransformer" in msg and "LangGraph's own StreamChannel" in msg
-    assert "langstream.CustomTransformer" in msg
+    assert name in msg and "LangGraph's own StreamChannel" in msg
+    assert f"langstream.{name}" in msg
+    with pytest.raises(TypeError, match="LangGraph's own StreamChannel"):
+        astream_graph(graph, inp, transformers=[factory])
+    # the core refuses them too
+    with pytest.raises(TypeError, match="LangGraph's own StreamChannel"):
+        langstream.stream_events(iter([]), transformers=[factory])
+
+
+def _renamed(transformer):
+    init = transformer.init
+    transformer.init = lambda: {"lg_messages": init()["messages"]}
+    return transformer
+
+
+def test_user_transformer_on_langgraph_base_is_refused_at_the_graph_too(backend):
+    class Mine(lg_stream.StreamTransformer):
+        def __init__(self, scope=()):
+            super().__init__(scope)
+            self.channel = lg_stream.StreamChannel("mine")
+
+        def init(self):
+            return {"mine": self.channel}
+
+        def process(self, event):
+            return True
+
+    graph, inp, _, _ = G.linear_graph()
+    graph.stream_transformers = (Mine,)
+    with pytest.raises(TypeError) as info:
+        stream_graph(graph, inp)
+    msg = str(info.value)
+    assert "Mine returns LangGraph's own StreamChannel for 'mine'" in msg
+    assert "change the imports from langgraph.stream to langstream" in msg
 
 
 @pytest.mark.parametrize("lane", LANES)

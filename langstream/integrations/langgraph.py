@@ -28,7 +28,6 @@ import re
 from collections.abc import Mapping
 from typing import Any, Callable, List, Optional, Sequence, Tuple
 
-from langstream.channel import StreamChannel
 from langstream.mux import StreamMux
 from langstream.run_stream import (
     DEFAULT_FACTORIES,
@@ -144,66 +143,11 @@ def _messages_v2(config: Optional[dict]) -> dict:
     return {**config, "configurable": {**configurable, key: True}}
 
 
-def _foreign_channels(projection: Any) -> List[str]:
-    if not isinstance(projection, Mapping):
-        return []
-    return [
-        key
-        for key, value in projection.items()
-        if not isinstance(value, StreamChannel)
-        and type(value).__name__ == "StreamChannel"
-        and type(value).__module__.startswith("langgraph.")
-    ]
-
-
-def _checked(factory: Callable[[Tuple[str, ...]], Any], origin: str) -> Callable[[Tuple[str, ...]], Any]:
-    """Wrap ``factory`` so a transformer whose projections are LangGraph's
-    own ``StreamChannel`` is refused when it registers (langstream cannot
-    bind them: iterating them would fail later with LangGraph's "has not
-    been bound yet")."""
-
-    def build(scope: Tuple[str, ...]) -> Any:
-        transformer = factory(scope)
-        init = getattr(transformer, "init", None)
-        if init is None:
-            return transformer
-        name = type(transformer).__name__
-
-        def checked_init() -> Any:
-            projection = init()
-            foreign = _foreign_channels(projection)
-            if foreign:
-                builtin = type(transformer).__module__.startswith("langgraph.stream")
-                advice = (
-                    f"use langstream.{name} instead (the same projection, on langstream's "
-                    "event log)"
-                    if builtin
-                    else "build it on langstream.StreamTransformer / langstream.StreamChannel "
-                    "(change the imports from langgraph.stream to langstream)"
-                )
-                raise TypeError(
-                    f"{name} (from {origin}) returns LangGraph's own StreamChannel for "
-                    f"{', '.join(repr(k) for k in foreign)}: langstream can only bind and "
-                    f"drive langstream.StreamChannel projections; {advice}"
-                )
-            return projection
-
-        try:
-            transformer.init = checked_init
-        except AttributeError:  # a slotted transformer: leave it as it is
-            pass
-        return transformer
-
-    return build
-
-
 def _pipeline(graph: Any, transformers: Any) -> List[Callable[[Tuple[str, ...]], Any]]:
+    # LangGraph's order; a transformer projecting LangGraph's own
+    # StreamChannel is refused by the mux when it registers (it says why)
     compiled = getattr(graph, "stream_transformers", None) or ()
-    return [
-        *DEFAULT_FACTORIES,
-        *(_checked(f, "the graph's compile-time transformers") for f in _factories(compiled)),
-        *(_checked(f, "transformers=") for f in _factories(transformers)),
-    ]
+    return [*DEFAULT_FACTORIES, *_factories(compiled), *_factories(transformers)]
 
 
 def _check_graph(graph: Any, method: str) -> None:
