@@ -447,7 +447,8 @@ def test_async_run_can_be_awaited_like_langgraphs(backend, lane):
 # ------------------------------------------------------------------ bad input
 
 
-@pytest.mark.parametrize("bad", [None, 42, "graph", object(), [1, 2]])
+@pytest.mark.parametrize("bad", [None, 42, "graph", object(), [1, 2], G.StateGraph(G.S)],
+                         ids=["None", "int", "str", "object", "list", "uncompiled-builder"])
 def test_non_graph_is_refused(bad):
     with pytest.raises(TypeError, match="graph must be a compiled LangGraph graph"):
         stream_graph(bad, {})
@@ -462,6 +463,19 @@ def test_owned_arguments_are_refused_like_langgraph(key):
         stream_graph(graph, inp, **{key: True})
     with pytest.raises(TypeError, match=key):  # LangGraph refuses them too
         graph.stream_events(inp, version="v3", **{key: True})
+
+
+def test_version_v3_is_accepted_other_versions_refused(backend):
+    graph, inp, _, _ = G.linear_graph()
+    assert stream_graph(graph, inp, version="v3").output["v"] == "abc"
+
+    async def main():
+        async with await astream_graph(graph, inp, version="v3") as run:
+            return await run.output()
+
+    assert asyncio.run(main())["v"] == "abc"
+    with pytest.raises(TypeError, match="version='v2'"):
+        stream_graph(graph, inp, version="v2")
 
 
 @pytest.mark.parametrize("lane", LANES)

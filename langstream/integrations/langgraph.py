@@ -159,12 +159,16 @@ def _check_graph(graph: Any, method: str) -> None:
 
 
 def _reject(kwargs: dict) -> None:
+    # version="v3" is what a LangGraph user passes to stream_events: accepted
+    if kwargs.get("version") == "v3":
+        del kwargs["version"]
     for key in ("stream_mode", "subgraphs", "version"):
         if key in kwargs:
             raise TypeError(
                 f"{key}= is set by langstream, as by LangGraph's stream_events(version='v3') "
                 "(stream_mode is the union of the transformers' required_stream_modes, "
-                f"subgraphs=True, version='v2'); got {key}={kwargs[key]!r}"
+                "subgraphs=True, and the graph streams v2 parts into the v3 run; "
+                f"version='v3' is accepted); got {key}={kwargs[key]!r}"
             )
 
 
@@ -202,9 +206,10 @@ def stream_graph(
             ``control``, ``context``, ...).
 
     Raises:
-        TypeError: ``graph`` has no ``stream`` method; ``stream_mode``,
-            ``subgraphs`` or ``version`` was passed; a transformer returns
-            LangGraph's own ``StreamChannel`` (at registration).
+        TypeError: ``graph`` has no ``stream`` method; ``stream_mode`` or
+            ``subgraphs`` was passed, or a ``version`` other than ``"v3"``; a
+            transformer returns LangGraph's own ``StreamChannel`` (at
+            registration).
     """
     _check_graph(graph, "stream")
     _reject(kwargs)
