@@ -724,12 +724,17 @@ def main(argv: Optional[List[str]] = None) -> int:
         try:
             tokens = _bench_tokens.run_tokens(args.tokens, args.rounds, warmup, backends,
                                               lg is not None, lanes)
+            tokens_replay = _bench_tokens.run_replay(args.tokens, args.rounds, warmup,
+                                                     backends, lg, lanes)
         except ImportError as exc:
             sys.stderr.write(f"error: --tokens needs the langgraph extra "
                              f"(pip install 'langstream[langgraph]'): {exc}\n")
             return 2
-        print(_bench_tokens.format_tokens(tokens, args.tokens, args.rounds,
-                                          lg["version"] if lg else None))
+        lg_version = lg["version"] if lg else None
+        print(_bench_tokens.format_tokens(tokens, args.tokens, args.rounds, lg_version))
+        print(_bench_tokens.format_tokens(tokens_replay, args.tokens, args.rounds, lg_version,
+                                          replay=True))
+        tokens = {"graph": tokens, "replay": tokens_replay}
     info["loadavg_end"] = _loadavg()
     print(f"\nload average at the end: {info['loadavg_end']}")
 

@@ -12,6 +12,12 @@ interleaved within each round:
   ``stream_graph`` / ``astream_graph``;
 * ``LangGraph``: ``graph.stream_events(version="v3")`` / ``astream_events``.
 
+Most of that time is the graph's and langchain-core's (the floor).  The
+second table isolates the streaming layer: the graph's parts, recorded once,
+are replayed through langstream's run stream and through LangGraph's
+(``GraphRunStream`` over its ``StreamMux`` with its default pipeline), the
+consumer reading every delta the same way.
+
 Figures are ns per token (median of the rounds).  Needs the ``langgraph``
 extra; everything is imported when the scenario runs.
 """
@@ -26,7 +32,7 @@ import time
 import warnings
 from typing import Any, Callable, Dict, List, Optional
 
-__all__ = ["make_token_graph", "run_tokens", "format_tokens"]
+__all__ = ["make_token_graph", "run_replay", "run_tokens", "format_tokens"]
 
 _perf = time.perf_counter_ns
 FLOOR = "graph.stream"
@@ -163,6 +169,86 @@ def _async_contenders(backends: Dict[str, Any], with_lg: bool) -> Dict[str, Call
     return out
 
 
+def _record(graph: Any) -> List[Dict[str, Any]]:
+    return list(graph.stream(_input(), _floor_config(), stream_mode=_modes(),
+                             subgraphs=True, version="v2"))
+
+
+def _replay_contenders(backends: Dict[str, Any], lg: Optional[Dict[str, Any]],
+                       is_async: bool) -> Dict[str, Callable[[Any], Any]]:
+    """Contenders over recorded parts: ``f(parts) -> deltas read``."""
+    from langstream import astream_events, stream_events
+    from langstream._bench import LG, LS_C, LS_PY, use_backend
+
+    def read(run: Any) -> int:
+        return sum(1 for msg in run.messages for _delta in msg.text)
+
+    async def aread(run: Any) -> int:
+        count = 0
+        async for msg in run.messages:
+            async for _delta in msg.text:
+                count += 1
+        return count
+
+    async def agen(parts: List[Any]) -> Any:
+        for part in parts:
+            yield part
+
+    out: Dict[str, Callable[[Any], Any]] = {}
+    for name, module in backends.items():
+        key = LS_C if name == "c" else LS_PY
+        if is_async:
+            async def ls_a(parts: Any, _m: Any = module) -> int:
+                with use_backend(_m):
+                    return await aread(astream_events(agen(parts)))
+            out[key] = ls_a
+        else:
+            def ls_s(parts: Any, _m: Any = module) -> int:
+                with use_backend(_m):
+                    return read(stream_events(iter(parts)))
+            out[key] = ls_s
+    if lg is not None:
+        if is_async:
+            async def lg_a(parts: Any) -> int:
+                mux = lg["StreamMux"](factories=list(lg["factories"]), is_async=True)
+                return await aread(lg["AsyncGraphRunStream"](agen(parts).__aiter__(), mux))
+            out[LG] = lg_a
+        else:
+            def lg_s(parts: Any) -> int:
+                mux = lg["StreamMux"](factories=list(lg["factories"]), is_async=False)
+                return read(lg["GraphRunStream"](iter(parts), mux))
+            out[LG] = lg_s
+    return out
+
+
+def run_replay(tokens: int, rounds: int, warmup: int, backends: Dict[str, Any],
+               lg: Optional[Dict[str, Any]], lanes: List[str]) -> Dict[str, Dict[str, List[float]]]:
+    """ns per token of the streaming layer alone (recorded parts replayed)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        parts = _record(make_token_graph(tokens))
+    raw: Dict[str, Dict[str, List[float]]] = {}
+    for lane in lanes:
+        contenders = _replay_contenders(backends, lg, lane == "async")
+        table: Dict[str, List[float]] = {}
+
+        async def one(fn: Any) -> int:
+            return await fn(parts)
+
+        for r in range(warmup + rounds):
+            for key, fn in _order(contenders, r):
+                gc.collect()
+                start = _perf()
+                got = asyncio.run(one(fn)) if lane == "async" else fn(parts)
+                elapsed = _perf() - start
+                _check(f"replay {key}", got, tokens)
+                if r >= warmup:
+                    table.setdefault(key, []).append(elapsed / tokens)
+            _progress(f"tokens replay {lane} round {r + 1}/{warmup + rounds}")
+        raw[lane] = table
+    return raw
+
+
 # ---------------------------------------------------------------- rounds
 
 
@@ -230,16 +316,23 @@ def _progress(msg: str) -> None:
 
 
 def format_tokens(raw: Dict[str, Dict[str, List[float]]], tokens: int, rounds: int,
-                  lg_version: Optional[str]) -> str:
+                  lg_version: Optional[str], replay: bool = False) -> str:
     """The token scenario's table (median, min, max ns per token)."""
     from langstream._bench import LABELS, LG
 
     labels = dict(LABELS)
     labels[FLOOR] = "graph.stream (floor)"
+    title = (
+        f"token scenario, streaming layer alone: the graph's {tokens:,}-token run "
+        f"recorded, then replayed; consumer reads every msg.text delta; median of "
+        f"{rounds} rounds"
+        if replay else
+        f"token scenario: a fake model streams {tokens:,} tokens in a one-node graph, "
+        f"consumer reads every msg.text delta of run.messages; median of {rounds} rounds"
+    )
     lines = [
         "",
-        f"token scenario: a fake model streams {tokens:,} tokens in a one-node graph, "
-        f"consumer reads every msg.text delta of run.messages; median of {rounds} rounds",
+        title,
         "",
         f"| {'lane':5} | {'contender':26} | {'ns/token median':>15} | {'min':>8} | {'max':>8} |",
         f"|{'-' * 7}|{'-' * 28}|{'-' * 17}|{'-' * 10}|{'-' * 10}|",

@@ -96,6 +96,26 @@ def _describe(value: Any) -> str:
     return f"{type(value).__name__} {text}"
 
 
+def _pair(data: Any) -> Any:
+    if isinstance(data, (tuple, list)) and len(data) == 2:
+        return data
+    raise TypeError(
+        "a 'messages' event's data must be a (payload, metadata) pair, "
+        f"got {_describe(data)}"
+    )
+
+
+def _metadata(metadata: Any) -> Any:
+    if metadata is None:
+        return {}
+    if isinstance(metadata, Mapping):
+        return metadata
+    raise TypeError(
+        "a 'messages' event's metadata (data[1]) must be a mapping, "
+        f"got {_describe(metadata)}"
+    )
+
+
 class MessagesTransformer(StreamTransformer):
     """``run.messages``: one langchain-core chat-model stream per model call.
 
@@ -136,10 +156,10 @@ class MessagesTransformer(StreamTransformer):
         self._is_async: Optional[bool] = None
         self._pump_fn: Optional[Callable[[], bool]] = None
         self._apump_fn: Optional[Callable[[], Any]] = None
-        # model call (run_id) -> its open stream
-        self._by_run: Dict[str, Any] = {}
+        # model call (its metadata's run_id, as given) -> its open stream
+        self._by_run: Dict[Any, Any] = {}
         # model calls not projected (tool messages) until their finish
-        self._ignored: Set[str] = set()
+        self._ignored: Set[Any] = set()
 
     def init(self) -> Dict[str, Any]:
         return {self._key: self._log}
@@ -198,35 +218,35 @@ class MessagesTransformer(StreamTransformer):
         if not self._wants(ns):
             return True
         data = params["data"]
-        if not isinstance(data, (tuple, list)) or len(data) != 2:
-            raise TypeError(
-                "a 'messages' event's data must be a (payload, metadata) pair, "
-                f"got {_describe(data)}"
-            )
+        if type(data) is not tuple or len(data) != 2:
+            data = _pair(data)
         payload, metadata = data
-        if not _LangChain.loaded:  # the first model event of the process
-            _LangChain.load()
-        if metadata is None:
-            metadata = {}
-        elif not isinstance(metadata, Mapping):
-            raise TypeError(
-                "a 'messages' event's metadata (data[1]) must be a mapping, "
-                f"got {_describe(metadata)}"
-            )
-        node = metadata.get("langgraph_node")
+        if type(metadata) is not dict:
+            metadata = _metadata(metadata)
         run_id = metadata.get("run_id")
-        run_key = "" if run_id is None else str(run_id)
-        if isinstance(payload, Mapping) and "event" in payload:
-            self._on_protocol_event(payload, run_key, ns, node)
-        elif (
+        if type(payload) is dict or isinstance(payload, Mapping):
+            if "event" not in payload:
+                return True
+            # the hot path: a token of a call already open
+            stream = self._by_run.get(run_id)
+            if stream is not None and payload.get("event") == "content-block-delta":
+                stream.dispatch(payload)
+                return True
+            if not _LangChain.loaded:  # the first model event of the process
+                _LangChain.load()
+            self._on_protocol_event(payload, run_id, ns, metadata.get("langgraph_node"))
+            return True
+        if not _LangChain.loaded:
+            _LangChain.load()
+        if (
             isinstance(payload, _LangChain.BaseMessage)
             and not isinstance(payload, _LangChain.AIMessageChunk)
             and not isinstance(payload, _LangChain.ToolMessage)
         ):
-            self._on_whole_message(payload, ns, node)
+            self._on_whole_message(payload, ns, metadata.get("langgraph_node"))
         return True
 
-    def _on_protocol_event(self, payload: Mapping[str, Any], run_key: str,
+    def _on_protocol_event(self, payload: Mapping[str, Any], run_key: Any,
                            ns: List[str], node: Optional[str]) -> None:
         kind = payload.get("event")
         if kind == "message-start":

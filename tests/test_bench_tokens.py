@@ -20,11 +20,15 @@ def test_bench_tokens_scenario(tmp_path, capsys):
                         "--tokens", "50", "--json", str(out)]) == 0
     doc = json.loads(out.read_text())
     for lane in ("sync", "async"):
-        table = doc["tokens"][lane]
+        table = doc["tokens"]["graph"][lane]
         assert set(table) == {"graph.stream", _bench.LS_PY, _bench.LG}
         assert all(len(v) == 1 and v[0] > 0 for v in table.values())
+        replay = doc["tokens"]["replay"][lane]
+        assert set(replay) == {_bench.LS_PY, _bench.LG}
+        assert all(len(v) == 1 and v[0] > 0 for v in replay.values())
     printed = capsys.readouterr().out
     assert "token scenario: a fake model streams 50 tokens" in printed
+    assert "streaming layer alone" in printed
     assert "ns/token median" in printed
 
 
