@@ -574,3 +574,40 @@ def test_readme_langgraph_section_runs_as_pasted():
     assert outputs[1].splitlines() == ["Async| |tokens| |too|", "final: Async tokens too"]
     assert outputs[2].splitlines() == ["root: from the root",
                                        "middle/inner: from two levels down"]
+
+
+# ------------------------------------------------------------------ leaving early
+
+
+@pytest.mark.parametrize("lane", LANES)
+def test_leaving_mid_message_ends_the_run_and_the_open_stream(backend, lane):
+    """Leaving the block while a model call streams: the graph is closed, the
+    open message stream fails with a clear error (nobody waits forever)."""
+    graph, inp, _, _ = G.chat_graph()
+    if lane == "sync":
+        with stream_graph(graph, inp) as run:
+            msg = next(iter(run.messages))
+            first = next(iter(msg.text))
+        with pytest.raises(RuntimeError, match="before this model call finished"):
+            msg.output
+        assert list(run.values) == []  # the run is over: nothing more is pulled
+    else:
+        async def main():
+            async with await astream_graph(graph, inp) as run:
+                msg = await run.messages.__aiter__().__anext__()
+                first = await msg.text.__aiter__().__anext__()
+            with pytest.raises(RuntimeError, match="before this model call finished"):
+                await asyncio.wait_for(msg.output, 10)
+            return first
+        first = asyncio.run(asyncio.wait_for(main(), 30))
+    assert first == "hello"
+
+
+def test_interleave_messages_and_values(backend):
+    graph, inp, _, _ = G.chat_graph()
+    run = stream_graph(graph, inp)
+    seen = [(name, type(item).__name__) for name, item in run.interleave("values", "messages")]
+    names = [name for name, _ in seen]
+    # the input, the root's call (pushed at its first token), after "talk", after "mid"
+    assert names == ["values", "messages", "values", "values"]
+    assert seen[1][1] == "ChatModelStream"
