@@ -181,6 +181,26 @@ def interrupt_graph(thread: str):
         {"configurable": {"thread_id": thread}}, {}
 
 
+def interrupt_in_subgraph_graph(thread: str):
+    """The interrupt happens inside a subgraph (its handle is `interrupted`)."""
+    def ask(state: S) -> Dict[str, Any]:
+        answer = interrupt({"question": "colour?"})
+        return {"v": state["v"] + str(answer), "items": ["ask"]}
+
+    inner = StateGraph(S)
+    inner.add_node("ask", ask)
+    inner.add_edge(START, "ask")
+    inner.add_edge("ask", END)
+    outer = StateGraph(S)
+    outer.add_node("a", _node("a"))
+    outer.add_node("sub", inner.compile())
+    outer.add_edge(START, "a")
+    outer.add_edge("a", "sub")
+    outer.add_edge("sub", END)
+    return outer.compile(checkpointer=InMemorySaver()), {"v": "", "items": []}, \
+        {"configurable": {"thread_id": thread}}, {}
+
+
 def raising_node_graph():
     def boom(state: S) -> Dict[str, Any]:
         raise ValueError("node exploded")

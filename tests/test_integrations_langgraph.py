@@ -195,6 +195,23 @@ def test_interrupt_and_resume(backend, lane):
 
 
 @pytest.mark.parametrize("lane", LANES)
+def test_interrupt_inside_a_subgraph_and_resume(backend, lane):
+    graph, inp, config, _ = G.interrupt_in_subgraph_graph(f"ts-{lane}")
+    lg_first = run_langgraph(lane, graph, inp, config, {})
+    lg_second = run_langgraph(lane, graph, Command(resume="red"), config, {})
+    graph, inp, config, _ = G.interrupt_in_subgraph_graph(f"ts-{lane}")
+    ls_first = run_langstream(lane, graph, inp, config, {})
+    ls_second = run_langstream(lane, graph, Command(resume="red"), config, {})
+    assert_equivalent(lg_first, ls_first)
+    assert_equivalent(lg_second, ls_second)
+    (handle,) = ls_first["handles"]
+    assert (handle["status"], handle["error"]) == ("interrupted", None)
+    assert ls_first["interrupted"] is True
+    assert [i.value for i in ls_first["interrupts"]] == [{"question": "colour?"}]
+    assert ls_second["output"] == {"v": "ared", "items": ["a", "a", "ask"]}  # (the reducer)
+
+
+@pytest.mark.parametrize("lane", LANES)
 def test_raising_node(backend, lane):
     lg, ls = both(lane, G.raising_node_graph)
     assert_equivalent(lg, ls)
@@ -330,6 +347,49 @@ def test_stream_graph_inside_a_node_scopes_to_the_caller(backend):
     # (deliberate difference)
     assert seen["lg"][1] == ([], None)
     assert seen["ls"][1] == (snapshots, snapshots[-1])
+
+
+def test_token_streaming_run_inside_a_node_sees_its_own_calls(backend):
+    """A chat graph streamed from inside another graph's node: its own model
+    call is on its run.messages, as under LangGraph's v3 run."""
+    got: Dict[str, Any] = {}
+
+    def node(state: G.S) -> Dict[str, Any]:
+        inner, inp, _, _ = G.chat_graph()
+        lg_run = inner.stream_events(inp, version="v3")
+        got["lg"] = [str(m.text) for m in lg_run.messages]
+        inner, inp, _, _ = G.chat_graph()
+        ls_run = stream_graph(inner, inp)
+        got["ls"] = [str(m.text) for m in ls_run.messages]
+        got["ls_output"] = ls_run.output["messages"][-1].text
+        return {"v": "done"}
+
+    outer = G.StateGraph(G.S)
+    outer.add_node("n", node)
+    outer.add_edge(G.START, "n")
+    outer.add_edge("n", G.END)
+    outer.compile().invoke({"v": "", "items": []})
+    assert got["ls"] == got["lg"] == ["hello there world"]
+    assert got["ls_output"] == "deep inside now"
+
+
+def test_astream_graph_inside_an_async_node_scopes_to_the_caller(backend):
+    inner, _, _, _ = G.linear_graph()
+    seen: Dict[str, List[Any]] = {"ls": []}
+
+    async def node(state: G.S) -> Dict[str, Any]:
+        for _ in range(2):  # first and later calls
+            async with await astream_graph(inner, {"v": "", "items": []}) as run:
+                seen["ls"].append(([v async for v in run.values], await run.output()))
+        return {"v": "done"}
+
+    outer = G.StateGraph(G.S)
+    outer.add_node("n", node)
+    outer.add_edge(G.START, "n")
+    outer.add_edge("n", G.END)
+    asyncio.run(outer.compile().ainvoke({"v": "", "items": []}))
+    final = {"v": "abc", "items": ["a", "b", "c"]}
+    assert [(len(values), output) for values, output in seen["ls"]] == [(4, final), (4, final)]
 
 
 def test_compile_time_transformers_are_registered_in_langgraphs_order(backend):
