@@ -643,16 +643,37 @@ def test_readme_langgraph_section_runs_as_pasted():
 def test_leaving_mid_message_ends_the_run_and_the_open_stream(backend, lane):
     """Leaving the block while a model call streams: the graph is closed, the
     open message stream fails with a clear error (nobody waits forever)."""
-    graph, inp, _, _ = G.chat_graph()
+    # deliberate difference: LangGraph leaves the stream open (its text ends
+    # silently; output raises "Stream finished without producing a message"
+    # on the sync lane and is None on the async one); langstream fails it
+    # with an error that says why
     if lane == "sync":
+        graph, inp, _, _ = G.chat_graph()
+        with graph.stream_events(inp, version="v3") as lg_run:
+            lg_msg = next(iter(lg_run.messages))
+            assert next(iter(lg_msg.text)) == "hello"
+        assert list(lg_msg.text) == ["hello"]
+        with pytest.raises(RuntimeError, match="without producing a message"):
+            lg_msg.output
+
+        graph, inp, _, _ = G.chat_graph()
         with stream_graph(graph, inp) as run:
             msg = next(iter(run.messages))
             first = next(iter(msg.text))
+        with pytest.raises(RuntimeError, match="before this model call finished"):
+            list(msg.text)
         with pytest.raises(RuntimeError, match="before this model call finished"):
             msg.output
         assert list(run.values) == []  # the run is over: nothing more is pulled
     else:
         async def main():
+            graph, inp, _, _ = G.chat_graph()
+            async with await graph.astream_events(inp, version="v3") as lg_run:
+                lg_msg = await lg_run.messages.__aiter__().__anext__()
+                await lg_msg.text.__aiter__().__anext__()
+            assert await asyncio.wait_for(lg_msg.output, 10) is None
+
+            graph, inp, _, _ = G.chat_graph()
             async with await astream_graph(graph, inp) as run:
                 msg = await run.messages.__aiter__().__anext__()
                 first = await msg.text.__aiter__().__anext__()
