@@ -52,6 +52,35 @@ def _router(transformer: Any) -> Optional[Callable[[str, bool], bool]]:
     return get() if get is not None else None
 
 
+def _refuse_foreign_channels(transformer: Any, projection: Dict[str, Any]) -> None:
+    """Refuse projections that are LangGraph's own ``StreamChannel``.
+
+    langstream binds and drives only its own channels: one of LangGraph's
+    would be registered but never bound, and fail much later, when a
+    consumer iterates it ("has not been bound yet").
+    """
+    foreign = [
+        key for key, value in projection.items()
+        if not isinstance(value, StreamChannel)
+        and type(value).__name__ == "StreamChannel"
+        and type(value).__module__.startswith("langgraph.")
+    ]
+    if not foreign:
+        return
+    cls = type(transformer)
+    advice = (
+        f"use langstream.{cls.__name__} instead (the same projection, on langstream's log)"
+        if cls.__module__.startswith("langgraph.stream")
+        else "build it on langstream.StreamTransformer / langstream.StreamChannel "
+        "(change the imports from langgraph.stream to langstream)"
+    )
+    raise TypeError(
+        f"{cls.__name__} returns LangGraph's own StreamChannel for "
+        f"{', '.join(repr(k) for k in foreign)}: langstream can only bind and drive "
+        f"langstream.StreamChannel projections; {advice}"
+    )
+
+
 def _check_scope(scope: Any) -> Tuple[str, ...]:
     """Validate a scope (a tuple or list of str); return it as a tuple of str."""
     if isinstance(scope, (str, bytes)) or not isinstance(scope, (tuple, list)):
@@ -231,6 +260,7 @@ class StreamMux:
                 f"{name}.init() must return a dict of projections, "
                 f"got {type(projection).__name__}: {projection!r}"
             )
+        _refuse_foreign_channels(transformer, projection)
         taken = sorted(set(projection) & set(self.extensions))
         if taken:
             owners = ", ".join(

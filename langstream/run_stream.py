@@ -23,6 +23,7 @@ from typing import (
     AsyncIterator,
     Callable,
     Dict,
+    Generator,
     Iterable,
     Iterator,
     List,
@@ -32,6 +33,7 @@ from typing import (
 )
 
 from langstream import eventlog as _el
+from langstream._messages import default_message_factories, missing_messages_hint
 from langstream.channel import StreamChannel
 from langstream.mux import StreamMux, _check_scope
 from langstream.protocol import convert_to_protocol_event
@@ -137,9 +139,10 @@ def _check_stall(value: Any) -> float:
 def _missing_projection(run: Any, name: str) -> AttributeError:
     mux = run.__dict__.get("_mux")
     keys = sorted(mux.native_keys) if mux is not None else []
+    hint = f"; {missing_messages_hint()}" if name == "messages" else ""
     return AttributeError(
         f"{type(run).__name__!r} object has no attribute {name!r} "
-        f"(registered projections: {', '.join(keys) or 'none'})"
+        f"(registered projections: {', '.join(keys) or 'none'}){hint}"
     )
 
 
@@ -220,6 +223,7 @@ class GraphRunStream(_RunState):
     values: StreamChannel[Dict[str, Any]]
     lifecycle: StreamChannel[LifecyclePayload]
     subgraphs: StreamChannel[SubgraphRunStream]
+    messages: StreamChannel[Any]  # langchain-core ChatModelStream per model call
     updates: StreamChannel[Dict[str, Any]]
     custom: StreamChannel[Any]
     checkpoints: StreamChannel[Dict[str, Any]]
@@ -784,6 +788,7 @@ class AsyncGraphRunStream(_RunState):
     values: StreamChannel[Dict[str, Any]]
     lifecycle: StreamChannel[LifecyclePayload]
     subgraphs: StreamChannel[AsyncSubgraphRunStream]
+    messages: StreamChannel[Any]  # langchain-core AsyncChatModelStream per model call
     updates: StreamChannel[Dict[str, Any]]
     custom: StreamChannel[Any]
     checkpoints: StreamChannel[Dict[str, Any]]
@@ -854,6 +859,12 @@ class AsyncGraphRunStream(_RunState):
 
     async def __aenter__(self) -> AsyncGraphRunStream:
         return self
+
+    def __await__(self) -> Generator[Any, None, AsyncGraphRunStream]:
+        """``await run`` is the run itself, so LangGraph's
+        ``async with await graph.astream_events(...)`` pattern works too."""
+        return self
+        yield  # pragma: no cover - makes this a generator
 
     async def __aexit__(
         self,
@@ -1006,10 +1017,12 @@ def _factories(transformers: Iterable[Any]) -> List[Callable[[Tuple[str, ...]], 
 
 DEFAULT_FACTORIES: Tuple[Callable[[Tuple[str, ...]], Any], ...] = (
     ValuesTransformer,
+    *default_message_factories(),  # MessagesTransformer, with langchain-core
     LifecycleTransformer,
     SubgraphTransformer,
 )
-"""The default pipeline of ``stream_events`` / ``astream_events``."""
+"""The default pipeline of ``stream_events`` / ``astream_events``: values,
+messages (when langchain-core is importable), lifecycle, subgraphs."""
 
 
 def stream_events(

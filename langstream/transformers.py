@@ -36,8 +36,10 @@ __all__ = [
     "LifecycleCause",
     "CustomTransformer",
     "DebugTransformer",
+    "AllMessagesTransformer",
     "LifecyclePayload",
     "LifecycleTransformer",
+    "MessagesTransformer",
     "StreamTransformer",
     "SubgraphStatus",
     "SubgraphTransformer",
@@ -48,8 +50,12 @@ __all__ = [
 
 _logger = logging.getLogger("langstream")
 
-SubgraphStatus = Literal["started", "completed", "failed", "interrupted"]
-"""The status of a subgraph: ``started`` until its terminal status arrives."""
+SubgraphStatus = Literal["started", "completed", "failed", "interrupted", "drained"]
+"""The status of a subgraph: ``started`` until its terminal status arrives.
+
+``drained``: the run stopped at a superstep boundary because LangGraph's
+``RunControl.request_drain()`` was called (``GraphDrained``); not a failure,
+so no error text."""
 
 
 class LifecycleCause(TypedDict):
@@ -423,8 +429,10 @@ def parse_segment(segment: str) -> Tuple[Optional[str], Optional[str]]:
 
 
 def _status_from_exception(err: BaseException) -> Tuple[SubgraphStatus, Optional[str]]:
-    # LangGraph's exception class, recognised by name (no import needed)
+    # LangGraph's exception classes, recognised by name (no import needed)
     for klass in type(err).__mro__:
+        if klass.__name__ == "GraphDrained":
+            return "drained", None
         if klass.__name__ == "GraphInterrupt":
             return "interrupted", None
     return "failed", str(err)
@@ -869,3 +877,13 @@ class SubgraphTransformer(_SubtreeTracker):
                 await handle._mux.afail(err)
             except Exception:  # noqa: BLE001 - keep failing the others
                 _logger.warning("failing subgraph %r raised", handle.path, exc_info=True)
+
+
+def __getattr__(name: str) -> Any:
+    # the token transformers live in ``langstream._messages`` (which imports
+    # this module); re-exported lazily, and without importing langchain-core
+    if name in ("MessagesTransformer", "AllMessagesTransformer"):
+        from langstream import _messages
+
+        return getattr(_messages, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
