@@ -176,28 +176,37 @@ def test_an_empty_run_has_the_terminal_entry_0_1(backend, rclient, rkey):
     assert raw_log(remote) == ([], None) and remote.output is None
 
 
-def test_one_pipeline_per_pump_step(backend, rclient, rkey, monkeypatch):
+def test_one_round_trip_per_pump_step(backend, rclient, rkey, monkeypatch):
     run = publish(local_run("nested_two_levels"), rclient, rkey)
-    calls = []
+    batches = []  # entries written per round trip
     pipeline = rclient.pipeline
+    execute_command = rclient.execute_command
 
-    def counting(*a, **kw):
+    def counting_pipeline(*a, **kw):
         pipe = pipeline(*a, **kw)
         execute = pipe.execute
 
         def ex(*a2, **kw2):
-            calls.append(len(pipe.command_stack))
+            batches.append(sum(1 for c in pipe.command_stack if c[0][0] == "XADD"))
             return execute(*a2, **kw2)
         pipe.execute = ex
         return pipe
-    monkeypatch.setattr(rclient, "pipeline", counting)
+
+    def counting_command(*args, **kw):
+        if args and args[0] == "XADD":
+            batches.append(1)
+        return execute_command(*args, **kw)
+
+    monkeypatch.setattr(rclient, "pipeline", counting_pipeline)
+    monkeypatch.setattr(rclient, "execute_command", counting_command)
     it = iter(run)
-    first = next(it)  # one step: the first snapshot
-    assert first["seq"] == 1 and calls == [1]
+    first = next(it)  # one step: the first snapshot, written at once
+    assert first["seq"] == 1 and batches == [1]
     for _ in it:
         pass
-    assert sum(calls) == rclient.xlen(rkey) and len(calls) > 1
-    assert max(calls) < rclient.xlen(rkey)  # not all at the end
+    assert sum(batches) == rclient.xlen(rkey)
+    assert len(batches) < rclient.xlen(rkey)  # a step's lifecycle + event: one trip
+    assert max(batches) < rclient.xlen(rkey) // 2  # written as it goes, not at the end
 
 
 # ------------------------------------------------------------ resume / lag
