@@ -229,8 +229,10 @@ def test_async_resume_from_every_seq(backend, redis_url, rclient, rkey):
     async def main():
         client = aclient(redis_url)
         try:
-            return [[e async for e in aattach(client, rkey, after_seq=k)]
-                    for k in range(len(everything) + 1)]
+            out = []
+            for k in range(len(everything) + 1):
+                out.append([e async for e in aattach(client, rkey, after_seq=k)])
+            return out
         finally:
             await client.aclose()
 
