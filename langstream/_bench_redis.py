@@ -3,8 +3,8 @@
 Needs redis-py and a Redis server: ``--redis URL``, or a ``redis-server`` on
 PATH that this command starts on a free local port (no persistence) and stops.
 
-Scenarios (each figure the median of ``--rounds``; events per second, higher
-is better):
+Scenarios (each figure the median of ``--rounds``, langstream and its floor
+interleaved round by round; events per second, higher is better):
 
 * publish, one run: ``N`` values parts through ``stream_events`` +
   ``publish`` while the consumer iterates ``run.values``; the floor is a bare
@@ -280,8 +280,14 @@ def _start_server() -> Tuple[Optional[subprocess.Popen], str]:
     return proc, f"redis://127.0.0.1:{port}/0"
 
 
-def _median(fn: Callable[[], float], rounds: int) -> float:
-    return statistics.median(fn() for _ in range(rounds))
+def _pair(ours: Callable[[], float], bare: Callable[[], float], rounds: int) -> Tuple[float, float]:
+    """Medians of ``rounds`` interleaved runs (so a change of machine load hits both)."""
+    a: List[float] = []
+    b: List[float] = []
+    for _ in range(rounds):
+        a.append(ours())
+        b.append(bare())
+    return statistics.median(a), statistics.median(b)
 
 
 def _line(name: str, ours: float, floor: float) -> None:
@@ -313,9 +319,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     if args._produce:
         url, key, rate, n = args._produce
         return _produce(url, key, float(rate), int(n))
-    for name in ("n", "runs", "rounds"):
+    for name, flag in (("n", "-n"), ("runs", "--runs"), ("rounds", "--rounds")):
         if getattr(args, name) < 1:
-            parser.error(f"--{name} must be >= 1, got {getattr(args, name)}")
+            parser.error(f"{flag} must be >= 1, got {getattr(args, name)}")
+    if args.rate <= 0 or args.seconds <= 0:
+        parser.error(f"--rate and --seconds must be > 0, got {args.rate} and {args.seconds}")
     proc = None
     url = args.redis
     if url is None:
@@ -330,12 +338,12 @@ def main(argv: Optional[List[str]] = None) -> int:
               f"{redis.__version__}; langstream event-log backend {eventlog.BACKEND}; "
               f"n={args.n}, rounds={args.rounds}")
         n = args.n
-        pub = _median(lambda: _publish_ls(client, n), args.rounds)
-        pub_bare = _median(lambda: _publish_bare(client, n), args.rounds)
+        pub, pub_bare = _pair(lambda: _publish_ls(client, n), lambda: _publish_bare(client, n),
+                              args.rounds)
         _line("publish, one run", pub, pub_bare)
         key = _published_key(client, n)
-        read = _median(lambda: _read_ls(client, key, n), args.rounds)
-        read_bare = _median(lambda: _read_bare(client, key, n), args.rounds)
+        read, read_bare = _pair(lambda: _read_ls(client, key, n),
+                                lambda: _read_bare(client, key, n), args.rounds)
         client.delete(key)
         _line("read (remote values), one run", read, read_bare)
         results["one_run"] = {"publish": pub, "publish_bare": pub_bare,

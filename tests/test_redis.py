@@ -439,3 +439,22 @@ def test_async_bad_entry(backend, redis_url, rclient, rkey):
             await client.aclose()
 
     arun(main())
+
+
+def test_sync_bounded_run_whose_step_overflows_maxlen_fails_clearly(backend, rclient, rkey):
+    parts, _ = two_children_one_grandchild()
+    # maxlen=1: a step that starts a subgraph appends its lifecycle event and the
+    # event itself, more than the main log keeps before the step is published
+    run = publish(langstream.stream_events(replay(parts), maxlen=1), rclient, rkey)
+    with pytest.raises(RuntimeError, match=r"maxlen=1\).*larger maxlen"):
+        run.output
+
+
+def test_sync_bounded_run_publishes_everything_when_steps_fit(backend, rclient, rkey):
+    parts, _ = two_children_one_grandchild()
+    expected = snapshot(langstream.stream_events(replay(parts), transformers=EXTRA, maxlen=8))
+    run = publish(langstream.stream_events(replay(parts), transformers=EXTRA, maxlen=8),
+                  rclient, rkey)
+    assert snapshot(run) == expected
+    assert snapshot(attach(rclient, rkey)) == snapshot(
+        langstream.stream_events(replay(parts), transformers=EXTRA))
