@@ -253,6 +253,7 @@ class _Publisher:
         self.broken = False
         self.error: Optional[BaseException] = None  # a failure after the run ended
         self.raised = False
+        self.unsent: List[Tuple[str, Dict[str, str]]] = []
         self.lock: Optional[asyncio.Lock] = None
         self.errors = _redis_errors()
         from redis.exceptions import ResponseError
@@ -359,13 +360,21 @@ class _Publisher:
 
     # -- sync lane ------------------------------------------------------------
 
+    def _batch(self) -> Tuple[List[Tuple[str, Dict[str, str]]], bool]:
+        """The entries to write: any left unacknowledged (a write interrupted by
+        a cancellation or KeyboardInterrupt), then the new ones; and whether
+        some of them may already be in Redis."""
+        retried = bool(self.unsent)
+        entries = self.unsent + self._drain() if retried else self._drain()
+        self.unsent = entries
+        return entries, retried
+
     def write(self) -> None:
-        entries = self._drain()
+        entries, retried = self._batch()
         if not entries:
             return
         start = time.monotonic()
         delay = 0.05
-        retried = False
         while True:
             try:
                 results = self._send(entries)
@@ -378,6 +387,7 @@ class _Publisher:
                 retried = True
                 continue
             self._check(results, entries, retried)
+            self.unsent = []
             return
 
     def after_step(self, at_end_raise: bool) -> None:
@@ -402,12 +412,11 @@ class _Publisher:
         if self.lock is None:
             self.lock = asyncio.Lock()
         async with self.lock:  # one pipeline at a time: entry ids must grow
-            entries = self._drain()
+            entries, retried = self._batch()
             if not entries:
                 return
             start = time.monotonic()
             delay = 0.05
-            retried = False
             while True:
                 try:
                     results = await self._asend(entries)
@@ -420,6 +429,7 @@ class _Publisher:
                     retried = True
                     continue
                 self._check(results, entries, retried)
+                self.unsent = []
                 return
 
     async def aafter_step(self, at_end_raise: bool) -> None:
