@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 
 import pytest
@@ -11,9 +10,9 @@ import langstream
 from langstream import StreamLagError, wire
 from langstream.__main__ import simulated_agent_run
 
-from helpers import arun, atrace_iter, load_trace, replay, trace_iter, two_children_one_grandchild, areplay
+from helpers import areplay, arun, atrace_iter, replay, trace_iter, two_children_one_grandchild
 from redis_helpers import (  # noqa: F401 - fixtures
-    asnapshot, need_redis_client, raw_log, rclient, redis_url, rkey, snapshot,
+    asnapshot, raw_log, rclient, redis_url, rkey, snapshot,
 )
 
 from langstream.integrations.redis import (  # noqa: E402
@@ -458,3 +457,16 @@ def test_sync_bounded_run_publishes_everything_when_steps_fit(backend, rclient, 
     assert snapshot(run) == expected
     assert snapshot(attach(rclient, rkey)) == snapshot(
         langstream.stream_events(replay(parts), transformers=EXTRA))
+
+
+@pytest.mark.parametrize("decode", [False, True])
+def test_resp3_and_decoded_responses(backend, redis_url, rkey, decode):
+    import redis
+
+    client = redis.Redis.from_url(redis_url, protocol=3, decode_responses=decode)
+    try:
+        run = publish(local_run("nested_two_levels"), client, rkey)
+        events, _ = raw_log(run)
+        assert raw_log(attach(client, rkey)) == (events, None)
+    finally:
+        client.close()
