@@ -374,6 +374,17 @@ def test_unencodable_data_fails_the_producers_run_naming_seq_and_type(backend, r
         list(run.values)
     with pytest.raises(TypeError, match="bytes"):
         run.output
+    # the run is still published up to its end: readers see the gap and the error
+    remote = attach(rclient, rkey)
+    it = iter(remote.values)
+    assert next(it) == {"ok": 1}
+    with pytest.raises(StreamLagError) as info:
+        next(it)
+    assert info.value.missed == 1
+    with pytest.raises(TypeError, match=r"seq=2 method='custom'.*bytes"):
+        next(it)
+    end = json.loads(rclient.xrange(rkey)[-1][1][b"end"])
+    assert end["status"] == "failed" and end["error"]["type"] == "TypeError"
 
 
 def test_missing_key_waits_then_fails_naming_it(backend, rclient, rkey):
@@ -470,3 +481,31 @@ def test_resp3_and_decoded_responses(backend, redis_url, rkey, decode):
         assert raw_log(attach(client, rkey)) == (events, None)
     finally:
         client.close()
+
+
+def test_async_unencodable_data_fails_the_run_which_still_ends_on_the_wire(backend, redis_url,
+                                                                          rkey):
+    parts = [{"type": "values", "ns": (), "data": {"ok": 1}},
+             {"type": "custom", "ns": (), "data": {"when": object()}},
+             {"type": "values", "ns": (), "data": {"ok": 2}}]
+
+    async def main():
+        client = aclient(redis_url)
+        try:
+            run = publish(langstream.astream_events(areplay(parts), transformers=EXTRA),
+                          client, rkey)
+            with pytest.raises(TypeError, match=r"seq=2 method='custom'.*object"):
+                await run.output()
+            remote = aattach(client, rkey)
+            seen = []
+            it = remote.__aiter__()
+            seen.append((await it.__anext__())["seq"])
+            with pytest.raises(StreamLagError):
+                await it.__anext__()
+            with pytest.raises(TypeError, match="object"):
+                await it.__anext__()
+            return seen
+        finally:
+            await client.aclose()
+
+    assert arun(main()) == [1]
