@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence,
 
 from langstream import eventlog as _el
 from langstream.channel import StreamChannel, _Backpressure
-from langstream.protocol import _malformed, convert_to_protocol_event, split_part
+from langstream.protocol import convert_to_protocol_event, split_part
 
 if TYPE_CHECKING:  # pragma: no cover
     from collections.abc import Awaitable
@@ -53,12 +53,57 @@ def _router(transformer: Any) -> Optional[Callable[[str, bool], bool]]:
 
 
 def _check_scope(scope: Any) -> Tuple[str, ...]:
+    """Validate a scope (a tuple or list of str); return it as a tuple of str."""
     if isinstance(scope, (str, bytes)) or not isinstance(scope, (tuple, list)):
-        raise TypeError(f"scope must be a tuple of str, got {scope!r}")
+        raise TypeError(
+            f"scope must be a tuple of str namespace segments, got {scope!r} "
+            f"({type(scope).__name__})"
+        )
     for segment in scope:
         if not isinstance(segment, str):
-            raise TypeError(f"scope must be a tuple of str, got {scope!r}")
-    return tuple(scope)
+            raise TypeError(
+                f"scope must be a tuple of str namespace segments, got {scope!r} "
+                f"(segment {segment!r} is a {type(segment).__name__})"
+            )
+    return tuple(str.__str__(segment) for segment in scope)
+
+
+def _stray_stop(transformer: Any, hook: str, exc: BaseException) -> RuntimeError:
+    """The error a transformer's ``StopIteration``/``StopAsyncIteration`` becomes.
+
+    Only the graph's own exhaustion ends a run; a stop raised by a
+    transformer would read as a normal end to every ``for`` loop, so (as
+    PEP 479 does for generators) it is turned into a ``RuntimeError`` that
+    names the transformer.
+    """
+    err = RuntimeError(
+        f"transformer {type(transformer).__name__}.{hook}() raised "
+        f"{type(exc).__name__}; only the graph's own exhaustion may end a run"
+    )
+    err.__cause__ = exc
+    return err
+
+
+_STOPS = (StopIteration, StopAsyncIteration)
+
+
+def _is_stop(exc: BaseException) -> bool:
+    """A stop, or the ``RuntimeError`` PEP 479 made of one inside a coroutine
+    (e.g. the default ``aprocess``/``afinalize`` calling a sync hook)."""
+    if isinstance(exc, _STOPS):
+        return True
+    return (
+        type(exc) is RuntimeError
+        and isinstance(exc.__cause__, _STOPS)
+        and str(exc).endswith(" raised " + type(exc.__cause__).__name__)
+    )
+
+
+def _as_stop_error(transformer: Any, hook: str, exc: BaseException) -> BaseException:
+    """``exc``, or the named ``RuntimeError`` when it is a transformer's stop."""
+    if not _is_stop(exc):
+        return exc
+    return _stray_stop(transformer, hook, exc if isinstance(exc, _STOPS) else exc.__cause__)
 
 
 class _Shared:
@@ -359,9 +404,7 @@ class StreamMux:
         method, namespace, data = split_part(part)
         at_scope = namespace == self._scope_list
         if at_scope and method == "values":
-            interrupts = part.get("interrupts", ())
-            if type(interrupts) is not tuple and type(interrupts) is not list:
-                raise _malformed(part)
+            interrupts = part.get("interrupts", ())  # (checked by split_part)
             self._latest = data
             if interrupts:
                 self._interrupted = True
@@ -419,9 +462,12 @@ class StreamMux:
         if route is None:
             route = self._route(method, at_scope)
         keep = True
-        for transformer in route:
-            if not transformer.process(event):
-                keep = False
+        try:
+            for transformer in route:
+                if not transformer.process(event):
+                    keep = False
+        except _STOPS as exc:
+            raise _stray_stop(transformer, "process", exc) from exc
         if keep:
             self._append(event)
 
@@ -439,9 +485,15 @@ class StreamMux:
         if route is None:
             route = self._route(method, at_scope)
         keep = True
-        for transformer in route:
-            if not await transformer.aprocess(event):
-                keep = False
+        try:
+            for transformer in route:
+                if not await transformer.aprocess(event):
+                    keep = False
+        except (StopIteration, StopAsyncIteration, RuntimeError) as exc:
+            err = _as_stop_error(transformer, "aprocess", exc)
+            if err is exc:
+                raise
+            raise err from err.__cause__
         if keep:
             self._append(event)
 
@@ -520,7 +572,7 @@ class StreamMux:
                 transformer.finalize()
             except BaseException as exc:  # noqa: BLE001 - re-raised below
                 if first is None:
-                    first = exc
+                    first = _as_stop_error(transformer, "finalize", exc)
         # a finalize that raised ends the run with that error at every reader
         self._finish_channels(first)
         if first is not None:
@@ -576,7 +628,7 @@ class StreamMux:
                 await transformer.afinalize()
             except BaseException as exc:  # noqa: BLE001 - re-raised below
                 if first is None:
-                    first = exc
+                    first = _as_stop_error(transformer, "afinalize", exc)
         # a finalize that raised ends the run with that error at every reader
         self._finish_channels(first)
         if first is not None:

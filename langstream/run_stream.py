@@ -32,7 +32,7 @@ from typing import (
 )
 
 from langstream.channel import StreamChannel
-from langstream.mux import StreamMux
+from langstream.mux import StreamMux, _check_scope
 from langstream.protocol import convert_to_protocol_event
 from langstream.transformers import (
     LifecycleTransformer,
@@ -96,6 +96,38 @@ elif isinstance(_tasks_by_loop, dict):
     _task_of = _tasks_by_loop.get
 else:  # pragma: no cover
     _task_of = asyncio.current_task
+
+
+_MISSING = object()
+
+
+def _run_error(exc: BaseException) -> BaseException:
+    """The error a run ends with: a stray ``StopIteration`` /
+    ``StopAsyncIteration`` (not the graph's own exhaustion) would read as a
+    normal end to every consumer, so it becomes a ``RuntimeError``."""
+    if isinstance(exc, (StopIteration, StopAsyncIteration)):
+        err = RuntimeError(
+            f"{type(exc).__name__} raised while dispatching a part; only the "
+            "graph's own exhaustion may end a run"
+        )
+        err.__cause__ = exc
+        return err
+    return exc
+
+
+def _check_stall(value: Any) -> float:
+    """Validate ``stall_warning_after``: a finite number of seconds > 0
+    (``ValueError`` otherwise, whatever the type, as since its introduction)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(
+            "stall_warning_after must be a finite number of seconds > 0, got "
+            f"{value!r} ({type(value).__name__})"
+        )
+    if not (0 < value < float("inf")):  # (also rejects nan)
+        raise ValueError(
+            f"stall_warning_after must be a finite number of seconds > 0, got {value!r}"
+        )
+    return float(value)
 
 
 def _missing_projection(run: Any, name: str) -> AttributeError:
@@ -225,14 +257,14 @@ class GraphRunStream(_RunState):
         if graph_iter is None:
             return False
         try:
-            part = next(graph_iter)
+            part = next(graph_iter, _MISSING)
+            if part is _MISSING:  # the graph's own exhaustion: the only normal end
+                self._finish()
+                return False
             route = mux._push_part_fast(part)
             if route is not None:
                 mux._dispatch(_convert(part), route[0], route[1])
             return True
-        except StopIteration:
-            self._finish()
-            return False
         except Exception as exc:  # noqa: BLE001 - ends the run
             self._end(exc)
             return False
@@ -261,6 +293,7 @@ class GraphRunStream(_RunState):
 
     def _end(self, exc: BaseException) -> None:
         """Fail the run with ``exc`` and close the graph iterator."""
+        exc = _run_error(exc)
         self._exhausted = True
         self._stop_pump()
         graph_iter = self._graph_iter
@@ -485,13 +518,14 @@ class _AsyncPump:
             if graph_aiter is None:
                 return False
             pulling = True
-            part = await graph_aiter.__anext__()
+            try:
+                part = await graph_aiter.__anext__()
+            except StopAsyncIteration:  # the graph's own exhaustion
+                return await self.finish()
             route = self.dispatch(part)
             if route is not None:
                 await mux._adispatch(_convert(part), route[0], route[1])
             return True
-        except StopAsyncIteration:
-            return await self.finish()
         except asyncio.CancelledError as exc:
             return await self.after_cancel(exc, pulling)
         except BaseException as exc:
@@ -596,6 +630,7 @@ class _AsyncPump:
 
     async def end(self, exc: BaseException) -> None:
         """End the run with ``exc`` and close the graph iterator."""
+        exc = _run_error(exc)
         self.exhausted = True
         graph_aiter = self.graph_aiter
         self.graph_aiter = None
@@ -662,8 +697,17 @@ class AsyncGraphRunStream(_RunState):
     debug: StreamChannel[Dict[str, Any]]
     tasks: StreamChannel[Dict[str, Any]]
 
-    stall_warning_after: float = 5.0
-    """Seconds the pump may wait on one full log before it logs a warning."""
+    _stall_warning_after: float = 5.0
+
+    @property
+    def stall_warning_after(self) -> float:
+        """Seconds the pump may wait on one full log before it logs a warning
+        (default 5; a finite number > 0, else ``ValueError``)."""
+        return self._stall_warning_after
+
+    @stall_warning_after.setter
+    def stall_warning_after(self, value: float) -> None:
+        self._stall_warning_after = _check_stall(value)
 
     def __init__(
         self,
@@ -903,7 +947,7 @@ def stream_events(
         raise TypeError(f"parts must be an iterable of stream parts, got {parts!r}") from None
     mux = StreamMux(
         factories=[*DEFAULT_FACTORIES, *_factories(transformers)],
-        scope=tuple(scope),
+        scope=_check_scope(scope),
         maxlen=maxlen,
     )
     return GraphRunStream(graph_iter, mux)
@@ -938,21 +982,15 @@ def astream_events(
         graph_aiter = _aiter_sync(aparts)
     else:
         raise TypeError(f"aparts must be an async iterable of stream parts, got {aparts!r}")
-    if stall_warning_after is not None and (
-        isinstance(stall_warning_after, bool)
-        or not isinstance(stall_warning_after, (int, float))
-        or stall_warning_after <= 0
-    ):
-        raise ValueError(
-            f"stall_warning_after must be a number of seconds > 0, got {stall_warning_after!r}"
-        )
+    if stall_warning_after is not None:
+        stall_warning_after = _check_stall(stall_warning_after)
     mux = StreamMux(
         factories=[*DEFAULT_FACTORIES, *_factories(transformers)],
-        scope=tuple(scope),
+        scope=_check_scope(scope),
         maxlen=maxlen,
         is_async=True,
     )
     run = AsyncGraphRunStream(graph_aiter, mux)
     if stall_warning_after is not None:
-        run.stall_warning_after = float(stall_warning_after)
+        run.stall_warning_after = stall_warning_after
     return run

@@ -685,12 +685,12 @@ class SubgraphTransformer(_SubtreeTracker):
 
     def _on_started(self, ns: Tuple[str, ...], graph_name: Optional[str],
                     trigger_call_id: Optional[str]) -> None:
-        if self._mux is None:
+        mux = self._mux
+        if mux is None or mux._factories is None:
+            # a mux of pre-built transformers cannot clone them into a child
+            # scope: no handles (any error from a factory fails the run)
             return
-        try:
-            child = self._mux._make_child(ns)
-        except RuntimeError:
-            return
+        child = mux._make_child(ns)
         cls = _HANDLE_TYPES.get(child.is_async)
         if cls is None:  # pragma: no cover - langstream/__init__ imports run_stream
             raise RuntimeError(

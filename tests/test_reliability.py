@@ -1,0 +1,353 @@
+"""Nothing lost, nothing hung (issue 9): silent-loss, hang, leak and bad-input
+defects found by adversarial testing.
+
+Every test runs on both event-log backends (``backend`` / ``eventlog``
+fixtures) and, where a run is involved, on both lanes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import enum
+import math
+import sys
+
+import pytest
+
+from helpers import adrain, adrain_outcome, areplay, arun, custom, updates, values
+from langstream import (
+    StreamChannel,
+    StreamTransformer,
+    astream_events,
+    stream_events,
+)
+
+LANES = ("sync", "async")
+
+
+def _outcome_sync(run):
+    try:
+        return run.output, None
+    except Exception as exc:  # noqa: BLE001 - returned to the test
+        return None, exc
+
+
+def _run_lane(lane, parts, transformers=(), read="values"):
+    """Run ``parts`` on ``lane``; return (items read from ``read``, error, output-error)."""
+    if lane == "sync":
+        run = stream_events(iter(parts), transformers=transformers)
+        items, err = [], None
+        try:
+            for item in getattr(run, read):
+                items.append(item)
+        except Exception as exc:  # noqa: BLE001
+            err = exc
+        _, out_err = _outcome_sync(run)
+        return items, err, out_err
+
+    async def main():
+        run = astream_events(areplay(parts), transformers=transformers)
+        items, err = await adrain_outcome(getattr(run, read))
+        try:
+            await run.output()
+            out_err = None
+        except Exception as exc:  # noqa: BLE001
+            out_err = exc
+        return items, err, out_err
+
+    return arun(main())
+
+
+# ------------------------------------------------------------------ item 3
+
+
+class _StopInProcess(StreamTransformer):
+    supports_sync = True
+
+    def __init__(self, scope=()):
+        super().__init__(scope)
+        self.seen = 0
+
+    def init(self):
+        return {}
+
+    def process(self, event):
+        self.seen += 1
+        if self.seen == 2:
+            raise StopIteration
+        return True
+
+
+class _StopAsyncInAprocess(StreamTransformer):
+    def init(self):
+        return {}
+
+    def process(self, event):  # pragma: no cover - async only
+        return True
+
+    async def aprocess(self, event):
+        if event["method"] == "values" and event["params"]["data"]["i"] == 1:
+            raise StopAsyncIteration
+        return True
+
+
+@pytest.mark.parametrize("lane", LANES)
+def test_transformer_stop_iteration_fails_the_run(backend, lane):
+    parts = [values({"i": i}) for i in range(4)]
+    items, err, out_err = _run_lane(lane, parts, transformers=[_StopInProcess])
+    for exc in (err, out_err):
+        assert type(exc) is RuntimeError, exc
+        assert "_StopInProcess" in str(exc) and "StopIteration" in str(exc)
+        assert isinstance(exc.__cause__, StopIteration)
+    # (the values projection, registered first, saw the event before the error)
+    assert items == [{"i": 0}, {"i": 1}]
+
+
+def test_transformer_stop_async_iteration_fails_the_async_run(backend):
+    parts = [values({"i": i}) for i in range(4)]
+    items, err, out_err = _run_lane("async", parts, transformers=[_StopAsyncInAprocess])
+    for exc in (err, out_err):
+        assert type(exc) is RuntimeError, exc
+        assert "_StopAsyncInAprocess" in str(exc) and "StopAsyncIteration" in str(exc)
+    assert items == [{"i": 0}, {"i": 1}]
+
+
+class _StopInFinalize(StreamTransformer):
+    supports_sync = True
+
+    def init(self):
+        return {}
+
+    def process(self, event):
+        return True
+
+    def finalize(self):
+        raise StopIteration
+
+
+@pytest.mark.parametrize("lane", LANES)
+def test_finalize_stop_iteration_fails_the_run(backend, lane):
+    parts = [values({"i": i}) for i in range(2)]
+    items, err, out_err = _run_lane(lane, parts, transformers=[_StopInFinalize])
+    assert items == [{"i": 0}, {"i": 1}]
+    for exc in (err, out_err):
+        assert type(exc) is RuntimeError and "_StopInFinalize" in str(exc), exc
+
+
+# ------------------------------------------------------------------ item 4
+
+
+def test_cursor_closed_during_its_own_request_more(eventlog):
+    log = eventlog.EventLog()
+    holder = {}
+
+    def more():
+        holder["a"].close()
+        log.push("x")
+        return True
+
+    holder["a"] = a = log.cursor(more)
+    b = log.cursor()
+    with pytest.raises(StopIteration):
+        next(a)
+    assert list(b) == ["x"]
+    assert len(log) == 0
+
+
+# ------------------------------------------------------------------ item 5
+
+
+def _sub_parts():
+    return [
+        values({"i": 0}),
+        {"type": "tasks", "ns": (), "data": {"id": "t1", "name": "sub", "input": {}, "triggers": []}},
+        values({"j": 0}, ns=("sub:t1",)),
+        {"type": "tasks", "ns": (), "data": {"id": "t1", "name": "sub", "error": None,
+                                             "result": {}, "interrupts": []}},
+        values({"i": 1}),
+    ]
+
+
+@pytest.mark.parametrize("exc_type", [RuntimeError, ValueError, KeyError, StopIteration])
+@pytest.mark.parametrize("lane", LANES)
+def test_factory_error_for_a_subgraph_scope_fails_the_run(backend, lane, exc_type):
+    class Picky(StreamTransformer):
+        supports_sync = True
+
+        def __init__(self, scope=()):
+            if scope:
+                raise exc_type("no child scopes here")
+            super().__init__(scope)
+
+        def init(self):
+            return {}
+
+        def process(self, event):
+            return True
+
+    _, _, out_err = _run_lane(lane, _sub_parts(), transformers=[Picky])
+    assert out_err is not None
+    if exc_type is StopIteration:
+        assert type(out_err) is RuntimeError and isinstance(out_err.__cause__, StopIteration)
+    else:
+        assert type(out_err) is exc_type
+
+
+# ------------------------------------------------------------------ item 13
+
+
+@pytest.mark.parametrize("method", ["custom", "updates", "values"])
+@pytest.mark.parametrize("ns", [(), ("sub:t1",)])
+@pytest.mark.parametrize("read", ["values", "raw", "output"])
+@pytest.mark.parametrize("lane", LANES)
+def test_bad_interrupts_fail_whoever_subscribes(backend, lane, read, ns, method):
+    bad = {"type": method, "ns": ns, "data": 1, "interrupts": 5}
+    parts = [values({"i": 0}), bad, values({"i": 1})]
+    if lane == "sync":
+        run = stream_events(iter(parts))
+        with pytest.raises(TypeError, match="interrupts.*int 5"):
+            if read == "values":
+                list(run.values)
+            elif read == "raw":
+                list(run)
+            run.output
+    else:
+        async def main():
+            run = astream_events(areplay(parts))
+            if read == "values":
+                _, err = await adrain_outcome(run.values)
+                assert isinstance(err, TypeError)
+            elif read == "raw":
+                _, err = await adrain_outcome(run)
+                assert isinstance(err, TypeError)
+            await run.output()
+
+        with pytest.raises(TypeError, match="interrupts.*int 5"):
+            arun(main())
+
+
+# ------------------------------------------------------------------ item 14
+
+
+class _Mode(str, enum.Enum):
+    VALUES = "values"
+    UPDATES = "updates"
+
+
+class _Seg(str):
+    pass
+
+
+_NS = collections.namedtuple("_NS", "a")
+
+
+class _Tup(tuple):
+    pass
+
+
+@pytest.mark.parametrize("lane", LANES)
+def test_str_and_tuple_subclasses_are_accepted(backend, lane):
+    parts = [
+        {"type": _Mode.VALUES, "ns": (), "data": {"i": 0}, "interrupts": _Tup()},
+        {"type": "values", "ns": _NS(_Seg("sub:t1")), "data": {"j": 0}, "interrupts": ()},
+        {"type": "values", "ns": [], "data": {"i": 1}, "interrupts": _Tup(["stop"])},
+    ]
+    if lane == "sync":
+        run = stream_events(iter(parts))
+        raw = list(run)
+        assert run.output == {"i": 1} and run.interrupts == ["stop"]
+    else:
+        async def main():
+            run = astream_events(areplay(parts))
+            raw = await adrain(run)
+            assert await run.output() == {"i": 1}
+            assert await run.interrupts() == ["stop"]
+            return raw
+        raw = arun(main())
+    methods = [e["method"] for e in raw if e["method"] != "lifecycle"]
+    assert methods == ["values", "values", "values"]
+    assert all(type(e["method"]) is str for e in raw)
+    namespaces = [e["params"]["namespace"] for e in raw if e["method"] == "values"]
+    assert namespaces == [[], ["sub:t1"], []]
+    assert all(type(s) is str for ns in namespaces for s in ns)
+
+
+@pytest.mark.parametrize("lane", LANES)
+def test_str_enum_type_routes_like_its_value(backend, lane):
+    parts = [{"type": _Mode.VALUES, "ns": (), "data": {"i": i}, "interrupts": ()} for i in range(3)]
+    items, err, out_err = _run_lane(lane, parts)
+    assert (items, err, out_err) == ([{"i": 0}, {"i": 1}, {"i": 2}], None, None)
+
+
+class _Subscriptable:
+    def __getitem__(self, key):
+        return {"type": "values", "ns": (), "data": 1}[key]
+
+
+@pytest.mark.parametrize("lane", LANES)
+@pytest.mark.parametrize(
+    "bad, exc_type, words",
+    [
+        (_Subscriptable(), TypeError, ["stream part must be a mapping", "_Subscriptable"]),
+        ({"type": 3, "ns": (), "data": 1}, TypeError, ["'type'", "int 3"]),
+        ({"type": "values", "ns": "ab", "data": 1}, TypeError, ["'ns'", "str 'ab'"]),
+        ({"type": "values", "ns": (1,), "data": 1}, TypeError, ["'ns'", "int 1"]),
+        ({"type": "values", "ns": (), "data": 1, "interrupts": "x"}, TypeError, ["'interrupts'"]),
+        ({"type": "values", "ns": ()}, ValueError, ["'data'"]),
+    ],
+)
+def test_bad_parts_name_the_field(backend, lane, bad, exc_type, words):
+    parts = [values({"i": 0}), bad]
+    _, err, out_err = _run_lane(lane, parts)
+    for exc in (err, out_err):
+        assert type(exc) is exc_type, exc
+        for word in words:
+            assert word in str(exc), (word, str(exc))
+
+
+# ------------------------------------------------------------------ item 15
+
+
+@pytest.mark.parametrize("entry", ["sync", "async"])
+@pytest.mark.parametrize("scope", ["child:1", b"child", None, 5, ("a", 1)])
+def test_bad_scope_names_scope(backend, entry, scope):
+    fn = stream_events if entry == "sync" else astream_events
+    with pytest.raises(TypeError, match="scope") as info:
+        fn([], scope=scope)
+    assert repr(scope) in str(info.value)
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -1.0, 0, -math.inf, True, "5"])
+def test_bad_stall_warning_after_is_rejected(backend, bad):
+    with pytest.raises((ValueError, TypeError), match="stall_warning_after") as info:
+        astream_events([], stall_warning_after=bad)
+    assert repr(bad) in str(info.value)
+    run = astream_events([])
+    with pytest.raises((ValueError, TypeError), match="stall_warning_after"):
+        run.stall_warning_after = bad
+    assert run.stall_warning_after == 5.0
+
+
+@pytest.mark.parametrize("bad", [2 ** 64, 2 ** 63, sys.maxsize + 1, 10 ** 30])
+def test_huge_maxlen_names_maxlen_on_both_backends(eventlog, bad):
+    with pytest.raises(ValueError, match="maxlen") as info:
+        eventlog.EventLog(bad)
+    assert str(bad) in str(info.value)
+
+
+def test_largest_maxlen_is_accepted(eventlog):
+    log = eventlog.EventLog(sys.maxsize)
+    assert log.maxlen == sys.maxsize
+    cur = log.cursor()
+    log.push(1)
+    assert list(cur) == [1]
+
+
+@pytest.mark.parametrize("bad", [2 ** 64, math.nan, "3"])
+def test_huge_maxlen_on_runs_names_maxlen(backend, bad):
+    for fn in (stream_events, astream_events):
+        with pytest.raises((ValueError, TypeError), match="maxlen"):
+            fn([], maxlen=bad)
+    with pytest.raises((ValueError, TypeError), match="maxlen"):
+        StreamChannel(maxlen=bad)
