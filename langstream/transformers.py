@@ -415,6 +415,10 @@ def parse_segment(segment: str) -> Tuple[Optional[str], Optional[str]]:
     return (name or None), (task_id if sep else None)
 
 
+def _is_mapping(value: Any) -> bool:
+    return type(value) is dict or isinstance(value, Mapping)
+
+
 def _status_from_exception(err: BaseException) -> Tuple[SubgraphStatus, Optional[str]]:
     # LangGraph's exception class, recognised by name (no import needed)
     for klass in type(err).__mro__:
@@ -527,18 +531,32 @@ class _SubtreeTracker(StreamTransformer):
 
     def _record_tool_call(self, data: Any) -> None:
         """Remember which tool call a starting task runs (for ``cause``)."""
-        if not isinstance(data, Mapping) or "result" in data:
+        # (``type(x) is dict`` first: the ABC check costs ten times more, and
+        # every ``tasks`` event comes through here)
+        if type(data) is not dict and not isinstance(data, Mapping):
             return
-        task_id = data.get("id")
-        if not isinstance(task_id, str):
+        if "result" in data:
+            # the task ended: its subagent (if any) was discovered by now, so
+            # its tool call is let go (long runs stay bounded)
+            if self._tool_calls:
+                task_id = data.get("id")
+                if isinstance(task_id, str):
+                    self._tool_calls.pop(task_id, None)
             return
         payload = data.get("input")
+        if type(payload) is dict:
+            tool_call = payload.get("tool_call")
+            if tool_call is None:
+                return
+        task_id = data.get("id")
+        if type(task_id) is not str and not isinstance(task_id, str):
+            return
         call_id = None
-        if isinstance(payload, Mapping) and isinstance(payload.get("tool_call"), Mapping):
+        if _is_mapping(payload) and _is_mapping(payload.get("tool_call")):
             call_id = payload["tool_call"].get("id")
         elif isinstance(payload, list):
             for call in payload:
-                if isinstance(call, Mapping) and isinstance(call.get("id"), str):
+                if _is_mapping(call) and isinstance(call.get("id"), str):
                     call_id = call["id"]
                     break
         if isinstance(call_id, str):
@@ -546,7 +564,9 @@ class _SubtreeTracker(StreamTransformer):
 
     def _ended(self, ns: List[str], data: Any) -> Optional[Tuple[Tuple[str, ...], SubgraphStatus, Optional[str]]]:
         """The namespace a task result closes, with its status, if any."""
-        if not isinstance(data, Mapping) or "result" not in data:
+        if (type(data) is not dict and not isinstance(data, Mapping)) or "result" not in data:
+            return None
+        if not self._by_task:  # no subgraph is waiting for its parent's task result
             return None
         task_id = data.get("id")
         if not isinstance(task_id, str):

@@ -1,0 +1,109 @@
+"""Issue 10: the faster paths give the same events, order and errors as before.
+
+Every test runs on both event-log backends (``backend`` fixture) and, where
+a run is involved, on both lanes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+import langstream
+from langstream import StreamMux, ValuesTransformer, astream_events, stream_events
+from langstream import _bench
+from langstream.transformers import LifecycleTransformer, SubgraphTransformer
+
+LANES = ["sync", "async"]
+
+
+def _ev(method, ns, data):
+    return langstream.convert_to_protocol_event({"type": method, "ns": ns, "data": data})
+
+
+def test_tool_call_bookkeeping_is_let_go_when_the_task_ends(backend):
+    """Long runs of tool-calling agents stay bounded: a tool call's id is
+    kept only while its task runs, and the subagent still names it."""
+    mux = StreamMux(factories=[ValuesTransformer, LifecycleTransformer, SubgraphTransformer])
+    lifecycle = iter(mux.extensions["lifecycle"])
+    for k in range(50):
+        mux.push(_ev("tasks", (), {"id": f"p{k}", "name": "tools",
+                                   "input": {"tool_call": {"id": f"call_{k}", "name": "x"}},
+                                   "triggers": []}))
+        mux.push(_ev("tasks", (f"tools:p{k}",), {
+            "id": f"c{k}", "name": "model", "input": {}, "triggers": [],
+            "metadata": {"lc_agent_name": "researcher"}}))
+        mux.push(_ev("tasks", (f"tools:p{k}",), {"id": f"c{k}", "name": "model", "error": None,
+                                                 "result": {}, "interrupts": []}))
+        mux.push(_ev("tasks", (), {"id": f"p{k}", "name": "tools", "error": None,
+                                   "result": {}, "interrupts": []}))
+    mux.close()
+    starts = [p for p in lifecycle if p["event"] == "started"]
+    assert [p["cause"]["tool_call_id"] for p in starts] == [f"call_{k}" for k in range(50)]
+    for t in mux._transformers:
+        if hasattr(t, "_tool_calls"):
+            assert t._tool_calls == {}
+
+
+def test_tasks_that_are_not_mappings_are_ignored_like_before(backend):
+    mux = StreamMux(factories=[LifecycleTransformer, SubgraphTransformer])
+    lifecycle = iter(mux.extensions["lifecycle"])
+    mux.push(_ev("tasks", (), ["not", "a", "mapping"]))
+    mux.push(_ev("tasks", (), {"id": 3, "name": "n", "input": {"tool_call": {"id": "c"}}}))
+    mux.push(_ev("values", ("sub:t1",), {"n": 1}))
+    mux.push(_ev("tasks", (), {"id": "t1", "name": "sub", "error": None, "result": {},
+                               "interrupts": []}))
+    mux.close()
+    assert [p["event"] for p in lifecycle] == ["started", "completed"]
+
+
+def _collect_sync(parts):
+    out = []
+    with stream_events(iter(parts)) as run:
+        for name, item in run.interleave("values", "lifecycle", "subgraphs"):
+            if name == "subgraphs":
+                out.append(("handle", item.path, [v for v in item.values], item.status))
+            else:
+                out.append((name, item))
+        out.append(("output", run.output))
+    return out
+
+
+async def _collect_async(parts):
+    async def agen():
+        for p in parts:
+            yield p
+
+    out = {"values": [], "lifecycle": [], "handles": []}
+    async with astream_events(agen()) as run:
+        async def drain(name):
+            async for x in getattr(run, name):
+                out[name].append(x)
+
+        async def handles():
+            async for h in run.subgraphs:
+                vals = [v async for v in h.values]
+                out["handles"].append((h.path, vals, h.status))
+
+        await asyncio.gather(drain("values"), drain("lifecycle"), handles())
+        out["output"] = await run.output()
+    return out
+
+
+def test_agent_stream_projections_on_both_lanes(backend):
+    """Scenario M's stream: every projection as the contract says, both lanes."""
+    parts = _bench.agent_parts(120)
+    sync = _collect_sync(parts)
+    handles = [x for x in sync if x[0] == "handle"]
+    asy = asyncio.run(_collect_async(parts))
+    root_values = [p["data"] for p in parts if p["type"] == "values" and p["ns"] == ()]
+    assert [x[1] for x in sync if x[0] == "values"] == root_values == asy["values"]
+    assert [x[1] for x in sync if x[0] == "lifecycle"] == asy["lifecycle"]
+    subs = sorted({p["ns"][:1] for p in parts if p["ns"]})
+    assert sorted(h[1] for h in handles) == subs == sorted(h[0] for h in asy["handles"])
+    for _tag, path, vals, status in handles:
+        assert vals == [p["data"] for p in parts if p["type"] == "values" and p["ns"] == path]
+        assert status == "completed"
+    assert sorted(asy["handles"]) == sorted((h[1], h[2], h[3]) for h in handles)
+    assert sync[-1] == ("output", root_values[-1]) and asy["output"] == root_values[-1]
