@@ -65,13 +65,17 @@ class _Backpressure:
 class _AsyncChannelIterator(Generic[T]):
     """``async for`` over one cursor of a channel's log, pumping when empty."""
 
-    __slots__ = ("_cursor", "_channel", "_log", "_bp", "__weakref__")
+    __slots__ = ("_cursor", "_channel", "_log", "_bp", "_more", "_for_me", "__weakref__")
 
     def __init__(self, channel: StreamChannel[T]) -> None:
         self._channel = channel
         self._log = channel._log
         self._bp = channel._bp  # fixed when the mux adopted the channel
         self._cursor = channel._log.cursor()
+        # the pump as last seen, and whether it takes this reader (a run's
+        # own pump does: it then wakes this reader only for its own data)
+        self._more: Any = None
+        self._for_me = False
 
     def __aiter__(self) -> _AsyncChannelIterator[T]:
         return self
@@ -94,8 +98,14 @@ class _AsyncChannelIterator(Generic[T]):
                     pass
                 raise StopAsyncIteration
             more = self._channel._arequest_more
-            if more is None or (not await more() and not cursor.pending
-                                and not self._log.closed):
+            if more is None:
+                raise StopAsyncIteration
+            if more is not self._more:
+                self._more = more
+                self._for_me = getattr(getattr(more, "__self__", None),
+                                       "_steps_for_readers", False) is True
+            stepped = await (more(self) if self._for_me else more())
+            if not stepped and not cursor.pending and not self._log.closed:
                 raise StopAsyncIteration
 
     async def aclose(self) -> None:

@@ -107,3 +107,120 @@ def test_agent_stream_projections_on_both_lanes(backend):
         assert status == "completed"
     assert sorted(asy["handles"]) == sorted((h[1], h[2], h[3]) for h in handles)
     assert sync[-1] == ("output", root_values[-1]) and asy["output"] == root_values[-1]
+
+
+# ----------------------------------------------- async: readers wait for their own data
+
+
+async def _agen(parts, state=None):
+    for p in parts:
+        if state is not None:
+            state["pulled"] += 1
+        yield p
+
+
+def test_async_reader_that_stops_pumping_hands_the_pump_on(backend):
+    """The task that pumps takes one item, then waits for the other reader:
+    the waiting reader must take over the pump (no hang)."""
+    parts = _bench.agent_parts(200)
+
+    async def main():
+        run = astream_events(_agen(parts))
+        done = asyncio.Event()
+        got = {"values": [], "lifecycle": []}
+
+        async def first_value_then_wait():
+            async for v in run.values:
+                got["values"].append(v)
+                break
+            await done.wait()
+
+        async def lifecycle():
+            async for p in run.lifecycle:
+                got["lifecycle"].append(p)
+            done.set()
+
+        await asyncio.wait_for(asyncio.gather(first_value_then_wait(), lifecycle()), 10)
+        return got
+
+    got = asyncio.run(main())
+    subs = {p["ns"][:1] for p in parts if p["ns"]}
+    assert len(got["values"]) == 1
+    assert [p["event"] for p in got["lifecycle"]].count("started") == len(subs)
+    assert all(p["event"] in ("started", "completed") for p in got["lifecycle"])
+
+
+def test_async_waiting_reader_wakes_at_the_step_that_gives_it_data(backend):
+    """A lifecycle reader waiting on the values reader's pump gets each
+    payload before the pump pulls the next part."""
+    parts = _bench.agent_parts(150)
+    state = {"pulled": 0}
+
+    async def main():
+        run = astream_events(_agen(parts, state))
+        seen = []
+
+        async def values():
+            async for _v in run.values:
+                pass
+
+        async def lifecycle():
+            async for p in run.lifecycle:
+                seen.append((tuple(p["namespace"]), p["event"], state["pulled"]))
+
+        await asyncio.wait_for(asyncio.gather(values(), lifecycle()), 10)
+        return seen
+
+    seen = asyncio.run(main())
+    assert seen
+    # the part that started a subgraph is the first part in its namespace;
+    # the reader had the payload before any later part was pulled
+    for ns, event, pulled in seen:
+        if event == "started":
+            first = next(i for i, p in enumerate(parts) if p["ns"][:len(ns)] == ns)
+            assert pulled == first + 1, (ns, pulled, first)
+
+
+def test_async_pumping_reader_cancelled_others_finish(backend):
+    parts = _bench.agent_parts(300)
+
+    async def main():
+        run = astream_events(_agen(parts))
+        got = []
+
+        async def values():
+            async for _v in run.values:
+                await asyncio.sleep(0)
+
+        async def lifecycle():
+            async for p in run.lifecycle:
+                got.append(p)
+
+        t1 = asyncio.ensure_future(values())
+        t2 = asyncio.ensure_future(lifecycle())
+        await asyncio.sleep(0.001)
+        for _ in range(20):
+            await asyncio.sleep(0)
+        t1.cancel()
+        results = await asyncio.wait_for(asyncio.gather(t1, t2, return_exceptions=True), 10)
+        return got, results
+
+    got, results = asyncio.run(main())
+    # the run fails or completes, but nobody hangs and lifecycle ended
+    assert isinstance(results[0], (asyncio.CancelledError, type(None)))
+    assert results[1] is None or "cancelled" in str(results[1])
+
+
+def test_async_reader_alone_gets_every_item_of_a_sparse_projection(backend):
+    """A reader whose projection gets an item only now and then (lifecycle)
+    pumps on its own until its data comes: every item, in order."""
+    parts = _bench.agent_parts(400, depth=3)
+
+    async def main():
+        run = astream_events(_agen(parts))
+        return [(p["event"], tuple(p["namespace"])) async for p in run.lifecycle]
+
+    got = asyncio.run(main())
+    sync_run = stream_events(iter(parts))
+    expected = [(p["event"], tuple(p["namespace"])) for p in sync_run.lifecycle]
+    assert got == expected and got
