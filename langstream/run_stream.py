@@ -40,6 +40,7 @@ from langstream.transformers import (
     SubgraphStatus,
     SubgraphTransformer,
     ValuesTransformer,
+    _scheduled_tasks,
     _set_handle_types,
 )
 
@@ -444,7 +445,7 @@ class _AsyncPump:
         "run", "mux", "graph_aiter", "exhausted", "pumping", "pump_task", "waiters", "readers",
         "handoff",
         "aborting", "aborted", "settled", "yield_next", "loop", "deferred", "bounded",
-        "dispatch", "__weakref__",
+        "dispatch", "closing", "closer", "__weakref__",
     )
 
     def __init__(self, run: AsyncGraphRunStream, mux: StreamMux,
@@ -463,6 +464,10 @@ class _AsyncPump:
         self.aborting = False
         self.aborted = False
         self.settled: Optional[asyncio.Future[Any]] = None
+        # set while abort() tears the run down outside a pump step: consumers
+        # that ask for more wait for it (the run is finished once it is done)
+        self.closing: Optional[asyncio.Future[Any]] = None
+        self.closer: Optional[asyncio.Task[Any]] = None  # the task running abort()
         self.yield_next = True
         # An async run belongs to the event loop that first pumps it; the loop
         # is cached because asyncio.get_running_loop() costs a system call per
@@ -496,24 +501,19 @@ class _AsyncPump:
         hands the pump on to them unless that task pumps again first.
         """
         if self.exhausted:
+            if self.pumping or self.closing is not None:
+                await self.wait_finished()
             return False
         if self.pumping:
-            waiter = asyncio.get_running_loop().create_future()
-            if reader is not None:
-                self.readers.append((waiter, reader))
-            else:
-                self.waiters.append(waiter)
-            try:
-                await waiter
-            finally:
-                if not waiter.done():
-                    waiter.cancel()
-            return not self.exhausted
-        self.pumping = True
+            return await self.wait_step(reader)
         loop = self.loop
         if loop is None:
             loop = self.loop = _get_running_loop()
-        self.pump_task = _task_of(loop)
+        task = _task_of(loop)
+        if task is None:  # not a task of the run's loop: another loop?
+            self.check_loop()
+        self.pumping = True
+        self.pump_task = task
         mux = self.mux
         pulling = False
         try:
@@ -572,6 +572,75 @@ class _AsyncPump:
             if reader._cursor.pending or reader._log.closed or waiter.done():
                 return True
         return False
+
+    def check_loop(self) -> None:
+        """Raise if this run is being pumped from an event loop that is not its own."""
+        running = _get_running_loop()
+        own = self.loop
+        if own is not None and running is not own:
+            state = "closed" if own.is_closed() else (
+                "running (in another thread)" if own.is_running() else "not running")
+            raise RuntimeError(
+                "this async run belongs to the event loop that first pumped it "
+                f"({own!r}, now {state}); it cannot be continued in another event "
+                f"loop ({running!r}). Consume a run within one event loop "
+                "(one asyncio.run)."
+            )
+
+    def reentry_error(self, what: str) -> RuntimeError:
+        return RuntimeError(
+            f"deadlock: the task that is pumping this run ({what}) awaited the run "
+            "itself, e.g. a transformer's aprocess/afinalize/afail awaiting "
+            "run.output() or iterating one of the run's projections. A step "
+            "cannot wait for itself: read the event the transformer is given, "
+            "or hand the work to schedule()."
+        )
+
+    async def wait_step(self, reader: Any = None) -> bool:
+        """Another task is pumping: wait for its step (a ``reader``: for its
+        own data, see ``step``), then report it."""
+        task = _current_task()
+        if task is self.pump_task:
+            raise self.reentry_error("dispatching a part")
+        if self.loop is not None and _get_running_loop() is not self.loop:
+            self.check_loop()
+        waiter = self.loop.create_future()  # type: ignore[union-attr]
+        if reader is not None:
+            self.readers.append((waiter, reader))
+        else:
+            self.waiters.append(waiter)
+        try:
+            await waiter
+        finally:
+            if not waiter.done():
+                waiter.cancel()
+        return not self.exhausted
+
+    async def wait_finished(self) -> None:
+        """The run is ending (its finishing is under way): wait until it is
+        done, so no consumer takes a run that is still finishing for ended."""
+        task = _current_task()
+        if task is self.closer or (self.pumping and task is self.pump_task):
+            # the finishing task itself (e.g. an afinalize reading the run):
+            # the pump is over for it
+            return
+        if task is not None and task in _scheduled_tasks:
+            raise RuntimeError(
+                "deadlock: a task started with StreamTransformer.schedule() awaited "
+                "its run while the run is finishing, and finishing waits for that "
+                "task; read the run's projections from outside its transformers"
+            )
+        if self.pumping:
+            waiter = _get_running_loop().create_future()
+            self.waiters.append(waiter)
+            try:
+                await waiter
+            finally:
+                if not waiter.done():
+                    waiter.cancel()
+        closing = self.closing
+        if closing is not None and not closing.done():
+            await asyncio.shield(closing)
 
     def end_step(self) -> None:
         """A step is over: let the waiting consumers (and abort) go on."""
@@ -656,6 +725,10 @@ class _AsyncPump:
         warned = False
         collected = False
         while full is not None and not self.exhausted:
+            if bp.release_stuck():
+                # a reader that can no longer read held it full: it let go
+                full = bp.full()
+                continue
             waiter = loop.create_future()
             bp.waiter = waiter
             timer = loop.call_later(0.05, _resolve, waiter)
@@ -710,10 +783,25 @@ class _AsyncPump:
     async def abort(self) -> None:
         """See ``AsyncGraphRunStream.abort``."""
         if self.aborted:
+            closing = self.closing
+            if closing is not None and not closing.done():
+                await asyncio.shield(closing)
             return
         self.aborted = True
         self.aborting = True
         self.exhausted = True
+        closing = self.closing = asyncio.get_running_loop().create_future()
+        self.closer = _current_task()
+        try:
+            await self.teardown()
+        finally:
+            self.closing = None
+            self.closer = None
+            if not closing.done():
+                closing.set_result(None)
+
+    async def teardown(self) -> None:
+        """The body of ``abort``."""
         graph_aiter = self.graph_aiter
         self.graph_aiter = None
         task = self.pump_task
@@ -724,7 +812,10 @@ class _AsyncPump:
         if graph_aiter is not None:
             await _close_async_iter(graph_aiter)
         mux = self.mux
-        mux._shared.deferred.clear()
+        if mux._assign_seq:
+            # the root run drops postponed forwards; a subgraph handle leaves
+            # its siblings' first events alone (as on the sync lane)
+            mux._shared.deferred.clear()
         try:
             await mux.aclose()
         except Exception:  # noqa: BLE001 - the run is being abandoned

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import weakref
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, Dict, List, Optional, Tuple
@@ -194,6 +195,7 @@ class StreamTransformer(ABC):
             self._stream_scheduled_tasks = tasks
         tasks.add(task)
         task.add_done_callback(tasks.discard)
+        _scheduled_tasks.add(task)
         return task
 
     @staticmethod
@@ -240,6 +242,11 @@ class StreamTransformer(ABC):
             if defined is not None and not issubclass(owner, defined):
                 return None
         return getattr(cls, "_route")
+
+
+# every task started by ``StreamTransformer.schedule`` (while it exists): a run
+# that is finishing awaits these, so they must not wait for it
+_scheduled_tasks: "weakref.WeakSet[asyncio.Task[Any]]" = weakref.WeakSet()
 
 
 def _trusted_fast_part(transformer: Any) -> Optional[Callable[[Any], None]]:

@@ -351,3 +351,343 @@ def test_huge_maxlen_on_runs_names_maxlen(backend, bad):
             fn([], maxlen=bad)
     with pytest.raises((ValueError, TypeError), match="maxlen"):
         StreamChannel(maxlen=bad)
+
+
+# ------------------------------------------------------------------ item 1
+
+
+async def _until(pred, turns=1000):
+    for _ in range(turns):
+        if pred():
+            return
+        await asyncio.sleep(0)
+    raise AssertionError("condition never reached")
+
+
+def _finishing(run):
+    pump = run._pump
+    return pump.exhausted and (pump.pumping or pump.closing is not None)
+
+
+def test_reader_waits_for_the_run_to_finish_its_scheduled_work(backend):
+    """A reader that asks for more while the run awaits its scheduled tasks
+    gets every item those tasks push, not a premature end."""
+
+    async def main():
+        gate = asyncio.Event()
+
+        class Delayed(StreamTransformer):
+            requires_async = True
+
+            def __init__(self, scope=()):
+                super().__init__(scope)
+                self.ch = StreamChannel()
+
+            def init(self):
+                return {"delayed": self.ch}
+
+            def process(self, event):
+                if event["method"] == "values" and not self.scope:
+                    self.schedule(self.later(event["params"]["data"]))
+                return True
+
+            async def later(self, data):
+                await gate.wait()
+                self.ch.push(data)
+
+        parts = [values({"i": i}) for i in range(3)]
+        run = astream_events(areplay(parts), transformers=[Delayed])
+        out = asyncio.ensure_future(run.output())
+        await _until(lambda: _finishing(run))
+        reader = asyncio.ensure_future(adrain(run.extensions["delayed"]))
+        for _ in range(10):
+            await asyncio.sleep(0)
+        assert not reader.done(), "the reader ended while the run was still finishing"
+        gate.set()
+        assert await out == {"i": 2}
+        assert await reader == [{"i": 0}, {"i": 1}, {"i": 2}]
+
+    arun(main())
+
+
+def test_concurrent_output_sees_the_error_while_the_run_fails(backend):
+    """The graph raises while afail awaits a cancelled task's cleanup: a
+    concurrent output() and reader get the error, never a clean end."""
+
+    async def main():
+        gate = asyncio.Event()
+        working = asyncio.Event()
+
+        class Slow(StreamTransformer):
+            requires_async = True
+
+            def init(self):
+                return {}
+
+            def process(self, event):
+                if event["method"] == "values" and not self.scope:
+                    self.schedule(self.work())
+                return True
+
+            async def work(self):
+                working.set()
+                try:
+                    await asyncio.sleep(60)
+                except asyncio.CancelledError:
+                    await gate.wait()  # slow cleanup
+                    raise
+
+        async def graph():
+            yield values({"i": 0})
+            await working.wait()
+            raise ValueError("boom")
+
+        run = astream_events(graph(), transformers=[Slow])
+        first = asyncio.ensure_future(run.output())
+        await _until(lambda: _finishing(run))
+        second = asyncio.ensure_future(run.output())
+        reader = asyncio.ensure_future(adrain_outcome(run))
+        for _ in range(10):
+            await asyncio.sleep(0)
+        assert not second.done() and not reader.done()
+        gate.set()
+        for fut in (first, second):
+            with pytest.raises(ValueError, match="boom"):
+                await fut
+        _, err = await reader
+        assert isinstance(err, ValueError)
+
+    arun(main())
+
+
+def test_output_during_abort_waits_for_the_teardown(backend):
+    async def main():
+        gate = asyncio.Event()
+
+        class SlowFinal(StreamTransformer):
+            def init(self):
+                return {}
+
+            async def aprocess(self, event):
+                return True
+
+            async def afinalize(self):
+                await gate.wait()
+
+        run = astream_events(areplay([values({"i": 0})]), transformers=[SlowFinal])
+        it = run.values.__aiter__()
+        assert await it.__anext__() == {"i": 0}
+        aborting = asyncio.ensure_future(run.abort())
+        await _until(lambda: _finishing(run))
+        out = asyncio.ensure_future(run.output())
+        for _ in range(10):
+            await asyncio.sleep(0)
+        assert not out.done()
+        gate.set()
+        await aborting
+        assert await out == {"i": 0}
+        assert run.values.closed
+
+    arun(main())
+
+
+# ------------------------------------------------------------------ item 2
+
+
+def _two_sibling_parts():
+    from helpers import subgraph_run
+
+    return (
+        [values({"i": 0})]
+        + subgraph_run("a", "ta", (), [{"a": 0}, {"a": 1}])
+        + subgraph_run("b", "tb", (), [{"b": 0}, {"b": 1}])
+        + [values({"i": 1})]
+    )
+
+
+@pytest.mark.parametrize("lane", LANES)
+def test_aborting_a_handle_keeps_a_siblings_first_event(backend, lane):
+    if lane == "sync":
+        run = stream_events(iter(_two_sibling_parts()))
+        handles = []
+        for handle in run.subgraphs:
+            handles.append(handle)
+            if len(handles) == 2:
+                handles[0].abort()
+                got = list(handle.values)
+                break
+        assert run.output == {"i": 1}
+    else:
+        async def main():
+            run = astream_events(areplay(_two_sibling_parts()))
+            handles = []
+            async for handle in run.subgraphs:
+                handles.append(handle)
+                if len(handles) == 2:
+                    await handles[0].abort()
+                    got = await adrain(handle.values)
+                    break
+            assert await run.output() == {"i": 1}
+            return got
+        got = arun(main())
+    assert got == [{"b": 0}, {"b": 1}]
+
+
+def test_leaving_async_with_on_a_handle_keeps_a_siblings_first_event(backend):
+    async def main():
+        run = astream_events(areplay(_two_sibling_parts()))
+        handles = []
+        async for handle in run.subgraphs:
+            handles.append(handle)
+            if len(handles) == 2:
+                async with handles[0]:
+                    pass
+                return await adrain(handle.values)
+
+    assert arun(main()) == [{"b": 0}, {"b": 1}]
+
+
+# ------------------------------------------------------------------ item 6
+
+
+@pytest.mark.parametrize("how", ["output", "iterate"])
+def test_aprocess_awaiting_its_own_run_raises_instead_of_hanging(backend, how):
+    holder = {}
+
+    class SelfAwaiting(StreamTransformer):
+        def init(self):
+            return {}
+
+        async def aprocess(self, event):
+            if event["method"] == "values" and not self.scope:
+                run = holder["run"]
+                if how == "output":
+                    await run.output()
+                else:
+                    async for _ in run:
+                        pass
+            return True
+
+    async def main():
+        run = holder["run"] = astream_events(
+            areplay([values({"i": 0}), values({"i": 1})]), transformers=[SelfAwaiting])
+        items, err = await adrain_outcome(run.values)
+        with pytest.raises(RuntimeError, match="deadlock"):
+            await run.output()
+        return items, err
+
+    items, err = arun(main(), timeout=10)
+    assert isinstance(err, RuntimeError) and "awaited the run itself" in str(err)
+    assert items == [{"i": 0}]  # (the values projection saw it before the error)
+
+
+# ------------------------------------------------------------------ item 7
+
+
+def test_async_run_continued_in_another_loop_is_rejected(backend):
+    run = astream_events(areplay([values({"i": i}) for i in range(5)]))
+
+    async def first():
+        it = run.values.__aiter__()
+        return await it.__anext__()
+
+    assert asyncio.run(first()) == {"i": 0}
+
+    async def second():
+        await run.output()
+
+    with pytest.raises(RuntimeError, match="event loop") as info:
+        asyncio.run(second())
+    assert "first pumped it" in str(info.value) and "closed" in str(info.value)
+
+
+def test_async_run_in_one_loop_after_another_loop_waited_is_rejected(backend):
+    run = astream_events(areplay([values({"i": i}) for i in range(5)]))
+    asyncio.run(run.values.__aiter__().__anext__())
+
+    async def second():
+        return await adrain(run)
+
+    with pytest.raises(RuntimeError, match="another event"):
+        asyncio.run(second())
+
+
+# ------------------------------------------------------------------ item 8
+
+
+@pytest.mark.parametrize("where", ["waiting", "task-ended"])
+def test_cancelled_reader_of_a_bounded_run_lets_go(backend, where):
+    """A consumer task cancelled while its iterator stays referenced (here
+    in a list; a traceback does the same) releases its hold once the pump
+    needs room: the run completes instead of stalling."""
+    kept = []
+
+    async def main():
+        slow = asyncio.Event()
+        got_first = asyncio.Event()
+
+        async def graph():
+            for i in range(50):
+                if i == 1:
+                    await slow.wait()
+                yield values({"i": i})
+
+        run = astream_events(graph(), maxlen=2)
+
+        async def consumer():
+            it = run.values.__aiter__()
+            kept.append(it)
+            async for _ in it:
+                got_first.set()
+                if where == "task-ended":
+                    await asyncio.sleep(60)  # cancelled in its own body
+
+        pump = asyncio.ensure_future(run.output())  # another task pumps
+        task = asyncio.ensure_future(consumer())
+        await got_first.wait()
+        for _ in range(5):
+            await asyncio.sleep(0)  # (the consumer now waits, or sleeps)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        kept.append(task)
+        slow.set()
+        assert await pump == {"i": 49}
+        with pytest.raises(RuntimeError, match="released its subscription"):
+            await kept[0].__anext__()
+
+    arun(main(), timeout=10)
+
+
+def test_cancelled_read_then_read_again_keeps_every_item(backend):
+    """Cancel one read (a timeout) and read on before the pump needs room:
+    nothing is lost."""
+
+    async def main():
+        gate = asyncio.Event()
+
+        async def graph():
+            for i in range(6):
+                if i == 2:
+                    await gate.wait()
+                yield values({"i": i})
+
+        run = astream_events(graph(), maxlen=2)
+        it = run.values.__aiter__()
+        pump = None
+        got = [await it.__anext__()]
+        pump = asyncio.ensure_future(run.output())
+        got.append(await it.__anext__())
+        for _ in range(5):
+            await asyncio.sleep(0)  # the pump now waits in the graph
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(it.__anext__(), 0.01)
+        rest = asyncio.ensure_future(adrain(it))
+        for _ in range(5):
+            await asyncio.sleep(0)
+        gate.set()
+        got.extend(await rest)
+        assert await pump == {"i": 5}
+        return got
+
+    assert arun(main()) == [{"i": i} for i in range(6)]
