@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence,
 
 from langstream import eventlog as _el
 from langstream.channel import StreamChannel, _Backpressure
-from langstream.protocol import convert_to_protocol_event, split_part
+from langstream.protocol import _build_event, convert_to_protocol_event, split_part
 
 if TYPE_CHECKING:  # pragma: no cover
     from collections.abc import Awaitable
@@ -396,9 +396,13 @@ class StreamMux:
             self._interrupts.extend(interrupts)
 
     def _push_part_fast(self, part: Any) -> Optional[Tuple[str, bool]]:
-        """Validate ``part`` and dispatch it without building an event if possible.
+        """Validate ``part`` and dispatch it through its fast route if it has one.
 
-        Returns ``None`` when the part was fully dispatched, else
+        A fast route (every interested transformer takes parts directly) is
+        taken whoever reads the main log: with a reader, the protocol event
+        is built after the handlers ran and appended (numbered) as the event
+        path would; without one it is never built and only its number is
+        consumed.  Returns ``None`` when the part was fully dispatched, else
         ``(method, at_scope)`` for the event path.
         """
         method, namespace, data = split_part(part)
@@ -409,16 +413,18 @@ class StreamMux:
             if interrupts:
                 self._interrupted = True
                 self._interrupts.extend(interrupts)
-        log = self._events._log
-        if not log.cursor_count:
-            fast = self._fast_routes.get((method, at_scope), False)
-            if fast is False:
-                fast = self._fast_route(method, at_scope)
-            if fast is not None:
-                for handler in fast:
-                    handler(part)
+        fast = self._fast_routes.get((method, at_scope), False)
+        if fast is False:
+            fast = self._fast_route(method, at_scope)
+        if fast is not None:
+            for handler in fast:
+                handler(part)
+            log = self._events._log
+            if log.cursor_count:
+                self._append(_build_event(method, namespace, data, part))
+            else:
                 log.push(None)
-                return None
+            return None
         return method, at_scope
 
     def push_part(self, part: Any) -> None:

@@ -224,3 +224,139 @@ def test_async_reader_alone_gets_every_item_of_a_sparse_projection(backend):
     sync_run = stream_events(iter(parts))
     expected = [(p["event"], tuple(p["namespace"])) for p in sync_run.lifecycle]
     assert got == expected and got
+
+
+# ------------------------------------- the fast route with a reader on the main log
+
+
+class _SlowValues(ValuesTransformer):
+    """Overrides ``process``: its events always take the protocol-event path."""
+
+    def process(self, event):
+        return super().process(event)
+
+
+def _strip(events):
+    out = []
+    for e in events:
+        e = dict(e)
+        e["params"] = {k: v for k, v in e["params"].items() if k != "timestamp"}
+        out.append(e)
+    return out
+
+
+def _run_sync(parts, values_cls, halfway=None):
+    from langstream.run_stream import GraphRunStream
+    from langstream.transformers import LifecycleTransformer, SubgraphTransformer
+
+    mux = StreamMux(factories=[values_cls, LifecycleTransformer, SubgraphTransformer])
+    run = GraphRunStream(iter(parts), mux)
+    values = iter(run.values)
+    first = [next(values) for _ in range(halfway or 0)]
+    raw = list(run)
+    rest = list(values)
+    return first + rest, raw, run.output
+
+
+async def _run_async(parts, values_cls, halfway=None):
+    from langstream.run_stream import AsyncGraphRunStream
+    from langstream.transformers import LifecycleTransformer, SubgraphTransformer
+
+    mux = StreamMux(factories=[values_cls, LifecycleTransformer, SubgraphTransformer],
+                    is_async=True)
+    run = AsyncGraphRunStream(_agen(parts), mux)
+    values = run.values.__aiter__()
+    first = [await values.__anext__() for _ in range(halfway or 0)]
+    raw_it = run.__aiter__()
+
+    async def drain_raw():
+        return [e async for e in raw_it]
+
+    async def drain_values():
+        return [v async for v in values]
+
+    raw, rest = await asyncio.gather(drain_raw(), drain_values())
+    return first + rest, raw, await run.output()
+
+
+@pytest.mark.parametrize("lane", LANES)
+@pytest.mark.parametrize("halfway", [None, 7])
+def test_main_log_reader_sees_the_same_events_on_the_fast_route(backend, lane, halfway):
+    """Same events, same order, same seq numbers whether values parts take
+    the fast route (built-in ValuesTransformer) or the protocol-event path
+    (a subclass overriding process), with a raw-log reader from the start
+    or subscribing halfway."""
+    parts = _bench.agent_parts(150)
+    parts.insert(40, {"type": "values", "ns": (), "data": {"x": 1}, "interrupts": ("i",)})
+    if lane == "sync":
+        fast = _run_sync(parts, ValuesTransformer, halfway)
+        slow = _run_sync(parts, _SlowValues, halfway)
+    else:
+        fast = asyncio.run(_run_async(parts, ValuesTransformer, halfway))
+        slow = asyncio.run(_run_async(parts, _SlowValues, halfway))
+    assert fast[0] == slow[0] and fast[2] == slow[2]
+    assert _strip(fast[1]) == _strip(slow[1])
+    assert [e["seq"] for e in fast[1]] == [e["seq"] for e in slow[1]]
+    seqs = [e["seq"] for e in fast[1]]
+    assert seqs == list(range(seqs[0], seqs[0] + len(seqs)))
+    if halfway is None:
+        assert seqs[0] == 1
+    ev = next(e for e in fast[1] if e["params"].get("interrupts") == ("i",))
+    assert ev["method"] == "values" and ev["params"]["namespace"] == []
+    assert all(isinstance(e["params"]["timestamp"], int) for e in fast[1])
+
+
+def test_fast_route_event_matches_convert_to_protocol_event(backend):
+    parts = [{"type": "values", "ns": (), "data": {"n": 1}},
+             {"type": "values", "ns": [], "data": {"n": 2}, "interrupts": []},
+             {"type": "values", "ns": (), "data": {"n": 3}, "interrupts": [{"v": 1}]}]
+    run = stream_events(iter(parts))
+    raw = list(run)
+    expected = [langstream.convert_to_protocol_event(p) for p in parts]
+    for got, want in zip(raw, expected):
+        assert got.pop("seq") >= 1
+        assert abs(got["params"].pop("timestamp") - want["params"].pop("timestamp")) < 60_000
+        assert got == want
+        assert list(got) == ["type", "method", "params"]
+
+
+def test_transformer_registered_mid_run_takes_over_the_route(backend):
+    """A transformer registered mid-run (routes recompiled) sees every later
+    event, and the main log keeps its numbering."""
+    seen = []
+
+    class Spy(langstream.StreamTransformer):
+        def init(self):
+            return {}
+
+        def process(self, event):
+            seen.append(event["params"]["data"])
+            return True
+
+    parts = _bench.values_parts(20)
+    run = stream_events(iter(parts))
+    raw = iter(run)
+    head = [next(raw) for _ in range(5)]
+    run._mux._register(Spy(()))
+    tail = list(raw)
+    assert [e["seq"] for e in head + tail] == list(range(1, 21))
+    assert seen == [p["data"] for p in parts[5:]]
+    assert run.output == parts[-1]["data"]
+
+
+@pytest.mark.parametrize("bad", [
+    {"type": "values", "ns": (), "data": {}, "interrupts": "nope"},
+    {"type": "values", "ns": ("a", 3), "data": {}},
+    {"type": 5, "ns": (), "data": {}},
+])
+def test_bad_part_fails_the_same_whoever_reads(backend, bad):
+    errors = []
+    for read_raw in (False, True):
+        run = stream_events(iter([{"type": "values", "ns": (), "data": {}}, bad]))
+        with pytest.raises((TypeError, ValueError)) as exc:
+            if read_raw:
+                list(run)
+            else:
+                list(run.values)
+        errors.append((type(exc.value), str(exc.value)))
+    assert errors[0] == errors[1]
