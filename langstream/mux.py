@@ -34,11 +34,28 @@ TransformerFactory = Callable[[Tuple[str, ...]], Any]
 _time = time.time
 
 
+# Per-class answers of the class-level checks below (a child mux per
+# subgraph registers the same classes again: computing them once per class
+# keeps child muxes cheap).  Only used when the instance does not override
+# the method itself.
+_LOOP_BY_CLASS: Dict[type, bool] = {}
+_ROUTER_BY_CLASS: Dict[type, Optional[Callable[[str, bool], bool]]] = {}
+
+
 def _needs_event_loop(transformer: Any) -> bool:
+    cls = type(transformer)
+    if "_needs_event_loop" not in getattr(transformer, "__dict__", ()):
+        found = _LOOP_BY_CLASS.get(cls)
+        if found is not None:
+            return found
     check = getattr(transformer, "_needs_event_loop", None)
     if check is not None:
-        return bool(check())
-    return bool(getattr(transformer, "requires_async", False))
+        answer = bool(check())
+    else:
+        answer = bool(getattr(transformer, "requires_async", False))
+    if "_needs_event_loop" not in getattr(transformer, "__dict__", ()):
+        _LOOP_BY_CLASS[cls] = answer
+    return answer
 
 
 def _fast(transformer: Any) -> Optional[Callable[[Any], None]]:
@@ -48,8 +65,15 @@ def _fast(transformer: Any) -> Optional[Callable[[Any], None]]:
 
 def _router(transformer: Any) -> Optional[Callable[[str, bool], bool]]:
     """The transformer's routing predicate, if its class declares a trusted one."""
+    cls = type(transformer)
+    own = "_routing" in getattr(transformer, "__dict__", ())
+    if not own and cls in _ROUTER_BY_CLASS:
+        return _ROUTER_BY_CLASS[cls]
     get = getattr(transformer, "_routing", None)
-    return get() if get is not None else None
+    router = get() if get is not None else None
+    if not own:
+        _ROUTER_BY_CLASS[cls] = router
+    return router
 
 
 def _check_scope(scope: Any) -> Tuple[str, ...]:
@@ -153,9 +177,11 @@ class StreamMux:
         _assign_seq: bool = True,
         _shared: Optional[_Shared] = None,
     ) -> None:
-        _el.EventLog(maxlen)  # validate maxlen with the log's own message
+        if _shared is None:  # (a child mux: checked by its root, segments from parts)
+            _el.EventLog(maxlen)  # validate maxlen with the log's own message
+            scope = _check_scope(scope)
         self.is_async = bool(is_async)
-        self.scope: Tuple[str, ...] = _check_scope(scope)
+        self.scope: Tuple[str, ...] = scope
         self.maxlen = maxlen
         self._scope_list: List[str] = list(self.scope)
         self._assign_seq = _assign_seq
@@ -230,7 +256,7 @@ class StreamMux:
                 f"{name}.init() must return a dict of projections, "
                 f"got {type(projection).__name__}: {projection!r}"
             )
-        taken = sorted(set(projection) & set(self.extensions))
+        taken = sorted(projection.keys() & self.extensions.keys()) if self.extensions else ()
         if taken:
             owners = ", ".join(
                 f"{key!r} (owned by {self._projection_owners[key]})" for key in taken
