@@ -172,10 +172,12 @@ cdef class PartDispatcher:
             compiled = <object>found
         if compiled is _SLOW:
             return (method, at_scope)
+        cdef bint keep = True
         for item in <tuple>compiled:
             op = <_Op>item
             if op.kind == 0:
-                op.target(part)
+                if op.target(part) is False:
+                    keep = False
                 continue
             if op.kind == 1:  # ValuesTransformer._fast_part, inline
                 # (routed only for values parts at scope: ``interrupts``
@@ -189,6 +191,8 @@ cdef class PartDispatcher:
                 op.channel.push(data)
             else:
                 op.log.push_nowait(data)
+        if not keep:  # (like a process() returning False)
+            return None
         if not log.has_cursors():
             log.push_nowait(None)
             return None

@@ -58,7 +58,15 @@ def _needs_event_loop(transformer: Any) -> bool:
     return answer
 
 
-def _fast(transformer: Any) -> Optional[Callable[[Any], None]]:
+def _fast(transformer: Any, method: str, at_scope: bool) -> Optional[Callable[[Any], Any]]:
+    """The handler taking ``(method, at_scope)`` parts directly, if any.
+
+    A handler returns ``False`` to keep the part's event out of the main log
+    (like ``process``); anything else keeps it.
+    """
+    get = getattr(transformer, "_fast_handler_at", None)
+    if get is not None:
+        return get(method, at_scope)
     get = getattr(transformer, "_fast_handler", None)
     return get() if get is not None else None
 
@@ -407,7 +415,7 @@ class StreamMux:
             handlers = []
             routed = {id(t) for t, r in zip(self._transformers, self._routers) if r is not None}
             for transformer in self._route(method, at_scope):
-                handler = _fast(transformer) if id(transformer) in routed else None
+                handler = _fast(transformer, method, at_scope) if id(transformer) in routed else None
                 if handler is None:
                     handlers = None
                     break
@@ -443,8 +451,12 @@ class StreamMux:
         if fast is False:
             fast = self._fast_route(method, at_scope)
         if fast is not None:
+            keep = True
             for handler in fast:
-                handler(part)
+                if handler(part) is False:
+                    keep = False
+            if not keep:  # (like a process() returning False)
+                return None
             log = self._events._log
             if log.cursor_count:
                 self._append(_build_event(method, namespace, data, part))

@@ -226,6 +226,10 @@ class StreamTransformer(ABC):
         """The ``_fast_part`` handler the mux may call instead of ``process``."""
         return _trusted_fast_part(self)
 
+    def _fast_handler_at(self, method: str, at_scope: bool) -> Optional[Callable[[Any], Any]]:
+        """The fast handler for parts of ``method`` at (or below) the scope."""
+        return self._fast_handler()
+
     @classmethod
     def _routing(cls) -> Optional[Callable[[str, bool], bool]]:
         """The ``_route(method, at_scope)`` predicate, if it can be trusted.
@@ -585,6 +589,23 @@ class _SubtreeTracker(StreamTransformer):
         status, error = _status_from_result(data)
         return child, status, error
 
+    def _fast_handler_at(self, method: str, at_scope: bool) -> Optional[Callable[[Any], Any]]:
+        # a task event at the scope itself discovers nothing: the part is
+        # enough (below the scope the event is forwarded, so it is built)
+        if not at_scope or method != "tasks":
+            return None
+        return self._fast_handler()
+
+    def _fast_part(self, part: Mapping[str, Any]) -> bool:
+        """``process`` of a ``tasks`` part at the scope (routed only for those)."""
+        data = part["data"]
+        self._record_tool_call(data)
+        if self._by_task:
+            ended = self._ended(self._scope_list, data)
+            if ended is not None:
+                self._on_terminal(*ended)
+        return False
+
     def process(self, event: ProtocolEvent) -> bool:
         params = event["params"]
         ns = params["namespace"]
@@ -775,6 +796,23 @@ class SubgraphTransformer(_SubtreeTracker):
             await handle._mux.afail(RuntimeError(error or "subgraph failed"))
         else:
             await handle._mux.aclose()
+
+    def _fast_handler_at(self, method: str, at_scope: bool) -> Optional[Callable[[Any], Any]]:
+        # (async lane: a task result may end a child, whose mux closes with
+        # an await: the event path)
+        if self._mux is None or self._mux.is_async:
+            return None
+        return _SubtreeTracker._fast_handler_at(self, method, at_scope)
+
+    def _fast_part(self, part: Mapping[str, Any]) -> bool:
+        """``process`` of a ``tasks`` part at the scope (sync lane)."""
+        data = part["data"]
+        self._record_tool_call(data)
+        if self._by_task:
+            ended = self._ended(self._scope_list, data)
+            if ended is not None:
+                self._on_terminal(*ended)
+        return False
 
     def process(self, event: ProtocolEvent) -> bool:
         if event["method"] == "tasks":

@@ -360,3 +360,112 @@ def test_bad_part_fails_the_same_whoever_reads(backend, bad):
                 list(run.values)
         errors.append((type(exc.value), str(exc.value)))
     assert errors[0] == errors[1]
+
+
+# ------------------------------------------- tasks parts at the scope: the part is enough
+
+
+class _SlowLifecycle(LifecycleTransformer):
+    def process(self, event):
+        return super().process(event)
+
+
+class _SlowSubgraphs(SubgraphTransformer):
+    def process(self, event):
+        return super().process(event)
+
+    async def aprocess(self, event):
+        return await super().aprocess(event)
+
+
+def _tasks_parts():
+    parts = _bench.agent_parts(90)
+    # a subgraph that fails and one that is interrupted, then more root steps
+    for tid, result in (("f1", {"error": "boom", "result": None, "interrupts": []}),
+                        ("i1", {"error": None, "result": None,
+                                "interrupts": [{"value": "ask", "id": "x"}]})):
+        parts.append({"type": "tasks", "ns": (), "data": {"id": tid, "name": "sub",
+                                                           "input": {}, "triggers": ()}})
+        parts.append({"type": "values", "ns": (f"sub:{tid}",), "data": {"in": tid},
+                      "interrupts": ()})
+        parts.append({"type": "tasks", "ns": (), "data": {"id": tid, "name": "sub", **result}})
+    parts += _bench.agent_parts(40)[1:]
+    return parts
+
+
+def _observe_sync(parts, factories):
+    from langstream.run_stream import GraphRunStream
+
+    run = GraphRunStream(iter(parts), StreamMux(factories=factories))
+    raw = iter(run)
+    out = {"lifecycle": [], "handles": [], "values": []}
+    for name, item in run.interleave("values", "lifecycle", "subgraphs"):
+        if name == "subgraphs":
+            try:
+                vals = list(item.values)
+            except Exception as exc:  # noqa: BLE001 - a failed subgraph
+                vals = [repr(exc)]
+            out["handles"].append((item.path, vals, item.status, item.error))
+        else:
+            out[name].append(item)
+    out["raw"] = _strip(list(raw))
+    out["seq"] = [e["seq"] for e in out["raw"]]
+    return out
+
+
+async def _observe_async(parts, factories):
+    from langstream.run_stream import AsyncGraphRunStream
+
+    run = AsyncGraphRunStream(_agen(parts), StreamMux(factories=factories, is_async=True))
+    raw_it = run.__aiter__()
+    out = {"lifecycle": [], "handles": [], "values": []}
+
+    async def drain(name):
+        async for x in getattr(run, name):
+            out[name].append(x)
+
+    async def handles():
+        async for h in run.subgraphs:
+            try:
+                vals = [v async for v in h.values]
+            except Exception as exc:  # noqa: BLE001 - a failed subgraph
+                vals = [repr(exc)]
+            out["handles"].append((h.path, vals, h.status, h.error))
+
+    async def raw():
+        return [e async for e in raw_it]
+
+    got = await asyncio.gather(drain("values"), drain("lifecycle"), handles(), raw())
+    out["raw"] = _strip(got[3])
+    out["seq"] = [e["seq"] for e in got[3]]
+    return out
+
+
+@pytest.mark.parametrize("lane", LANES)
+def test_tasks_at_scope_fast_route_matches_the_event_path(backend, lane):
+    parts = _tasks_parts()
+    fast_f = [ValuesTransformer, LifecycleTransformer, SubgraphTransformer]
+    slow_f = [ValuesTransformer, _SlowLifecycle, _SlowSubgraphs]
+    if lane == "sync":
+        fast, slow = _observe_sync(parts, fast_f), _observe_sync(parts, slow_f)
+    else:
+        fast = asyncio.run(_observe_async(parts, fast_f))
+        slow = asyncio.run(_observe_async(parts, slow_f))
+    assert fast == slow
+    statuses = {h[0]: h[2] for h in fast["handles"]}
+    assert statuses[("sub:f1",)] == "failed" and statuses[("sub:i1",)] == "interrupted"
+    assert [p["event"] for p in fast["lifecycle"]].count("failed") == 1
+    # tasks events stay out of the main log; lifecycle events are in it
+    assert not any(e["method"] == "tasks" for e in fast["raw"])
+    assert sum(e["method"] == "lifecycle" for e in fast["raw"]) == len(fast["lifecycle"])
+    assert fast["seq"] == list(range(1, len(fast["seq"]) + 1))
+
+
+def test_fast_route_is_used_for_tasks_at_the_scope_on_the_sync_lane(backend):
+    """The built-in trackers take root tasks parts directly (no event built);
+    a subclass overriding process does not."""
+    run = stream_events(iter(()))
+    assert run._mux._fast_route("tasks", True) is not None
+    assert run._mux._fast_route("tasks", False) is None
+    mux = StreamMux(factories=[ValuesTransformer, _SlowLifecycle, SubgraphTransformer])
+    assert mux._fast_route("tasks", True) is None
