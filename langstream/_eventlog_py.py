@@ -197,6 +197,7 @@ class EventLog(Generic[T]):
         "_dead",
         "_closed",
         "_error",
+        "_error_tb",
         "__weakref__",
     )
 
@@ -228,6 +229,7 @@ class EventLog(Generic[T]):
         self._dead: List[_CursorState] = []  # states of finalized cursors
         self._closed = False
         self._error: Optional[BaseException] = None
+        self._error_tb: Any = None  # its traceback when the log failed
         self._flag: List[None] = []
         self._fast: Optional[Callable[[], Any]] = None
         self._open_gate_locked()
@@ -303,6 +305,9 @@ class EventLog(Generic[T]):
         with self._lock:
             if not self._closed:
                 self._error = exc
+                # every read re-raises ``exc`` from this traceback, so repeated
+                # reads never grow it
+                self._error_tb = exc.__traceback__
                 self._closed = True
                 self._shut_gate_locked()
 
@@ -509,7 +514,7 @@ class Cursor(Generic[T]):
                         return items.popleft()[1]
                     if log._closed:
                         if log._error is not None:
-                            raise log._error
+                            raise log._error.with_traceback(log._error_tb)
                         raise StopIteration
                 finally:
                     lock.release()

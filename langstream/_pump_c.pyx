@@ -19,7 +19,7 @@ from langstream._eventlog_c cimport EventLog
 
 from time import time as _time
 
-from langstream.protocol import convert_to_protocol_event
+from langstream.protocol import MAX_NAMESPACE_DEPTH, convert_to_protocol_event
 from langstream.transformers import (
     CheckpointsTransformer,
     CustomTransformer,
@@ -39,6 +39,7 @@ cdef dict _PLAIN_FAST = {
 }
 
 
+cdef Py_ssize_t _MAX_DEPTH = MAX_NAMESPACE_DEPTH
 cdef object _MISSING = object()
 cdef object _SLOW = object()  # a route that needs the protocol event
 
@@ -144,6 +145,8 @@ cdef class PartDispatcher:
         part_interrupts = interrupts
         n = len(ns)
         if n:
+            if n > _MAX_DEPTH:
+                return self.mux._push_part_fast(part)
             for i in range(n):
                 if type(ns[i]) is not str:
                     return self.mux._push_part_fast(part)

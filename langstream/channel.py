@@ -43,6 +43,15 @@ class _Backpressure:
         # weak references to the async readers of those channels
         self.readers: List[Any] = []
 
+    def track(self, reader: Any) -> None:
+        """Remember an async reader of a bounded channel (weakly); dead
+        entries are pruned as the list grows, so it stays bounded by the
+        readers alive."""
+        readers = self.readers
+        readers.append(weakref.ref(reader))
+        if len(readers) >= 32 and len(readers) & (len(readers) - 1) == 0:
+            readers[:] = [ref for ref in readers if ref() is not None]
+
     def release_stuck(self) -> bool:
         """Release the readers that can no longer read and hold a bounded
         log full; True if any was released.
@@ -57,11 +66,11 @@ class _Backpressure:
         keep = []
         for ref in self.readers:
             reader = ref()
-            if reader is None or reader._released or reader._cursor.closed:
+            if reader is None or reader._state == _RELEASED or reader._cursor.closed:
                 continue
             keep.append(ref)
             task = reader._task
-            if not (reader._cancelled or (task is not None and task.done())):
+            if not (reader._state == _CANCELLED or (task is not None and task.done())):
                 continue
             limit = reader._channel._limit
             if limit is not None and reader._cursor.pending >= limit:
@@ -93,10 +102,13 @@ class _Backpressure:
                 waiter.set_result(None)
 
 
+_READING, _CANCELLED, _RELEASED = 0, 1, 2
+
+
 class _AsyncChannelIterator(Generic[T]):
     """``async for`` over one cursor of a channel's log, pumping when empty."""
 
-    __slots__ = ("_cursor", "_channel", "_log", "_bp", "_cancelled", "_released",
+    __slots__ = ("_cursor", "_channel", "_log", "_bp", "_state",
                  "_task", "_more", "_for_me", "__weakref__")
 
     def __init__(self, channel: StreamChannel[T]) -> None:
@@ -108,19 +120,19 @@ class _AsyncChannelIterator(Generic[T]):
         # own pump does: it then wakes this reader only for its own data)
         self._more: Any = None
         self._for_me = False
-        self._cancelled = False  # cancelled while waiting, not read since
-        self._released = False  # ... or its task ended: it let go (see release_stuck)
+        # _READING; _CANCELLED: cancelled while waiting, not read since;
+        # _RELEASED: it let go of its subscription (see release_stuck)
+        self._state = _READING
         self._task: Any = None  # the task that last waited on it (bounded logs)
         if self._bp is not None:
             try:
                 self._task = asyncio.current_task()
             except RuntimeError:  # no running loop
                 pass
-            self._bp.readers.append(weakref.ref(self))
+            self._bp.track(self)
 
     def _release_stuck(self) -> None:
-        self._released = True
-        self._cancelled = False
+        self._state = _RELEASED
         self._cursor.close()
 
     def __aiter__(self) -> _AsyncChannelIterator[T]:
@@ -135,16 +147,15 @@ class _AsyncChannelIterator(Generic[T]):
         stall the run), and its next read raises ``RuntimeError`` (items were
         not kept for it).  Reading again before that keeps it subscribed.
         """
-        if self._cancelled:
-            self._cancelled = False
-        elif self._released:
-            raise RuntimeError(
-                f"this reader of {self._channel!r} was cancelled while it waited (or "
-                "its task ended), and released its subscription when the run needed "
-                "room in it "
-                f"(maxlen={self._channel._limit}): the items pushed since were not "
-                "kept for it"
-            )
+        if self._state:
+            if self._state == _RELEASED:
+                raise RuntimeError(
+                    f"this reader of {self._channel!r} was cancelled while it waited "
+                    "(or its task ended), and released its subscription when the run "
+                    f"needed room in it (maxlen={self._channel._limit}): the items "
+                    "pushed since were not kept for it"
+                )
+            self._state = _READING
         cursor = self._cursor
         while True:
             # An async-bound channel's log is unbounded (the pump applies
@@ -175,7 +186,7 @@ class _AsyncChannelIterator(Generic[T]):
                 try:
                     produced = await (more(self) if self._for_me else more())
                 except asyncio.CancelledError:
-                    self._cancelled = True
+                    self._state = _CANCELLED
                     raise
             if not produced and not cursor.pending and not self._log.closed:
                 raise StopAsyncIteration

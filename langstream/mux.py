@@ -216,6 +216,7 @@ class StreamMux:
         self._pump_fn: Optional[Callable[[], bool]] = None
         self._apump_fn: Optional[Callable[[], Awaitable[bool]]] = None
         self._finished = False
+        self._error_tb: Optional[Tuple[BaseException, Any]] = None
 
         # the main log: a channel of its own, numbered by its own counter
         events: StreamChannel[Any] = StreamChannel()
@@ -587,7 +588,17 @@ class StreamMux:
 
     # --------------------------------------------------------------- teardown
 
+    def _failed_tb(self, err: BaseException) -> Any:
+        """The traceback ``err`` had when it ended the run: re-raising it from
+        there on every read keeps repeated reads from growing it."""
+        saved = self._error_tb
+        if saved is None or saved[0] is not err:
+            saved = self._error_tb = (err, err.__traceback__)
+        return saved[1]
+
     def _finish_channels(self, err: Optional[BaseException]) -> None:
+        if err is not None and self._error_tb is None:
+            self._error_tb = (err, err.__traceback__)
         for ch in self._channels:
             if not ch._log.closed:
                 if err is None:

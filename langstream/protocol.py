@@ -65,6 +65,15 @@ class ProtocolEvent(TypedDict):
 _time = time.time
 _REQUIRED = ("type", "ns", "data")
 
+MAX_NAMESPACE_DEPTH = 128
+"""The deepest namespace a stream part may have (segments in ``ns``).
+
+Every level of a namespace is a subgraph with its own mux, and each level's
+lifecycle tracks every depth below it, so the cost of a part grows faster
+than its depth; a deeper part fails the run with a ``ValueError`` naming
+the depth (never a ``RecursionError`` or a stall).  Real graphs nest a few
+levels deep."""
+
 
 def _describe(value: Any) -> str:
     text = repr(value)
@@ -98,8 +107,14 @@ def _malformed(part: Any) -> Exception:
         if not isinstance(segment, str):
             return TypeError(
                 "stream part field 'ns' must contain only str segments, "
-                f"got {_describe(segment)} in {ns!r}"
+                f"got {_describe(segment)} in {_describe(ns)}"
             )
+    if len(ns) > MAX_NAMESPACE_DEPTH:
+        return ValueError(
+            f"stream part field 'ns' is {len(ns)} segments deep; namespaces up to "
+            f"{MAX_NAMESPACE_DEPTH} segments deep are supported "
+            "(langstream.protocol.MAX_NAMESPACE_DEPTH)"
+        )
     if "interrupts" in part:
         interrupts = part["interrupts"]
         if isinstance(interrupts, (str, bytes)) or not isinstance(interrupts, (list, tuple)):
@@ -130,7 +145,8 @@ def split_part(part: Any) -> "tuple[str, List[str], Any]":
 
     The one validation every path uses (whoever subscribes, either
     backend): ``part`` is a mapping; ``type`` a str; ``ns`` a tuple or list
-    of str; ``interrupts``, on any part that has it, a tuple or list.
+    of str, at most ``MAX_NAMESPACE_DEPTH`` deep; ``interrupts``, on any
+    part that has it, a tuple or list.
     Subclasses are accepted (a str-enum ``type``, a namedtuple ``ns``, str
     subclass segments) and ``type`` / the segments come back as plain str.
 
@@ -158,6 +174,8 @@ def split_part(part: Any) -> "tuple[str, List[str], Any]":
         _check_interrupts(part)
     if not ns:
         return method, [], data
+    if len(ns) > MAX_NAMESPACE_DEPTH:
+        raise _malformed(part)
     namespace = list(ns)
     for i, segment in enumerate(namespace):
         if type(segment) is not str:

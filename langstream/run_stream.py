@@ -193,7 +193,7 @@ class _RunState:
     def _raise_if_failed(self) -> None:
         err = self._mux._events._log.error
         if err is not None:
-            raise err
+            raise err.with_traceback(self._mux._failed_tb(err))
 
 
 class GraphRunStream(_RunState):
@@ -418,7 +418,7 @@ class GraphRunStream(_RunState):
                     log = reader[2]._log
                     if log.closed:
                         if log.error is not None:
-                            raise log.error
+                            raise log.error.with_traceback(self._mux._failed_tb(log.error))
                     else:
                         remaining.append(reader)
                 live = remaining

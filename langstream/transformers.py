@@ -454,6 +454,8 @@ class _SubtreeTracker(StreamTransformer):
     subtree; it ends when its parent's ``tasks`` result for the task id of
     its ``name:task_id`` segment arrives, or when the run ends.  ``tasks``
     events are folded into the projections and kept out of the main log.
+    Nothing is kept about an ended namespace (memory is bounded by what is
+    open): an event that arrives for it after its end starts it again.
     """
 
     required_stream_modes = ("tasks",)
@@ -582,10 +584,13 @@ class _SubtreeTracker(StreamTransformer):
         task_id = data.get("id")
         if not isinstance(task_id, str):
             return None
+        self._tool_calls.pop(task_id, None)  # the task is over
         child = self._by_task.pop((tuple(ns), task_id), None)
         if child is None or child not in self._open:
             return None
         del self._open[child]
+        # an ended namespace is forgotten: memory is bounded by what is open
+        self._seen.discard(child)
         status, error = _status_from_result(data)
         return child, status, error
 
@@ -631,6 +636,8 @@ class _SubtreeTracker(StreamTransformer):
                 if first is None:
                     first = exc
         self._by_task.clear()
+        self._seen.clear()
+        self._tool_calls.clear()
         if first is not None:
             raise first
 
@@ -778,7 +785,7 @@ class SubgraphTransformer(_SubtreeTracker):
 
     def _on_terminal(self, ns: Tuple[str, ...], status: SubgraphStatus,
                      error: Optional[str]) -> None:
-        # an ended handle is let go (``_seen`` keeps it from being rediscovered)
+        # an ended handle is let go (and its namespace forgotten: see ``_ended``)
         handle = self._handles.pop(ns, None)
         if handle is None or not self._mark(handle, status, error):
             return
@@ -852,6 +859,8 @@ class SubgraphTransformer(_SubtreeTracker):
         """Take the handles still open (the run is ending), newest first."""
         self._open.clear()
         self._by_task.clear()
+        self._seen.clear()
+        self._tool_calls.clear()
         handles = [h for h in reversed(list(self._handles.values())) if not h._seen_terminal]
         self._handles.clear()
         return handles

@@ -8,6 +8,7 @@ fixtures) and, where a run is involved, on both lanes.
 from __future__ import annotations
 
 import asyncio
+import gc
 import collections
 import enum
 import math
@@ -691,3 +692,230 @@ def test_cancelled_read_then_read_again_keeps_every_item(backend):
         return got
 
     assert arun(main()) == [{"i": i} for i in range(6)]
+
+
+# ------------------------------------------------------------------ item 9
+
+
+def _subgraph_stream(n, depth=2):
+    """``n`` subgraphs one after another, each with a nested child and a
+    tool-call task input, ended by their parents' task results."""
+    yield values({"i": -1})
+    for i in range(n):
+        task = f"t{i}"
+        ns = (f"sub:{task}",)
+        yield {"type": "tasks", "ns": (), "data": {
+            "id": task, "name": "sub", "triggers": [],
+            "input": {"tool_call": {"id": f"call{i}"}}}}
+        yield values({"i": i}, ns=ns)
+        inner = ns
+        for d in range(1, depth):
+            gtask = f"g{i}-{d}"
+            yield {"type": "tasks", "ns": inner, "data": {
+                "id": gtask, "name": "inner", "input": {}, "triggers": []}}
+            child = (*inner, f"inner:{gtask}")
+            yield values({"d": d}, ns=child)
+            yield {"type": "tasks", "ns": inner, "data": {
+                "id": gtask, "name": "inner", "error": None, "result": {}, "interrupts": []}}
+        yield {"type": "tasks", "ns": (), "data": {
+            "id": task, "name": "sub", "error": None, "result": {}, "interrupts": []}}
+        yield values({"i": i})
+
+
+def _tracker_sizes(run):
+    mux = run._mux
+    sizes = 0
+    for key in ("lifecycle", "subgraphs"):
+        t = mux.transformer_by_key(key)
+        sizes += len(t._seen) + len(t._open) + len(t._by_task) + len(t._tool_calls)
+    return sizes
+
+
+@pytest.mark.parametrize("lane", LANES)
+def test_ended_subgraphs_leave_nothing_behind(backend, lane):
+    """Per-subgraph state is bounded by what is open: after every ended
+    subgraph the trackers hold nothing, and retained memory does not grow
+    with the number of subgraphs seen."""
+    def sync_run(n, check):
+        run = stream_events(_subgraph_stream(n), maxlen=4)
+        for handle in run.subgraphs:
+            assert list(handle.values) == [{"i": int(handle.path[0][5:])}]
+            check(run)
+        return run
+
+    async def async_run(n, check):
+        run = astream_events(areplay(list(_subgraph_stream(n))), maxlen=4)
+        async for handle in run.subgraphs:
+            assert await adrain(handle.values) == [{"i": int(handle.path[0][5:])}]
+            check(run)
+        return run
+
+    def bounded(run):
+        assert _tracker_sizes(run) <= 8  # one subgraph (and its child) at a time
+
+    if lane == "sync":
+        run = sync_run(150, bounded)
+        assert run.output == {"i": 149}
+    else:
+        run = arun(async_run(150, bounded))
+    assert _tracker_sizes(run) == 0
+    if sys.implementation.name != "cpython":
+        return  # (no tracemalloc on PyPy: the bounded sizes above are the check)
+
+    # retained memory at the end of a small and of a large run
+    import tracemalloc
+
+    def measure(n):
+        tracemalloc.start()
+        try:
+            if lane == "sync":
+                run = sync_run(n, lambda r: None)
+                run.output
+            else:
+                run = arun(async_run(n, lambda r: None))
+            gc.collect()
+            size = tracemalloc.get_traced_memory()[0]
+            del run
+            return size
+        finally:
+            tracemalloc.stop()
+
+    small, large = measure(50), measure(450)
+    assert large - small < 40_000, (small, large)  # (before: ~667 bytes per subgraph)
+
+
+# ------------------------------------------------------------------ item 10
+
+
+def _tb_len(exc):
+    n, tb = 0, exc.__traceback__
+    while tb is not None:
+        n += 1
+        tb = tb.tb_next
+    return n
+
+
+@pytest.mark.parametrize("lane", LANES)
+def test_repeated_reads_of_a_failed_run_do_not_grow_the_traceback(backend, lane):
+    parts = [values({"i": 0})]
+
+    def read_sync(run):
+        try:
+            run.output
+        except ValueError as exc:
+            return exc
+
+    async def read_async(run):
+        try:
+            await run.output()
+        except ValueError as exc:
+            return exc
+
+    if lane == "sync":
+        run = stream_events(iter_fail(parts))
+        lengths = [_tb_len(read_sync(run)) for _ in range(2000)]
+    else:
+        async def main():
+            run = astream_events(areplay(parts, ValueError("boom")))
+            return [_tb_len(await read_async(run)) for _ in range(2000)]
+        lengths = arun(main())
+    assert max(lengths) == lengths[1] == lengths[-1] < 20, lengths[:3]
+
+
+def iter_fail(parts):
+    yield from parts
+    raise ValueError("boom")
+
+
+def test_repeated_reads_of_a_failed_log_do_not_grow_the_traceback(eventlog):
+    log = eventlog.EventLog()
+    cur = log.cursor()
+    try:
+        raise ValueError("boom")
+    except ValueError as exc:
+        log.fail(exc)
+    lengths = []
+    for _ in range(2000):
+        with pytest.raises(ValueError) as info:
+            next(cur)
+        lengths.append(_tb_len(info.value))
+    assert max(lengths) == lengths[-1] < 10
+
+
+# ------------------------------------------------------------------ item 11
+
+
+@pytest.mark.parametrize("shape", ["cursor", "tuple", "list"])
+def test_cycle_through_an_unread_item_holding_a_cursor_is_collected(eventlog, shape):
+    """log -> unread item -> cursor -> log: garbage once nothing else refers
+    to it.  (Counted with gc.get_objects, not weakrefs: the collector clears
+    weak references to unreachable objects even when it cannot free them.)"""
+
+    def live():
+        return sum(1 for o in gc.get_objects() if type(o) is eventlog.EventLog)
+
+    for _ in range(3):  # (PyPy frees cursors with finalizers over several passes)
+        gc.collect()
+    before = live()
+    for _ in range(200):
+        log = eventlog.EventLog()
+        cur = log.cursor()
+        item = {"cursor": cur, "tuple": (cur, object()), "list": [cur]}[shape]
+        log.push(item)
+        del log, cur, item
+    for _ in range(3):
+        gc.collect()
+    assert live() <= before  # (not 200 more)
+
+
+# ------------------------------------------------------------------ item 12
+
+
+def _deep_parts(depth):
+    ns = tuple(f"n{k}:t{k}" for k in range(depth))
+    return [values({"i": 0}), values({"deep": 1}, ns=ns), values({"i": 1})]
+
+
+def _nest(frames, fn):
+    """Call ``fn`` from ``frames`` frames deep (a consumer inside a deep stack)."""
+    return fn() if frames == 0 else _nest(frames - 1, fn)
+
+
+@pytest.mark.parametrize("lane", LANES)
+def test_deepest_supported_namespace_runs_and_tears_down(backend, lane):
+    from langstream.protocol import MAX_NAMESPACE_DEPTH
+
+    parts = _deep_parts(MAX_NAMESPACE_DEPTH)
+    if lane == "sync":
+        def go():
+            run = stream_events(iter(parts))
+            lifecycle = list(run.lifecycle)
+            return run.output, lifecycle
+        out, lifecycle = _nest(500, go)
+    else:
+        async def main():
+            run = astream_events(areplay(parts))
+            lifecycle = await adrain(run.lifecycle)
+            return await run.output(), lifecycle
+        out, lifecycle = _nest(500, lambda: arun(main()))
+    assert out == {"i": 1}
+    started = [p for p in lifecycle if p["event"] == "started"]
+    completed = [p for p in lifecycle if p["event"] == "completed"]
+    assert len(started) == len(completed) == MAX_NAMESPACE_DEPTH
+
+
+@pytest.mark.parametrize("depth", [129, 700, 5000])
+@pytest.mark.parametrize("lane", LANES)
+def test_too_deep_namespace_fails_the_run_naming_the_depth(backend, lane, depth):
+    items, err, out_err = _run_lane(lane, _deep_parts(depth))
+    assert items == [{"i": 0}]
+    for exc in (err, out_err):
+        assert type(exc) is ValueError, exc
+        assert f"{depth} segments deep" in str(exc) and "128" in str(exc)
+
+
+def test_too_deep_namespace_is_rejected_by_convert(backend):
+    from langstream import convert_to_protocol_event
+
+    with pytest.raises(ValueError, match="5000 segments deep"):
+        convert_to_protocol_event(_deep_parts(5000)[1])
