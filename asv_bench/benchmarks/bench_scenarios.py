@@ -178,3 +178,71 @@ class ScenariosRatios:
         return self.ls._ns_per_part() / self.bare._ns_per_part()
 
     track_langstream_over_bare.unit = "x"  # type: ignore[attr-defined]
+
+
+def _depth_parts(depth: int, n: int) -> List[Any]:
+    return _bench_module().agent_parts(n, depth=depth)
+
+
+class CostPerNestingLevel:
+    """Scenario D's consumer on agent streams whose subgraphs nest ``depth``
+    levels (sync, C backend when compiled): ns per part as depth grows."""
+
+    params = [[1, 2, 3, 4, 5]]
+    param_names = ["depth"]
+
+    def setup(self, depth: int) -> None:
+        bench = _bench_module()
+        backend = "c" if "c" in bench.available_backends() else "python"
+        key = "langstream-c" if backend == "c" else "langstream-python"
+        self.fn = bench.sync_contender(key, bench.SCENARIOS["D"],
+                                       {backend: load_backend(backend)}, None)
+        self.parts = _depth_parts(depth, N)
+
+    def time_depth(self, depth: int) -> None:
+        self.fn(self.parts, 1)
+
+    def track_depth_ns_per_part(self, depth: int) -> float:
+        return best_of(lambda: self.fn(self.parts, 1)) / len(self.parts) * 1e9
+
+    track_depth_ns_per_part.unit = "ns/part"  # type: ignore[attr-defined]
+
+
+class CostPerReader:
+    """Scenario M's parts (sync) with 0..3 extra readers besides ``run.values``:
+    the raw main log, ``lifecycle``, ``subgraphs`` (and each handle's values)."""
+
+    params = [[0, 1, 2, 3]]
+    param_names = ["extra_readers"]
+
+    def setup(self, extra_readers: int) -> None:
+        bench = _bench_module()
+        backend = "c" if "c" in bench.available_backends() else "python"
+        self.switch_module = load_backend(backend)
+        self.bench = bench
+        self.parts = bench.agent_parts(N)
+        self.extra = extra_readers
+
+    def _once(self) -> None:
+        bench = self.bench
+        from langstream.run_stream import stream_events
+
+        names = ["values", "lifecycle", "subgraphs"][: 1 + max(0, self.extra - 1)]
+        with bench.use_backend(self.switch_module):
+            run = stream_events(bench.producer(self.parts))
+            raw = iter(run) if self.extra >= 1 else None
+            for name, item in run.interleave(*names):
+                if name == "subgraphs":
+                    for _v in item.values:
+                        pass
+                if raw is not None:
+                    for _e in raw:
+                        break
+
+    def time_readers(self, extra_readers: int) -> None:
+        self._once()
+
+    def track_readers_ns_per_part(self, extra_readers: int) -> float:
+        return best_of(self._once) / len(self.parts) * 1e9
+
+    track_readers_ns_per_part.unit = "ns/part"  # type: ignore[attr-defined]
