@@ -238,6 +238,9 @@ class CostPerReader:
                 if raw is not None:
                     for _e in raw:
                         break
+            if raw is not None:
+                for _e in raw:
+                    pass
 
     def time_readers(self, extra_readers: int) -> None:
         self._once()
