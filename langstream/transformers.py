@@ -759,12 +759,13 @@ class SubgraphTransformer(_SubtreeTracker):
         """The handle ``event`` goes to and whether it was just discovered."""
         ns = event["params"]["namespace"]
         depth = self._depth
-        if len(ns) <= depth or (depth and ns[:depth] != self._scope_list):
+        if len(ns) <= depth:
             return None, False
         key = tuple(ns[: depth + 1])
         handle = self._handles.get(key)
         if handle is None:
-            if key in self._seen:
+            # (a known handle's key starts with the scope: checked only here)
+            if (depth and ns[:depth] != self._scope_list) or key in self._seen:
                 return None, False
             self._discover(ns, event)
             handle = self._handles.get(key)
