@@ -960,8 +960,9 @@ def format_table(summary: Summary, ratios: Dict[str, Dict[str, Dict[str, float]]
             if LG in keys:
                 ratio_cols.append((f"langgraph/{ls}", f"LG/{SHORT[ls]}"))
             ratio_cols.append((f"{ls}/bare", f"{SHORT[ls]}/bare"))
+    clock = "CPU time of this process" if _perf is time.process_time_ns else "wall time"
     lines = [
-        f"ns per part, median of {rounds} interleaved rounds; {PIPELINE_NOTE}.",
+        f"ns per part ({clock}), median of {rounds} interleaved rounds; {PIPELINE_NOTE}.",
         "",
     ]
     for scen in summary:
@@ -1355,6 +1356,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--no-langgraph", action="store_true", help="leave LangGraph out")
     p.add_argument("--backend", choices=("c", "python"), action="append",
                    help="langstream backend(s) to run (default: every available one)")
+    p.add_argument("--clock", choices=("wall", "process"), default="wall",
+                   help="what a figure measures: wall time (default) or this process's CPU "
+                        "time (steadier on a loaded machine: time spent waiting for a CPU "
+                        "is left out)")
     p.add_argument("--interpreters", action="store_true",
                    help="run the scenarios on CPython (C and pure) and PyPy, one table side by side")
     p.add_argument("--pypy", metavar="PATH",
@@ -1363,7 +1368,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _passthrough(args: argparse.Namespace) -> List[str]:
-    out = ["--n", str(args.n), "--run-parts", str(args.run_parts), "--rounds", str(args.rounds)]
+    out = ["--n", str(args.n), "--run-parts", str(args.run_parts), "--rounds", str(args.rounds),
+           "--clock", args.clock]
     if args.runs is not None:
         out += ["--runs", str(args.runs)]
     if args.warmup is not None:
@@ -1379,7 +1385,17 @@ def _passthrough(args: argparse.Namespace) -> List[str]:
 
 def main(argv: Optional[List[str]] = None) -> int:
     """Entry point of ``python -m langstream bench``; returns the exit status."""
+    global _perf
     args = _parser().parse_args(argv)
+    saved = _perf
+    _perf = time.process_time_ns if args.clock == "process" else time.perf_counter_ns
+    try:
+        return _main(args)
+    finally:
+        _perf = saved
+
+
+def _main(args: argparse.Namespace) -> int:
     if args.plot:
         try:
             import matplotlib  # noqa: F401
@@ -1480,6 +1496,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                 "rounds": args.rounds,
                 "warmup": warmup,
                 "unit": "ns/part",
+                "clock": args.clock,
                 "langgraph": lg["version"] if lg else None,
                 "pipeline": PIPELINE_NOTE,
                 "scenarios": {k: {"title": SCENARIOS[k].title, "parts": sizes[k][0],

@@ -74,6 +74,16 @@ def test_bench_one_lane_one_scenario_one_backend(capsys):
     assert "| M        | async" in out and "| sync" not in out and "| S " not in out
 
 
+def test_process_clock(tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    assert _bench.main(["--n", "60", "--rounds", "1", "--warmup", "0", "--no-langgraph",
+                        "--backend", "python", "--scenario", "S", "--clock", "process",
+                        "--json", str(out)]) == 0
+    assert json.loads(out.read_text())["config"]["clock"] == "process"
+    assert "CPU time of this process" in capsys.readouterr().out
+    assert _bench._perf is __import__("time").perf_counter_ns  # restored
+
+
 def test_unknown_scenario_is_a_usage_error(capsys):
     with pytest.raises(SystemExit) as exc:
         _bench.main(["--scenario", "X"])
