@@ -856,15 +856,36 @@ class SubgraphTransformer(_SubtreeTracker):
             return False
         return True
 
-    def _open_handles(self) -> List[Any]:
-        """Take the handles still open (the run is ending), newest first."""
+    def _take_open(self) -> List[Any]:
+        """Take this transformer's handles still open, oldest first."""
         self._open.clear()
         self._by_task.clear()
         self._seen.clear()
         self._tool_calls.clear()
-        handles = [h for h in reversed(list(self._handles.values())) if not h._seen_terminal]
+        handles = [h for h in self._handles.values() if not h._seen_terminal]
         self._handles.clear()
         return handles
+
+    def _open_handles(self) -> List[Any]:
+        """Take the handles still open (the scope is ending): these, and the
+        open handles below them at every depth, children before their
+        parent and the newest sibling first.
+
+        Taking the whole subtree at once makes the teardown iterative: when a
+        handle's mux is closed its own subgraphs are already closed, so no
+        close recurses into the next level, however deep the namespaces.
+        """
+        order: List[Any] = []
+        stack: List[SubgraphTransformer] = [self]
+        while stack:
+            tracker = stack.pop()
+            for handle in tracker._take_open():
+                order.append(handle)
+                for below in handle._mux._transformers:
+                    if isinstance(below, SubgraphTransformer):
+                        stack.append(below)
+        order.reverse()
+        return order
 
     def finalize(self) -> None:
         first: Optional[BaseException] = None

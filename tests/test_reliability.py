@@ -919,3 +919,56 @@ def test_too_deep_namespace_is_rejected_by_convert(backend):
 
     with pytest.raises(ValueError, match="5000 segments deep"):
         convert_to_protocol_event(_deep_parts(5000)[1])
+
+
+@pytest.mark.parametrize("how", ["complete", "fail"])
+@pytest.mark.parametrize("lane", LANES)
+def test_teardown_of_deep_subgraphs_is_iterative(backend, lane, how):
+    """Ending a run with 128 nested open subgraphs closes them without
+    recursing level by level: every scope's finalize/fail runs at about the
+    same stack depth (not one frame or more per level)."""
+    from langstream.protocol import MAX_NAMESPACE_DEPTH
+
+    depths = {}
+
+    def frame_depth():
+        n, f = 0, sys._getframe()
+        while f is not None:
+            n += 1
+            f = f.f_back
+        return n
+
+    class Probe(StreamTransformer):
+        supports_sync = True
+
+        def init(self):
+            return {}
+
+        def process(self, event):
+            return True
+
+        def finalize(self):
+            depths[len(self.scope)] = frame_depth()
+
+        def fail(self, err):
+            depths[len(self.scope)] = frame_depth()
+
+    parts = _deep_parts(MAX_NAMESPACE_DEPTH)[:2]
+    error = ValueError("boom") if how == "fail" else None
+    if lane == "sync":
+        def gen():
+            yield from parts
+            if error is not None:
+                raise error
+        run = stream_events(gen(), transformers=[Probe])
+        try:
+            list(run.lifecycle)
+        except ValueError:
+            assert how == "fail"
+    else:
+        async def main():
+            run = astream_events(areplay(parts, error), transformers=[Probe])
+            await adrain_outcome(run.lifecycle)
+        arun(main())
+    assert len(depths) == MAX_NAMESPACE_DEPTH + 1
+    assert max(depths.values()) - min(depths.values()) < 25, depths
