@@ -18,10 +18,10 @@ from __future__ import annotations
 import asyncio
 from typing import Any, Callable, Dict, List, Tuple
 
-from ._common import BACKENDS, best_of, load_backend, scale
+from ._common import BACKENDS, SMOKE, best_of, load_backend, scale
 
 N = scale(10_000)
-C_RUNS = scale(200)  # scenario C: runs of C_PARTS parts, all on one event loop
+C_RUNS = 20 if SMOKE else 200  # scenario C: runs of C_PARTS parts, all on one event loop
 C_PARTS = 100
 SINGLE = ["S", "R", "M", "D"]
 LANES = ["sync", "async"]
