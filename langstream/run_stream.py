@@ -549,9 +549,10 @@ class _AsyncPump:
                 if route is not None:
                     await mux._adispatch(_convert(part), route[0], route[1])
                 pulling = False
-                if reader is None or self.waiters or self.deferred:
+                # (the common cases first: no reader, or the reader's item)
+                if reader is None or reader._cursor.pending:
                     return True
-                if reader._cursor.pending or reader._log.closed:
+                if self.waiters or self.deferred or reader._log.closed:
                     return True
                 if self.readers and self.any_reader_ready():
                     return True
