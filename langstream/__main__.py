@@ -188,25 +188,38 @@ def _ending(interrupted: bool, interrupts: Any, output: Dict[str, Any]) -> List[
 _TRANSFORMERS = [UpdatesTransformer, CustomTransformer]
 
 
-def _demo_sync(delay: float) -> int:
+def print_run(run: Any) -> None:
+    """Print a sync run's main log as the demo tells it, then how it ended."""
+    for event in run:  # the main log: every event, subgraphs' included
+        for line in describe(event):
+            print(line, flush=True)
+    print("\n".join(_ending(run.interrupted, run.interrupts, run.output)))
+
+
+async def aprint_run(run: Any) -> None:
+    """``print_run`` for an async run."""
+    async for event in run:
+        for line in describe(event):
+            print(line, flush=True)
+    ending = _ending(await run.interrupted(), await run.interrupts(), await run.output())
+    print("\n".join(ending))
+
+
+def _demo_sync(delay: float, publish: Optional[Callable[[Any], Any]] = None) -> int:
     print(f"langstream demo (sync lane, event-log backend: {_el.BACKEND})")
     with stream_events(simulated_agent_run(delay), transformers=_TRANSFORMERS) as run:
-        for event in run:  # the main log: every event, subgraphs' included
-            for line in describe(event):
-                print(line, flush=True)
-        ending = _ending(run.interrupted, run.interrupts, run.output)
-    print("\n".join(ending))
+        if publish is not None:
+            publish(run)
+        print_run(run)
     return 0
 
 
-async def _demo_async(delay: float) -> int:
+async def _demo_async(delay: float, publish: Optional[Callable[[Any], Any]] = None) -> int:
     print(f"langstream demo (async lane, event-log backend: {_el.BACKEND})")
     async with astream_events(asimulated_agent_run(delay), transformers=_TRANSFORMERS) as run:
-        async for event in run:
-            for line in describe(event):
-                print(line, flush=True)
-        ending = _ending(await run.interrupted(), await run.interrupts(), await run.output())
-    print("\n".join(ending))
+        if publish is not None:
+            publish(run)
+        await aprint_run(run)
     return 0
 
 
@@ -237,8 +250,26 @@ def _add_demo(sub: Any) -> None:
                    help="use the async lane (astream_events) instead of the sync one")
     p.add_argument("--delay", type=_non_negative, default=0.05, metavar="SECONDS",
                    help="seconds each simulated node works (default 0.05; 0 for none)")
-    p.set_defaults(func=lambda ns: asyncio.run(_demo_async(ns.delay)) if ns.use_async
-                   else _demo_sync(ns.delay))
+    from langstream import _redis_cli
+
+    _redis_cli.add_demo_options(p)
+    p.set_defaults(func=_demo_command)
+
+
+def _demo_command(ns: argparse.Namespace) -> int:
+    if ns.redis is not None:
+        from langstream import _redis_cli
+
+        return _redis_cli.demo(ns)
+    if ns.use_async:
+        return asyncio.run(_demo_async(ns.delay))
+    return _demo_sync(ns.delay)
+
+
+def _add_attach(sub: Any) -> None:
+    from langstream import _redis_cli
+
+    _redis_cli.add_attach_parser(sub)
 
 
 def _add_dashboard(sub: Any) -> None:
@@ -248,13 +279,17 @@ def _add_dashboard(sub: Any) -> None:
 
 
 def _bench_main(argv: List[str]) -> int:
+    if argv[:1] == ["redis"]:
+        from langstream import _bench_redis
+
+        return _bench_redis.main(argv[1:])
     from langstream import _bench
 
     return _bench.main(argv)
 
 
 # commands with a parser declared here: one function each
-COMMANDS: List[Callable[[Any], None]] = [_add_demo, _add_dashboard]
+COMMANDS: List[Callable[[Any], None]] = [_add_demo, _add_attach, _add_dashboard]
 # commands that parse their own arguments: name -> (help, main(argv) -> exit code)
 DELEGATED: Dict[str, Tuple[str, Callable[[List[str]], int]]] = {
     "bench": ("langstream side by side with LangGraph and the bare generator "
