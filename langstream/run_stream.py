@@ -805,6 +805,8 @@ class _AsyncPump:
                 for parked in waiters:
                     if not parked.done():
                         parked.set_result(None)
+            if self.readers:
+                self.wake_readers(False)  # (the readers parked with items)
             waiter = loop.create_future()
             bp.waiter = waiter
             timer = loop.call_later(0.05, _resolve, waiter)
