@@ -65,9 +65,6 @@ PARITY_NAMES = [
     (path, name)
     for path in MODULES
     for name in _public_names(importlib.import_module("langgraph.stream" + path))
-    # the token transformer lands with the messages work (branch i14); its
-    # own tripwire is test_messages_transformer_is_exported below
-    if name != "MessagesTransformer"
 ]
 
 
@@ -123,15 +120,6 @@ def test_name_exists_with_a_compatible_signature(path, name):
                 _same_params(lg_fn, ls_fn, where)
     elif inspect.isfunction(lg_obj):
         _same_params(lg_obj, ls_obj, name)
-
-
-@pytest.mark.xfail(strict=True, reason="MessagesTransformer lands with branch i14 "
-                   "(langstream._messages); once merged this passes: remove this marker")
-def test_messages_transformer_is_exported():
-    from langstream.transformers import MessagesTransformer
-
-    _same_params(lg_transformers.MessagesTransformer.__init__,
-                 MessagesTransformer.__init__, "MessagesTransformer.__init__")
 
 
 def test_subgraph_status_values():
