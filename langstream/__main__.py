@@ -157,10 +157,16 @@ def main(argv: Optional[List[str]] = None) -> int:
     demo.add_argument("--delay", type=float, default=0.05,
                       help="seconds each simulated node takes (default 0.05)")
     sub.add_parser("bench", help="benchmarks side by side (see --help)", add_help=False)
+    sub.add_parser("serve", help="serve Redis-published runs as SSE + a live page (see --help)",
+                   add_help=False)
     if args[:1] == ["bench"]:
         from langstream import _bench
 
         return _bench.main(args[1:])
+    if args[:1] == ["serve"]:
+        from langstream.server import main as serve_main
+
+        return serve_main(args[1:])
     ns = parser.parse_args(args)
     if ns.delay < 0:
         parser.error(f"--delay must be >= 0, got {ns.delay}")

@@ -1,0 +1,54 @@
+"""``python -m langstream serve``: the SSE app under uvicorn."""
+
+from __future__ import annotations
+
+import argparse
+from typing import List, Optional
+
+from langstream.server._app import DEFAULT_BATCH, DEFAULT_HEARTBEAT
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m langstream serve",
+        description="Serve runs published to Redis as Server-Sent Events "
+                    "(GET /runs/{key}/events) and a live page (GET /runs/{key}).",
+    )
+    parser.add_argument("--redis", required=True, metavar="URL",
+                        help="Redis URL, e.g. redis://localhost:6379/0")
+    parser.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=8000, help="TCP port (default 8000; 0 picks a free one)")
+    parser.add_argument("--heartbeat", type=float, default=DEFAULT_HEARTBEAT,
+                        help=f"seconds of silence before a ping comment (default {DEFAULT_HEARTBEAT:g})")
+    parser.add_argument("--batch", type=int, default=DEFAULT_BATCH,
+                        help=f"Redis entries read and held per connection at a time (default {DEFAULT_BATCH})")
+    parser.add_argument("--log-level", default="info",
+                        choices=["critical", "error", "warning", "info", "debug"],
+                        help="uvicorn log level (default info)")
+    return parser
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    """Run ``python -m langstream serve`` with ``argv`` (the words after ``serve``)."""
+    parser = build_parser()
+    ns = parser.parse_args(argv)
+    if not 0 <= ns.port <= 65535:
+        parser.error(f"--port must be between 0 and 65535, got {ns.port}")
+    if not ns.heartbeat > 0:
+        parser.error(f"--heartbeat must be > 0, got {ns.heartbeat}")
+    if ns.batch < 1:
+        parser.error(f"--batch must be >= 1, got {ns.batch}")
+    if "://" not in ns.redis:
+        parser.error(f"--redis must be a URL like redis://localhost:6379/0, got {ns.redis!r}")
+    try:
+        import uvicorn
+    except ImportError:
+        parser.error("serving needs uvicorn and Starlette: pip install 'langstream[server,redis]'")
+    from langstream.server._app import create_app
+
+    try:
+        app = create_app(ns.redis, heartbeat=ns.heartbeat, batch=ns.batch)
+    except ImportError as exc:
+        parser.error(str(exc))
+    uvicorn.run(app, host=ns.host, port=ns.port, log_level=ns.log_level)
+    return 0

@@ -1,0 +1,309 @@
+"""Support for the server tests: a real redis-server, the app under a real
+uvicorn, an SSE client, and runs published to Redis.
+
+Components that cannot exist here (no redis-server binary, no Starlette)
+skip the tests that need them, except in CI (``CI=true``), where they fail.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
+
+import pytest
+
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def missing(what: str) -> None:
+    """Skip (or, in CI, fail) because ``what`` is not available."""
+    if IN_CI:
+        pytest.fail(f"{what} is required in CI (CI=true) but is missing", pytrace=False)
+    pytest.skip(f"{what} is not available")
+
+
+def need_server_extra() -> None:
+    for module in ("starlette", "uvicorn", "redis"):
+        try:
+            __import__(module)
+        except ImportError:
+            missing(f"the 'server' extra ({module}; pip install 'langstream[server]')")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# -- redis-server ----------------------------------------------------------------
+
+class RedisServer:
+    def __init__(self) -> None:
+        exe = shutil.which("redis-server")
+        if exe is None:
+            missing("redis-server")
+        self.port = free_port()
+        self.proc = subprocess.Popen(
+            [exe, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--maxclients", "4000"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        import redis
+
+        self.client = redis.Redis(port=self.port)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                self.client.ping()
+                break
+            except redis.ConnectionError:
+                if time.monotonic() > deadline or self.proc.poll() is not None:
+                    raise RuntimeError("redis-server did not start")
+                time.sleep(0.05)
+
+    def stop(self) -> None:
+        self.client.close()
+        self.proc.terminate()
+        self.proc.wait(10)
+
+
+@pytest.fixture(scope="module")
+def redis_server() -> Iterator[RedisServer]:
+    need_server_extra()
+    server = RedisServer()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+# -- runs published to Redis -----------------------------------------------------
+
+def _wire_value(value: Any) -> Any:
+    if isinstance(value, tuple):
+        return {"__ls__": "tuple", "v": [_wire_value(v) for v in value]}
+    if isinstance(value, list):
+        return [_wire_value(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _wire_value(v) for k, v in value.items()}
+    return value
+
+
+def wire_dumps(event: Dict[str, Any]) -> str:
+    """The wire JSON of a protocol event (REDIS_WIRE_SPEC v1)."""
+    params = event["params"]
+    obj = {"v": 1, "seq": event["seq"], "method": event["method"], "ns": list(params["namespace"]),
+           "ts": params["timestamp"], "data": _wire_value(params["data"])}
+    if "interrupts" in params and params["interrupts"]:
+        obj["interrupts"] = _wire_value(list(params["interrupts"]))
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
+
+
+def publish_run(client: Any, key: str, parts: Sequence[Dict[str, Any]], *,
+                delay: float = 0.0, error: Optional[BaseException] = None,
+                end: bool = True) -> List[Dict[str, Any]]:
+    """Run ``parts`` through a langstream run and publish its main log to
+    ``key`` (entries ``<seq>-0``, terminal ``<last>-1``); return the events."""
+    from langstream import stream_events
+
+    def source() -> Iterator[Dict[str, Any]]:
+        yield from parts
+        if error is not None:
+            raise error
+
+    client.delete(key)
+    events: List[Dict[str, Any]] = []
+    last = 0
+    status = "completed"
+    extra: Dict[str, Any] = {}
+    with stream_events(source()) as run:
+        try:
+            for event in run:
+                client.xadd(key, {"e": wire_dumps(event)}, id=f"{event['seq']}-0")
+                events.append(event)
+                last = event["seq"]
+                if delay:
+                    time.sleep(delay)
+        except Exception as exc:
+            status = "failed"
+            extra["error"] = {"type": type(exc).__name__, "message": str(exc)}
+        if status == "completed" and run.interrupted:
+            status = "interrupted"
+            extra["interrupts"] = _wire_value(list(run.interrupts))
+    if end:
+        client.xadd(key, {"end": json.dumps({"v": 1, "status": status, "last_seq": last, **extra})},
+                    id=f"{last}-1")
+    return events
+
+
+def token_run(text_tokens: Sequence[str], *, calls: int = 1, sub: bool = True) -> List[Dict[str, Any]]:
+    """Stream parts of a run with ``calls`` model calls streaming
+    ``text_tokens`` (LangGraph v2 message events), a subgraph, values."""
+    parts: List[Dict[str, Any]] = []
+    state: Dict[str, Any] = {"answer": ""}
+    parts.append({"type": "values", "ns": (), "data": dict(state), "interrupts": ()})
+    if sub:
+        sns = ("research:t-1",)
+        parts.append({"type": "tasks", "ns": (), "data": {"id": "t-1", "name": "research",
+                                                          "input": {}, "triggers": ["x"]}})
+        parts.append({"type": "values", "ns": sns, "data": {"notes": []}, "interrupts": ()})
+        parts.append({"type": "custom", "ns": sns, "data": {"progress": "searching"}})
+        parts.append({"type": "values", "ns": sns, "data": {"notes": ["n1"]}, "interrupts": ()})
+        parts.append({"type": "tasks", "ns": (), "data": {"id": "t-1", "name": "research",
+                                                          "error": None, "result": {"notes": ["n1"]},
+                                                          "interrupts": []}})
+    for call in range(calls):
+        meta = {"run_id": f"call-{call}", "langgraph_node": "answer",
+                "langgraph_path": ("__pregel_pull", "answer")}
+        parts.append({"type": "messages", "ns": (),
+                      "data": ({"event": "message-start", "role": "ai", "id": f"msg-{call}"}, meta)})
+        parts.append({"type": "messages", "ns": (),
+                      "data": ({"event": "content-block-start", "index": 0,
+                                "content": {"type": "text", "text": ""}}, meta)})
+        for tok in text_tokens:
+            parts.append({"type": "messages", "ns": (),
+                          "data": ({"event": "content-block-delta", "index": 0,
+                                    "delta": {"type": "text-delta", "text": tok}}, meta)})
+        parts.append({"type": "messages", "ns": (),
+                      "data": ({"event": "content-block-finish", "index": 0,
+                                "content": {"type": "text", "text": "".join(text_tokens)}}, meta)})
+        parts.append({"type": "messages", "ns": (), "data": ({"event": "message-finish"}, meta)})
+        state["answer"] += "".join(text_tokens)
+        parts.append({"type": "values", "ns": (), "data": dict(state), "interrupts": ()})
+    return parts
+
+
+# -- uvicorn in a thread ------------------------------------------------------------
+
+class ServerThread:
+    """The app under a real uvicorn on a free local port, in a thread."""
+
+    def __init__(self, app: Any) -> None:
+        import uvicorn
+
+        self.app = app
+        config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning",
+                                lifespan="on", timeout_graceful_shutdown=2)
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.thread.start()
+        deadline = time.monotonic() + 15
+        while not self.server.started:
+            if time.monotonic() > deadline or not self.thread.is_alive():
+                raise RuntimeError("uvicorn did not start")
+            time.sleep(0.02)
+        self.port = self.server.servers[0].sockets[0].getsockname()[1]
+        self.base = f"http://127.0.0.1:{self.port}"
+
+    @property
+    def hub(self) -> Any:
+        return self.app.state.langstream
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(15)
+
+
+def wait_for(predicate: Any, timeout: float = 10.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.02)
+
+
+# -- SSE client ----------------------------------------------------------------------
+
+class SSEClient:
+    """A blocking HTTP/1.1 client for one SSE response.
+
+    ``frames()`` yields one dict per dispatched block: the fields it had
+    (``id``, ``event``, ``data``, ``retry``) or ``{"comment": text}``.
+    """
+
+    def __init__(self, port: int, path: str, headers: Optional[Dict[str, str]] = None,
+                 timeout: float = 20.0) -> None:
+        self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+        self.conn.request("GET", path, headers=headers or {})
+        self.resp = self.conn.getresponse()
+        self.status = self.resp.status
+        self.headers = {k.lower(): v for k, v in self.resp.getheaders()}
+
+    def json(self) -> Any:
+        return json.loads(self.resp.read())
+
+    def frames(self) -> Iterator[Dict[str, str]]:
+        frame: Dict[str, str] = {}
+        while True:
+            raw = self.resp.readline()
+            if not raw:
+                return
+            line = raw.decode("utf-8").rstrip("\r\n")
+            if line == "":
+                if frame:
+                    yield frame
+                frame = {}
+                continue
+            if line.startswith(":"):
+                yield {"comment": line[1:].strip()}
+                continue
+            name, _, value = line.partition(":")
+            if value.startswith(" "):
+                value = value[1:]
+            if name == "data" and "data" in frame:
+                frame["data"] += "\n" + value
+            else:
+                frame[name] = value
+
+    def events(self) -> List[Dict[str, str]]:
+        """Every non-comment frame until the server ends the response."""
+        return [f for f in self.frames() if "comment" not in f and "retry" not in f]
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+def get(port: int, path: str, headers: Optional[Dict[str, str]] = None) -> Tuple[int, Dict[str, str], bytes]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=20)
+    try:
+        conn.request("GET", path, headers=headers or {})
+        resp = conn.getresponse()
+        return resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read()
+    finally:
+        conn.close()
+
+
+def serve_subprocess(redis_url: str, *extra: str) -> Tuple[subprocess.Popen, int]:
+    """``python -m langstream serve`` in a child process; (process, port)."""
+    port = free_port()
+    env = dict(os.environ)
+    env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "langstream", "serve", "--redis", redis_url, "--port", str(port),
+         "--log-level", "warning", *extra],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            status, _, _ = get(port, "/healthz")
+            if status == 200:
+                return proc, port
+        except OSError:
+            pass
+        if proc.poll() is not None:
+            out, err = proc.communicate()
+            raise RuntimeError(f"serve exited {proc.returncode}: {err.decode()[-2000:]}")
+        if time.monotonic() > deadline:
+            proc.kill()
+            raise RuntimeError("serve did not come up")
+        time.sleep(0.05)

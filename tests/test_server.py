@@ -1,0 +1,401 @@
+"""The SSE endpoint over HTTP: a real redis-server, the app under a real uvicorn.
+
+Runs are produced by langstream run streams on both event-log backends and
+published to Redis; the tests read them back as Server-Sent Events.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+
+import pytest
+
+from server_support import (
+    SSEClient,
+    ServerThread,
+    get,
+    need_server_extra,
+    publish_run,
+    redis_server,  # noqa: F401  (fixture)
+    serve_subprocess,
+    token_run,
+    wait_for,
+    wire_dumps,
+)
+
+TOKENS = ["Stream", "ing ", "to ", "the ", "browser", "."]
+
+
+@pytest.fixture(scope="module")
+def app_server(redis_server):  # noqa: F811
+    from langstream.server import create_app
+
+    server = ServerThread(create_app(redis_server.url, heartbeat=0.3))
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def key() -> str:
+    return f"run:{uuid.uuid4().hex[:12]}"
+
+
+def _published(redis_server, key, backend, **kw):  # noqa: F811
+    return publish_run(redis_server.client, key, token_run(TOKENS), **kw)
+
+
+def _ids(frames):
+    return [int(f["id"]) for f in frames if f.get("event") not in ("end", "lag")]
+
+
+# -- framing, ids, terminal event -------------------------------------------------
+
+def test_sse_framing_ids_methods_and_wire_data(redis_server, app_server, key, backend):  # noqa: F811
+    events = _published(redis_server, key, backend)
+    client = SSEClient(app_server.port, f"/runs/{key}/events")
+    assert client.status == 200
+    assert client.headers["content-type"].startswith("text/event-stream")
+    assert client.headers["cache-control"] == "no-cache"
+    frames = list(client.frames())
+    client.close()
+    assert frames[0] == {"retry": "1000"}
+    body = [f for f in frames[1:] if "comment" not in f]
+    *evs, end = body
+    assert [int(f["id"]) for f in evs] == list(range(1, len(events) + 1))
+    for frame, event in zip(evs, events):
+        assert frame["event"] == event["method"]
+        assert frame["data"] == wire_dumps(event)
+        assert json.loads(frame["data"])["seq"] == int(frame["id"])
+    assert {"values", "messages", "lifecycle", "custom"} <= {f["event"] for f in evs}
+    assert end["event"] == "end" and end["id"] == str(len(events))
+    assert json.loads(end["data"]) == {"v": 1, "status": "completed", "last_seq": len(events)}
+
+
+@pytest.mark.parametrize("outcome", ["failed", "interrupted"])
+def test_terminal_event_says_failed_or_interrupted(redis_server, app_server, key, backend, outcome):  # noqa: F811
+    parts = token_run(["a", "b"], sub=False)
+    if outcome == "failed":
+        publish_run(redis_server.client, key, parts, error=ValueError("model exploded"))
+    else:
+        parts.append({"type": "values", "ns": (), "data": {"answer": "ab"},
+                      "interrupts": ({"value": "approve?", "id": "i-1"},)})
+        publish_run(redis_server.client, key, parts)
+    client = SSEClient(app_server.port, f"/runs/{key}/events")
+    end = client.events()[-1]
+    client.close()
+    data = json.loads(end["data"])
+    assert end["event"] == "end" and data["status"] == outcome
+    if outcome == "failed":
+        assert data["error"] == {"type": "ValueError", "message": "model exploded"}
+    else:
+        assert data["interrupts"]
+
+
+def test_empty_run_ends_with_zero_last_seq(redis_server, app_server, key):  # noqa: F811
+    redis_server.client.xadd(key, {"end": json.dumps({"v": 1, "status": "completed", "last_seq": 0})},
+                             id="0-1")
+    client = SSEClient(app_server.port, f"/runs/{key}/events")
+    assert client.events() == [{"id": "0", "event": "end",
+                                "data": json.dumps({"v": 1, "status": "completed", "last_seq": 0})}]
+
+
+# -- resume ------------------------------------------------------------------------
+
+def test_resume_from_every_last_event_id_exactly_once(redis_server, app_server, key, backend):  # noqa: F811
+    events = _published(redis_server, key, backend)
+    n = len(events)
+    for k in range(n + 1):
+        client = SSEClient(app_server.port, f"/runs/{key}/events", {"Last-Event-ID": str(k)})
+        frames = client.events()
+        client.close()
+        assert _ids(frames) == list(range(k + 1, n + 1)), k
+        assert frames[-1]["event"] == "end" and frames[-1]["id"] == str(n)
+        # ?after= for a first connection gives the same; the header wins over it
+        client = SSEClient(app_server.port, f"/runs/{key}/events?after={k}")
+        assert _ids(client.events()) == list(range(k + 1, n + 1))
+        client.close()
+    client = SSEClient(app_server.port, f"/runs/{key}/events?after=0", {"Last-Event-ID": str(n - 1)})
+    assert _ids(client.events()) == [n]
+    client.close()
+
+
+def test_live_run_streams_as_published_and_resumes(redis_server, app_server, key, backend):  # noqa: F811
+    """The client connects before the run starts producing; events arrive as
+    they are written (shared watcher wake-ups), and a reconnect mid-run
+    continues exactly where it stopped."""
+    parts = token_run([f"t{i} " for i in range(40)])
+    done = threading.Event()
+
+    def produce():
+        try:
+            publish_run(redis_server.client, key, parts, delay=0.005)
+        finally:
+            done.set()
+
+    producer = threading.Thread(target=produce)
+    client = None
+    first = []
+    try:
+        producer.start()
+        wait_for(lambda: redis_server.client.exists(key), what="first entry")
+        client = SSEClient(app_server.port, f"/runs/{key}/events")
+        frames = client.frames()
+        for frame in frames:
+            if "id" in frame and frame.get("event") != "end":
+                first.append(int(frame["id"]))
+            if len(first) == 20:
+                break
+        client.close()
+        client = SSEClient(app_server.port, f"/runs/{key}/events", {"Last-Event-ID": str(first[-1])})
+        rest = client.events()
+    finally:
+        producer.join(30)
+        if client is not None:
+            client.close()
+    assert done.is_set()
+    n = int(redis_server.client.xrevrange(key, count=1)[0][0].split(b"-")[0])
+    assert first == list(range(1, 21))
+    assert _ids(rest) == list(range(21, n + 1))
+    assert rest[-1]["event"] == "end"
+
+
+def test_trimmed_history_reports_lag_then_continues(redis_server, app_server, key, backend):  # noqa: F811
+    events = _published(redis_server, key, backend)
+    n = len(events)
+    redis_server.client.xtrim(key, minid=f"{n - 3}-0", approximate=False)  # keep the last 4 events and the end
+    client = SSEClient(app_server.port, f"/runs/{key}/events?after=2")
+    frames = client.events()
+    client.close()
+    assert frames[0]["event"] == "lag"
+    assert json.loads(frames[0]["data"]) == {"missed": n - 6, "next_seq": n - 3}
+    assert _ids(frames[1:]) == list(range(n - 3, n + 1))
+    assert frames[-1]["event"] == "end"
+
+
+# -- filters -----------------------------------------------------------------------
+
+def test_methods_filter(redis_server, app_server, key, backend):  # noqa: F811
+    events = _published(redis_server, key, backend)
+    client = SSEClient(app_server.port, f"/runs/{key}/events?methods=values,messages")
+    frames = client.events()
+    client.close()
+    want = [e["seq"] for e in events if e["method"] in ("values", "messages")]
+    assert _ids(frames) == want
+    assert {f["event"] for f in frames[:-1]} == {"values", "messages"}
+    assert frames[-1]["event"] == "end" and frames[-1]["id"] == str(len(events))
+    # resuming a filtered stream from a seq that was filtered out works too
+    client = SSEClient(app_server.port, f"/runs/{key}/events?methods=messages",
+                       {"Last-Event-ID": str(want[0])})
+    assert _ids(client.events()) == [e["seq"] for e in events
+                                     if e["method"] == "messages" and e["seq"] > want[0]]
+    client.close()
+
+
+def test_custom_method_filter(redis_server, app_server, key, backend):  # noqa: F811
+    events = _published(redis_server, key, backend)
+    client = SSEClient(app_server.port, f"/runs/{key}/events?methods=custom,custom:unused")
+    assert _ids(client.events()) == [e["seq"] for e in events if e["method"] == "custom"]
+    client.close()
+
+
+@pytest.mark.parametrize("prefix", ["research", "research:t-1"])
+def test_namespace_prefix_filter(redis_server, app_server, key, backend, prefix):  # noqa: F811
+    events = _published(redis_server, key, backend)
+
+    def in_subtree(e):
+        ns = e["params"]["namespace"]
+        if e["method"] == "lifecycle":
+            ns = e["params"]["data"]["namespace"]
+        return list(ns[:1]) == ["research:t-1"]
+
+    want = [e["seq"] for e in events if in_subtree(e)]
+    assert any(e["method"] == "lifecycle" for e in events if in_subtree(e))
+    assert any(e["method"] == "values" for e in events if in_subtree(e))
+    client = SSEClient(app_server.port, f"/runs/{key}/events?namespace={prefix}")
+    frames = client.events()
+    client.close()
+    assert _ids(frames) == want
+    client = SSEClient(app_server.port, f"/runs/{key}/events?namespace=other&methods=values")
+    assert [f["event"] for f in client.events()] == ["end"]
+    client.close()
+
+
+# -- heartbeats, disconnects ---------------------------------------------------------
+
+def test_heartbeats_while_idle_then_end(redis_server, app_server, key):  # noqa: F811
+    r = redis_server.client
+    r.xadd(key, {"e": json.dumps({"v": 1, "seq": 1, "method": "values", "ns": [], "ts": 0,
+                                  "data": {}})}, id="1-0")
+    client = SSEClient(app_server.port, f"/runs/{key}/events")
+    frames = client.frames()
+    seen = []
+    t0 = time.monotonic()
+    for frame in frames:
+        seen.append(frame)
+        if sum("comment" in f for f in seen) == 3:
+            break
+    elapsed = time.monotonic() - t0
+    assert [f.get("id") for f in seen if "id" in f] == ["1"]
+    assert [f["comment"] for f in seen if "comment" in f] == ["ping"] * 3
+    assert elapsed >= 0.6  # heartbeat=0.3s: pings come only after silence
+    r.xadd(key, {"end": json.dumps({"v": 1, "status": "completed", "last_seq": 1})}, id="1-1")
+    rest = [f for f in frames if "comment" not in f]
+    client.close()
+    assert [f["event"] for f in rest] == ["end"]
+
+
+def _blocked_redis_clients(redis_server) -> int:  # noqa: F811
+    return sum("b" in c["flags"] for c in redis_server.client.client_list())
+
+
+def test_client_disconnect_mid_stream_ends_server_task(redis_server, app_server, key, backend):  # noqa: F811
+    publish_run(redis_server.client, key, token_run(TOKENS), end=False)  # a run still going
+    wait_for(lambda: app_server.hub.active_streams == 0, what="idle server")
+    clients = [SSEClient(app_server.port, f"/runs/{key}/events") for _ in range(3)]
+    for c in clients:
+        frames = c.frames()
+        next(frames), next(frames)  # retry + first event: streaming
+    assert app_server.hub.active_streams == 3
+    assert list(app_server.hub.watchers) == [key]
+    wait_for(lambda: _blocked_redis_clients(redis_server) == 1, what="one blocking watcher read")
+    for c in clients:
+        c.close()
+    wait_for(lambda: app_server.hub.active_streams == 0, what="server tasks to end")
+    wait_for(lambda: not app_server.hub.watchers, what="watcher to stop")
+    # the blocking watcher read is gone and every pooled connection is back
+    wait_for(lambda: _blocked_redis_clients(redis_server) == 0, what="blocking read to end")
+    pool = app_server.hub.redis.connection_pool
+    wait_for(lambda: not pool._in_use_connections, what="redis connections returned to the pool")
+
+
+# -- bad input ------------------------------------------------------------------------
+
+@pytest.mark.parametrize("path, headers, status, words", [
+    ("/runs/{missing}/events", {}, 404, ["no run stream", "{missing}"]),
+    ("/runs/{key}/events", {"Last-Event-ID": "abc"}, 400, ["Last-Event-ID", "'abc'"]),
+    ("/runs/{key}/events", {"Last-Event-ID": "-3"}, 400, ["Last-Event-ID", "'-3'"]),
+    ("/runs/{key}/events", {"Last-Event-ID": "1.5"}, 400, ["Last-Event-ID", "'1.5'"]),
+    ("/runs/{key}/events", {"Last-Event-ID": "9" * 40}, 400, ["Last-Event-ID"]),
+    ("/runs/{key}/events", {"Last-Event-ID": "99"}, 416, ["99", "past the end"]),
+    ("/runs/{key}/events?after=x", {}, 400, ["after", "'x'"]),
+    ("/runs/{key}/events?methods=values,bogus", {}, 400, ["unknown method", "'bogus'", "values"]),
+    ("/runs/{key}/events?methods=", {}, 400, ["methods"]),
+    ("/runs/{key}/events?methods=values,,messages", {}, 400, ["methods", "empty"]),
+    ("/runs/{key}/events?methods=custom:", {}, 400, ["unknown method", "'custom:'"]),
+    ("/runs/{key}/events?namespace=a//b", {}, 400, ["namespace", "'a//b'"]),
+    ("/runs/{key}/events?namespace=", {}, 400, ["namespace"]),
+    ("/runs/{key}/events?method=values", {}, 400, ["unknown query parameter", "'method'"]),
+    ("/runs/{key}/events?after=1&after=2", {}, 400, ["'after'", "more than once"]),
+    ("/runs/{string}/events", {}, 409, ["{string}", "not a run stream"]),
+    ("/runs/{key}?methods=nope", {}, 400, ["unknown method"]),
+])
+def test_bad_input_is_a_clear_4xx(redis_server, app_server, key, path, headers, status, words):  # noqa: F811
+    publish_run(redis_server.client, key, token_run(["x"], sub=False))
+    string_key = key + ":str"
+    redis_server.client.set(string_key, "hello")
+    names = {"key": key, "missing": key + ":nope", "string": string_key}
+    got, hdrs, body = get(app_server.port, path.format(**names), headers)
+    assert got == status, body
+    assert hdrs["content-type"] == "application/json"
+    message = json.loads(body)["error"]
+    for word in words:
+        assert word.format(**names) in message
+
+
+def test_redis_down_is_503(redis_server):  # noqa: F811
+    from langstream.server import create_app
+    from server_support import free_port
+
+    server = ServerThread(create_app(f"redis://127.0.0.1:{free_port()}/0"))
+    try:
+        status, _, body = get(server.port, "/runs/x/events")
+        assert status == 503 and "Redis is unavailable" in json.loads(body)["error"]
+        status, _, body = get(server.port, "/healthz")
+        assert status == 503
+    finally:
+        server.stop()
+
+
+def test_create_app_rejects_bad_arguments():
+    need_server_extra()
+    import redis
+
+    from langstream.server import create_app
+
+    with pytest.raises(TypeError, match="redis must be a Redis URL"):
+        create_app(42)
+    with pytest.raises(TypeError, match="synchronous redis.Redis"):
+        create_app(redis.Redis())
+    with pytest.raises(ValueError, match="heartbeat must be > 0, got 0"):
+        create_app("redis://localhost", heartbeat=0)
+    with pytest.raises(TypeError, match="batch must be an int, got float 1.5"):
+        create_app("redis://localhost", batch=1.5)
+    with pytest.raises(ValueError, match="batch must be > 0, got 0"):
+        create_app("redis://localhost", batch=0)
+    with pytest.raises(TypeError, match="extra_methods"):
+        create_app("redis://localhost", extra_methods="values")
+
+
+def test_extra_methods_are_accepted(redis_server, key):  # noqa: F811
+    from langstream.server import create_app
+
+    r = redis_server.client
+    r.xadd(key, {"e": json.dumps({"v": 1, "seq": 1, "method": "tools", "ns": [], "ts": 0,
+                                  "data": {"name": "search"}})}, id="1-0")
+    r.xadd(key, {"end": json.dumps({"v": 1, "status": "completed", "last_seq": 1})}, id="1-1")
+    server = ServerThread(create_app(redis_server.url, extra_methods=["tools"]))
+    try:
+        client = SSEClient(server.port, f"/runs/{key}/events?methods=tools")
+        assert [f["event"] for f in client.events()] == ["tools", "end"]
+        client.close()
+    finally:
+        server.stop()
+
+
+# -- the page ------------------------------------------------------------------------
+
+def test_page_is_self_contained(redis_server, app_server):  # noqa: F811
+    status, headers, body = get(app_server.port, "/runs/a%3Cb%3E%22q/x")
+    assert status == 200 and headers["content-type"].startswith("text/html")
+    page = body.decode()
+    assert "http://" not in page and "https://" not in page and "src=" not in page
+    assert "new EventSource" in page
+    assert 'const RUN_KEY = "a\\u003cb>\\"q/x";' in page  # no </script> breakout
+    assert "<title>langstream · a&lt;b&gt;&quot;q/x</title>" in page
+
+
+# -- the command line ------------------------------------------------------------------
+
+def test_serve_command_serves_a_run(redis_server, key, backend):  # noqa: F811
+    events = publish_run(redis_server.client, key, token_run(["a", "b"]))
+    proc, port = serve_subprocess(redis_server.url)
+    try:
+        client = SSEClient(port, f"/runs/{key}/events")
+        frames = client.events()
+        client.close()
+        assert _ids(frames) == [e["seq"] for e in events]
+        assert frames[-1]["event"] == "end"
+    finally:
+        proc.terminate()
+        proc.wait(15)
+
+
+@pytest.mark.parametrize("args, words", [
+    ([], "--redis"),
+    (["--redis", "localhost"], "--redis must be a URL"),
+    (["--redis", "redis://x", "--port", "70000"], "--port must be between 0 and 65535"),
+    (["--redis", "redis://x", "--heartbeat", "0"], "--heartbeat must be > 0"),
+])
+def test_serve_command_rejects_bad_arguments(args, words, capsys):
+    need_server_extra()
+    from langstream.__main__ import main
+
+    with pytest.raises(SystemExit) as info:
+        main(["serve", *args])
+    assert info.value.code == 2
+    assert words in capsys.readouterr().err
