@@ -1,0 +1,121 @@
+"""The live page in a real browser: headless Chromium (DevTools protocol)
+follows a run that is still being published, the connection is cut mid-run,
+the page's EventSource reconnects by itself, and the final DOM holds every
+token and the final values exactly once.  A screenshot is saved under
+``build/`` (a CI artifact, never committed)."""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+import uuid
+
+import pytest
+
+from server_support import (
+    ROOT,
+    Chromium,
+    CuttableProxy,
+    ServerThread,
+    publish_run,
+    redis_server,  # noqa: F401  (fixture)
+    token_run,
+    wait_for,
+)
+
+DOM_STATE = """JSON.stringify((function () {
+  var s = window.langstream;
+  if (!s || !document.getElementById('conn')) { return {}; }
+  var q = function (sel) { return Array.prototype.slice.call(document.querySelectorAll(sel)); };
+  return {
+    lastSeq: s.lastSeq, duplicates: s.duplicates, reconnects: s.reconnects, ended: s.ended,
+    connection: document.getElementById('conn').dataset.state,
+    status: document.getElementById('run-status').textContent,
+    lastSeqText: document.getElementById('last-seq').textContent,
+    tokens: q('#messages .tok').map(function (t) { return [Number(t.dataset.seq), t.textContent]; }),
+    messages: q('#messages .message').map(function (m) {
+      return {call: m.dataset.call, done: m.dataset.done, text: m.querySelector('.text').textContent};
+    }),
+    values: document.getElementById('values').textContent,
+    tree: q('#tree li').map(function (li) { return [li.dataset.ns, li.querySelector('.st').dataset.status]; })
+  };
+})())"""
+
+
+class _GatedParts:
+    """Stream parts that stop after ``gate_at`` parts until ``gate`` is set."""
+
+    def __init__(self, parts, gate_at, gate):
+        self.parts, self.gate_at, self.gate = parts, gate_at, gate
+
+    def __iter__(self):
+        for i, part in enumerate(self.parts):
+            if i == self.gate_at:
+                assert self.gate.wait(60), "the test never released the producer"
+            yield part
+
+
+def test_page_reconnects_and_shows_every_token_once(redis_server, backend, tmp_path):  # noqa: F811
+    from langstream.server import create_app
+
+    tokens = [f"tok{i} " for i in range(30)]
+    parts = token_run(tokens, calls=2)
+    gate = threading.Event()
+    key = f"browser:{uuid.uuid4().hex[:10]}"
+    published = []
+    app = ServerThread(create_app(redis_server.url, heartbeat=1.0, retry=0.3))
+    proxy = CuttableProxy(app.port)
+    browser = None
+    producer = None
+    try:
+        def produce():
+            gated = _GatedParts(parts, len(parts) // 2, gate)
+            published.extend(publish_run(redis_server.client, key, gated, delay=0.01))
+
+        producer = threading.Thread(target=produce, daemon=True)
+        producer.start()
+        wait_for(lambda: redis_server.client.exists(key), what="the run to start")
+        browser = Chromium(str(tmp_path))
+        browser.navigate(f"http://127.0.0.1:{proxy.port}/runs/{key}")
+
+        def state():
+            return json.loads(browser.evaluate(DOM_STATE) or "{}")
+
+        # the page follows the live run up to the gate, then the connection is cut
+        wait_for(lambda: state().get("lastSeq", 0) >= 20 and state()["connection"] == "live",
+                 timeout=30, what="the page to stream")
+        before = state()
+        assert not before["ended"]
+        assert proxy.cut() > 0
+        wait_for(lambda: state()["reconnects"] >= 1, timeout=15, what="the page to notice the cut")
+        gate.set()  # the second half is published after the cut
+        wait_for(lambda: state()["ended"], timeout=60, what="the page to see the end")
+        producer.join(30)
+        final = state()
+        browser.screenshot(os.path.join(ROOT, "build", f"server-browser-{backend}.png"))
+    finally:
+        gate.set()
+        if browser is not None:
+            browser.close()
+        proxy.close()
+        app.stop()
+        if producer is not None:
+            producer.join(30)
+
+    assert proxy.accepted >= 2  # page + stream, then the reconnect
+    assert final["reconnects"] >= 1 and final["duplicates"] == 0
+    assert final["connection"] == "closed" and final["status"] == "completed"
+    assert final["lastSeq"] == published[-1]["seq"] and final["lastSeqText"] == str(final["lastSeq"])
+    # every token exactly once, in order, with the seq it was published at
+    want = [(e["seq"], e["params"]["data"][0]["delta"]["text"]) for e in published
+            if e["method"] == "messages" and e["params"]["data"][0]["event"] == "content-block-delta"]
+    assert [tuple(t) for t in final["tokens"]] == want
+    assert final["messages"] == [{"call": f"call-{i}", "done": "true", "text": "".join(tokens)}
+                                 for i in range(2)]
+    final_values = [e for e in published if e["method"] == "values"
+                    and not e["params"]["namespace"]][-1]["params"]["data"]
+    assert json.loads(final["values"]) == final_values
+    assert final["tree"] == [["research:t-1", "completed"]]
+    assert before["lastSeq"] < final["lastSeq"]
