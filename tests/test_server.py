@@ -337,6 +337,8 @@ def test_create_app_rejects_bad_arguments():
         create_app("redis://localhost", batch=1.5)
     with pytest.raises(ValueError, match="batch must be > 0, got 0"):
         create_app("redis://localhost", batch=0)
+    with pytest.raises(ValueError, match="max_reads must be > 0, got -1"):
+        create_app("redis://localhost", max_reads=-1)
     with pytest.raises(TypeError, match="extra_methods"):
         create_app("redis://localhost", extra_methods="values")
 

@@ -50,9 +50,11 @@ from __future__ import annotations
 from langstream.server._app import (
     DEFAULT_BATCH,
     DEFAULT_HEARTBEAT,
+    DEFAULT_MAX_READS,
     KNOWN_METHODS,
     create_app,
 )
 from langstream.server._cli import main
 
-__all__ = ["DEFAULT_BATCH", "DEFAULT_HEARTBEAT", "KNOWN_METHODS", "create_app", "main"]
+__all__ = ["DEFAULT_BATCH", "DEFAULT_HEARTBEAT", "DEFAULT_MAX_READS", "KNOWN_METHODS",
+           "create_app", "main"]

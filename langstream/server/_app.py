@@ -13,7 +13,8 @@ import logging
 import time
 from typing import Any, Dict, FrozenSet, Iterable, List, Optional, Tuple
 
-__all__ = ["DEFAULT_BATCH", "DEFAULT_HEARTBEAT", "KNOWN_METHODS", "create_app"]
+__all__ = ["DEFAULT_BATCH", "DEFAULT_HEARTBEAT", "DEFAULT_MAX_READS", "KNOWN_METHODS",
+           "create_app"]
 
 _log = logging.getLogger("langstream.server")
 
@@ -22,6 +23,11 @@ DEFAULT_HEARTBEAT = 15.0
 
 DEFAULT_BATCH = 256
 """Most Redis entries one SSE connection reads (and holds) at a time."""
+
+DEFAULT_MAX_READS = 32
+"""Most non-blocking Redis reads the app has in flight at once (shared by all
+connections); with one blocking read per followed run key, this is how many
+Redis connections the app uses."""
 
 KNOWN_METHODS: FrozenSet[str] = frozenset(
     ("values", "updates", "messages", "custom", "checkpoints", "tasks", "debug", "lifecycle")
@@ -32,6 +38,7 @@ KNOWN_METHODS: FrozenSet[str] = frozenset(
 _QUERY_PARAMS = ("after", "methods", "namespace")
 _MAX_ID_DIGITS = 19  # fits a signed 64-bit seq; longer ids are malformed
 _WATCH_BLOCK_MS = 10_000
+_OWN_POOL_SIZE = 10_000  # Redis' default maxclients
 
 
 class _BadRequest(Exception):
@@ -160,8 +167,10 @@ class _Hub:
     """Per-app state: the Redis client, the watchers, live stream count."""
 
     def __init__(self, redis: Any, owns_client: bool, heartbeat: float, batch: int,
-                 retry_ms: int, extra_methods: FrozenSet[str]) -> None:
+                 retry_ms: int, extra_methods: FrozenSet[str], max_reads: int) -> None:
         self.redis = redis
+        self.max_reads = max_reads
+        self._read_slots: Optional[asyncio.Semaphore] = None
         self.redis_url: Optional[str] = None
         self.owns_client = owns_client
         self.heartbeat = heartbeat
@@ -171,6 +180,13 @@ class _Hub:
         self.watchers: Dict[str, _Watcher] = {}
         self.active_streams = 0
         """SSE responses currently streaming (for monitoring and tests)."""
+
+    @property
+    def read_slots(self) -> asyncio.Semaphore:
+        """Bounds the reads in flight (made in the running loop, on first use)."""
+        if self._read_slots is None:
+            self._read_slots = asyncio.Semaphore(self.max_reads)
+        return self._read_slots
 
     def acquire(self, key: str) -> _Watcher:
         watcher = self.watchers.get(key)
@@ -268,7 +284,8 @@ class _EventStream:
         await watcher.ready.wait()
         while True:
             changed = watcher.changed
-            entries = await redis.xrange(key, min=start, max="+", count=hub.batch)
+            async with hub.read_slots:
+                entries = await redis.xrange(key, min=start, max="+", count=hub.batch)
             if entries:
                 out: List[str] = []
                 ended = False
@@ -324,7 +341,9 @@ class _EventStream:
                     continue
                 except asyncio.TimeoutError:
                     pass
-            if not await redis.exists(key):
+            async with hub.read_slots:
+                exists = await redis.exists(key)
+            if not exists:
                 raise LookupError(f"run stream {key!r} no longer exists (expired or deleted)")
             await self._body(send, ": ping\n\n")
             last_write = time.monotonic()
@@ -347,6 +366,7 @@ def create_app(
     batch: int = DEFAULT_BATCH,
     retry: float = 1.0,
     extra_methods: Iterable[str] = (),
+    max_reads: int = DEFAULT_MAX_READS,
 ) -> Any:
     """Build the ASGI app that serves runs published to Redis.
 
@@ -362,6 +382,11 @@ def create_app(
         extra_methods: method names ``?methods=`` accepts besides the
             built-in ones and ``custom:<name>`` (for native transformers of
             your own).
+        max_reads: most non-blocking Redis reads in flight at once, over
+            all connections.  The app needs ``max_reads`` Redis connections
+            plus one per run key being followed (its shared blocking read):
+            a client you pass must have a pool that large (redis-py's
+            default is 100); the app's own client allows 10,000.
 
     Returns:
         A Starlette application; ``app.state.langstream`` exposes
@@ -391,6 +416,7 @@ def create_app(
     _check_positive("heartbeat", heartbeat)
     _check_positive("batch", batch, int)
     _check_positive("retry", retry)
+    _check_positive("max_reads", max_reads, int)
     extra = frozenset(extra_methods) if not isinstance(extra_methods, str) else None
     if extra is None or not all(isinstance(m, str) and m for m in extra):
         raise TypeError(f"extra_methods must be an iterable of non-empty str, got {extra_methods!r}")
@@ -407,7 +433,8 @@ def create_app(
         raise TypeError(f"redis must be a Redis URL or a redis.asyncio.Redis client, got "
                         f"{type(redis).__name__} {redis!r}{hint}")
 
-    hub = _Hub(client, client is None, float(heartbeat), batch, max(1, int(retry * 1000)), extra)
+    hub = _Hub(client, client is None, float(heartbeat), batch, max(1, int(retry * 1000)), extra,
+               max_reads)
     hub.redis_url = url
 
     def error(status: int, message: str) -> Response:
@@ -444,8 +471,9 @@ def create_app(
             if header is not None:
                 after = _parse_seq(header, "Last-Event-ID")
             after = after or 0
-            await check_key(key)
-            newest = await hub.redis.xrevrange(key, count=1)
+            async with hub.read_slots:
+                await check_key(key)
+                newest = await hub.redis.xrevrange(key, count=1)
             if newest:
                 fields = {_text(k): v for k, v in newest[0][1].items()}
                 if "end" in fields:
@@ -480,7 +508,7 @@ def create_app(
 
     async def startup() -> None:
         if hub.redis is None:
-            hub.redis = aioredis.Redis.from_url(url)
+            hub.redis = aioredis.Redis.from_url(url, max_connections=_OWN_POOL_SIZE)
 
     async def shutdown() -> None:
         for watcher in list(hub.watchers.values()):
