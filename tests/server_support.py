@@ -45,104 +45,85 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-# -- redis-server ----------------------------------------------------------------
+# -- redis-server and published runs ----------------------------------------------
 
-class RedisServer:
-    def __init__(self) -> None:
-        exe = shutil.which("redis-server")
-        if exe is None:
-            missing("redis-server")
-        self.port = free_port()
-        self.proc = subprocess.Popen(
-            [exe, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--maxclients", "4000"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        self.url = f"redis://127.0.0.1:{self.port}/0"
+class RedisHandle:
+    def __init__(self, url: str) -> None:
         import redis
 
-        self.client = redis.Redis(port=self.port)
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                self.client.ping()
-                break
-            except redis.ConnectionError:
-                if time.monotonic() > deadline or self.proc.poll() is not None:
-                    raise RuntimeError("redis-server did not start")
-                time.sleep(0.05)
-
-    def stop(self) -> None:
-        self.client.close()
-        self.proc.terminate()
-        self.proc.wait(10)
+        self.url = url
+        self.client = redis.Redis.from_url(url)
 
 
 @pytest.fixture(scope="module")
-def redis_server() -> Iterator[RedisServer]:
+def redis_server(redis_url: str) -> Iterator[RedisHandle]:
+    """The session's real Redis (``redis_helpers.redis_url``) and a sync client."""
     need_server_extra()
-    server = RedisServer()
+    handle = RedisHandle(redis_url)
     try:
-        yield server
+        yield handle
     finally:
-        server.stop()
+        handle.client.close()
 
 
-# -- runs published to Redis -----------------------------------------------------
-
-def _wire_value(value: Any) -> Any:
-    if isinstance(value, tuple):
-        return {"__ls__": "tuple", "v": [_wire_value(v) for v in value]}
-    if isinstance(value, list):
-        return [_wire_value(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _wire_value(v) for k, v in value.items()}
-    return value
-
-
-def wire_dumps(event: Dict[str, Any]) -> str:
-    """The wire JSON of a protocol event (REDIS_WIRE_SPEC v1)."""
-    params = event["params"]
-    obj = {"v": 1, "seq": event["seq"], "method": event["method"], "ns": list(params["namespace"]),
-           "ts": params["timestamp"], "data": _wire_value(params["data"])}
-    if "interrupts" in params and params["interrupts"]:
-        obj["interrupts"] = _wire_value(list(params["interrupts"]))
-    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
-
-
-def publish_run(client: Any, key: str, parts: Sequence[Dict[str, Any]], *,
-                delay: float = 0.0, error: Optional[BaseException] = None,
-                end: bool = True) -> List[Dict[str, Any]]:
-    """Run ``parts`` through a langstream run and publish its main log to
-    ``key`` (entries ``<seq>-0``, terminal ``<last>-1``); return the events."""
-    from langstream import stream_events
+def publish_run(client: Any, key: str, parts: Any, *, delay: float = 0.0,
+                error: Optional[BaseException] = None, end: bool = True,
+                lane: str = "sync") -> List[Dict[str, Any]]:
+    """Run ``parts`` through a langstream run published to ``key`` with
+    ``langstream.integrations.redis.publish`` (sync or async lane); return
+    the main-log events.  ``end=False`` removes the terminal entry afterwards,
+    so the run looks still in progress to readers."""
+    from langstream import astream_events, stream_events
+    from langstream.integrations.redis import publish
 
     def source() -> Iterator[Dict[str, Any]]:
-        yield from parts
+        for part in parts:
+            if delay:
+                time.sleep(delay)
+            yield part
         if error is not None:
             raise error
 
     client.delete(key)
     events: List[Dict[str, Any]] = []
-    last = 0
-    status = "completed"
-    extra: Dict[str, Any] = {}
-    with stream_events(source()) as run:
-        try:
-            for event in run:
-                client.xadd(key, {"e": wire_dumps(event)}, id=f"{event['seq']}-0")
-                events.append(event)
-                last = event["seq"]
+    if lane == "sync":
+        with publish(stream_events(source()), client, key) as run:
+            try:
+                for event in run:
+                    events.append(event)
+            except Exception:
+                pass
+    else:
+        import asyncio
+
+        import redis.asyncio as aioredis
+
+        async def asource() -> Any:
+            for part in parts:
                 if delay:
-                    time.sleep(delay)
-        except Exception as exc:
-            status = "failed"
-            extra["error"] = {"type": type(exc).__name__, "message": str(exc)}
-        if status == "completed" and run.interrupted:
-            status = "interrupted"
-            extra["interrupts"] = _wire_value(list(run.interrupts))
-    if end:
-        client.xadd(key, {"end": json.dumps({"v": 1, "status": status, "last_seq": last, **extra})},
-                    id=f"{last}-1")
+                    await asyncio.sleep(delay)
+                yield part
+            if error is not None:
+                raise error
+
+        async def go() -> None:
+            aclient = aioredis.Redis(connection_pool=aioredis.ConnectionPool(
+                **client.connection_pool.connection_kwargs))
+            try:
+                async with publish(astream_events(asource()), aclient, key) as run:
+                    try:
+                        async for event in run:
+                            events.append(event)
+                    except Exception:
+                        pass
+            finally:
+                await aclient.aclose()
+
+        asyncio.run(go())
+    last = events[-1]["seq"] if events else 0
+    assert client.exists(key)
+    if not end:
+        assert client.xdel(key, f"{last}-1") == 1
     return events
 
 

@@ -13,6 +13,7 @@ import uuid
 
 import pytest
 
+from redis_helpers import redis_url  # noqa: F401  (fixture)
 from server_support import (
     SSEClient,
     ServerThread,
@@ -23,7 +24,6 @@ from server_support import (
     serve_subprocess,
     token_run,
     wait_for,
-    wire_dumps,
 )
 
 TOKENS = ["Stream", "ing ", "to ", "the ", "browser", "."]
@@ -45,8 +45,14 @@ def key() -> str:
     return f"run:{uuid.uuid4().hex[:12]}"
 
 
-def _published(redis_server, key, backend, **kw):  # noqa: F811
-    return publish_run(redis_server.client, key, token_run(TOKENS), **kw)
+@pytest.fixture(params=["sync", "async"])
+def lane(request) -> str:
+    """The lane the producer publishes on."""
+    return request.param
+
+
+def _published(redis_server, key, backend, lane="sync", **kw):  # noqa: F811
+    return publish_run(redis_server.client, key, token_run(TOKENS), lane=lane, **kw)
 
 
 def _ids(frames):
@@ -55,8 +61,11 @@ def _ids(frames):
 
 # -- framing, ids, terminal event -------------------------------------------------
 
-def test_sse_framing_ids_methods_and_wire_data(redis_server, app_server, key, backend):  # noqa: F811
-    events = _published(redis_server, key, backend)
+def test_sse_framing_ids_methods_and_wire_data(redis_server, app_server, key, backend, lane):  # noqa: F811
+    from langstream import wire
+
+    events = _published(redis_server, key, backend, lane)
+    stored = redis_server.client.xrange(key)
     client = SSEClient(app_server.port, f"/runs/{key}/events")
     assert client.status == 200
     assert client.headers["content-type"].startswith("text/event-stream")
@@ -67,9 +76,11 @@ def test_sse_framing_ids_methods_and_wire_data(redis_server, app_server, key, ba
     body = [f for f in frames[1:] if "comment" not in f]
     *evs, end = body
     assert [int(f["id"]) for f in evs] == list(range(1, len(events) + 1))
-    for frame, event in zip(evs, events):
+    for frame, event, (entry_id, fields) in zip(evs, events, stored):
         assert frame["event"] == event["method"]
-        assert frame["data"] == wire_dumps(event)
+        assert entry_id.decode() == f"{event['seq']}-0"
+        assert frame["data"] == fields[b"e"].decode()  # the wire JSON as published
+        assert wire.loads(frame["data"]) == event
         assert json.loads(frame["data"])["seq"] == int(frame["id"])
     assert {"values", "messages", "lifecycle", "custom"} <= {f["event"] for f in evs}
     assert end["event"] == "end" and end["id"] == str(len(events))
@@ -77,14 +88,15 @@ def test_sse_framing_ids_methods_and_wire_data(redis_server, app_server, key, ba
 
 
 @pytest.mark.parametrize("outcome", ["failed", "interrupted"])
-def test_terminal_event_says_failed_or_interrupted(redis_server, app_server, key, backend, outcome):  # noqa: F811
+def test_terminal_event_says_failed_or_interrupted(redis_server, app_server, key, backend, lane,
+                                                  outcome):  # noqa: F811
     parts = token_run(["a", "b"], sub=False)
     if outcome == "failed":
-        publish_run(redis_server.client, key, parts, error=ValueError("model exploded"))
+        publish_run(redis_server.client, key, parts, error=ValueError("model exploded"), lane=lane)
     else:
         parts.append({"type": "values", "ns": (), "data": {"answer": "ab"},
                       "interrupts": ({"value": "approve?", "id": "i-1"},)})
-        publish_run(redis_server.client, key, parts)
+        publish_run(redis_server.client, key, parts, lane=lane)
     client = SSEClient(app_server.port, f"/runs/{key}/events")
     end = client.events()[-1]
     client.close()
@@ -106,8 +118,8 @@ def test_empty_run_ends_with_zero_last_seq(redis_server, app_server, key):  # no
 
 # -- resume ------------------------------------------------------------------------
 
-def test_resume_from_every_last_event_id_exactly_once(redis_server, app_server, key, backend):  # noqa: F811
-    events = _published(redis_server, key, backend)
+def test_resume_from_every_last_event_id_exactly_once(redis_server, app_server, key, backend, lane):  # noqa: F811
+    events = _published(redis_server, key, backend, lane)
     n = len(events)
     for k in range(n + 1):
         client = SSEClient(app_server.port, f"/runs/{key}/events", {"Last-Event-ID": str(k)})

@@ -9,11 +9,11 @@ from __future__ import annotations
 import json
 import os
 import threading
-import time
 import uuid
 
 import pytest
 
+from redis_helpers import redis_url  # noqa: F401  (fixture)
 from server_support import (
     ROOT,
     Chromium,
@@ -57,7 +57,8 @@ class _GatedParts:
             yield part
 
 
-def test_page_reconnects_and_shows_every_token_once(redis_server, backend, tmp_path):  # noqa: F811
+@pytest.mark.parametrize("lane", ["sync", "async"])
+def test_page_reconnects_and_shows_every_token_once(redis_server, backend, lane, tmp_path):  # noqa: F811
     from langstream.server import create_app
 
     tokens = [f"tok{i} " for i in range(30)]
@@ -72,7 +73,7 @@ def test_page_reconnects_and_shows_every_token_once(redis_server, backend, tmp_p
     try:
         def produce():
             gated = _GatedParts(parts, len(parts) // 2, gate)
-            published.extend(publish_run(redis_server.client, key, gated, delay=0.01))
+            published.extend(publish_run(redis_server.client, key, gated, delay=0.01, lane=lane))
 
         producer = threading.Thread(target=produce, daemon=True)
         producer.start()
@@ -94,7 +95,7 @@ def test_page_reconnects_and_shows_every_token_once(redis_server, backend, tmp_p
         wait_for(lambda: state()["ended"], timeout=60, what="the page to see the end")
         producer.join(30)
         final = state()
-        browser.screenshot(os.path.join(ROOT, "build", f"server-browser-{backend}.png"))
+        browser.screenshot(os.path.join(ROOT, "build", f"server-browser-{backend}-{lane}.png"))
     finally:
         gate.set()
         if browser is not None:

@@ -16,6 +16,7 @@ import uuid
 
 import pytest
 
+from redis_helpers import redis_url  # noqa: F401  (fixture)
 from server_support import (
     publish_run,
     redis_server,  # noqa: F401  (fixture)

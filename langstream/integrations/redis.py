@@ -1,0 +1,1140 @@
+"""Runs beyond one process: publish a run's main log to a Redis stream, attach from anywhere.
+
+Publishing (the ``redis`` extra: redis-py, imported lazily)::
+
+    run = stream_events(parts)              # or astream_events / stream_graph ...
+    publish(run, redis.Redis(...), "runs:42")  # before the run is iterated
+    for snapshot in run.values: ...         # local consumers see exactly what they saw
+
+Attaching, in any process::
+
+    remote = attach(redis.Redis(...), "runs:42")      # or aattach(redis.asyncio.Redis(...), ...)
+    for snapshot in remote.values: ...
+
+Layout (see ``/REDIS_WIRE_SPEC.md`` in the repository, v1): one Redis stream per
+run; each main-log event is the entry ``"<seq>-0"`` with the field ``e`` = its
+wire JSON (``langstream.wire``); the run's end is the entry ``"<last_seq>-1"``
+with the field ``end`` = ``{"v": 1, "status": "completed" | "failed" |
+"interrupted", "last_seq": N}`` (plus ``error`` / ``interrupts``).  The events
+of one pump step are written in one pipeline.
+
+Contract of an attached run: the producer's ``seq`` numbers; resuming with
+``after_seq=k`` yields every event after ``k`` exactly once; history already
+trimmed raises ``StreamLagError`` (``missed`` exact) once, then the run
+continues at the oldest retained event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import json
+import logging
+import time
+from collections import deque
+from typing import Any, Deque, Dict, List, Optional, Tuple
+
+from langstream import wire
+from langstream.channel import StreamChannel
+from langstream.errors import StreamLagError
+from langstream.mux import StreamMux
+from langstream.run_stream import (
+    AsyncGraphRunStream,
+    AsyncSubgraphRunStream,
+    GraphRunStream,
+    SubgraphRunStream,
+)
+from langstream.transformers import (
+    CheckpointsTransformer,
+    CustomTransformer,
+    DebugTransformer,
+    StreamTransformer,
+    UpdatesTransformer,
+    ValuesTransformer,
+    _status_from_exception,
+)
+
+__all__ = [
+    "AttachConnectionError",
+    "PublishConnectionError",
+    "RemoteRunError",
+    "RunNotFoundError",
+    "aattach",
+    "attach",
+    "publish",
+]
+
+_logger = logging.getLogger("langstream")
+
+EVENT_FIELD = "e"
+END_FIELD = "end"
+
+
+# ------------------------------------------------------------------ errors
+
+
+class PublishConnectionError(ConnectionError):
+    """The producer could not write to Redis within ``retry_for`` seconds.
+
+    The run fails with this error at every local consumer.  ``key`` is the
+    run's stream key.
+    """
+
+    def __init__(self, key: str, message: str) -> None:
+        super().__init__(message)
+        self.key = key
+
+
+class AttachConnectionError(ConnectionError):
+    """An attached reader lost its Redis connection.
+
+    The attached run is not ended: read again (once the server is back) to
+    go on, or attach anew with ``after_seq=last_seq``.
+    """
+
+    def __init__(self, key: str, last_seq: int, message: str) -> None:
+        super().__init__(message)
+        self.key = key
+        self.last_seq = last_seq
+
+
+class RunNotFoundError(LookupError):
+    """No stream exists at the key after waiting ``wait_timeout`` seconds."""
+
+    def __init__(self, key: str, timeout: float) -> None:
+        super().__init__(
+            f"no run stream at Redis key {key!r} after waiting {timeout:g} s "
+            "(never published, expired, or deleted)"
+        )
+        self.key = key
+        self.timeout = timeout
+
+
+class RemoteRunError(RuntimeError):
+    """The remote run failed with an exception that is not a Python builtin.
+
+    ``type_name`` is the exception class name on the producer, ``message``
+    its text.  (A builtin exception, e.g. ``ValueError``, is re-raised as
+    that class with the same message.)
+    """
+
+    def __init__(self, type_name: str, message: str) -> None:
+        super().__init__(f"{type_name}: {message}")
+        self.type_name = type_name
+        self.message = message
+
+
+def _remote_error(info: Any) -> BaseException:
+    if not isinstance(info, dict):
+        return RemoteRunError("Exception", repr(info))
+    type_name = str(info.get("type", "Exception"))
+    message = str(info.get("message", ""))
+    cls = getattr(builtins, type_name, None)
+    if isinstance(cls, type) and issubclass(cls, Exception):
+        try:
+            return cls(message)
+        except Exception:  # noqa: BLE001 - an odd constructor
+            pass
+    return RemoteRunError(type_name, message)
+
+
+# ------------------------------------------------------------------ helpers
+
+
+def _redis_errors() -> Tuple[type, ...]:
+    try:
+        from redis.exceptions import ConnectionError as RCE
+        from redis.exceptions import TimeoutError as RTE
+    except ImportError:  # pragma: no cover - the extra is required to get here
+        return (ConnectionError, TimeoutError, OSError)
+    return (RCE, RTE, ConnectionError, OSError)
+
+
+def _is_async_client(client: Any) -> bool:
+    try:
+        import redis.asyncio as aredis
+    except ImportError:  # pragma: no cover
+        raise ImportError(
+            "langstream.integrations.redis needs redis-py: pip install 'langstream[redis]'"
+        ) from None
+    async_types: Tuple[type, ...] = (aredis.Redis,)
+    cluster = getattr(aredis, "RedisCluster", None)
+    if cluster is not None:
+        async_types += (cluster,)
+    return isinstance(client, async_types)
+
+
+def _check_key(key: Any) -> str:
+    if isinstance(key, bytes):
+        key = key.decode("utf-8")
+    if not isinstance(key, str) or not key:
+        raise TypeError(f"key must be a non-empty str, got {key!r}")
+    return key
+
+
+def _check_count(name: str, value: Any, allow_none: bool = True) -> Optional[int]:
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int >= 1{' or None' if allow_none else ''}, got {value!r}")
+    if value < 1:
+        raise ValueError(f"{name} must be an int >= 1{' or None' if allow_none else ''}, got {value!r}")
+    return value
+
+
+def _check_seconds(name: str, value: Any, allow_none: bool = True, allow_zero: bool = False) -> Optional[float]:
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a number of seconds, got {value!r}")
+    if value < 0 or (value == 0 and not allow_zero) or value != value:
+        raise ValueError(f"{name} must be a number of seconds > 0, got {value!r}")
+    return float(value)
+
+
+def _text(value: Any) -> str:
+    return value.decode("utf-8") if isinstance(value, (bytes, bytearray)) else str(value)
+
+
+class _SingleFlight:
+    """At most one task runs a step; the others wait for it, all woken together.
+
+    Like the async run's own pump: a waiter returns when the step ends (its
+    data may have arrived), and after a step that had waiters the next one
+    first lets them run (so they subscribe to what they were handed).
+    """
+
+    __slots__ = ("busy", "waiters", "yield_next")
+
+    def __init__(self) -> None:
+        self.busy = False
+        self.waiters: List[asyncio.Future[Any]] = []
+        self.yield_next = True
+
+    async def wait(self) -> None:
+        waiter = asyncio.get_running_loop().create_future()
+        self.waiters.append(waiter)
+        try:
+            await waiter
+        finally:
+            if not waiter.done():
+                waiter.cancel()
+
+    def release(self) -> None:
+        self.busy = False
+        waiters = self.waiters
+        if waiters:
+            self.waiters = []
+            self.yield_next = True
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_result(None)
+
+
+# ================================================================= publishing
+
+
+class _Publisher:
+    """Drains a run's main log after each pump step into one pipeline."""
+
+    def __init__(self, run: Any, client: Any, key: str, maxlen: Optional[int],
+                 expire: Optional[float], retry_for: float) -> None:
+        self.run = run
+        self.mux: StreamMux = run._mux
+        self.client = client
+        self.key = key
+        self.maxlen = maxlen
+        self.expire = expire
+        self.retry_for = retry_for
+        self.log = self.mux._events._log
+        self.cursor = self.log.cursor()
+        self.last_seq = 0
+        self.ended = False
+        self.broken = False
+        self.error: Optional[BaseException] = None  # a failure after the run ended
+        self.raised = False
+        self.lock: Optional[asyncio.Lock] = None
+        self.errors = _redis_errors()
+
+    # -- building a batch ---------------------------------------------------
+
+    def _drain(self) -> List[Tuple[str, Dict[str, str]]]:
+        entries: List[Tuple[str, Dict[str, str]]] = []
+        cursor = self.cursor
+        try:
+            while cursor.pending:
+                event = next(cursor)
+                seq = event["seq"]
+                entries.append((f"{seq}-0", {EVENT_FIELD: wire.dumps(event)}))
+                self.last_seq = seq
+        except StreamLagError as exc:
+            raise RuntimeError(
+                f"publishing to Redis key {self.key!r}: the run's main log (maxlen="
+                f"{self.log.maxlen}) evicted {exc.missed} event(s) within one pump "
+                "step before they were published; give the run a larger maxlen"
+            ) from None
+        if self.log.closed and not self.ended:
+            self.ended = True
+            entries.append((f"{self.last_seq}-1", {END_FIELD: self._end_json()}))
+        return entries
+
+    def _end_json(self) -> str:
+        mux = self.mux
+        err = self.log.error
+        doc: Dict[str, Any] = {"v": wire.WIRE_VERSION, "last_seq": self.last_seq}
+        if err is not None:
+            doc["status"] = "failed"
+            doc["error"] = {"type": type(err).__name__, "message": str(err)}
+        elif mux._interrupted:
+            doc["status"] = "interrupted"
+            doc["interrupts"] = wire.encode_value(list(mux._interrupts))
+        else:
+            doc["status"] = "completed"
+        return json.dumps(doc, ensure_ascii=False, separators=(",", ":"))
+
+    def _pipeline(self, entries: List[Tuple[str, Dict[str, str]]]) -> Any:
+        pipe = self.client.pipeline(transaction=False)
+        key, maxlen = self.key, self.maxlen
+        for entry_id, fields in entries:
+            if maxlen is None:
+                pipe.xadd(key, fields, id=entry_id)
+            else:
+                pipe.xadd(key, fields, id=entry_id, maxlen=maxlen, approximate=True)
+        if self.ended and self.expire is not None and entries[-1][0].endswith("-1"):
+            pipe.pexpire(key, max(1, int(self.expire * 1000)))
+        return pipe
+
+    def _check(self, results: List[Any], entries: List[Tuple[str, Dict[str, str]]],
+               retried: bool) -> None:
+        for result, entry in zip(results, entries):
+            if isinstance(result, Exception):
+                if retried and "equal or smaller" in str(result):
+                    continue  # written by the attempt that lost its connection
+                if "equal or smaller" in str(result):
+                    raise ValueError(
+                        f"Redis key {self.key!r} already holds a stream with entry ids at "
+                        f"or after {entry[0]}: publish each run under a new key"
+                    )
+                raise RuntimeError(
+                    f"Redis refused entry {entry[0]} of key {self.key!r}: {result}"
+                )
+
+    def _give_up(self, exc: BaseException, elapsed: float) -> PublishConnectionError:
+        return PublishConnectionError(
+            self.key,
+            f"cannot publish run events to Redis key {self.key!r}: {exc} "
+            f"(retried for {elapsed:.1f} s; retry_for={self.retry_for:g})",
+        )
+
+    # -- sync lane ------------------------------------------------------------
+
+    def write(self) -> None:
+        entries = self._drain()
+        if not entries:
+            return
+        start = time.monotonic()
+        delay = 0.05
+        retried = False
+        while True:
+            try:
+                results = self._pipeline(entries).execute(raise_on_error=False)
+            except self.errors as exc:
+                elapsed = time.monotonic() - start
+                if elapsed + delay > self.retry_for:
+                    raise self._give_up(exc, elapsed) from exc
+                time.sleep(delay)
+                delay = min(delay * 2, 1.0)
+                retried = True
+                continue
+            self._check(results, entries, retried)
+            return
+
+    def after_step(self, at_end_raise: bool) -> None:
+        """Publish what the last step produced; see ``_SyncStep``."""
+        if not self.broken:
+            try:
+                self.write()
+            except Exception as exc:  # noqa: BLE001 - fails the run, or raised
+                self.broken = True
+                if not self.log.closed:
+                    self.run._end(exc)
+                    return
+                self.error = exc
+                _logger.error("langstream: %s", exc)
+        if at_end_raise and self.error is not None and not self.raised:
+            self.raised = True
+            raise self.error
+
+    # -- async lane -----------------------------------------------------------
+
+    async def awrite(self) -> None:
+        if self.lock is None:
+            self.lock = asyncio.Lock()
+        async with self.lock:  # one pipeline at a time: entry ids must grow
+            entries = self._drain()
+            if not entries:
+                return
+            start = time.monotonic()
+            delay = 0.05
+            retried = False
+            while True:
+                try:
+                    results = await self._pipeline(entries).execute(raise_on_error=False)
+                except self.errors as exc:
+                    elapsed = time.monotonic() - start
+                    if elapsed + delay > self.retry_for:
+                        raise self._give_up(exc, elapsed) from exc
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 1.0)
+                    retried = True
+                    continue
+                self._check(results, entries, retried)
+                return
+
+    async def aafter_step(self, at_end_raise: bool) -> None:
+        if not self.broken:
+            try:
+                await self.awrite()
+            except Exception as exc:  # noqa: BLE001 - fails the run, or raised
+                self.broken = True
+                if not self.log.closed:
+                    await self.run._pump.end(exc)
+                    return
+                self.error = exc
+                _logger.error("langstream: %s", exc)
+        if at_end_raise and self.error is not None and not self.raised:
+            self.raised = True
+            raise self.error
+
+
+class _SyncStep:
+    """The run's pump, followed by publishing what the step produced."""
+
+    __slots__ = ("inner", "pub")
+
+    def __init__(self, inner: Any, pub: _Publisher) -> None:
+        self.inner = inner
+        self.pub = pub
+
+    def __call__(self) -> bool:
+        more = self.inner()
+        self.pub.after_step(True)
+        return more
+
+    # the run tells a compiled pump it is done through this attribute
+    @property
+    def done(self) -> bool:
+        return bool(getattr(self.inner, "done", False))
+
+    @done.setter
+    def done(self, value: bool) -> None:
+        if hasattr(self.inner, "done"):
+            self.inner.done = value
+
+
+def publish(run: Any, client: Any, key: str, *, maxlen: Optional[int] = None,
+            expire: Optional[float] = None, retry_for: float = 5.0) -> Any:
+    """Publish ``run``'s main log to the Redis stream ``key``, as the run is driven.
+
+    Call it before the run is iterated; it returns ``run`` itself.  Local
+    consumers see exactly what they would see without publishing.  After each
+    pump step the step's events are written in one pipeline (``XADD key
+    <seq>-0 e <wire json>``); when the run ends (completed, failed, aborted,
+    interrupted) the terminal entry ``<last_seq>-1`` follows.  An aborted run
+    is published as completed (its consumers see the projections end
+    normally, as local ones do).
+
+    Args:
+        run: a root ``GraphRunStream`` (with a ``redis.Redis`` client) or
+            ``AsyncGraphRunStream`` (with a ``redis.asyncio.Redis`` client).
+        client: the redis-py client; credentials and TLS are configured on it
+            and never logged here.  A Redis Cluster client works: every
+            command touches the one key (use a hash tag to place it).
+        key: the stream key; it must not hold entries already (one key per run).
+        maxlen: approximate trimming (``MAXLEN ~ maxlen``) on every write;
+            readers asking for trimmed history get ``StreamLagError``.
+        expire: seconds after the terminal entry until Redis deletes the key.
+        retry_for: seconds to retry a write that failed for a connection
+            reason (exponential backoff from 50 ms, capped at 1 s); then the
+            run fails with ``PublishConnectionError`` naming the key.
+
+    Raises:
+        TypeError / ValueError: a bad argument (names it), a subgraph handle,
+            a run already started or already published, a client of the
+            other lane.
+    """
+    key = _check_key(key)
+    maxlen = _check_count("maxlen", maxlen)
+    expire = _check_seconds("expire", expire)
+    retry_for = _check_seconds("retry_for", retry_for, allow_none=False, allow_zero=True)  # type: ignore[assignment]
+    if isinstance(run, (SubgraphRunStream, AsyncSubgraphRunStream)) or not isinstance(
+        run, (GraphRunStream, AsyncGraphRunStream)
+    ):
+        raise TypeError(f"run must be a root GraphRunStream or AsyncGraphRunStream, got {run!r}")
+    if isinstance(run, (_RemoteRun, _AsyncRemoteRun)):
+        raise TypeError("run is an attached remote run; publish the producer's run instead")
+    mux = run._mux
+    if run.__dict__.get("_redis_publisher") is not None:
+        raise ValueError(f"run is already published (to key {run.__dict__['_redis_publisher'].key!r})")
+    if mux._events._log.last_seq or mux._events._log.closed or run._exhausted:
+        raise ValueError("publish() must be called before the run is iterated")
+    is_async = isinstance(run, AsyncGraphRunStream)
+    if _is_async_client(client) != is_async:
+        want = "redis.asyncio.Redis" if is_async else "redis.Redis"
+        raise TypeError(
+            f"client must be a {want} for {'an async' if is_async else 'a sync'} run, "
+            f"got {type(client).__module__}.{type(client).__name__}"
+        )
+    pub = _Publisher(run, client, key, maxlen, expire, retry_for)  # type: ignore[arg-type]
+    run.__dict__["_redis_publisher"] = pub
+    if not is_async:
+        step = _SyncStep(run._pump_next, pub)
+        run._pump_next = step
+        mux.bind_pump(step)
+        close, fail = mux.close, mux.fail
+
+        def _close() -> None:
+            try:
+                close()
+            finally:
+                pub.after_step(False)
+
+        def _fail(err: BaseException) -> None:
+            try:
+                fail(err)
+            finally:
+                pub.after_step(False)
+
+        mux.close = _close  # type: ignore[method-assign]
+        mux.fail = _fail  # type: ignore[method-assign]
+    else:
+        inner = run._apump_next
+        flight = _SingleFlight()
+        pump = run._pump
+
+        async def _astep() -> bool:
+            # the step and its write are one step: no other consumer pumps
+            # before the one that drove it has seen what it produced
+            if flight.busy:
+                await flight.wait()
+                return not pump.exhausted
+            flight.busy = True
+            try:
+                if flight.yield_next:
+                    flight.yield_next = False
+                    pump.yield_next = True
+                more = await inner()
+                await pub.aafter_step(True)
+                return more
+            finally:
+                flight.release()
+
+        run._apump_next = _astep
+        mux.bind_apump(_astep)
+        aclose, afail = mux.aclose, mux.afail
+
+        async def _aclose() -> None:
+            try:
+                await aclose()
+            finally:
+                await pub.aafter_step(False)
+
+        async def _afail(err: BaseException) -> None:
+            try:
+                await afail(err)
+            finally:
+                await pub.aafter_step(False)
+
+        mux.aclose = _aclose  # type: ignore[method-assign]
+        mux.afail = _afail  # type: ignore[method-assign]
+    return run
+
+
+# ================================================================= attaching
+
+
+class _RemoteLifecycle(StreamTransformer):
+    """``lifecycle`` of an attached run: the producer's lifecycle events below the scope."""
+
+    _native = True
+
+    def __init__(self, scope: Tuple[str, ...] = ()) -> None:
+        super().__init__(scope)
+        self._depth = len(self.scope)
+        self._scope_list = list(self.scope)
+        self._channel: StreamChannel[Any] = StreamChannel()  # unnamed: events come from the wire
+
+    def init(self) -> Dict[str, Any]:
+        return {"lifecycle": self._channel}
+
+    def process(self, event: Any) -> bool:
+        if event["method"] == "lifecycle" and not event["params"]["namespace"]:
+            payload = event["params"]["data"]
+            ns = payload.get("namespace") if isinstance(payload, dict) else None
+            if isinstance(ns, (list, tuple)) and len(ns) > self._depth and (
+                not self._depth or list(ns[: self._depth]) == self._scope_list
+            ):
+                self._channel.push(payload)
+        return True
+
+
+class _Flags:
+    """State shared by an attached run's pump and its subgraph trackers."""
+
+    __slots__ = ("new_handle",)
+
+    def __init__(self) -> None:
+        self.new_handle = False
+
+
+class _RemoteSubgraphs(StreamTransformer):
+    """``subgraphs`` of an attached run: handles from the producer's lifecycle events."""
+
+    _native = True
+    supports_sync = True  # process() and aprocess() are twins
+
+    def __init__(self, scope: Tuple[str, ...], flags: _Flags) -> None:
+        super().__init__(scope)
+        self._depth = len(self.scope)
+        self._scope_list = list(self.scope)
+        self._flags = flags
+        self._log: StreamChannel[Any] = StreamChannel()
+        self._handles: Dict[Tuple[str, ...], Any] = {}
+        # handles whose 'failed' payload arrived: failed at the next event; if
+        # the run's end comes first and names the same error, the payload was
+        # the run's own failure reaching the subgraph: it gets the run's error
+        self._failing: List[Tuple[Any, Optional[str]]] = []
+        self._mux: Any = None
+
+    def init(self) -> Dict[str, Any]:
+        return {"subgraphs": self._log}
+
+    def _on_register(self, mux: Any) -> None:
+        self._mux = mux
+
+    def _target(self, event: Any) -> Tuple[str, Any, Any]:
+        """(what, key or handle, payload): how this event concerns a child."""
+        params = event["params"]
+        ns = params["namespace"]
+        depth = self._depth
+        if event["method"] == "lifecycle" and not ns:
+            payload = params["data"]
+            path = payload.get("namespace") if isinstance(payload, dict) else None
+            if not isinstance(path, (list, tuple)) or len(path) <= depth:
+                return "", None, None
+            if depth and list(path[:depth]) != self._scope_list:
+                return "", None, None
+            key = tuple(path[: depth + 1])
+            if len(path) == depth + 1:
+                return ("started" if payload.get("event") == "started" else "ended"), key, payload
+            return "forward", self._handles.get(key), None
+        if len(ns) > depth and (not depth or ns[:depth] == self._scope_list):
+            return "forward", self._handles.get(tuple(ns[: depth + 1])), None
+        return "", None, None
+
+    def _start(self, key: Tuple[str, ...], payload: Dict[str, Any]) -> None:
+        child = self._mux._make_child(key)
+        cls = AsyncSubgraphRunStream if child.is_async else SubgraphRunStream
+        handle = cls(child, path=key, graph_name=payload.get("graph_name"),
+                     trigger_call_id=payload.get("trigger_call_id"))
+        self._handles[key] = handle
+        self._flags.new_handle = True
+        self._log.push(handle)
+
+    @staticmethod
+    def _mark(handle: Any, status: str, error: Optional[str]) -> None:
+        handle._seen_terminal = True
+        handle.status = status
+        if error is not None and handle.error is None:
+            handle.error = error
+
+    def _take_failing(self) -> List[Tuple[Any, Optional[str]]]:
+        failing = self._failing
+        self._failing = []
+        return failing
+
+    def process(self, event: Any) -> bool:
+        for handle, error in self._take_failing():
+            self._mark(handle, "failed", error)
+            handle._mux.fail(RuntimeError(error or "subgraph failed"))
+        what, target, payload = self._target(event)
+        if what == "forward":
+            if target is not None and not target._mux._events._log.closed:
+                target._mux.push(event)
+        elif what == "started":
+            if target not in self._handles:
+                self._start(target, payload)
+        elif what == "ended":
+            handle = self._handles.pop(target, None)
+            if handle is not None:
+                status = payload.get("event")
+                if status == "failed":
+                    self._failing.append((handle, payload.get("error")))
+                else:
+                    self._mark(handle, status, None)
+                    handle._mux.close()
+        return True
+
+    async def aprocess(self, event: Any) -> bool:
+        for handle, error in self._take_failing():
+            self._mark(handle, "failed", error)
+            await handle._mux.afail(RuntimeError(error or "subgraph failed"))
+        what, target, payload = self._target(event)
+        if what == "forward":
+            if target is not None and not target._mux._events._log.closed:
+                await target._mux.apush(event)
+        elif what == "started":
+            if target not in self._handles:
+                self._start(target, payload)
+        elif what == "ended":
+            handle = self._handles.pop(target, None)
+            if handle is not None:
+                status = payload.get("event")
+                if status == "failed":
+                    self._failing.append((handle, payload.get("error")))
+                else:
+                    self._mark(handle, status, None)
+                    await handle._mux.aclose()
+        return True
+
+    def _open(self) -> List[Any]:
+        handles = [h for h in reversed(list(self._handles.values())) if not h._seen_terminal]
+        self._handles.clear()
+        return handles
+
+    def finalize(self) -> None:
+        for handle, error in self._take_failing():
+            self._mark(handle, "failed", error)
+            handle._mux.fail(RuntimeError(error or "subgraph failed"))
+        for handle in self._open():
+            self._mark(handle, "completed", None)
+            handle._mux.close()
+
+    async def afinalize(self) -> None:
+        for handle, error in self._take_failing():
+            self._mark(handle, "failed", error)
+            await handle._mux.afail(RuntimeError(error or "subgraph failed"))
+        for handle in self._open():
+            self._mark(handle, "completed", None)
+            await handle._mux.aclose()
+
+    def fail(self, err: BaseException) -> None:
+        status, error = _status_from_exception(err)
+        for handle, _error in self._take_failing():
+            self._mark(handle, "failed", _error)
+            handle._mux.fail(err if _error == error else RuntimeError(_error or "subgraph failed"))
+        for handle in self._open():
+            self._mark(handle, status, error)
+            handle._mux.fail(err)
+
+    async def afail(self, err: BaseException) -> None:
+        status, error = _status_from_exception(err)
+        for handle, _error in self._take_failing():
+            self._mark(handle, "failed", _error)
+            await handle._mux.afail(
+                err if _error == error else RuntimeError(_error or "subgraph failed"))
+        for handle in self._open():
+            self._mark(handle, status, error)
+            await handle._mux.afail(err)
+
+
+def _remote_factories(flags: _Flags) -> List[Any]:
+    factories: List[Any] = [
+        ValuesTransformer,
+        _RemoteLifecycle,
+        lambda scope: _RemoteSubgraphs(scope, flags),
+        UpdatesTransformer,
+        CustomTransformer,
+        CheckpointsTransformer,
+        DebugTransformer,
+    ]
+    return factories
+
+
+_END = object()
+
+
+class _Source:
+    """Reads one run's Redis stream in batches, decodes entries one at a time."""
+
+    def __init__(self, client: Any, key: str, after_seq: int, count: int,
+                 block: float, wait_timeout: float) -> None:
+        self.client = client
+        self.key = key
+        self.read_id = f"{after_seq}-0"
+        self.last_seq = after_seq  # last event handed to the mux
+        self.buffer: Deque[Tuple[str, Any]] = deque()
+        self.count = count
+        self.block_ms = max(1, int(block * 1000))
+        self.wait_timeout = wait_timeout
+        self.started = time.monotonic()
+        self.seen_any = False
+        self.checked_end = False
+        self.errors = _redis_errors()
+
+    def _conn_error(self, exc: BaseException) -> AttachConnectionError:
+        return AttachConnectionError(
+            self.key, self.last_seq,
+            f"lost the connection to Redis while reading run key {self.key!r} after "
+            f"seq {self.last_seq}: {exc}; read again once Redis is back, or "
+            f"attach(..., after_seq={self.last_seq})",
+        )
+
+    def _xread_args(self) -> Tuple[Dict[str, str], int, int]:
+        return {self.key: self.read_id}, self.count, self.block_ms
+
+    def _take(self, response: Any) -> None:
+        if not response:
+            return
+        if isinstance(response, dict):  # RESP3
+            batches = list(response.values())
+            entries = batches[0] if batches else []
+            if entries and isinstance(entries[0], list) and entries and len(entries) == 1 \
+                    and entries[0] and isinstance(entries[0][0], (list, tuple)):
+                entries = entries[0]
+        else:  # RESP2: [[key, [(id, fields), ...]]]
+            entries = response[0][1]
+        for entry_id, fields in entries:
+            entry_id = _text(entry_id)
+            self.buffer.append((entry_id, fields))
+            self.read_id = entry_id
+        if entries:
+            self.seen_any = True
+
+    def _empty_read(self, exists: int, last: Any) -> None:
+        """Nothing new: a missing key times out; a resume past the end is an error."""
+        if not exists:
+            if time.monotonic() - self.started >= self.wait_timeout:
+                raise RunNotFoundError(self.key, self.wait_timeout)
+            return
+        if not self.checked_end and last:
+            self.checked_end = True
+            entry_id, fields = last[0]
+            entry_id = _text(entry_id)
+            if entry_id.endswith("-1"):
+                end_seq = int(entry_id.split("-")[0])
+                if end_seq < self.last_seq:
+                    raise ValueError(
+                        f"after_seq={self.last_seq} is past the end of the run at Redis "
+                        f"key {self.key!r} (its last seq is {end_seq})"
+                    )
+
+    def fetch(self) -> None:
+        key, count, block = self._xread_args()
+        client = self.client
+        try:
+            self._take(client.xread(key, count=count, block=block))
+            if not self.buffer:
+                self._empty_read(client.exists(self.key),
+                                 None if self.checked_end else client.xrevrange(self.key, count=1))
+        except self.errors as exc:
+            raise self._conn_error(exc) from exc
+
+    async def afetch(self) -> None:
+        key, count, block = self._xread_args()
+        client = self.client
+        try:
+            self._take(await client.xread(key, count=count, block=block))
+            if not self.buffer:
+                last = None if self.checked_end else await client.xrevrange(self.key, count=1)
+                self._empty_read(await client.exists(self.key), last)
+        except self.errors as exc:
+            raise self._conn_error(exc) from exc
+
+    def next_item(self) -> Tuple[Any, Any]:
+        """Pop and decode the next entry: ``(event, None)`` or ``(_END, end doc)``.
+
+        Raises ``StreamLagError`` (the entry stays queued) when entries before
+        it are gone, ``ValueError`` naming the key and entry id for a bad one.
+        """
+        entry_id, fields = self.buffer[0]
+        where = f"entry {entry_id} of Redis key {self.key!r}"
+        seq_text, _, part = entry_id.partition("-")
+        try:
+            seq = int(seq_text)
+        except ValueError:
+            raise ValueError(f"bad {where}: its id is not '<seq>-0' or '<seq>-1'") from None
+        if part not in ("0", "1"):
+            raise ValueError(f"bad {where}: its id is not '<seq>-0' or '<seq>-1'")
+        if isinstance(fields, (list, tuple)):
+            fields = dict(zip(fields[::2], fields[1::2]))
+        named = {_text(k): v for k, v in fields.items()}
+        is_end = part == "1"
+        field = END_FIELD if is_end else EVENT_FIELD
+        if set(named) != {field}:
+            raise ValueError(
+                f"bad {where}: expected exactly the field {field!r}, got {sorted(named)!r}"
+            )
+        if is_end:
+            try:
+                doc = json.loads(named[field])
+                if type(doc) is not dict or doc.get("v") != wire.WIRE_VERSION:
+                    raise ValueError(f"expected a v{wire.WIRE_VERSION} end object")
+                if doc.get("status") not in ("completed", "failed", "interrupted"):
+                    raise ValueError(f"unknown status {doc.get('status')!r}")
+                if doc.get("last_seq") != seq:
+                    raise ValueError(f"last_seq {doc.get('last_seq')!r} != the entry's {seq}")
+                if "interrupts" in doc:
+                    doc["interrupts"] = wire.decode_value(doc["interrupts"])
+            except ValueError as exc:
+                raise ValueError(f"bad {where}: not a valid end entry: {exc}") from None
+            last_needed = seq if is_end else seq - 1
+            if last_needed > self.last_seq:
+                missed = last_needed - self.last_seq
+                self.last_seq = last_needed
+                raise StreamLagError(
+                    missed,
+                    f"{missed} event(s) of the run at Redis key {self.key!r} were trimmed "
+                    f"before this reader read them (it continues at {entry_id})",
+                )
+            self.buffer.popleft()
+            return _END, doc
+        try:
+            event = wire.loads(named[field])
+        except ValueError as exc:
+            raise ValueError(f"bad {where}: {exc}") from None
+        if event["seq"] != seq:
+            raise ValueError(f"bad {where}: its wire seq is {event['seq']}")
+        if seq <= self.last_seq:
+            raise ValueError(f"bad {where}: seq {seq} arrives after seq {self.last_seq}")
+        last_needed = seq if is_end else seq - 1
+        if last_needed > self.last_seq:
+            missed = last_needed - self.last_seq
+            self.last_seq = last_needed
+            raise StreamLagError(
+                missed,
+                f"{missed} event(s) of the run at Redis key {self.key!r} were trimmed "
+                f"before this reader read them (it continues at {entry_id})",
+            )
+        self.buffer.popleft()
+        self.last_seq = seq
+        return event, None
+
+
+def _apply_end(mux: StreamMux, doc: Dict[str, Any]) -> Optional[BaseException]:
+    if doc["status"] == "failed":
+        return _remote_error(doc.get("error"))
+    if doc["status"] == "interrupted" and not mux._interrupted:
+        interrupts = doc.get("interrupts") or []
+        mux._interrupted = True
+        mux._interrupts.extend(interrupts)
+    return None
+
+
+class _RemoteRun(GraphRunStream):
+    """A sync run stream over a published run (see ``attach``)."""
+
+    def __init__(self, source: _Source, mux: StreamMux, flags: _Flags) -> None:
+        self._source = source
+        self._flags = flags
+        GraphRunStream.__init__(self, None, mux, wire_pump=False)
+        mux.bind_pump(self._pump_next)
+
+    @property
+    def key(self) -> str:
+        """The Redis key of the run."""
+        return self._source.key
+
+    @property
+    def last_seq(self) -> int:
+        """The producer's seq of the last event this reader took in (resume after it)."""
+        return self._source.last_seq
+
+    def _pump_next(self) -> bool:
+        if self._exhausted:
+            return False
+        source = self._source
+        if not source.buffer:
+            try:
+                source.fetch()
+            except AttachConnectionError:
+                raise  # the run stays open: read again to go on
+            except Exception as exc:  # noqa: BLE001 - ends the run
+                self._end(exc)
+                return False
+            if not source.buffer:
+                return True
+        try:
+            event, end = source.next_item()
+        except StreamLagError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a bad entry ends the run
+            self._end(exc)
+            return False
+        if event is _END:
+            err = _apply_end(self._mux, end)
+            if err is None:
+                self._finish()
+            else:
+                self._end(err)
+            return False
+        try:
+            self._mux.push(event)
+        except Exception as exc:  # noqa: BLE001 - ends the run
+            self._end(exc)
+            return False
+        return True
+
+
+class _AsyncRemoteRun(AsyncGraphRunStream):
+    """An async run stream over a published run (see ``aattach``)."""
+
+    def __init__(self, source: _Source, mux: StreamMux, flags: _Flags) -> None:
+        self._source = source
+        self._flags = flags
+        self._flight = _SingleFlight()
+        self._fetching: Optional[asyncio.Task[Any]] = None
+        self._aborting = False
+        AsyncGraphRunStream.__init__(self, None, mux, wire_pump=False)
+        mux.bind_apump(self._apump_next)
+
+    @property
+    def key(self) -> str:
+        """The Redis key of the run."""
+        return self._source.key
+
+    @property
+    def last_seq(self) -> int:
+        """The producer's seq of the last event this reader took in (resume after it)."""
+        return self._source.last_seq
+
+    async def _apump_next(self) -> bool:
+        pump = self._pump
+        if pump.exhausted:
+            return False
+        flight = self._flight
+        if flight.busy:  # another consumer is stepping: its step may feed us
+            await flight.wait()
+            return not pump.exhausted
+        flight.busy = True
+        try:
+            return await self._astep(pump, flight)
+        finally:
+            flight.release()
+
+    async def _astep(self, pump: Any, flight: _SingleFlight) -> bool:
+        if self._flags.new_handle or flight.yield_next:
+            # let consumers subscribe to what the last step handed out
+            self._flags.new_handle = False
+            flight.yield_next = False
+            await asyncio.sleep(0)
+            if pump.exhausted:
+                return False
+        source = self._source
+        mux = self._mux
+        if not source.buffer:
+            self._fetching = asyncio.current_task()
+            try:
+                await source.afetch()
+            except AttachConnectionError:
+                raise
+            except asyncio.CancelledError:
+                if self._aborting:
+                    uncancel = getattr(asyncio.current_task(), "uncancel", None)
+                    if uncancel is not None:
+                        uncancel()
+                    return False
+                raise  # the reader was cancelled: nothing consumed, nothing lost
+            except Exception as exc:  # noqa: BLE001 - ends the run
+                await pump.end(exc)
+                return False
+            finally:
+                self._fetching = None
+            if not source.buffer:
+                return True
+        try:
+            event, end = source.next_item()
+        except StreamLagError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a bad entry ends the run
+            await pump.end(exc)
+            return False
+        if event is _END:
+            err = _apply_end(mux, end)
+            if err is None:
+                await pump.finish()
+            else:
+                await pump.end(err)
+            return False
+        try:
+            await mux.apush(event)
+        except Exception as exc:  # noqa: BLE001 - ends the run
+            await pump.end(exc)
+            return False
+        return True
+
+    async def abort(self) -> None:
+        """Stop reading: a consumer blocked in ``XREAD`` is released; projections end."""
+        self._aborting = True
+        task = self._fetching
+        if task is not None and task is not asyncio.current_task() and not task.done():
+            task.cancel()
+        await self._pump.abort()
+
+
+def _check_attach_args(key: Any, after_seq: Any, count: Any, block: Any,
+                       wait_timeout: Any) -> Tuple[str, int, int, float, float]:
+    key = _check_key(key)
+    if isinstance(after_seq, bool) or not isinstance(after_seq, int):
+        raise TypeError(f"after_seq must be an int >= 0, got {after_seq!r}")
+    if after_seq < 0:
+        raise ValueError(f"after_seq must be an int >= 0, got {after_seq!r}")
+    count = _check_count("count", count, allow_none=False)
+    block = _check_seconds("block", block, allow_none=False)
+    wait_timeout = _check_seconds("wait_timeout", wait_timeout, allow_none=False, allow_zero=True)
+    return key, after_seq, count, block, wait_timeout  # type: ignore[return-value]
+
+
+def attach(client: Any, key: str, *, after_seq: int = 0, count: int = 512,
+           block: float = 1.0, wait_timeout: float = 10.0) -> GraphRunStream:
+    """Attach to a published run: a sync run stream with the producer's projections.
+
+    The run stream has ``values``, ``lifecycle``, ``subgraphs`` (handles),
+    ``updates``, ``custom``, ``checkpoints``, ``debug``; iterating it yields the
+    raw main log with the producer's ``seq``; ``output`` / ``interrupted`` /
+    ``interrupts`` drive it to the end and re-raise the run's error (a builtin
+    exception class as itself, another as ``RemoteRunError``).  Reading is
+    driven by the caller's iteration (``XREAD BLOCK``), with no thread.
+
+    Args:
+        client: a ``redis.Redis``.
+        key: the run's stream key.
+        after_seq: yield the events after this seq (0: from the start).  A
+            resumed reader gets subgraph handles only for subgraphs that start
+            after it.
+        count: entries per ``XREAD``.
+        block: seconds one ``XREAD`` blocks before the reader checks the key.
+        wait_timeout: seconds to wait for a key that does not exist yet; then
+            the run fails with ``RunNotFoundError``.
+
+    Errors while reading: trimmed history raises ``StreamLagError`` once (then
+    the run continues at the oldest retained event); a lost connection raises
+    ``AttachConnectionError`` naming the key (the run stays open: read again,
+    or attach anew with ``after_seq=run.last_seq``); an entry that is not
+    valid wire format fails the run with a ``ValueError`` naming the key and
+    the entry id.
+    """
+    key, after_seq, count, block, wait_timeout = _check_attach_args(
+        key, after_seq, count, block, wait_timeout)
+    if _is_async_client(client):
+        raise TypeError("attach() needs a sync redis.Redis client; use aattach() with redis.asyncio")
+    flags = _Flags()
+    mux = StreamMux(factories=_remote_factories(flags), _assign_seq=False)
+    return _RemoteRun(_Source(client, key, after_seq, count, block, wait_timeout), mux, flags)
+
+
+def aattach(client: Any, key: str, *, after_seq: int = 0, count: int = 512,
+            block: float = 1.0, wait_timeout: float = 10.0) -> AsyncGraphRunStream:
+    """Async twin of ``attach`` (``client`` a ``redis.asyncio.Redis``); no ``await`` needed.
+
+    Several tasks may read projections at once (one ``XREAD`` in flight);
+    ``await run.abort()`` releases a reader blocked in ``XREAD``.  A reader
+    task cancelled mid-``XREAD`` loses nothing: the run stays as it was.
+    """
+    key, after_seq, count, block, wait_timeout = _check_attach_args(
+        key, after_seq, count, block, wait_timeout)
+    if not _is_async_client(client):
+        raise TypeError("aattach() needs a redis.asyncio.Redis client; use attach() with redis.Redis")
+    flags = _Flags()
+    mux = StreamMux(factories=_remote_factories(flags), is_async=True, _assign_seq=False)
+    return _AsyncRemoteRun(_Source(client, key, after_seq, count, block, wait_timeout), mux, flags)
