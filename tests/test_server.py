@@ -413,3 +413,36 @@ def test_serve_command_rejects_bad_arguments(args, words, capsys):
         main(["serve", *args])
     assert info.value.code == 2
     assert words in capsys.readouterr().err
+
+
+def test_serve_demo_publishes_a_run_with_tokens(redis_server):  # noqa: F811
+    import subprocess
+    import sys
+
+    from server_support import ROOT, free_port
+
+    key = f"demo:{uuid.uuid4().hex[:8]}"
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "langstream", "serve", "--redis", redis_server.url,
+         "--port", str(port), "--log-level", "warning", "--demo", key],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = proc.stdout.readline()
+        assert line.strip() == f"demo run: http://127.0.0.1:{port}/runs/{key.replace(':', '%3A')}"
+        wait_for(lambda: redis_server.client.exists(key), what="the demo run")
+        client = SSEClient(port, f"/runs/{key}/events?methods=messages,lifecycle")
+        frames = client.events()
+        client.close()
+    finally:
+        proc.terminate()
+        proc.wait(15)
+    from langstream import wire
+    from langstream.server._demo import ANSWER
+
+    deltas = [wire.loads(f["data"])["params"]["data"][0] for f in frames if f["event"] == "messages"]
+    text = "".join(d["delta"]["text"] for d in deltas if d["event"] == "content-block-delta")
+    assert text == ANSWER
+    assert [wire.loads(f["data"])["params"]["data"]["event"] for f in frames
+            if f["event"] == "lifecycle"] == ["started", "completed"]
+    assert json.loads(frames[-1]["data"])["status"] == "completed"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 from typing import List, Optional
 
 from langstream.server._app import DEFAULT_BATCH, DEFAULT_HEARTBEAT
@@ -22,6 +23,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help=f"seconds of silence before a ping comment (default {DEFAULT_HEARTBEAT:g})")
     parser.add_argument("--batch", type=int, default=DEFAULT_BATCH,
                         help=f"Redis entries read and held per connection at a time (default {DEFAULT_BATCH})")
+    parser.add_argument("--demo", nargs="?", const="demo", default=None, metavar="KEY",
+                        help="also publish a simulated agent run (tokens, a subgraph) to "
+                             "Redis key KEY (default 'demo') and print its page URL")
     parser.add_argument("--log-level", default="info",
                         choices=["critical", "error", "warning", "info", "debug"],
                         help="uvicorn log level (default info)")
@@ -50,5 +54,30 @@ def main(argv: Optional[List[str]] = None) -> int:
         app = create_app(ns.redis, heartbeat=ns.heartbeat, batch=ns.batch)
     except ImportError as exc:
         parser.error(str(exc))
-    uvicorn.run(app, host=ns.host, port=ns.port, log_level=ns.log_level)
+    config = uvicorn.Config(app, host=ns.host, port=ns.port, log_level=ns.log_level)
+    server = uvicorn.Server(config)
+    if ns.demo is not None:
+        from urllib.parse import quote
+
+        from langstream.server._demo import start_demo
+
+        async def announce() -> None:
+            # once listening: the real port (--port 0 picks one), then the run
+            while not server.started:
+                await asyncio.sleep(0.05)
+            port = server.servers[0].sockets[0].getsockname()[1]
+            host = "127.0.0.1" if ns.host in ("0.0.0.0", "::") else ns.host
+            print(f"demo run: http://{host}:{port}/runs/{quote(ns.demo, safe='')}", flush=True)
+            start_demo(ns.redis, ns.demo)
+
+        async def run() -> None:
+            waiter = asyncio.ensure_future(announce())
+            try:
+                await server.serve()
+            finally:
+                waiter.cancel()
+
+        asyncio.run(run())
+    else:
+        server.run()
     return 0
