@@ -248,7 +248,24 @@ def _summary(path: str, latencies_ms: List[float], expect: int) -> Dict[str, Any
             "max_ms": round(max(latencies_ms), 2) if latencies_ms else None}
 
 
-def _latency(url: str, port: int, rate: float, seconds: float, browser: bool) -> List[Dict[str, Any]]:
+_BARE_HOOK = """(function () {
+  window.__lat = []; window.__done = false;
+  var es = new EventSource(%s);
+  es.addEventListener('messages', function (e) {
+    var now = performance.timeOrigin + performance.now();
+    var d = JSON.parse(e.data).data;
+    var pair = (d && d.__ls__ === 'tuple') ? d.v : d;
+    if (pair && pair[1] && pair[1].t_push) { window.__lat.push(now - pair[1].t_push * 1000); }
+  });
+  es.addEventListener('end', function () { es.close(); window.__done = true; });
+  return true;
+})()"""
+
+
+def _latency(url: str, port: int, rate: float, seconds: float,
+             browser: Optional[str]) -> List[Dict[str, Any]]:
+    """One latency run; ``browser`` is None, "page" (the live page) or
+    "bare" (a bare EventSource on a same-origin page that renders nothing)."""
     n = int(rate * seconds)
     key = f"bench:lat:{uuid.uuid4().hex[:8]}"
     producer = threading.Thread(target=_publish, args=(url, key, _token_parts(n, rate=rate,
@@ -275,14 +292,22 @@ def _latency(url: str, port: int, rate: float, seconds: float, browser: bool) ->
 
         tmp = tempfile.TemporaryDirectory()
         chrome = Chromium(tmp.name)
-        chrome.navigate(f"http://127.0.0.1:{port}/runs/{key}")
+        if browser == "page":
+            chrome.navigate(f"http://127.0.0.1:{port}/runs/{key}")
+            ready = ("!!(window.langstream && window.langstream.es && "
+                     "window.langstream.connection === 'live')")
+        else:
+            chrome.navigate(f"http://127.0.0.1:{port}/healthz")
+            ready = "document.readyState === 'complete'"
         deadline = time.monotonic() + 10
-        while not chrome.evaluate("!!(window.langstream && window.langstream.es && "
-                                  "window.langstream.connection === 'live')"):
+        while not chrome.evaluate(ready):
             if time.monotonic() > deadline:
                 raise RuntimeError("the page did not connect")
             time.sleep(0.02)
-        chrome.evaluate(_BROWSER_HOOK)
+        if browser == "page":
+            chrome.evaluate(_BROWSER_HOOK)
+        else:
+            chrome.evaluate(_BARE_HOOK % json.dumps(f"/runs/{key}/events?methods=messages"))
     producer.join()
     direct.join(30)
     sse.join(30)
@@ -293,13 +318,16 @@ def _latency(url: str, port: int, rate: float, seconds: float, browser: bool) ->
            _summary("SSE client (raw socket)", [x * 1000 for x in sse.latencies], n)]
     if chrome is not None:
         deadline = time.monotonic() + 30
-        while not chrome.evaluate("window.langstream.ended"):
+        done = "window.langstream.ended" if browser == "page" else "window.__done"
+        while not chrome.evaluate(done):
             if time.monotonic() > deadline:
                 break
             time.sleep(0.05)
         lat = chrome.evaluate("window.__lat") or []
         chrome.close()
-        out.append(_summary("browser onmessage (headless Chromium)", lat, n))
+        label = ("browser onmessage, live page" if browser == "page"
+                 else "browser onmessage, bare EventSource")
+        out.append(_summary(label + " (headless Chromium)", lat, n))
     if tmp is not None:
         tmp.cleanup()
     return out
@@ -391,7 +419,9 @@ def main(argv: Optional[List[str]] = None) -> int:
                         ns.rounds),
             _throughput("SSE", lambda: _sse_read_all(port, mkey), ns.clients, m, ns.rounds),
         ]
-        latency = _latency(url, port, ns.rate, ns.seconds, bool(browser))
+        latency = _latency(url, port, ns.rate, ns.seconds, "page" if browser else None)
+        if browser:
+            latency += _latency(url, port, ns.rate, ns.seconds, "bare")
     finally:
         server.terminate()
         server.wait(15)

@@ -20,7 +20,7 @@
   };
   window.langstream = state;
 
-  var messages = new Map();   // model call id -> {el, body, done}
+  var messages = new Map();   // model call id -> {el, tokens, text node, reasoning node}
   var ignoredCalls = new Set();
   var treeNodes = new Map();  // namespace path -> {li, status, children}
   var valuesDepth = Infinity;
@@ -91,6 +91,8 @@
   }
 
   // -- renderers ---------------------------------------------------------
+  // One text node per model call, grown with appendData: a span per token
+  // made layout the main thread's bottleneck at 1,000 tokens/s.
   function messageBox(id, ns, node) {
     var m = messages.get(id);
     if (m) { return m; }
@@ -98,17 +100,29 @@
     el.className = "message";
     el.dataset.call = id;
     el.dataset.done = "false";
+    el.dataset.tokens = "0";
     var meta = document.createElement("span");
     meta.className = "meta";
     meta.textContent = (ns.length ? ns.join(" / ") + " · " : "") + (node || "model");
-    var body = document.createElement("span");
-    body.className = "text";
+    var reasoning = document.createElement("span");
+    reasoning.className = "reasoning";
+    var text = document.createElement("span");
+    text.className = "text";
     el.appendChild(meta);
-    el.appendChild(body);
+    el.appendChild(reasoning);
+    el.appendChild(text);
     $("messages").appendChild(el);
-    m = { el: el, body: body };
+    m = { el: el, tokens: 0, text: null, reasoning: null, textEl: text, reasoningEl: reasoning };
     messages.set(id, m);
     return m;
+  }
+
+  function appendTo(m, which, value) {
+    if (!m[which]) {
+      m[which] = document.createTextNode("");
+      m[which + "El"].appendChild(m[which]);
+    }
+    m[which].appendData(value);
   }
 
   function onMessages(ev, seq) {
@@ -132,11 +146,10 @@
       if (!d) { return; }
       var text = d.type === "text-delta" ? d.text : d.type === "reasoning-delta" ? d.reasoning : null;
       if (typeof text !== "string" || !text) { return; }
-      var span = document.createElement("span");
-      span.className = d.type === "text-delta" ? "tok" : "tok reasoning";
-      span.dataset.seq = String(seq);
-      span.textContent = text;
-      m.body.appendChild(span);
+      appendTo(m, d.type === "text-delta" ? "text" : "reasoning", text);
+      m.tokens += 1;
+      m.el.dataset.tokens = String(m.tokens);
+      m.el.dataset.lastSeq = String(seq);
     } else if (kind === "message-finish") {
       m.el.dataset.done = "true";
     }
