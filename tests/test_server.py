@@ -446,3 +446,23 @@ def test_serve_demo_publishes_a_run_with_tokens(redis_server):  # noqa: F811
     assert [wire.loads(f["data"])["params"]["data"]["event"] for f in frames
             if f["event"] == "lifecycle"] == ["started", "completed"]
     assert json.loads(frames[-1]["data"])["status"] == "completed"
+
+
+def test_readme_server_examples_run(redis_server, backend):  # noqa: F811
+    """The README's python blocks under "Serving runs to browsers" run as
+    pasted (against the test Redis instead of localhost:6379)."""
+    import os
+    import re
+
+    from server_support import ROOT
+
+    with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as fh:
+        text = fh.read()
+    section = re.search(r"\n## Serving runs to browsers.*?(?=\n## )", text, re.S)
+    assert section, "README.md has no 'Serving runs to browsers' section"
+    blocks = re.findall(r"```python\n(.*?)```", section.group(0), re.S)
+    assert len(blocks) == 2
+    for block in blocks:
+        code = block.replace("redis://localhost:6379/0", redis_server.url)
+        exec(compile(code, "README.md", "exec"), {"__name__": "__readme__"})
+    assert redis_server.client.xrevrange("runs:hello", count=1)[0][1][b"end"]
