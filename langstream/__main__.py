@@ -157,8 +157,14 @@ def main(argv: Optional[List[str]] = None) -> int:
     demo.add_argument("--delay", type=float, default=0.05,
                       help="seconds each simulated node takes (default 0.05)")
     sub.add_parser("bench", help="benchmarks side by side (see --help)", add_help=False)
+    sub.add_parser("attach", help="attach to a run published to Redis (see --help)",
+                   add_help=False)
     sub.add_parser("serve", help="serve Redis-published runs as SSE + a live page (see --help)",
                    add_help=False)
+    from langstream import _redis_cli  # demo --redis / attach
+
+    if _redis_cli.wants(args):
+        return _redis_cli.main(args)
     if args[:1] == ["bench"]:
         from langstream import _bench
 
