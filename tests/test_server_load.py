@@ -64,14 +64,14 @@ def served(redis_server):  # noqa: F811
 
 
 def test_200_concurrent_clients_all_complete_memory_bounded(redis_server, served):  # noqa: F811
+    """200 clients read a run at once, twice: a short run (which also warms
+    the server up: imports, pools, a JIT), then one five times as long.  All
+    complete with every event, and the server's peak memory does not follow
+    the run's length: each connection holds one batch, not the run."""
     proc, port = served
-    key = f"load:{uuid.uuid4().hex[:10]}"
-    n, size, clients = 1000, 1024, 200
-    events = publish_run(redis_server.client, key, _big_run(n, size))
-    assert len(events) == n
-    path = f"/runs/{key}/events"
+    size, clients = 1024, 200
 
-    async def one():
+    async def one(path):
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         writer.write(f"GET {path} HTTP/1.0\r\nHost: test\r\n\r\n".encode())
         await writer.drain()
@@ -79,29 +79,39 @@ def test_200_concurrent_clients_all_complete_memory_bounded(redis_server, served
         writer.close()
         return raw
 
-    async def all_clients():
-        return await asyncio.wait_for(asyncio.gather(*(one() for _ in range(clients))), 180)
+    def read_all(n):
+        key = f"load:{uuid.uuid4().hex[:10]}"
+        assert len(publish_run(redis_server.client, key, _big_run(n, size))) == n
 
-    asyncio.run(asyncio.wait_for(one(), 30))  # warm up (imports, pools)
-    before = _rss_kib(proc.pid)
-    results = asyncio.run(all_clients())
-    peak = _rss_kib(proc.pid, "VmHWM")
-    for raw in results:
-        ids, end = _parse_ids(raw)
-        assert ids == list(range(1, n + 1))
-        assert end == {"v": 1, "status": "completed", "last_seq": n}
-    delivered_mib = clients * n * size / 2**20
-    growth_mib = (peak - before) / 1024
-    # 200 clients x 1000 KiB = 195 MiB went out (measured growth: ~15 MiB).
-    # The bound per client is 16 entries + the transport buffer, not the run.
-    assert growth_mib < 40, (growth_mib, delivered_mib)
+        async def all_clients():
+            return await asyncio.wait_for(
+                asyncio.gather(*(one(f"/runs/{key}/events") for _ in range(clients))), 300)
+
+        for raw in asyncio.run(all_clients()):
+            ids, end = _parse_ids(raw)
+            assert ids == list(range(1, n + 1))
+            assert end == {"v": 1, "status": "completed", "last_seq": n}
+        redis_server.client.delete(key)
+        return _rss_kib(proc.pid, "VmHWM")
+
+    first_peak = read_all(300)    # 59 MiB sent in all
+    second_peak = read_all(1500)  # 293 MiB sent in all
+    growth_mib = (second_peak - first_peak) / 1024
+    # Measured: 0.3 MiB on CPython, 6 MiB on PyPy.  Buffering runs per client would add
+    # hundreds of MiB; the bound per client is 16 entries + the transport buffer.
+    assert growth_mib < 25, growth_mib
 
 
 def test_slow_client_does_not_make_the_server_buffer(redis_server, served):  # noqa: F811
     proc, port = served
     key = f"slow:{uuid.uuid4().hex[:10]}"
-    n, size = 3000, 4096  # 12 MiB of events
+    n, size = 6000, 4096  # 24 MiB of events
     publish_run(redis_server.client, key, _big_run(n, size))
+    # warm the server up on this run first (imports, pools, PyPy's JIT)
+    with socket.create_connection(("127.0.0.1", port)) as warm:
+        warm.sendall(f"GET /runs/{key}/events HTTP/1.0\r\nHost: test\r\n\r\n".encode())
+        while warm.recv(1 << 20):
+            pass
     sock = socket.socket()
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16384)
     sock.connect(("127.0.0.1", port))
@@ -120,4 +130,4 @@ def test_slow_client_does_not_make_the_server_buffer(redis_server, served):  # n
         sock.close()
     assert got < n * size / 4  # the client really is behind
     # the server holds one batch (16 x 4 KiB) plus its transport buffer, not the run
-    assert (after - before) / 1024 < 6, (after - before)
+    assert (after - before) / 1024 < 8, (after - before)
