@@ -126,3 +126,41 @@ def test_page_reconnects_and_shows_every_token_once(redis_server, backend, lane,
     assert json.loads(final["values"]) == final_values
     assert final["tree"] == [["research:t-1", "completed"]]
     assert before["lastSeq"] < final["lastSeq"]
+
+
+def test_page_opened_before_the_run_waits_then_shows_its_failure(redis_server, backend, tmp_path):  # noqa: F811
+    """The page is opened before anything is published: it says why it waits
+    (the server's 404 message) and retries; once the run is published it
+    follows it, and a failed run's error is shown."""
+    from langstream.server import create_app
+
+    key = f"browser:{uuid.uuid4().hex[:10]}"
+    app = ServerThread(create_app(redis_server.url, heartbeat=1.0, retry=0.3))
+    browser = None
+    try:
+        browser = Chromium(str(tmp_path))
+        browser.navigate(f"http://127.0.0.1:{app.port}/runs/{key}")
+
+        def state():
+            return json.loads(browser.evaluate(DOM_STATE) or "{}")
+
+        def problem():
+            return browser.evaluate("document.getElementById('problem').textContent")
+
+        wait_for(lambda: state().get("connection") == "waiting" and "HTTP 404" in problem(),
+                 timeout=15, what="the page to report the missing run")
+        assert f"no run stream at key {key!r}" in problem()
+        publish_run(redis_server.client, key, token_run(["a", "b"], sub=False),
+                    error=ValueError("model exploded"))
+        wait_for(lambda: state().get("ended"), timeout=30, what="the page to follow the run")
+        final = state()
+        final_problem = problem()
+        browser.screenshot(os.path.join(ROOT, "build", f"server-browser-failed-{backend}.png"))
+    finally:
+        if browser is not None:
+            browser.close()
+        app.stop()
+    assert final["status"] == "failed: ValueError: model exploded"
+    assert final["duplicates"] == 0 and final["connection"] == "closed"
+    assert [m["text"] for m in final["messages"]] == ["ab"]
+    assert final_problem == ""  # cleared once connected
