@@ -339,10 +339,11 @@ def test_create_app_rejects_bad_arguments():
 
     from langstream.server import create_app
 
-    with pytest.raises(TypeError, match="redis must be a Redis URL"):
+    with pytest.raises(TypeError, match="redis must be a Redis URL.*got int 42"):
         create_app(42)
-    with pytest.raises(TypeError, match="synchronous redis.Redis"):
-        create_app(redis.Redis())
+    with pytest.raises(ValueError, match="redis must be a URL like redis://"):
+        create_app("localhost:6379")
+    create_app(redis.Redis())  # accepted: see test_app_from_a_sync_client_without_lifespan
     with pytest.raises(ValueError, match="heartbeat must be > 0, got 0"):
         create_app("redis://localhost", heartbeat=0)
     with pytest.raises(TypeError, match="batch must be an int, got float 1.5"):
@@ -353,6 +354,53 @@ def test_create_app_rejects_bad_arguments():
         create_app("redis://localhost", max_reads=-1)
     with pytest.raises(TypeError, match="extra_methods"):
         create_app("redis://localhost", extra_methods="values")
+
+
+def test_app_from_a_sync_client_without_lifespan(redis_server, key, backend):  # noqa: F811
+    """A ``redis.Redis`` client works, and the app needs no lifespan events:
+    driven here as a bare ASGI callable, as some servers and test clients do."""
+    import asyncio
+
+    import redis
+
+    from langstream.server import create_app
+
+    events = publish_run(redis_server.client, key, token_run(["a"], sub=False))
+    app = create_app(redis.Redis.from_url(redis_server.url))
+
+    async def call(path, headers=()):
+        scope = {"type": "http", "asgi": {"version": "3.0", "spec_version": "2.4"},
+                 "http_version": "1.1", "method": "GET", "scheme": "http", "path": path,
+                 "raw_path": path.encode(), "query_string": b"", "root_path": "",
+                 "headers": [(k.lower().encode(), v.encode()) for k, v in headers],
+                 "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 80)}
+        sent, done, asked = [], asyncio.Event(), []
+
+        async def receive():
+            if not asked:
+                asked.append(1)
+                return {"type": "http.request", "body": b"", "more_body": False}
+            await done.wait()
+            return {"type": "http.disconnect"}
+
+        async def send(message):
+            sent.append(message)
+            if message["type"] == "http.response.body" and not message.get("more_body"):
+                done.set()
+
+        await asyncio.wait_for(app(scope, receive, send), 10)
+        await app.state.langstream.redis.aclose()
+        app.state.langstream.redis = None
+        body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
+        return sent[0]["status"], body.decode()
+
+    status, body = asyncio.run(call(f"/runs/{key}/events", [("Last-Event-ID", "1")]))
+    assert status == 200
+    ids = [int(line[4:]) for line in body.split("\n") if line.startswith("id: ")]
+    assert ids == [e["seq"] for e in events[1:]] + [events[-1]["seq"]]
+    assert "event: end" in body
+    status, body = asyncio.run(call(f"/runs/{key}:nope/events"))
+    assert status == 404 and "no run stream" in body
 
 
 def test_extra_methods_are_accepted(redis_server, key):  # noqa: F811

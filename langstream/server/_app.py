@@ -371,9 +371,12 @@ def create_app(
     """Build the ASGI app that serves runs published to Redis.
 
     Args:
-        redis: a Redis URL (``"redis://localhost:6379/0"``; the app makes its
-            client when it starts and closes it when it stops) or a
-            ``redis.asyncio.Redis`` client (used as is, left open).
+        redis: a Redis URL (``"redis://localhost:6379/0"``), a
+            ``redis.asyncio.Redis`` client (used as is, left open), or a
+            ``redis.Redis`` client (the app reads through an asyncio client
+            with its connection settings).  The app's own client is made in
+            the server's event loop on first use and closed when the app
+            stops.
         heartbeat: seconds of silence before a ``: ping`` comment is sent.
         batch: most entries read from Redis, and held, per connection at a
             time: with the transport's high-water mark, the memory bound of
@@ -421,21 +424,48 @@ def create_app(
     if extra is None or not all(isinstance(m, str) and m for m in extra):
         raise TypeError(f"extra_methods must be an iterable of non-empty str, got {extra_methods!r}")
 
+    import redis as redis_sync
+    import redis.asyncio.connection as aioconn
+
+    url: Optional[str] = None
+    client = None
+    make_client: Any = None
     if isinstance(redis, str):
-        url: Optional[str] = redis
-        client = None
+        if "://" not in redis:
+            raise ValueError(f"redis must be a URL like redis://localhost:6379/0, got {redis!r}")
+        url = redis
+
+        def make_client() -> Any:
+            return aioredis.Redis.from_url(url, max_connections=_OWN_POOL_SIZE)
     elif isinstance(redis, aioredis.Redis):
-        url = None
         client = redis
+    elif isinstance(redis, redis_sync.Redis):
+        # The app is async: it reads through a redis.asyncio client with the
+        # same connection settings (made in the server's event loop).
+        pool = redis.connection_pool
+        kwargs = dict(pool.connection_kwargs)
+        conn_cls = getattr(aioconn, pool.connection_class.__name__, None)
+        if conn_cls is None:
+            raise TypeError(f"redis: cannot derive an asyncio client from a "
+                            f"{pool.connection_class.__name__} connection; pass a "
+                            "redis.asyncio.Redis or a URL")
+
+        def make_client() -> Any:
+            return aioredis.Redis(connection_pool=aioredis.ConnectionPool(
+                connection_class=conn_cls, max_connections=_OWN_POOL_SIZE, **kwargs))
     else:
-        hint = (" (a synchronous redis.Redis: pass a redis.asyncio.Redis or a URL)"
-                if type(redis).__module__.startswith("redis") else "")
-        raise TypeError(f"redis must be a Redis URL or a redis.asyncio.Redis client, got "
-                        f"{type(redis).__name__} {redis!r}{hint}")
+        raise TypeError(f"redis must be a Redis URL, a redis.asyncio.Redis or a redis.Redis "
+                        f"client, got {type(redis).__name__} {redis!r}")
 
     hub = _Hub(client, client is None, float(heartbeat), batch, max(1, int(retry * 1000)), extra,
                max_reads)
     hub.redis_url = url
+
+    def ensure_client() -> Any:
+        # made lazily in the running loop: works without lifespan events too
+        if hub.redis is None:
+            hub.redis = make_client()
+        return hub.redis
 
     def error(status: int, message: str) -> Response:
         return JSONResponse({"error": message}, status_code=status)
@@ -465,6 +495,7 @@ def create_app(
 
     async def events(request: Request) -> Any:
         key = request.path_params["key"]
+        ensure_client()
         try:
             methods, namespace, after = parse_query(request)
             header = request.headers.get("last-event-id")
@@ -500,6 +531,7 @@ def create_app(
         return HTMLResponse(render_page(key), headers={"cache-control": "no-cache"})
 
     async def healthz(request: Request) -> Any:
+        ensure_client()
         try:
             await hub.redis.ping()
         except (RedisError, OSError) as exc:
@@ -507,8 +539,7 @@ def create_app(
         return JSONResponse({"ok": True})
 
     async def startup() -> None:
-        if hub.redis is None:
-            hub.redis = aioredis.Redis.from_url(url, max_connections=_OWN_POOL_SIZE)
+        ensure_client()
 
     async def shutdown() -> None:
         for watcher in list(hub.watchers.values()):
