@@ -165,6 +165,10 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     if _redis_cli.wants(args):
         return _redis_cli.main(args)
+    if args[:2] == ["bench", "redis"]:
+        from langstream import _bench_redis
+
+        return _bench_redis.main(args[2:])
     if args[:1] == ["bench"]:
         from langstream import _bench
 

@@ -176,28 +176,37 @@ def test_an_empty_run_has_the_terminal_entry_0_1(backend, rclient, rkey):
     assert raw_log(remote) == ([], None) and remote.output is None
 
 
-def test_one_pipeline_per_pump_step(backend, rclient, rkey, monkeypatch):
+def test_one_round_trip_per_pump_step(backend, rclient, rkey, monkeypatch):
     run = publish(local_run("nested_two_levels"), rclient, rkey)
-    calls = []
+    batches = []  # entries written per round trip
     pipeline = rclient.pipeline
+    execute_command = rclient.execute_command
 
-    def counting(*a, **kw):
+    def counting_pipeline(*a, **kw):
         pipe = pipeline(*a, **kw)
         execute = pipe.execute
 
         def ex(*a2, **kw2):
-            calls.append(len(pipe.command_stack))
+            batches.append(sum(1 for c in pipe.command_stack if c[0][0] == "XADD"))
             return execute(*a2, **kw2)
         pipe.execute = ex
         return pipe
-    monkeypatch.setattr(rclient, "pipeline", counting)
+
+    def counting_command(*args, **kw):
+        if args and args[0] == "XADD":
+            batches.append(1)
+        return execute_command(*args, **kw)
+
+    monkeypatch.setattr(rclient, "pipeline", counting_pipeline)
+    monkeypatch.setattr(rclient, "execute_command", counting_command)
     it = iter(run)
-    first = next(it)  # one step: the first snapshot
-    assert first["seq"] == 1 and calls == [1]
+    first = next(it)  # one step: the first snapshot, written at once
+    assert first["seq"] == 1 and batches == [1]
     for _ in it:
         pass
-    assert sum(calls) == rclient.xlen(rkey) and len(calls) > 1
-    assert max(calls) < rclient.xlen(rkey)  # not all at the end
+    assert sum(batches) == rclient.xlen(rkey)
+    assert len(batches) < rclient.xlen(rkey)  # a step's lifecycle + event: one trip
+    assert max(batches) < rclient.xlen(rkey) // 2  # written as it goes, not at the end
 
 
 # ------------------------------------------------------------ resume / lag
@@ -220,8 +229,10 @@ def test_async_resume_from_every_seq(backend, redis_url, rclient, rkey):
     async def main():
         client = aclient(redis_url)
         try:
-            return [[e async for e in aattach(client, rkey, after_seq=k)]
-                    for k in range(len(everything) + 1)]
+            out = []
+            for k in range(len(everything) + 1):
+                out.append([e async for e in aattach(client, rkey, after_seq=k)])
+            return out
         finally:
             await client.aclose()
 
@@ -428,3 +439,22 @@ def test_async_bad_entry(backend, redis_url, rclient, rkey):
             await client.aclose()
 
     arun(main())
+
+
+def test_sync_bounded_run_whose_step_overflows_maxlen_fails_clearly(backend, rclient, rkey):
+    parts, _ = two_children_one_grandchild()
+    # maxlen=1: a step that starts a subgraph appends its lifecycle event and the
+    # event itself, more than the main log keeps before the step is published
+    run = publish(langstream.stream_events(replay(parts), maxlen=1), rclient, rkey)
+    with pytest.raises(RuntimeError, match=r"maxlen=1\).*larger maxlen"):
+        run.output
+
+
+def test_sync_bounded_run_publishes_everything_when_steps_fit(backend, rclient, rkey):
+    parts, _ = two_children_one_grandchild()
+    expected = snapshot(langstream.stream_events(replay(parts), transformers=EXTRA, maxlen=8))
+    run = publish(langstream.stream_events(replay(parts), transformers=EXTRA, maxlen=8),
+                  rclient, rkey)
+    assert snapshot(run) == expected
+    assert snapshot(attach(rclient, rkey)) == snapshot(
+        langstream.stream_events(replay(parts), transformers=EXTRA))

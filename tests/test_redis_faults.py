@@ -264,7 +264,9 @@ def test_sync_abort_and_with_block_end_projections(backend, rclient, rkey):
     with attach(rclient, rkey) as remote:
         it = iter(remote.values)
         assert next(it) == {"i": 0}
-    assert list(it) == []  # closed normally by leaving the block
+    rest = list(it)  # closed normally by leaving the block: what it held, then the end
+    assert rest == [{"i": i} for i in range(1, len(rest) + 1)]
+    assert remote._pump_next() is False  # nothing more is read from Redis
 
 
 # ------------------------------------------------------------ many readers
@@ -346,7 +348,10 @@ def test_reader_in_another_process_prints_what_the_producer_printed(backend, red
                        "--delay", "0", *flag)
     out, err = reader.communicate(timeout=60)
     assert produced.returncode == 0 and reader.returncode == 0, (produced.stderr, err)
-    assert out.splitlines()[1:] == produced.stdout.splitlines()[1:]
+    got, expected = out.splitlines()[1:], produced.stdout.splitlines()[1:]
+    if lane == "async":  # concurrent printing tasks: the same lines, in task order
+        got, expected = sorted(got), sorted(expected)
+    assert got == expected
     assert "interrupted: True" in out
 
 

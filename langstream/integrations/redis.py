@@ -255,6 +255,9 @@ class _Publisher:
         self.raised = False
         self.lock: Optional[asyncio.Lock] = None
         self.errors = _redis_errors()
+        from redis.exceptions import ResponseError
+
+        self.refused = ResponseError
 
     # -- building a batch ---------------------------------------------------
 
@@ -304,6 +307,34 @@ class _Publisher:
             pipe.pexpire(key, max(1, int(self.expire * 1000)))
         return pipe
 
+    def _single(self, entries: List[Tuple[str, Dict[str, str]]]) -> Optional[Tuple[Any, ...]]:
+        """The one XADD of a one-entry batch (no pipeline object needed), or None."""
+        if len(entries) != 1 or (self.ended and self.expire is not None):
+            return None
+        entry_id, fields = entries[0]
+        (field, value), = fields.items()
+        if self.maxlen is None:
+            return ("XADD", self.key, entry_id, field, value)
+        return ("XADD", self.key, "MAXLEN", "~", self.maxlen, entry_id, field, value)
+
+    def _send(self, entries: List[Tuple[str, Dict[str, str]]]) -> List[Any]:
+        command = self._single(entries)
+        if command is None:
+            return self._pipeline(entries).execute(raise_on_error=False)
+        try:
+            return [self.client.execute_command(*command)]
+        except self.refused as exc:
+            return [exc]
+
+    async def _asend(self, entries: List[Tuple[str, Dict[str, str]]]) -> List[Any]:
+        command = self._single(entries)
+        if command is None:
+            return await self._pipeline(entries).execute(raise_on_error=False)
+        try:
+            return [await self.client.execute_command(*command)]
+        except self.refused as exc:
+            return [exc]
+
     def _check(self, results: List[Any], entries: List[Tuple[str, Dict[str, str]]],
                retried: bool) -> None:
         for result, entry in zip(results, entries):
@@ -337,7 +368,7 @@ class _Publisher:
         retried = False
         while True:
             try:
-                results = self._pipeline(entries).execute(raise_on_error=False)
+                results = self._send(entries)
             except self.errors as exc:
                 elapsed = time.monotonic() - start
                 if elapsed + delay > self.retry_for:
@@ -379,7 +410,7 @@ class _Publisher:
             retried = False
             while True:
                 try:
-                    results = await self._pipeline(entries).execute(raise_on_error=False)
+                    results = await self._asend(entries)
                 except self.errors as exc:
                     elapsed = time.monotonic() - start
                     if elapsed + delay > self.retry_for:
@@ -748,10 +779,18 @@ def _remote_factories(flags: _Flags) -> List[Any]:
         CheckpointsTransformer,
         DebugTransformer,
     ]
+    # ``messages`` (langchain-core chat-model streams, when it is installed):
+    # its events stay in the main log, so the reader rebuilds the streams
+    try:
+        from langstream._messages import default_message_factories
+    except ImportError:  # a langstream without the messages projection
+        return factories
+    factories.extend(default_message_factories())
     return factories
 
 
 _END = object()
+_HANDLE_TURNS = 4  # event-loop turns given after a step that made a subgraph handle
 
 
 class _Source:
@@ -764,6 +803,8 @@ class _Source:
         self.read_id = f"{after_seq}-0"
         self.last_seq = after_seq  # last event handed to the mux
         self.buffer: Deque[Tuple[str, Any]] = deque()
+        # a lag or bad entry met after some events of a step: the next step's
+        self.held: Optional[BaseException] = None
         self.count = count
         self.block_ms = max(1, int(block * 1000))
         self.wait_timeout = wait_timeout
@@ -941,9 +982,21 @@ class _RemoteRun(GraphRunStream):
         return self._source.last_seq
 
     def _pump_next(self) -> bool:
+        """One step: the buffered entries up to the next new subgraph handle.
+
+        A step stops after an event that created a handle, so its consumer
+        subscribes before the subgraph's events are pushed (as in a local run).
+        """
         if self._exhausted:
             return False
         source = self._source
+        held = source.held
+        if held is not None:  # met by the previous step, after its events
+            source.held = None
+            if isinstance(held, StreamLagError):
+                raise held
+            self._end(held)
+            return False
         if not source.buffer:
             try:
                 source.fetch()
@@ -954,25 +1007,36 @@ class _RemoteRun(GraphRunStream):
                 return False
             if not source.buffer:
                 return True
-        try:
-            event, end = source.next_item()
-        except StreamLagError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - a bad entry ends the run
-            self._end(exc)
-            return False
-        if event is _END:
-            err = _apply_end(self._mux, end)
-            if err is None:
-                self._finish()
-            else:
-                self._end(err)
-            return False
-        try:
-            self._mux.push(event)
-        except Exception as exc:  # noqa: BLE001 - ends the run
-            self._end(exc)
-            return False
+        flags = self._flags
+        flags.new_handle = False
+        push = self._mux.push
+        pushed = False
+        while source.buffer:
+            try:
+                event, end = source.next_item()
+            except Exception as exc:  # noqa: BLE001 - lag, or a bad entry (ends the run)
+                if pushed:
+                    source.held = exc
+                    return True
+                if isinstance(exc, StreamLagError):
+                    raise
+                self._end(exc)
+                return False
+            if event is _END:
+                err = _apply_end(self._mux, end)
+                if err is None:
+                    self._finish()
+                else:
+                    self._end(err)
+                return False
+            try:
+                push(event)
+            except Exception as exc:  # noqa: BLE001 - ends the run
+                self._end(exc)
+                return False
+            pushed = True
+            if flags.new_handle:
+                break
         return True
 
 
@@ -1014,14 +1078,26 @@ class _AsyncRemoteRun(AsyncGraphRunStream):
 
     async def _astep(self, pump: Any, flight: _SingleFlight) -> bool:
         if self._flags.new_handle or flight.yield_next:
-            # let consumers subscribe to what the last step handed out
+            # Let consumers subscribe to what the last step handed out.  A new
+            # subgraph handle gets a few loop turns: a consumer commonly hands
+            # it to a task of its own (create_task / gather), which subscribes
+            # only once it has started.
+            turns = _HANDLE_TURNS if self._flags.new_handle else 1
             self._flags.new_handle = False
             flight.yield_next = False
-            await asyncio.sleep(0)
+            for _ in range(turns):
+                await asyncio.sleep(0)
             if pump.exhausted:
                 return False
         source = self._source
         mux = self._mux
+        held = source.held
+        if held is not None:  # met by the previous step, after its events
+            source.held = None
+            if isinstance(held, StreamLagError):
+                raise held
+            await pump.end(held)
+            return False
         if not source.buffer:
             self._fetching = asyncio.current_task()
             try:
@@ -1042,25 +1118,35 @@ class _AsyncRemoteRun(AsyncGraphRunStream):
                 self._fetching = None
             if not source.buffer:
                 return True
-        try:
-            event, end = source.next_item()
-        except StreamLagError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - a bad entry ends the run
-            await pump.end(exc)
-            return False
-        if event is _END:
-            err = _apply_end(mux, end)
-            if err is None:
-                await pump.finish()
-            else:
-                await pump.end(err)
-            return False
-        try:
-            await mux.apush(event)
-        except Exception as exc:  # noqa: BLE001 - ends the run
-            await pump.end(exc)
-            return False
+        flags = self._flags
+        apush = mux.apush
+        pushed = False
+        while source.buffer:
+            try:
+                event, end = source.next_item()
+            except Exception as exc:  # noqa: BLE001 - lag, or a bad entry (ends the run)
+                if pushed:
+                    source.held = exc
+                    return True
+                if isinstance(exc, StreamLagError):
+                    raise
+                await pump.end(exc)
+                return False
+            if event is _END:
+                err = _apply_end(mux, end)
+                if err is None:
+                    await pump.finish()
+                else:
+                    await pump.end(err)
+                return False
+            try:
+                await apush(event)
+            except Exception as exc:  # noqa: BLE001 - ends the run
+                await pump.end(exc)
+                return False
+            pushed = True
+            if flags.new_handle or pump.exhausted:
+                break
         return True
 
     async def abort(self) -> None:
