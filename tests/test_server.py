@@ -496,11 +496,13 @@ def test_serve_demo_publishes_a_run_with_tokens(redis_server):  # noqa: F811
     assert json.loads(frames[-1]["data"])["status"] == "completed"
 
 
-def test_readme_server_examples_run(redis_server, backend):  # noqa: F811
+def test_readme_server_examples_run(redis_server, tmp_path):  # noqa: F811
     """The README's python blocks under "Serving runs to browsers" run as
-    pasted (against the test Redis instead of localhost:6379)."""
+    pasted, each in a fresh process (``REDIS_URL`` = the test Redis)."""
     import os
     import re
+    import subprocess
+    import sys
 
     from server_support import ROOT
 
@@ -510,7 +512,15 @@ def test_readme_server_examples_run(redis_server, backend):  # noqa: F811
     assert section, "README.md has no 'Serving runs to browsers' section"
     blocks = re.findall(r"```python\n(.*?)```", section.group(0), re.S)
     assert len(blocks) == 2
+    env = dict(os.environ, REDIS_URL=redis_server.url,
+               PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    outputs = []
     for block in blocks:
-        code = block.replace("redis://localhost:6379/0", redis_server.url)
-        exec(compile(code, "README.md", "exec"), {"__name__": "__readme__"})
+        path = tmp_path / "block.py"
+        path.write_text(block, encoding="utf-8")
+        out = subprocess.run([sys.executable, str(path)], capture_output=True, text=True,
+                             env=env, timeout=60, cwd=str(tmp_path))
+        assert out.returncode == 0, out.stderr
+        outputs.append(out.stdout.strip())
+    assert outputs == ["{'step': 2}", "0"]
     assert redis_server.client.xrevrange("runs:hello", count=1)[0][1][b"end"]
