@@ -524,3 +524,65 @@ def test_readme_server_examples_run(redis_server, tmp_path):  # noqa: F811
         outputs.append(out.stdout.strip())
     assert outputs == ["{'step': 2}", "0"]
     assert redis_server.client.xrevrange("runs:hello", count=1)[0][1][b"end"]
+
+
+def test_key_deleted_mid_stream_ends_with_server_error(redis_server, app_server, key, backend):  # noqa: F811
+    publish_run(redis_server.client, key, token_run(["a"], sub=False), end=False)
+    client = SSEClient(app_server.port, f"/runs/{key}/events")
+    frames = client.frames()
+    seen = [next(frames), next(frames)]  # retry, first event
+    redis_server.client.delete(key)
+    rest = [f for f in frames if "comment" not in f]
+    client.close()
+    assert "id" in seen[1]
+    assert rest[-1]["event"] == "server-error"
+    assert "no longer exists" in json.loads(rest[-1]["data"])["error"]
+    wait_for(lambda: app_server.hub.active_streams == 0, what="the stream to end")
+
+
+def test_redis_restart_mid_stream_then_resume(tmp_path, backend):
+    """Redis goes away while a client follows a live run: the client gets a
+    ``server-error`` event and the response ends (no hang); once Redis is
+    back, a reconnect with Last-Event-ID resumes exactly."""
+    need_server_extra()
+    import redis
+
+    from langstream.server import create_app
+    from redis_helpers import RedisServer
+
+    server = RedisServer().start()
+    app = None
+    try:
+        client_r = redis.Redis.from_url(server.url)
+        key = "restart:run"
+        events = publish_run(client_r, key, token_run(["a", "b", "c"], sub=False), end=False)
+        client_r.close()
+        app = ServerThread(create_app(server.url, heartbeat=0.3))
+        sse = SSEClient(app.port, f"/runs/{key}/events")
+        got = []
+        for frame in sse.frames():
+            if "id" in frame:
+                got.append(int(frame["id"]))
+            if len(got) == len(events):
+                break
+        # Redis dies (no persistence: the run is gone) and comes back empty;
+        # the producer republishes the run, as a durable Redis would keep it
+        server.stop()
+        rest = [f for f in sse.frames() if "comment" not in f]
+        sse.close()
+        assert rest and rest[-1]["event"] == "server-error"
+        assert json.loads(rest[-1]["data"])["error"]
+        server.start()
+        client_r = redis.Redis.from_url(server.url)
+        publish_run(client_r, key, token_run(["a", "b", "c"], sub=False))
+        client_r.close()
+        sse = SSEClient(app.port, f"/runs/{key}/events", {"Last-Event-ID": str(got[-1])})
+        tail = sse.events()
+        sse.close()
+        assert got == [e["seq"] for e in events]
+        assert [f["event"] for f in tail] == ["end"] and tail[0]["id"] == str(got[-1])
+        wait_for(lambda: app.hub.active_streams == 0, what="streams to end")
+    finally:
+        if app is not None:
+            app.stop()
+        server.stop()

@@ -171,6 +171,7 @@ class _Hub:
         self.redis = redis
         self.max_reads = max_reads
         self._read_slots: Optional[asyncio.Semaphore] = None
+        self.connection_errors: Tuple[type, ...] = (OSError,)
         self.redis_url: Optional[str] = None
         self.owns_client = owns_client
         self.heartbeat = heartbeat
@@ -187,6 +188,21 @@ class _Hub:
         if self._read_slots is None:
             self._read_slots = asyncio.Semaphore(self.max_reads)
         return self._read_slots
+
+    async def call(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        """``redis.<method>(...)`` within the read slots.  A connection error
+        is tried once more after the pool's idle connections are dropped:
+        after a Redis restart they are all stale, and redis-py's own retry
+        may land on another stale one."""
+        async with self.read_slots:
+            try:
+                return await getattr(self.redis, method)(*args, **kwargs)
+            except self.connection_errors:
+                pool = getattr(self.redis, "connection_pool", None)
+                if pool is None:
+                    raise
+                await pool.disconnect(inuse_connections=False)
+                return await getattr(self.redis, method)(*args, **kwargs)
 
     def acquire(self, key: str) -> _Watcher:
         watcher = self.watchers.get(key)
@@ -274,7 +290,6 @@ class _EventStream:
 
     async def _pump(self, send: Any, watcher: _Watcher) -> None:
         hub = self.hub
-        redis = hub.redis
         key = self.key
         methods = self.methods
         prefix = self.namespace
@@ -284,8 +299,7 @@ class _EventStream:
         await watcher.ready.wait()
         while True:
             changed = watcher.changed
-            async with hub.read_slots:
-                entries = await redis.xrange(key, min=start, max="+", count=hub.batch)
+            entries = await hub.call("xrange", key, min=start, max="+", count=hub.batch)
             if entries:
                 out: List[str] = []
                 ended = False
@@ -341,8 +355,7 @@ class _EventStream:
                     continue
                 except asyncio.TimeoutError:
                     pass
-            async with hub.read_slots:
-                exists = await redis.exists(key)
+            exists = await hub.call("exists", key)
             if not exists:
                 raise LookupError(f"run stream {key!r} no longer exists (expired or deleted)")
             await self._body(send, ": ping\n\n")
@@ -459,6 +472,10 @@ def create_app(
 
     hub = _Hub(client, client is None, float(heartbeat), batch, max(1, int(retry * 1000)), extra,
                max_reads)
+    from redis.exceptions import ConnectionError as RedisConnectionError
+    from redis.exceptions import TimeoutError as RedisTimeoutError
+
+    hub.connection_errors = (RedisConnectionError, RedisTimeoutError, OSError)
     hub.redis_url = url
 
     def ensure_client() -> Any:
@@ -487,7 +504,7 @@ def create_app(
     async def check_key(key: str) -> Any:
         if not key:
             raise _BadRequest(400, "the run key in /runs/{key}/events is empty")
-        kind = _text(await hub.redis.type(key))
+        kind = _text(await hub.call("type", key))
         if kind == "none":
             raise _BadRequest(404, f"no run stream at key {key!r}")
         if kind != "stream":
@@ -502,9 +519,8 @@ def create_app(
             if header is not None:
                 after = _parse_seq(header, "Last-Event-ID")
             after = after or 0
-            async with hub.read_slots:
-                await check_key(key)
-                newest = await hub.redis.xrevrange(key, count=1)
+            await check_key(key)
+            newest = await hub.call("xrevrange", key, count=1)
             if newest:
                 fields = {_text(k): v for k, v in newest[0][1].items()}
                 if "end" in fields:
@@ -533,7 +549,7 @@ def create_app(
     async def healthz(request: Request) -> Any:
         ensure_client()
         try:
-            await hub.redis.ping()
+            await hub.call("ping")
         except (RedisError, OSError) as exc:
             return error(503, f"Redis is unavailable: {type(exc).__name__}: {exc}")
         return JSONResponse({"ok": True})
