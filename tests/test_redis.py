@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 
 import pytest
@@ -11,9 +10,9 @@ import langstream
 from langstream import StreamLagError, wire
 from langstream.__main__ import simulated_agent_run
 
-from helpers import arun, atrace_iter, load_trace, replay, trace_iter, two_children_one_grandchild, areplay
+from helpers import areplay, arun, atrace_iter, replay, trace_iter, two_children_one_grandchild
 from redis_helpers import (  # noqa: F401 - fixtures
-    asnapshot, need_redis_client, raw_log, rclient, redis_url, rkey, snapshot,
+    asnapshot, raw_log, rclient, redis_url, rkey, snapshot,
 )
 
 from langstream.integrations.redis import (  # noqa: E402
@@ -375,6 +374,17 @@ def test_unencodable_data_fails_the_producers_run_naming_seq_and_type(backend, r
         list(run.values)
     with pytest.raises(TypeError, match="bytes"):
         run.output
+    # the run is still published up to its end: readers see the gap and the error
+    remote = attach(rclient, rkey)
+    it = iter(remote.values)
+    assert next(it) == {"ok": 1}
+    with pytest.raises(StreamLagError) as info:
+        next(it)
+    assert info.value.missed == 1
+    with pytest.raises(TypeError, match=r"seq=2 method='custom'.*bytes"):
+        next(it)
+    end = json.loads(rclient.xrange(rkey)[-1][1][b"end"])
+    assert end["status"] == "failed" and end["error"]["type"] == "TypeError"
 
 
 def test_missing_key_waits_then_fails_naming_it(backend, rclient, rkey):
@@ -458,3 +468,44 @@ def test_sync_bounded_run_publishes_everything_when_steps_fit(backend, rclient, 
     assert snapshot(run) == expected
     assert snapshot(attach(rclient, rkey)) == snapshot(
         langstream.stream_events(replay(parts), transformers=EXTRA))
+
+
+@pytest.mark.parametrize("decode", [False, True])
+def test_resp3_and_decoded_responses(backend, redis_url, rkey, decode):
+    import redis
+
+    client = redis.Redis.from_url(redis_url, protocol=3, decode_responses=decode)
+    try:
+        run = publish(local_run("nested_two_levels"), client, rkey)
+        events, _ = raw_log(run)
+        assert raw_log(attach(client, rkey)) == (events, None)
+    finally:
+        client.close()
+
+
+def test_async_unencodable_data_fails_the_run_which_still_ends_on_the_wire(backend, redis_url,
+                                                                          rkey):
+    parts = [{"type": "values", "ns": (), "data": {"ok": 1}},
+             {"type": "custom", "ns": (), "data": {"when": object()}},
+             {"type": "values", "ns": (), "data": {"ok": 2}}]
+
+    async def main():
+        client = aclient(redis_url)
+        try:
+            run = publish(langstream.astream_events(areplay(parts), transformers=EXTRA),
+                          client, rkey)
+            with pytest.raises(TypeError, match=r"seq=2 method='custom'.*object"):
+                await run.output()
+            remote = aattach(client, rkey)
+            seen = []
+            it = remote.__aiter__()
+            seen.append((await it.__anext__())["seq"])
+            with pytest.raises(StreamLagError):
+                await it.__anext__()
+            with pytest.raises(TypeError, match="object"):
+                await it.__anext__()
+            return seen
+        finally:
+            await client.aclose()
+
+    assert arun(main()) == [1]

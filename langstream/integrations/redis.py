@@ -253,6 +253,9 @@ class _Publisher:
         self.broken = False
         self.error: Optional[BaseException] = None  # a failure after the run ended
         self.raised = False
+        self.unsent: List[Tuple[str, Dict[str, str]]] = []
+        self.encode_error: Optional[BaseException] = None
+        self.last_encode_error: Optional[BaseException] = None
         self.lock: Optional[asyncio.Lock] = None
         self.errors = _redis_errors()
         from redis.exceptions import ResponseError
@@ -268,7 +271,15 @@ class _Publisher:
             while cursor.pending:
                 event = next(cursor)
                 seq = event["seq"]
-                entries.append((f"{seq}-0", {EVENT_FIELD: wire.dumps(event)}))
+                try:
+                    text = wire.dumps(event)
+                except (TypeError, ValueError) as exc:
+                    # the run fails with it; what came before is still written,
+                    # and the end entry names the error
+                    self.encode_error = exc
+                    self.last_seq = seq
+                    break
+                entries.append((f"{seq}-0", {EVENT_FIELD: text}))
                 self.last_seq = seq
         except StreamLagError as exc:
             raise RuntimeError(
@@ -276,7 +287,7 @@ class _Publisher:
                 f"{self.log.maxlen}) evicted {exc.missed} event(s) within one pump "
                 "step before they were published; give the run a larger maxlen"
             ) from None
-        if self.log.closed and not self.ended:
+        if self.log.closed and not self.ended and self.encode_error is None:
             self.ended = True
             entries.append((f"{self.last_seq}-1", {END_FIELD: self._end_json()}))
         return entries
@@ -359,13 +370,22 @@ class _Publisher:
 
     # -- sync lane ------------------------------------------------------------
 
+    def _batch(self) -> Tuple[List[Tuple[str, Dict[str, str]]], bool]:
+        """The entries to write: any left unacknowledged (a write interrupted by
+        a cancellation or KeyboardInterrupt), then the new ones; and whether
+        some of them may already be in Redis."""
+        retried = bool(self.unsent)
+        entries = self.unsent + self._drain() if retried else self._drain()
+        self.unsent = entries
+        return entries, retried
+
     def write(self) -> None:
-        entries = self._drain()
+        entries, retried = self._batch()
         if not entries:
+            self._raise_encode_error()
             return
         start = time.monotonic()
         delay = 0.05
-        retried = False
         while True:
             try:
                 results = self._send(entries)
@@ -378,7 +398,19 @@ class _Publisher:
                 retried = True
                 continue
             self._check(results, entries, retried)
+            self.unsent = []
+            self._raise_encode_error()
             return
+
+    def _unencodable(self, exc: BaseException) -> bool:
+        return exc is self.last_encode_error
+
+    def _raise_encode_error(self) -> None:
+        exc = self.encode_error
+        if exc is not None:
+            self.encode_error = None
+            self.last_encode_error = exc
+            raise exc
 
     def after_step(self, at_end_raise: bool) -> None:
         """Publish what the last step produced; see ``_SyncStep``."""
@@ -386,7 +418,9 @@ class _Publisher:
             try:
                 self.write()
             except Exception as exc:  # noqa: BLE001 - fails the run, or raised
-                self.broken = True
+                # unencodable data fails the run, which is still published
+                # (its end entry names the error); a Redis failure stops it
+                self.broken = not self._unencodable(exc)
                 if not self.log.closed:
                     self.run._end(exc)
                     return
@@ -402,12 +436,12 @@ class _Publisher:
         if self.lock is None:
             self.lock = asyncio.Lock()
         async with self.lock:  # one pipeline at a time: entry ids must grow
-            entries = self._drain()
+            entries, retried = self._batch()
             if not entries:
+                self._raise_encode_error()
                 return
             start = time.monotonic()
             delay = 0.05
-            retried = False
             while True:
                 try:
                     results = await self._asend(entries)
@@ -420,6 +454,8 @@ class _Publisher:
                     retried = True
                     continue
                 self._check(results, entries, retried)
+                self.unsent = []
+                self._raise_encode_error()
                 return
 
     async def aafter_step(self, at_end_raise: bool) -> None:
@@ -427,7 +463,7 @@ class _Publisher:
             try:
                 await self.awrite()
             except Exception as exc:  # noqa: BLE001 - fails the run, or raised
-                self.broken = True
+                self.broken = not self._unencodable(exc)
                 if not self.log.closed:
                     await self.run._pump.end(exc)
                     return
