@@ -586,3 +586,42 @@ def test_redis_restart_mid_stream_then_resume(tmp_path, backend):
         if app is not None:
             app.stop()
         server.stop()
+
+
+def test_server_package_imports_without_starlette():
+    """``import langstream.server`` needs no extra; create_app names the one missing."""
+    import subprocess
+    import sys
+
+    from server_support import ROOT
+
+    code = ("import sys; sys.modules['starlette'] = None\n"
+            "import langstream.server as s\n"
+            "try:\n"
+            "    s.create_app('redis://localhost:6379/0')\n"
+            "except ImportError as exc:\n"
+            "    print(exc)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
+                         timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert "pip install 'langstream[server]'" in out.stdout
+
+
+def test_server_bench_runs(redis_server):  # noqa: F811
+    """``python -m langstream.server.bench`` end to end, tiny inputs (a smoke
+    test so it does not rot; its figures are not checked)."""
+    import subprocess
+    import sys
+
+    from server_support import ROOT
+
+    out = subprocess.run(
+        [sys.executable, "-m", "langstream.server.bench", "--redis", redis_server.url,
+         "--events", "50", "--multi-events", "20", "--clients", "3", "--rounds", "1",
+         "--seconds", "0.2", "--rate", "100", "--no-browser", "--json"],
+        capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout)
+    assert [r["clients"] for r in result["throughput"]] == [1, 1, 3, 3]
+    assert all(r["events_per_s"] > 0 for r in result["throughput"])
+    assert [r["tokens"] for r in result["latency"]] == [20, 20]
