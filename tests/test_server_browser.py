@@ -128,10 +128,13 @@ def test_page_reconnects_and_shows_every_token_once(redis_server, backend, lane,
     assert before["lastSeq"] < final["lastSeq"]
 
 
-def test_page_opened_before_the_run_waits_then_shows_its_failure(redis_server, backend, tmp_path):  # noqa: F811
+@pytest.mark.parametrize("outcome", ["failed", "interrupted"])
+def test_page_opened_before_the_run_waits_then_shows_its_end(redis_server, backend, outcome,
+                                                              tmp_path):  # noqa: F811
     """The page is opened before anything is published: it says why it waits
     (the server's 404 message) and retries; once the run is published it
-    follows it, and a failed run's error is shown."""
+    follows it, and shows a failed run's error or an interrupted run's
+    pending interrupts."""
     from langstream.server import create_app
 
     key = f"browser:{uuid.uuid4().hex[:10]}"
@@ -150,17 +153,31 @@ def test_page_opened_before_the_run_waits_then_shows_its_failure(redis_server, b
         wait_for(lambda: state().get("connection") == "waiting" and "HTTP 404" in problem(),
                  timeout=15, what="the page to report the missing run")
         assert f"no run stream at key {key!r}" in problem()
-        publish_run(redis_server.client, key, token_run(["a", "b"], sub=False),
-                    error=ValueError("model exploded"))
+        parts = token_run(["a", "b"], sub=False)
+        if outcome == "failed":
+            publish_run(redis_server.client, key, parts, error=ValueError("model exploded"))
+        else:
+            parts.append({"type": "values", "ns": (), "data": {"answer": "ab"},
+                          "interrupts": ({"value": {"question": "publish?"}, "id": "i-1"},)})
+            publish_run(redis_server.client, key, parts)
         wait_for(lambda: state().get("ended"), timeout=30, what="the page to follow the run")
         final = state()
         final_problem = problem()
-        browser.screenshot(os.path.join(ROOT, "build", f"server-browser-failed-{backend}.png"))
+        interrupts = browser.evaluate("document.getElementById('interrupts').hidden ? null : "
+                                      "document.getElementById('interrupts').textContent")
+        browser.screenshot(os.path.join(ROOT, "build", f"server-browser-{outcome}-{backend}.png"))
     finally:
         if browser is not None:
             browser.close()
         app.stop()
-    assert final["status"] == "failed: ValueError: model exploded"
+    if outcome == "failed":
+        assert final["status"] == "failed: ValueError: model exploded"
+        assert interrupts is None
+    else:
+        assert final["status"] == "interrupted"
+        assert interrupts.startswith("waiting for input: ")
+        shown = json.loads(interrupts[len("waiting for input: "):])
+        assert shown == [{"value": {"question": "publish?"}, "id": "i-1"}]
     assert final["duplicates"] == 0 and final["connection"] == "closed"
     assert [m["text"] for m in final["messages"]] == ["ab"]
     assert final_problem == ""  # cleared once connected

@@ -65,7 +65,7 @@
         return d;
       }
       if (tag === "float") { return x.v === "nan" ? NaN : x.v === "-inf" ? -Infinity : Infinity; }
-      if (tag === "interrupt") { return { interrupt: plain(x.value), id: x.id }; }
+      if (tag === "interrupt") { return { value: plain(x.value), id: x.id }; }
       if (tag === "lc") { return lcPlain(x.v); }
     }
     var out = {};
@@ -213,6 +213,11 @@
     var text = state.status;
     if (end.error) { text += ": " + end.error.type + ": " + end.error.message; }
     badge.textContent = text;
+    if (Array.isArray(end.interrupts) && end.interrupts.length) {
+      var box = $("interrupts");
+      box.hidden = false;
+      box.textContent = "waiting for input: " + JSON.stringify(plain(end.interrupts), null, 2);
+    }
     if (state.es) { state.es.close(); }
     setConn("closed");
   }
