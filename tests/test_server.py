@@ -403,6 +403,26 @@ def test_app_from_a_sync_client_without_lifespan(redis_server, key, backend):  #
     assert status == 404 and "no run stream" in body
 
 
+def test_key_prefix_hides_other_keys(redis_server, key, backend):  # noqa: F811
+    from langstream.server import create_app
+
+    publish_run(redis_server.client, key, token_run(["a"], sub=False))
+    other = "secret:" + key
+    publish_run(redis_server.client, other, token_run(["a"], sub=False))
+    server = ServerThread(create_app(redis_server.url, key_prefix="run:"))
+    try:
+        client = SSEClient(server.port, f"/runs/{key}/events")
+        assert client.events()[-1]["event"] == "end"
+        client.close()
+        status, _, body = get(server.port, f"/runs/{other}/events")
+        assert status == 404
+        assert json.loads(body) == {"error": f"no run stream at key {other!r}"}
+    finally:
+        server.stop()
+    with pytest.raises(TypeError, match="key_prefix must be a str"):
+        create_app(redis_server.url, key_prefix=b"run:")
+
+
 def test_extra_methods_are_accepted(redis_server, key):  # noqa: F811
     from langstream.server import create_app
 

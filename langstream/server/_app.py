@@ -380,6 +380,7 @@ def create_app(
     retry: float = 1.0,
     extra_methods: Iterable[str] = (),
     max_reads: int = DEFAULT_MAX_READS,
+    key_prefix: str = "",
 ) -> Any:
     """Build the ASGI app that serves runs published to Redis.
 
@@ -389,7 +390,8 @@ def create_app(
             ``redis.Redis`` client (the app reads through an asyncio client
             with its connection settings).  The app's own client is made in
             the server's event loop on first use and closed when the app
-            stops.
+            stops.  The app serves any stream key of that database (see
+            ``key_prefix``); put it behind your own authentication.
         heartbeat: seconds of silence before a ``: ping`` comment is sent.
         batch: most entries read from Redis, and held, per connection at a
             time: with the transport's high-water mark, the memory bound of
@@ -403,6 +405,8 @@ def create_app(
             plus one per run key being followed (its shared blocking read):
             a client you pass must have a pool that large (redis-py's
             default is 100); the app's own client allows 10,000.
+        key_prefix: serve only keys that start with it (``"runs:"``); any
+            other key is answered like a missing one (404).
 
     Returns:
         A Starlette application; ``app.state.langstream`` exposes
@@ -433,6 +437,8 @@ def create_app(
     _check_positive("batch", batch, int)
     _check_positive("retry", retry)
     _check_positive("max_reads", max_reads, int)
+    if not isinstance(key_prefix, str):
+        raise TypeError(f"key_prefix must be a str, got {type(key_prefix).__name__} {key_prefix!r}")
     extra = frozenset(extra_methods) if not isinstance(extra_methods, str) else None
     if extra is None or not all(isinstance(m, str) and m for m in extra):
         raise TypeError(f"extra_methods must be an iterable of non-empty str, got {extra_methods!r}")
@@ -504,6 +510,8 @@ def create_app(
     async def check_key(key: str) -> Any:
         if not key:
             raise _BadRequest(400, "the run key in /runs/{key}/events is empty")
+        if not key.startswith(key_prefix):
+            raise _BadRequest(404, f"no run stream at key {key!r}")
         kind = _text(await hub.call("type", key))
         if kind == "none":
             raise _BadRequest(404, f"no run stream at key {key!r}")

@@ -23,6 +23,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help=f"seconds of silence before a ping comment (default {DEFAULT_HEARTBEAT:g})")
     parser.add_argument("--batch", type=int, default=DEFAULT_BATCH,
                         help=f"Redis entries read and held per connection at a time (default {DEFAULT_BATCH})")
+    parser.add_argument("--key-prefix", default="", metavar="PREFIX",
+                        help="serve only run keys starting with PREFIX (others are 404)")
     parser.add_argument("--demo", nargs="?", const="demo", default=None, metavar="KEY",
                         help="also publish a simulated agent run (tokens, a subgraph) to "
                              "Redis key KEY (default 'demo') and print its page URL")
@@ -42,6 +44,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         parser.error(f"--heartbeat must be > 0, got {ns.heartbeat}")
     if ns.batch < 1:
         parser.error(f"--batch must be >= 1, got {ns.batch}")
+    if ns.demo is not None and not ns.demo.startswith(ns.key_prefix):
+        parser.error(f"--demo key {ns.demo!r} does not start with --key-prefix {ns.key_prefix!r}")
     if "://" not in ns.redis:
         parser.error(f"--redis must be a URL like redis://localhost:6379/0, got {ns.redis!r}")
     try:
@@ -51,7 +55,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     from langstream.server._app import create_app
 
     try:
-        app = create_app(ns.redis, heartbeat=ns.heartbeat, batch=ns.batch)
+        app = create_app(ns.redis, heartbeat=ns.heartbeat, batch=ns.batch,
+                         key_prefix=ns.key_prefix)
     except ImportError as exc:
         parser.error(str(exc))
     config = uvicorn.Config(app, host=ns.host, port=ns.port, log_level=ns.log_level)
