@@ -181,3 +181,43 @@ def test_page_opened_before_the_run_waits_then_shows_its_end(redis_server, backe
     assert final["duplicates"] == 0 and final["connection"] == "closed"
     assert [m["text"] for m in final["messages"]] == ["ab"]
     assert final_problem == ""  # cleared once connected
+
+
+def test_page_draws_nested_subgraphs_as_a_tree(redis_server, backend, tmp_path):  # noqa: F811
+    """A recorded LangGraph run with a subgraph inside a subgraph: the page's
+    tree nests the inner one under the outer one, each with its final status."""
+    from helpers import load_trace
+
+    from langstream.server import create_app
+
+    parts, error = load_trace("nested_two_levels")
+    assert error is None
+    key = f"browser:{uuid.uuid4().hex[:10]}"
+    events = publish_run(redis_server.client, key, parts)
+    want = {}
+    for e in events:
+        if e["method"] == "lifecycle":
+            want["/".join(e["params"]["data"]["namespace"])] = e["params"]["data"]["event"]
+    assert any(path.count("/") == 1 for path in want)  # two levels deep
+    app = ServerThread(create_app(redis_server.url))
+    browser = None
+    try:
+        browser = Chromium(str(tmp_path))
+        browser.navigate(f"http://127.0.0.1:{app.port}/runs/{key}")
+        wait_for(lambda: json.loads(browser.evaluate(DOM_STATE) or "{}").get("ended"),
+                 timeout=30, what="the page to read the run")
+        tree = browser.evaluate("""JSON.stringify(Array.prototype.map.call(
+            document.querySelectorAll('#tree li'), function (li) {
+              var parent = li.parentElement.closest('li');
+              return [li.dataset.ns, li.querySelector('.st').dataset.status,
+                      parent ? parent.dataset.ns : null];
+            }))""")
+    finally:
+        if browser is not None:
+            browser.close()
+        app.stop()
+    tree = json.loads(tree)
+    assert {ns: status for ns, status, _ in tree} == want
+    for ns, _, parent in tree:
+        outer = ns.rsplit("/", 1)[0] if "/" in ns else None
+        assert parent == outer
