@@ -6,16 +6,27 @@ with ``csrc/ring.c``, and ``langstream/_pump_c.pyx`` (the sync run stream's
 compiled pump) is cythonized too.  If Cython or the C compiler fails, the build prints a
 warning and goes on: langstream then runs on its pure-Python backend.  On PyPy
 no extension is built.  All metadata lives in pyproject.toml.
+
+Two guards keep a wheel honest about its backend:
+
+* compiled modules left in ``build/`` by an earlier build are deleted before
+  this build starts, so a build that cannot compile never ships stale ones;
+* ``langstream/_build_info.py`` is written into the built package, saying
+  whether the extensions were left out on purpose (``LANGSTREAM_NO_EXTENSIONS``
+  at build time, or PyPy): ``langstream.eventlog`` then does not warn about
+  the missing compiled backend.
 """
 
 from __future__ import annotations
 
+import glob
 import os
 import platform
 import sys
 
 from setuptools import setup
 from setuptools.command.build_ext import build_ext
+from setuptools.command.build_py import build_py
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 FALLBACK = "falling back to the pure-Python backend"
@@ -35,6 +46,35 @@ def _want_extension() -> bool:
     return os.environ.get("LANGSTREAM_NO_EXTENSIONS", "") in ("", "0")
 
 
+COMPILED = ("_eventlog_c", "_pump_c")
+
+
+def _remove_stale_compiled(build_lib: str) -> None:
+    """Delete compiled langstream modules an earlier build left in ``build_lib``."""
+    for name in COMPILED:
+        for path in glob.glob(os.path.join(build_lib, "langstream", name + ".*")):
+            if path.endswith((".so", ".pyd")):
+                os.remove(path)
+
+
+class build_py_fresh(build_py):
+    """``build_py`` that clears stale compiled modules from the build folder
+    (``build_ext`` rebuilds them when it can) and records why extensions are
+    absent when they are left out on purpose."""
+
+    def run(self) -> None:
+        _remove_stale_compiled(self.build_lib)
+        super().run()
+        if not self.dry_run:
+            target = os.path.join(self.build_lib, "langstream", "_build_info.py")
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            with open(target, "w", encoding="utf-8") as fh:
+                fh.write(
+                    '"""Written by setup.py at build time."""\n'
+                    f"EXTENSIONS_WANTED = {_want_extension()!r}\n"
+                )
+
+
 class optional_build_ext(build_ext):
     """``build_ext`` that never fails the install: on a compiler error it
     warns and leaves the pure-Python backend in charge."""
@@ -50,6 +90,10 @@ class optional_build_ext(build_ext):
             super().build_extension(ext)
         except Exception as exc:
             _warn(f"{type(exc).__name__}: {exc}")
+            # never leave a half-built or stale module behind
+            for path in (self.get_ext_fullpath(ext.name),):
+                if os.path.exists(path):
+                    os.remove(path)
 
 
 def _extensions():
@@ -91,4 +135,7 @@ if os.path.isfile(os.path.join(HERE, "langstream", "_eventlog_c.pyx")):
 else:
     EXT_MODULES = []
 
-setup(ext_modules=EXT_MODULES, cmdclass={"build_ext": optional_build_ext})
+setup(
+    ext_modules=EXT_MODULES,
+    cmdclass={"build_ext": optional_build_ext, "build_py": build_py_fresh},
+)

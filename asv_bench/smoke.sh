@@ -4,7 +4,7 @@
 #   bash asv_bench/smoke.sh            # with the interpreter on PATH ("python")
 #   PYTHON=/path/to/python bash asv_bench/smoke.sh
 #
-# Needs asv (pip install 'langstream[bench]') and langstream installed in that
+# Needs asv (pip install -e '.[bench]' in the checkout) and langstream installed in that
 # interpreter.  Runs `asv check` (imports, signatures) and one quick run of
 # every benchmark on small inputs (LANGSTREAM_ASV_SMOKE=1) against the
 # installed langstream; nothing is saved.  The machine file goes to a

@@ -6,6 +6,7 @@ plus typed projections (``run.values``, ``run.lifecycle``,
 The public API is that of LangGraph's ``langgraph.stream`` package.
 """
 
+from langstream._messages import AllMessagesTransformer, MessagesTransformer
 from langstream.channel import StreamChannel
 from langstream.errors import StreamLagError
 from langstream.mux import StreamMux, TransformerFactory
@@ -37,6 +38,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "DEFAULT_FACTORIES",
+    "AllMessagesTransformer",
     "AsyncGraphRunStream",
     "AsyncSubgraphRunStream",
     "CheckpointsTransformer",
@@ -45,6 +47,7 @@ __all__ = [
     "GraphRunStream",
     "LifecyclePayload",
     "LifecycleTransformer",
+    "MessagesTransformer",
     "ProtocolEvent",
     "StreamChannel",
     "StreamLagError",

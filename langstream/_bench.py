@@ -647,6 +647,10 @@ def _parser() -> argparse.ArgumentParser:
                    help="also run the memory scenario (async, maxlen=64, 20 x N parts)")
     p.add_argument("--memory-parts", type=_positive, default=None,
                    help="parts of the memory scenario (default 20 x N = 1,000,000)")
+    p.add_argument("--tokens", type=_positive, default=None, metavar="N",
+                   help="also run the token scenario: a LangGraph graph whose fake model "
+                        "streams N tokens (e.g. 20000), consumer on every msg.text delta "
+                        "(needs the langgraph extra; see langstream._bench_tokens)")
     p.add_argument("--no-langgraph", action="store_true", help="leave LangGraph out")
     p.add_argument("--backend", choices=("c", "python"), action="append",
                    help="langstream backend(s) to run (default: every available one)")
@@ -710,6 +714,27 @@ def main(argv: Optional[List[str]] = None) -> int:
         parts = args.memory_parts or 20 * args.n
         memory = run_memory(parts, 1000, 64, backends, lg)
         print(format_memory(memory))
+    tokens = None
+    if args.tokens:
+        from langstream import _bench_tokens
+
+        lanes = [lane for lane in ("sync", "async")
+                 if not (lane == "sync" and args.async_only)
+                 and not (lane == "async" and args.sync_only)]
+        try:
+            tokens = _bench_tokens.run_tokens(args.tokens, args.rounds, warmup, backends,
+                                              lg is not None, lanes)
+            tokens_replay = _bench_tokens.run_replay(args.tokens, args.rounds, warmup,
+                                                     backends, lg, lanes)
+        except ImportError as exc:
+            sys.stderr.write(f"error: --tokens needs the langgraph extra "
+                             f"(pip install 'langstream[langgraph]'): {exc}\n")
+            return 2
+        lg_version = lg["version"] if lg else None
+        print(_bench_tokens.format_tokens(tokens, args.tokens, args.rounds, lg_version))
+        print(_bench_tokens.format_tokens(tokens_replay, args.tokens, args.rounds, lg_version,
+                                          replay=True))
+        tokens = {"graph": tokens, "replay": tokens_replay}
     info["loadavg_end"] = _loadavg()
     print(f"\nload average at the end: {info['loadavg_end']}")
 
@@ -728,6 +753,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             "summary": summary,
             "ratios": ratios,
             "memory": memory,
+            "tokens": tokens,  # ns/token per lane and contender (--tokens)
         }
         with open(args.json, "w", encoding="utf-8") as fh:
             json.dump(doc, fh, indent=2)

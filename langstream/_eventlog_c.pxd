@@ -18,6 +18,7 @@ cdef class EventLog:
     cdef object maxlen_
     cdef bint closed_
     cdef object error_
+    cdef object error_tb_
     cdef object __weakref__
 
     # -- C-level API ------------------------------------------------------

@@ -43,8 +43,10 @@ cdef extern from *:
 cdef extern from "Python.h":
     ctypedef int (*visitproc)(PyObject *, void *)
     ctypedef int (*traverseproc)(PyObject *, visitproc, void *)
+    ctypedef int (*inquiry)(PyObject *)
     ctypedef struct _TypeObject "PyTypeObject":
         traverseproc tp_traverse
+        inquiry tp_clear
 
 
 @cython.final
@@ -167,6 +169,9 @@ cdef class EventLog:
         if not self.closed_:
             self.closed_ = True
             self.error_ = exc
+            # every read re-raises ``exc`` from this traceback, so repeated
+            # reads never grow it
+            self.error_tb_ = exc.__traceback__
 
     # -- reading -----------------------------------------------------------
 
@@ -293,7 +298,7 @@ cdef class Cursor:
                 raise StreamLagError(missed)
             if log.closed_:
                 if log.error_ is not None:
-                    raise log.error_
+                    raise log.error_.with_traceback(log.error_tb_)
                 raise StopIteration
             if self.request_more is None or not more:
                 raise StopIteration
@@ -336,9 +341,13 @@ cdef class Cursor:
 # runs through a stored item (item -> cursor -> log -> item, e.g. a run stream
 # that is itself an unread item of one of its projections) would look
 # externally referenced to the collector and leak.  So EventLog's tp_traverse
-# is wrapped to also visit every retained item.  (tp_clear is not needed: the
-# collector breaks such a cycle by clearing the other objects in it, which
-# closes the cursor and lets the ring release the items.)
+# is wrapped to also visit every retained item.  And since a cycle may consist
+# only of a log, its items and its cursors (``log.push(cursor)``, or a tuple
+# holding the cursor: neither the log nor a tuple can be cleared), Cursor gets
+# a tp_clear that closes it the proper way (unregistered from the ring, then
+# the items no cursor needs released), which breaks every such cycle.  (The
+# generated tp_clear is off, ``no_gc_clear``: it would drop ``log`` without
+# unregistering the cursor from the ring.)
 
 cdef traverseproc _base_log_traverse = NULL
 cdef Py_ssize_t _ring_offset = 0
@@ -371,4 +380,17 @@ cdef void _install_log_traverse() except *:
         tp.tp_traverse = <traverseproc>_log_traverse
 
 
+cdef int _cursor_clear(PyObject *o) noexcept:
+    cdef Cursor cur = <Cursor>o
+    cur._release()
+    cur.request_more = None
+    return 0
+
+
+cdef void _install_cursor_clear() except *:
+    cdef _TypeObject *tp = <_TypeObject *><PyObject *>Cursor
+    tp.tp_clear = <inquiry>_cursor_clear
+
+
 _install_log_traverse()
+_install_cursor_clear()

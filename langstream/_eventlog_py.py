@@ -51,6 +51,7 @@ Implementation notes
 from __future__ import annotations
 
 import operator
+import sys
 import threading
 from collections import deque
 from itertools import count, repeat, takewhile
@@ -64,8 +65,12 @@ __all__ = ["SeqCounter", "EventLog", "Cursor", "StreamLagError"]
 T = TypeVar("T")
 
 
+_MAXLEN_MAX = sys.maxsize
+
+
 def _check_maxlen(maxlen: object) -> Optional[int]:
-    """Validate ``maxlen`` (None or an int >= 1, not a bool) and return it."""
+    """Validate ``maxlen`` (None or an int from 1 to ``sys.maxsize``, not a
+    bool) and return it; both backends use this one check."""
     if maxlen is None:
         return None
     if isinstance(maxlen, bool):
@@ -81,6 +86,11 @@ def _check_maxlen(maxlen: object) -> Optional[int]:
         ) from None
     if value < 1:
         raise ValueError(f"maxlen must be a positive int or None (an int >= 1), got {maxlen!r}")
+    if value > _MAXLEN_MAX:
+        raise ValueError(
+            f"maxlen must be at most {_MAXLEN_MAX} (sys.maxsize) or None for an "
+            f"unbounded log, got {maxlen!r}"
+        )
     return value
 
 
@@ -187,6 +197,7 @@ class EventLog(Generic[T]):
         "_dead",
         "_closed",
         "_error",
+        "_error_tb",
         "__weakref__",
     )
 
@@ -218,6 +229,7 @@ class EventLog(Generic[T]):
         self._dead: List[_CursorState] = []  # states of finalized cursors
         self._closed = False
         self._error: Optional[BaseException] = None
+        self._error_tb: Any = None  # its traceback when the log failed
         self._flag: List[None] = []
         self._fast: Optional[Callable[[], Any]] = None
         self._open_gate_locked()
@@ -293,6 +305,9 @@ class EventLog(Generic[T]):
         with self._lock:
             if not self._closed:
                 self._error = exc
+                # every read re-raises ``exc`` from this traceback, so repeated
+                # reads never grow it
+                self._error_tb = exc.__traceback__
                 self._closed = True
                 self._shut_gate_locked()
 
@@ -499,7 +514,7 @@ class Cursor(Generic[T]):
                         return items.popleft()[1]
                     if log._closed:
                         if log._error is not None:
-                            raise log._error
+                            raise log._error.with_traceback(log._error_tb)
                         raise StopIteration
                 finally:
                     lock.release()
@@ -507,6 +522,12 @@ class Cursor(Generic[T]):
             if request_more is None or not more:
                 raise StopIteration
             more = request_more()
+            # request_more may have closed this very cursor (as the C twin
+            # does, re-read the state: a closed cursor only stops)
+            log = self._log
+            if log is None:
+                raise StopIteration
+            st = self._st
 
     def peek_seq(self) -> Optional[int]:
         """Sequence number of the next unread item, or None."""

@@ -16,7 +16,7 @@ from cpython.object cimport PyObject
 
 from langstream._eventlog_c cimport EventLog
 
-from langstream.protocol import _malformed, convert_to_protocol_event
+from langstream.protocol import MAX_NAMESPACE_DEPTH, convert_to_protocol_event
 from langstream.transformers import (
     CheckpointsTransformer,
     CustomTransformer,
@@ -36,6 +36,7 @@ cdef dict _PLAIN_FAST = {
 }
 
 
+cdef Py_ssize_t _MAX_DEPTH = MAX_NAMESPACE_DEPTH
 cdef object _MISSING = object()
 cdef object _SLOW = object()  # a route that needs the protocol event
 
@@ -108,42 +109,51 @@ cdef class PartDispatcher:
         cdef Py_ssize_t i, n
         if type(part) is not dict:
             return self.mux._push_part_fast(part)
+        # Exact types are checked here; anything else (a malformed part, or
+        # an accepted subclass) takes the mux's general path, which runs the
+        # one validation of ``protocol.split_part`` (same result, same error).
         found = PyDict_GetItem(part, "type")
         if found == NULL:
-            raise _malformed(part)
+            return self.mux._push_part_fast(part)
         method = <object>found
         found = PyDict_GetItem(part, "ns")
         if found == NULL:
-            raise _malformed(part)
+            return self.mux._push_part_fast(part)
         ns = <object>found
         found = PyDict_GetItem(part, "data")
         if found == NULL:
-            raise _malformed(part)
+            return self.mux._push_part_fast(part)
         data = <object>found
         if type(method) is not str:
-            raise _malformed(part)
+            return self.mux._push_part_fast(part)
         ns_type = type(ns)
         if ns_type is not tuple and ns_type is not list:
-            raise _malformed(part)
+            return self.mux._push_part_fast(part)
+        found = PyDict_GetItem(part, "interrupts")
+        if found == NULL:
+            interrupts = ()
+        else:
+            interrupts = <object>found
+            if type(interrupts) is not tuple and type(interrupts) is not list:
+                return self.mux._push_part_fast(part)
         n = len(ns)
         if n:
+            if n > _MAX_DEPTH:
+                return self.mux._push_part_fast(part)
             for i in range(n):
                 if type(ns[i]) is not str:
-                    raise _malformed(part)
+                    return self.mux._push_part_fast(part)
             at_scope = list(ns) == self.scope_list
         else:
             at_scope = self.root_scope
         mux = self.mux
-        interrupts = None
         if at_scope and method == "values":
-            found = PyDict_GetItem(part, "interrupts")
-            interrupts = () if found == NULL else <object>found
-            if type(interrupts) is not tuple and type(interrupts) is not list:
-                raise _malformed(part)
             mux._latest = data
             if interrupts:
                 mux._interrupted = True
                 mux._interrupts.extend(interrupts)
+        else:
+            interrupts = None
         cdef EventLog log = self.events_log
         cdef _Op op
         if not log.has_cursors():

@@ -8,7 +8,9 @@ subscribe), and an item is released as soon as every reader has read it.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable, Generic, Optional, Tuple, TypeVar
+import asyncio
+import weakref
+from typing import TYPE_CHECKING, Any, Callable, Generic, List, Optional, Tuple, TypeVar
 
 from langstream import eventlog as _el
 
@@ -31,13 +33,51 @@ def _check_n(n: Any, method: str) -> int:
 class _Backpressure:
     """Shared by a root mux and its children: bounded logs and the waiting pump."""
 
-    __slots__ = ("channels", "waiter")
+    __slots__ = ("channels", "waiter", "readers")
 
     def __init__(self) -> None:
         # (label, channel) for every channel whose log has a maxlen
         self.channels: list[tuple[str, StreamChannel[Any]]] = []
         # the future the async pump awaits while a log is full
         self.waiter: Any = None
+        # weak references to the async readers of those channels
+        self.readers: List[Any] = []
+
+    def track(self, reader: Any) -> None:
+        """Remember an async reader of a bounded channel (weakly); dead
+        entries are pruned as the list grows, so it stays bounded by the
+        readers alive."""
+        readers = self.readers
+        readers.append(weakref.ref(reader))
+        if len(readers) >= 32 and len(readers) & (len(readers) - 1) == 0:
+            readers[:] = [ref for ref in readers if ref() is not None]
+
+    def release_stuck(self) -> bool:
+        """Release the readers that can no longer read and hold a bounded
+        log full; True if any was released.
+
+        The rule: a reader whose consuming task has ended (done or
+        cancelled), or that was cancelled while it waited for an item and
+        has not read since, keeps its place until the pump needs room in a
+        log it holds full; then it lets go of its subscription, so it cannot
+        stall the run.  Its next read (if any) raises ``RuntimeError``.
+        """
+        released = False
+        keep = []
+        for ref in self.readers:
+            reader = ref()
+            if reader is None or reader._state == _RELEASED or reader._cursor.closed:
+                continue
+            keep.append(ref)
+            task = reader._task
+            if not (reader._state == _CANCELLED or (task is not None and task.done())):
+                continue
+            limit = reader._channel._limit
+            if limit is not None and reader._cursor.pending >= limit:
+                reader._release_stuck()
+                released = True
+        self.readers = keep
+        return released
 
     def full(self) -> Optional[Tuple[str, "StreamChannel[Any]"]]:
         """Return the first subscribed, open log that has no room, if any."""
@@ -62,21 +102,56 @@ class _Backpressure:
                 waiter.set_result(None)
 
 
+_READING, _CANCELLED, _RELEASED = 0, 1, 2
+
+
 class _AsyncChannelIterator(Generic[T]):
     """``async for`` over one cursor of a channel's log, pumping when empty."""
 
-    __slots__ = ("_cursor", "_channel", "_log", "_bp", "__weakref__")
+    __slots__ = ("_cursor", "_channel", "_log", "_bp", "_state",
+                 "_task", "__weakref__")
 
     def __init__(self, channel: StreamChannel[T]) -> None:
         self._channel = channel
         self._log = channel._log
         self._bp = channel._bp  # fixed when the mux adopted the channel
         self._cursor = channel._log.cursor()
+        # _READING; _CANCELLED: cancelled while waiting, not read since;
+        # _RELEASED: it let go of its subscription (see release_stuck)
+        self._state = _READING
+        self._task: Any = None  # the task that last waited on it (bounded logs)
+        if self._bp is not None:
+            try:
+                self._task = asyncio.current_task()
+            except RuntimeError:  # no running loop
+                pass
+            self._bp.track(self)
+
+    def _release_stuck(self) -> None:
+        self._state = _RELEASED
+        self._cursor.close()
 
     def __aiter__(self) -> _AsyncChannelIterator[T]:
         return self
 
     async def __anext__(self) -> T:
+        """The next item, pumping the run while there is none.
+
+        A reader of a bounded run that was cancelled while it waited here (or
+        whose task has ended) keeps its place until the pump needs room in a
+        log it holds full; then it releases its subscription (so it cannot
+        stall the run), and its next read raises ``RuntimeError`` (items were
+        not kept for it).  Reading again before that keeps it subscribed.
+        """
+        if self._state:
+            if self._state == _RELEASED:
+                raise RuntimeError(
+                    f"this reader of {self._channel!r} was cancelled while it waited "
+                    "(or its task ended), and released its subscription when the run "
+                    f"needed room in it (maxlen={self._channel._limit}): the items "
+                    "pushed since were not kept for it"
+                )
+            self._state = _READING
         cursor = self._cursor
         while True:
             # An async-bound channel's log is unbounded (the pump applies
@@ -94,8 +169,18 @@ class _AsyncChannelIterator(Generic[T]):
                     pass
                 raise StopAsyncIteration
             more = self._channel._arequest_more
-            if more is None or (not await more() and not cursor.pending
-                                and not self._log.closed):
+            if more is None:
+                raise StopAsyncIteration
+            if self._bp is None:
+                produced = await more()
+            else:
+                self._task = asyncio.current_task()
+                try:
+                    produced = await more()
+                except asyncio.CancelledError:
+                    self._state = _CANCELLED
+                    raise
+            if not produced and not cursor.pending and not self._log.closed:
                 raise StopAsyncIteration
 
     async def aclose(self) -> None:

@@ -32,6 +32,16 @@ def _extensions_disabled() -> bool:
     return value not in ("", "0")
 
 
+def _built_wanting_extensions() -> bool:
+    """False when the installed build left the extensions out on purpose
+    (``setup.py`` records it in ``langstream/_build_info.py``)."""
+    try:
+        from langstream import _build_info  # type: ignore[attr-defined]
+    except ImportError:  # a source checkout: nothing recorded
+        return True
+    return bool(getattr(_build_info, "EXTENSIONS_WANTED", True))
+
+
 if TYPE_CHECKING:
     from langstream._eventlog_py import Cursor, EventLog, SeqCounter
 
@@ -50,13 +60,15 @@ else:
             from langstream._eventlog_py import Cursor, EventLog, SeqCounter
 
             BACKEND = "python"
-            if platform.python_implementation() == "CPython":
-                # Expected on PyPy; on CPython it means the build fell back.
+            if platform.python_implementation() == "CPython" and _built_wanting_extensions():
+                # Expected on PyPy, or after a build with LANGSTREAM_NO_EXTENSIONS
+                # set; otherwise it means the build fell back.
                 warnings.warn(
                     "langstream: the C event-log extension is not available "
-                    f"({exc}); using the pure-Python backend. Reinstall with a "
-                    "working C compiler for speed, or set "
-                    "LANGSTREAM_NO_EXTENSIONS=1 to silence this warning.",
+                    f"({exc}); using the pure-Python backend. For speed, install "
+                    "a C compiler and reinstall (from a source checkout: "
+                    "pip install -e .), or set LANGSTREAM_NO_EXTENSIONS=1 to "
+                    "silence this warning.",
                     RuntimeWarning,
                     stacklevel=2,
                 )

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence,
 
 from langstream import eventlog as _el
 from langstream.channel import StreamChannel, _Backpressure
-from langstream.protocol import _malformed, convert_to_protocol_event, split_part
+from langstream.protocol import convert_to_protocol_event, split_part
 
 if TYPE_CHECKING:  # pragma: no cover
     from collections.abc import Awaitable
@@ -52,13 +52,87 @@ def _router(transformer: Any) -> Optional[Callable[[str, bool], bool]]:
     return get() if get is not None else None
 
 
+def _refuse_foreign_channels(transformer: Any, projection: Dict[str, Any]) -> None:
+    """Refuse projections that are LangGraph's own ``StreamChannel``.
+
+    langstream binds and drives only its own channels: one of LangGraph's
+    would be registered but never bound, and fail much later, when a
+    consumer iterates it ("has not been bound yet").
+    """
+    foreign = [
+        key for key, value in projection.items()
+        if not isinstance(value, StreamChannel)
+        and type(value).__name__ == "StreamChannel"
+        and type(value).__module__.startswith("langgraph.")
+    ]
+    if not foreign:
+        return
+    cls = type(transformer)
+    advice = (
+        f"use langstream.{cls.__name__} instead (the same projection, on langstream's log)"
+        if cls.__module__.startswith("langgraph.stream")
+        else "build it on langstream.StreamTransformer / langstream.StreamChannel "
+        "(change the imports from langgraph.stream to langstream)"
+    )
+    raise TypeError(
+        f"{cls.__name__} returns LangGraph's own StreamChannel for "
+        f"{', '.join(repr(k) for k in foreign)}: langstream can only bind and drive "
+        f"langstream.StreamChannel projections; {advice}"
+    )
+
+
 def _check_scope(scope: Any) -> Tuple[str, ...]:
+    """Validate a scope (a tuple or list of str); return it as a tuple of str."""
     if isinstance(scope, (str, bytes)) or not isinstance(scope, (tuple, list)):
-        raise TypeError(f"scope must be a tuple of str, got {scope!r}")
+        raise TypeError(
+            f"scope must be a tuple of str namespace segments, got {scope!r} "
+            f"({type(scope).__name__})"
+        )
     for segment in scope:
         if not isinstance(segment, str):
-            raise TypeError(f"scope must be a tuple of str, got {scope!r}")
-    return tuple(scope)
+            raise TypeError(
+                f"scope must be a tuple of str namespace segments, got {scope!r} "
+                f"(segment {segment!r} is a {type(segment).__name__})"
+            )
+    return tuple(str.__str__(segment) for segment in scope)
+
+
+def _stray_stop(transformer: Any, hook: str, exc: BaseException) -> RuntimeError:
+    """The error a transformer's ``StopIteration``/``StopAsyncIteration`` becomes.
+
+    Only the graph's own exhaustion ends a run; a stop raised by a
+    transformer would read as a normal end to every ``for`` loop, so (as
+    PEP 479 does for generators) it is turned into a ``RuntimeError`` that
+    names the transformer.
+    """
+    err = RuntimeError(
+        f"transformer {type(transformer).__name__}.{hook}() raised "
+        f"{type(exc).__name__}; only the graph's own exhaustion may end a run"
+    )
+    err.__cause__ = exc
+    return err
+
+
+_STOPS = (StopIteration, StopAsyncIteration)
+
+
+def _is_stop(exc: BaseException) -> bool:
+    """A stop, or the ``RuntimeError`` PEP 479 made of one inside a coroutine
+    (e.g. the default ``aprocess``/``afinalize`` calling a sync hook)."""
+    if isinstance(exc, _STOPS):
+        return True
+    return (
+        type(exc) is RuntimeError
+        and isinstance(exc.__cause__, _STOPS)
+        and str(exc).endswith(" raised " + type(exc.__cause__).__name__)
+    )
+
+
+def _as_stop_error(transformer: Any, hook: str, exc: BaseException) -> BaseException:
+    """``exc``, or the named ``RuntimeError`` when it is a transformer's stop."""
+    if not _is_stop(exc):
+        return exc
+    return _stray_stop(transformer, hook, exc if isinstance(exc, _STOPS) else exc.__cause__)
 
 
 class _Shared:
@@ -137,6 +211,7 @@ class StreamMux:
         self._pump_fn: Optional[Callable[[], bool]] = None
         self._apump_fn: Optional[Callable[[], Awaitable[bool]]] = None
         self._finished = False
+        self._error_tb: Optional[Tuple[BaseException, Any]] = None
 
         # the main log: a channel of its own, numbered by its own counter
         events: StreamChannel[Any] = StreamChannel()
@@ -185,6 +260,7 @@ class StreamMux:
                 f"{name}.init() must return a dict of projections, "
                 f"got {type(projection).__name__}: {projection!r}"
             )
+        _refuse_foreign_channels(transformer, projection)
         taken = sorted(set(projection) & set(self.extensions))
         if taken:
             owners = ", ".join(
@@ -359,9 +435,7 @@ class StreamMux:
         method, namespace, data = split_part(part)
         at_scope = namespace == self._scope_list
         if at_scope and method == "values":
-            interrupts = part.get("interrupts", ())
-            if type(interrupts) is not tuple and type(interrupts) is not list:
-                raise _malformed(part)
+            interrupts = part.get("interrupts", ())  # (checked by split_part)
             self._latest = data
             if interrupts:
                 self._interrupted = True
@@ -419,9 +493,12 @@ class StreamMux:
         if route is None:
             route = self._route(method, at_scope)
         keep = True
-        for transformer in route:
-            if not transformer.process(event):
-                keep = False
+        try:
+            for transformer in route:
+                if not transformer.process(event):
+                    keep = False
+        except _STOPS as exc:
+            raise _stray_stop(transformer, "process", exc) from exc
         if keep:
             self._append(event)
 
@@ -439,9 +516,15 @@ class StreamMux:
         if route is None:
             route = self._route(method, at_scope)
         keep = True
-        for transformer in route:
-            if not await transformer.aprocess(event):
-                keep = False
+        try:
+            for transformer in route:
+                if not await transformer.aprocess(event):
+                    keep = False
+        except (StopIteration, StopAsyncIteration, RuntimeError) as exc:
+            err = _as_stop_error(transformer, "aprocess", exc)
+            if err is exc:
+                raise
+            raise err from err.__cause__
         if keep:
             self._append(event)
 
@@ -491,7 +574,17 @@ class StreamMux:
 
     # --------------------------------------------------------------- teardown
 
+    def _failed_tb(self, err: BaseException) -> Any:
+        """The traceback ``err`` had when it ended the run: re-raising it from
+        there on every read keeps repeated reads from growing it."""
+        saved = self._error_tb
+        if saved is None or saved[0] is not err:
+            saved = self._error_tb = (err, err.__traceback__)
+        return saved[1]
+
     def _finish_channels(self, err: Optional[BaseException]) -> None:
+        if err is not None and self._error_tb is None:
+            self._error_tb = (err, err.__traceback__)
         for ch in self._channels:
             if not ch._log.closed:
                 if err is None:
@@ -520,7 +613,7 @@ class StreamMux:
                 transformer.finalize()
             except BaseException as exc:  # noqa: BLE001 - re-raised below
                 if first is None:
-                    first = exc
+                    first = _as_stop_error(transformer, "finalize", exc)
         # a finalize that raised ends the run with that error at every reader
         self._finish_channels(first)
         if first is not None:
@@ -576,7 +669,7 @@ class StreamMux:
                 await transformer.afinalize()
             except BaseException as exc:  # noqa: BLE001 - re-raised below
                 if first is None:
-                    first = exc
+                    first = _as_stop_error(transformer, "afinalize", exc)
         # a finalize that raised ends the run with that error at every reader
         self._finish_channels(first)
         if first is not None:

@@ -65,6 +65,15 @@ class ProtocolEvent(TypedDict):
 _time = time.time
 _REQUIRED = ("type", "ns", "data")
 
+MAX_NAMESPACE_DEPTH = 128
+"""The deepest namespace a stream part may have (segments in ``ns``).
+
+Every level of a namespace is a subgraph with its own mux, and each level's
+lifecycle tracks every depth below it, so the cost of a part grows faster
+than its depth; a deeper part fails the run with a ``ValueError`` naming
+the depth (never a ``RecursionError`` or a stall).  Real graphs nest a few
+levels deep."""
+
 
 def _describe(value: Any) -> str:
     text = repr(value)
@@ -98,8 +107,14 @@ def _malformed(part: Any) -> Exception:
         if not isinstance(segment, str):
             return TypeError(
                 "stream part field 'ns' must contain only str segments, "
-                f"got {_describe(segment)} in {ns!r}"
+                f"got {_describe(segment)} in {_describe(ns)}"
             )
+    if len(ns) > MAX_NAMESPACE_DEPTH:
+        return ValueError(
+            f"stream part field 'ns' is {len(ns)} segments deep; namespaces up to "
+            f"{MAX_NAMESPACE_DEPTH} segments deep are supported "
+            "(langstream.protocol.MAX_NAMESPACE_DEPTH)"
+        )
     if "interrupts" in part:
         interrupts = part["interrupts"]
         if isinstance(interrupts, (str, bytes)) or not isinstance(interrupts, (list, tuple)):
@@ -110,27 +125,64 @@ def _malformed(part: Any) -> Exception:
     return ValueError(f"malformed stream part: {_describe(part)}")  # pragma: no cover
 
 
+def _as_str(value: str) -> str:
+    """A ``str`` subclass (a str-enum member, say) as the plain ``str`` it holds."""
+    return value if type(value) is str else str.__str__(value)
+
+
+def _check_interrupts(part: Any) -> None:
+    """``interrupts``, wherever present, is a tuple or list (subclasses too)."""
+    if "interrupts" in part:
+        interrupts = part["interrupts"]
+        if type(interrupts) is not tuple and type(interrupts) is not list and (
+            not isinstance(interrupts, (tuple, list))
+        ):
+            raise _malformed(part)
+
+
 def split_part(part: Any) -> "tuple[str, List[str], Any]":
     """Validate a stream part; return ``(method, namespace list, data)``.
+
+    The one validation every path uses (whoever subscribes, either
+    backend): ``part`` is a mapping; ``type`` a str; ``ns`` a tuple or list
+    of str, at most ``MAX_NAMESPACE_DEPTH`` deep; ``interrupts``, on any
+    part that has it, a tuple or list.
+    Subclasses are accepted (a str-enum ``type``, a namedtuple ``ns``, str
+    subclass segments) and ``type`` / the segments come back as plain str.
 
     Raises:
         TypeError / ValueError: as ``convert_to_protocol_event``.
     """
+    if type(part) is not dict and not isinstance(part, Mapping):
+        raise _malformed(part)
     try:
         method = part["type"]
         ns = part["ns"]
         data = part["data"]
     except Exception:
         raise _malformed(part) from None
+    if type(method) is not str:
+        if not isinstance(method, str):
+            raise _malformed(part)
+        method = _as_str(method)
     ns_type = type(ns)
-    if type(method) is not str or (ns_type is not tuple and ns_type is not list):
+    if ns_type is not tuple and ns_type is not list and (
+        isinstance(ns, (str, bytes)) or not isinstance(ns, (tuple, list))
+    ):
         raise _malformed(part)
+    if "interrupts" in part:
+        _check_interrupts(part)
     if not ns:
         return method, [], data
-    for segment in ns:
+    if len(ns) > MAX_NAMESPACE_DEPTH:
+        raise _malformed(part)
+    namespace = list(ns)
+    for i, segment in enumerate(namespace):
         if type(segment) is not str:
-            raise _malformed(part)
-    return method, list(ns), data
+            if not isinstance(segment, str):
+                raise _malformed(part)
+            namespace[i] = _as_str(segment)
+    return method, namespace, data
 
 
 def convert_to_protocol_event(part: StreamPart) -> ProtocolEvent:
@@ -148,6 +200,9 @@ def convert_to_protocol_event(part: StreamPart) -> ProtocolEvent:
     Raises:
         TypeError: ``part`` is not a mapping, or ``type``/``ns``/``interrupts``
             has the wrong type; the message names the field and the value.
+            Subclasses of str (``type``, namespace segments) and of
+            tuple/list (``ns``, ``interrupts``) are accepted; ``method`` and
+            the namespace segments of the event are plain str.
         ValueError: a required field is missing; the message names it.
     """
     method, namespace, data = split_part(part)
@@ -156,9 +211,6 @@ def convert_to_protocol_event(part: StreamPart) -> ProtocolEvent:
         "timestamp": int(_time() * 1000),
         "data": data,
     }
-    if "interrupts" in part:
-        interrupts = part["interrupts"]
-        if type(interrupts) is not tuple and type(interrupts) is not list:
-            raise _malformed(part)
-        params["interrupts"] = interrupts
+    if "interrupts" in part:  # (validated by split_part)
+        params["interrupts"] = part["interrupts"]
     return {"type": "event", "method": method, "params": params}  # type: ignore[return-value,typeddict-item]

@@ -23,6 +23,7 @@ from typing import (
     AsyncIterator,
     Callable,
     Dict,
+    Generator,
     Iterable,
     Iterator,
     List,
@@ -31,8 +32,10 @@ from typing import (
     Tuple,
 )
 
+from langstream import eventlog as _el
+from langstream._messages import default_message_factories, missing_messages_hint
 from langstream.channel import StreamChannel
-from langstream.mux import StreamMux
+from langstream.mux import StreamMux, _check_scope
 from langstream.protocol import convert_to_protocol_event
 from langstream.transformers import (
     LifecycleTransformer,
@@ -40,6 +43,7 @@ from langstream.transformers import (
     SubgraphStatus,
     SubgraphTransformer,
     ValuesTransformer,
+    _scheduled_tasks,
     _set_handle_types,
 )
 
@@ -63,12 +67,14 @@ __all__ = [
 
 _logger = logging.getLogger("langstream")
 _convert = convert_to_protocol_event
-try:
-    from langstream._eventlog_c import EventLog as _CEventLog
-    from langstream._pump_c import PartDispatcher as _PartDispatcher
-    from langstream._pump_c import SyncPump as _SyncPump
-except ImportError:  # PyPy, no compiler, or LANGSTREAM_NO_EXTENSIONS at install
-    _CEventLog = _PartDispatcher = _SyncPump = None
+_CEventLog = _PartDispatcher = _SyncPump = None
+if _el.BACKEND == "c":  # not with LANGSTREAM_NO_EXTENSIONS, PyPy or no compiler
+    try:
+        from langstream._eventlog_c import EventLog as _CEventLog
+        from langstream._pump_c import PartDispatcher as _PartDispatcher
+        from langstream._pump_c import SyncPump as _SyncPump
+    except ImportError:  # the pump failed to build while the event log did not
+        _CEventLog = _PartDispatcher = _SyncPump = None
 
 
 def _compiled_pump_fits(mux: StreamMux) -> bool:
@@ -98,12 +104,45 @@ else:  # pragma: no cover
     _task_of = asyncio.current_task
 
 
+_MISSING = object()
+
+
+def _run_error(exc: BaseException) -> BaseException:
+    """The error a run ends with: a stray ``StopIteration`` /
+    ``StopAsyncIteration`` (not the graph's own exhaustion) would read as a
+    normal end to every consumer, so it becomes a ``RuntimeError``."""
+    if isinstance(exc, (StopIteration, StopAsyncIteration)):
+        err = RuntimeError(
+            f"{type(exc).__name__} raised while dispatching a part; only the "
+            "graph's own exhaustion may end a run"
+        )
+        err.__cause__ = exc
+        return err
+    return exc
+
+
+def _check_stall(value: Any) -> float:
+    """Validate ``stall_warning_after``: a finite number of seconds > 0
+    (``ValueError`` otherwise, whatever the type, as since its introduction)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(
+            "stall_warning_after must be a finite number of seconds > 0, got "
+            f"{value!r} ({type(value).__name__})"
+        )
+    if not (0 < value < float("inf")):  # (also rejects nan)
+        raise ValueError(
+            f"stall_warning_after must be a finite number of seconds > 0, got {value!r}"
+        )
+    return float(value)
+
+
 def _missing_projection(run: Any, name: str) -> AttributeError:
     mux = run.__dict__.get("_mux")
     keys = sorted(mux.native_keys) if mux is not None else []
+    hint = f"; {missing_messages_hint()}" if name == "messages" else ""
     return AttributeError(
         f"{type(run).__name__!r} object has no attribute {name!r} "
-        f"(registered projections: {', '.join(keys) or 'none'})"
+        f"(registered projections: {', '.join(keys) or 'none'}){hint}"
     )
 
 
@@ -160,7 +199,7 @@ class _RunState:
     def _raise_if_failed(self) -> None:
         err = self._mux._events._log.error
         if err is not None:
-            raise err
+            raise err.with_traceback(self._mux._failed_tb(err))
 
 
 class GraphRunStream(_RunState):
@@ -184,6 +223,7 @@ class GraphRunStream(_RunState):
     values: StreamChannel[Dict[str, Any]]
     lifecycle: StreamChannel[LifecyclePayload]
     subgraphs: StreamChannel[SubgraphRunStream]
+    messages: StreamChannel[Any]  # langchain-core ChatModelStream per model call
     updates: StreamChannel[Dict[str, Any]]
     custom: StreamChannel[Any]
     checkpoints: StreamChannel[Dict[str, Any]]
@@ -225,14 +265,14 @@ class GraphRunStream(_RunState):
         if graph_iter is None:
             return False
         try:
-            part = next(graph_iter)
+            part = next(graph_iter, _MISSING)
+            if part is _MISSING:  # the graph's own exhaustion: the only normal end
+                self._finish()
+                return False
             route = mux._push_part_fast(part)
             if route is not None:
                 mux._dispatch(_convert(part), route[0], route[1])
             return True
-        except StopIteration:
-            self._finish()
-            return False
         except Exception as exc:  # noqa: BLE001 - ends the run
             self._end(exc)
             return False
@@ -261,6 +301,7 @@ class GraphRunStream(_RunState):
 
     def _end(self, exc: BaseException) -> None:
         """Fail the run with ``exc`` and close the graph iterator."""
+        exc = _run_error(exc)
         self._exhausted = True
         self._stop_pump()
         graph_iter = self._graph_iter
@@ -384,7 +425,7 @@ class GraphRunStream(_RunState):
                     log = reader[2]._log
                     if log.closed:
                         if log.error is not None:
-                            raise log.error
+                            raise log.error.with_traceback(self._mux._failed_tb(log.error))
                     else:
                         remaining.append(reader)
                 live = remaining
@@ -410,7 +451,7 @@ class _AsyncPump:
     __slots__ = (
         "run", "mux", "graph_aiter", "exhausted", "pumping", "pump_task", "waiters",
         "aborting", "aborted", "settled", "yield_next", "loop", "deferred", "bounded",
-        "dispatch", "__weakref__",
+        "dispatch", "closing", "closer", "__weakref__",
     )
 
     def __init__(self, run: AsyncGraphRunStream, mux: StreamMux,
@@ -425,6 +466,10 @@ class _AsyncPump:
         self.aborting = False
         self.aborted = False
         self.settled: Optional[asyncio.Future[Any]] = None
+        # set while abort() tears the run down outside a pump step: consumers
+        # that ask for more wait for it (the run is finished once it is done)
+        self.closing: Optional[asyncio.Future[Any]] = None
+        self.closer: Optional[asyncio.Task[Any]] = None  # the task running abort()
         self.yield_next = True
         # An async run belongs to the event loop that first pumps it; the loop
         # is cached because asyncio.get_running_loop() costs a system call per
@@ -445,21 +490,19 @@ class _AsyncPump:
         ``False`` once the run has ended.
         """
         if self.exhausted:
+            if self.pumping or self.closing is not None:
+                await self.wait_finished()
             return False
         if self.pumping:
-            waiter = asyncio.get_running_loop().create_future()
-            self.waiters.append(waiter)
-            try:
-                await waiter
-            finally:
-                if not waiter.done():
-                    waiter.cancel()
-            return not self.exhausted
-        self.pumping = True
+            return await self.wait_step()
         loop = self.loop
         if loop is None:
             loop = self.loop = _get_running_loop()
-        self.pump_task = _task_of(loop)
+        task = _task_of(loop)
+        if task is None:  # not a task of the run's loop: another loop?
+            self.check_loop()
+        self.pumping = True
+        self.pump_task = task
         mux = self.mux
         pulling = False
         try:
@@ -485,13 +528,14 @@ class _AsyncPump:
             if graph_aiter is None:
                 return False
             pulling = True
-            part = await graph_aiter.__anext__()
+            try:
+                part = await graph_aiter.__anext__()
+            except StopAsyncIteration:  # the graph's own exhaustion
+                return await self.finish()
             route = self.dispatch(part)
             if route is not None:
                 await mux._adispatch(_convert(part), route[0], route[1])
             return True
-        except StopAsyncIteration:
-            return await self.finish()
         except asyncio.CancelledError as exc:
             return await self.after_cancel(exc, pulling)
         except BaseException as exc:
@@ -502,6 +546,71 @@ class _AsyncPump:
             else:  # (end_step, inline for the common case)
                 self.pumping = False
                 self.pump_task = None
+
+    def check_loop(self) -> None:
+        """Raise if this run is being pumped from an event loop that is not its own."""
+        running = _get_running_loop()
+        own = self.loop
+        if own is not None and running is not own:
+            state = "closed" if own.is_closed() else (
+                "running (in another thread)" if own.is_running() else "not running")
+            raise RuntimeError(
+                "this async run belongs to the event loop that first pumped it "
+                f"({own!r}, now {state}); it cannot be continued in another event "
+                f"loop ({running!r}). Consume a run within one event loop "
+                "(one asyncio.run)."
+            )
+
+    def reentry_error(self, what: str) -> RuntimeError:
+        return RuntimeError(
+            f"deadlock: the task that is pumping this run ({what}) awaited the run "
+            "itself, e.g. a transformer's aprocess/afinalize/afail awaiting "
+            "run.output() or iterating one of the run's projections. A step "
+            "cannot wait for itself: read the event the transformer is given, "
+            "or hand the work to schedule()."
+        )
+
+    async def wait_step(self) -> bool:
+        """Another task is pumping: wait for its step, then report it."""
+        task = _current_task()
+        if task is self.pump_task:
+            raise self.reentry_error("dispatching a part")
+        if self.loop is not None and _get_running_loop() is not self.loop:
+            self.check_loop()
+        waiter = self.loop.create_future()  # type: ignore[union-attr]
+        self.waiters.append(waiter)
+        try:
+            await waiter
+        finally:
+            if not waiter.done():
+                waiter.cancel()
+        return not self.exhausted
+
+    async def wait_finished(self) -> None:
+        """The run is ending (its finishing is under way): wait until it is
+        done, so no consumer takes a run that is still finishing for ended."""
+        task = _current_task()
+        if task is self.closer or (self.pumping and task is self.pump_task):
+            # the finishing task itself (e.g. an afinalize reading the run):
+            # the pump is over for it
+            return
+        if task is not None and task in _scheduled_tasks:
+            raise RuntimeError(
+                "deadlock: a task started with StreamTransformer.schedule() awaited "
+                "its run while the run is finishing, and finishing waits for that "
+                "task; read the run's projections from outside its transformers"
+            )
+        if self.pumping:
+            waiter = _get_running_loop().create_future()
+            self.waiters.append(waiter)
+            try:
+                await waiter
+            finally:
+                if not waiter.done():
+                    waiter.cancel()
+        closing = self.closing
+        if closing is not None and not closing.done():
+            await asyncio.shield(closing)
 
     def end_step(self) -> None:
         """A step is over: let the waiting consumers (and abort) go on."""
@@ -556,6 +665,10 @@ class _AsyncPump:
         warned = False
         collected = False
         while full is not None and not self.exhausted:
+            if bp.release_stuck():
+                # a reader that can no longer read held it full: it let go
+                full = bp.full()
+                continue
             waiter = loop.create_future()
             bp.waiter = waiter
             timer = loop.call_later(0.05, _resolve, waiter)
@@ -596,6 +709,7 @@ class _AsyncPump:
 
     async def end(self, exc: BaseException) -> None:
         """End the run with ``exc`` and close the graph iterator."""
+        exc = _run_error(exc)
         self.exhausted = True
         graph_aiter = self.graph_aiter
         self.graph_aiter = None
@@ -609,10 +723,25 @@ class _AsyncPump:
     async def abort(self) -> None:
         """See ``AsyncGraphRunStream.abort``."""
         if self.aborted:
+            closing = self.closing
+            if closing is not None and not closing.done():
+                await asyncio.shield(closing)
             return
         self.aborted = True
         self.aborting = True
         self.exhausted = True
+        closing = self.closing = asyncio.get_running_loop().create_future()
+        self.closer = _current_task()
+        try:
+            await self.teardown()
+        finally:
+            self.closing = None
+            self.closer = None
+            if not closing.done():
+                closing.set_result(None)
+
+    async def teardown(self) -> None:
+        """The body of ``abort``."""
         graph_aiter = self.graph_aiter
         self.graph_aiter = None
         task = self.pump_task
@@ -623,7 +752,10 @@ class _AsyncPump:
         if graph_aiter is not None:
             await _close_async_iter(graph_aiter)
         mux = self.mux
-        mux._shared.deferred.clear()
+        if mux._assign_seq:
+            # the root run drops postponed forwards; a subgraph handle leaves
+            # its siblings' first events alone (as on the sync lane)
+            mux._shared.deferred.clear()
         try:
             await mux.aclose()
         except Exception:  # noqa: BLE001 - the run is being abandoned
@@ -656,14 +788,24 @@ class AsyncGraphRunStream(_RunState):
     values: StreamChannel[Dict[str, Any]]
     lifecycle: StreamChannel[LifecyclePayload]
     subgraphs: StreamChannel[AsyncSubgraphRunStream]
+    messages: StreamChannel[Any]  # langchain-core AsyncChatModelStream per model call
     updates: StreamChannel[Dict[str, Any]]
     custom: StreamChannel[Any]
     checkpoints: StreamChannel[Dict[str, Any]]
     debug: StreamChannel[Dict[str, Any]]
     tasks: StreamChannel[Dict[str, Any]]
 
-    stall_warning_after: float = 5.0
-    """Seconds the pump may wait on one full log before it logs a warning."""
+    _stall_warning_after: float = 5.0
+
+    @property
+    def stall_warning_after(self) -> float:
+        """Seconds the pump may wait on one full log before it logs a warning
+        (default 5; a finite number > 0, else ``ValueError``)."""
+        return self._stall_warning_after
+
+    @stall_warning_after.setter
+    def stall_warning_after(self, value: float) -> None:
+        self._stall_warning_after = _check_stall(value)
 
     def __init__(
         self,
@@ -717,6 +859,12 @@ class AsyncGraphRunStream(_RunState):
 
     async def __aenter__(self) -> AsyncGraphRunStream:
         return self
+
+    def __await__(self) -> Generator[Any, None, AsyncGraphRunStream]:
+        """``await run`` is the run itself, so LangGraph's
+        ``async with await graph.astream_events(...)`` pattern works too."""
+        return self
+        yield  # pragma: no cover - makes this a generator
 
     async def __aexit__(
         self,
@@ -869,10 +1017,12 @@ def _factories(transformers: Iterable[Any]) -> List[Callable[[Tuple[str, ...]], 
 
 DEFAULT_FACTORIES: Tuple[Callable[[Tuple[str, ...]], Any], ...] = (
     ValuesTransformer,
+    *default_message_factories(),  # MessagesTransformer, with langchain-core
     LifecycleTransformer,
     SubgraphTransformer,
 )
-"""The default pipeline of ``stream_events`` / ``astream_events``."""
+"""The default pipeline of ``stream_events`` / ``astream_events``: values,
+messages (when langchain-core is importable), lifecycle, subgraphs."""
 
 
 def stream_events(
@@ -903,7 +1053,7 @@ def stream_events(
         raise TypeError(f"parts must be an iterable of stream parts, got {parts!r}") from None
     mux = StreamMux(
         factories=[*DEFAULT_FACTORIES, *_factories(transformers)],
-        scope=tuple(scope),
+        scope=_check_scope(scope),
         maxlen=maxlen,
     )
     return GraphRunStream(graph_iter, mux)
@@ -938,21 +1088,15 @@ def astream_events(
         graph_aiter = _aiter_sync(aparts)
     else:
         raise TypeError(f"aparts must be an async iterable of stream parts, got {aparts!r}")
-    if stall_warning_after is not None and (
-        isinstance(stall_warning_after, bool)
-        or not isinstance(stall_warning_after, (int, float))
-        or stall_warning_after <= 0
-    ):
-        raise ValueError(
-            f"stall_warning_after must be a number of seconds > 0, got {stall_warning_after!r}"
-        )
+    if stall_warning_after is not None:
+        stall_warning_after = _check_stall(stall_warning_after)
     mux = StreamMux(
         factories=[*DEFAULT_FACTORIES, *_factories(transformers)],
-        scope=tuple(scope),
+        scope=_check_scope(scope),
         maxlen=maxlen,
         is_async=True,
     )
     run = AsyncGraphRunStream(graph_aiter, mux)
     if stall_warning_after is not None:
-        run.stall_warning_after = float(stall_warning_after)
+        run.stall_warning_after = stall_warning_after
     return run

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import weakref
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, Dict, List, Optional, Tuple
@@ -35,8 +36,10 @@ __all__ = [
     "LifecycleCause",
     "CustomTransformer",
     "DebugTransformer",
+    "AllMessagesTransformer",
     "LifecyclePayload",
     "LifecycleTransformer",
+    "MessagesTransformer",
     "StreamTransformer",
     "SubgraphStatus",
     "SubgraphTransformer",
@@ -47,8 +50,12 @@ __all__ = [
 
 _logger = logging.getLogger("langstream")
 
-SubgraphStatus = Literal["started", "completed", "failed", "interrupted"]
-"""The status of a subgraph: ``started`` until its terminal status arrives."""
+SubgraphStatus = Literal["started", "completed", "failed", "interrupted", "drained"]
+"""The status of a subgraph: ``started`` until its terminal status arrives.
+
+``drained``: the run stopped at a superstep boundary because LangGraph's
+``RunControl.request_drain()`` was called (``GraphDrained``); not a failure,
+so no error text."""
 
 
 class LifecycleCause(TypedDict):
@@ -194,6 +201,7 @@ class StreamTransformer(ABC):
             self._stream_scheduled_tasks = tasks
         tasks.add(task)
         task.add_done_callback(tasks.discard)
+        _scheduled_tasks.add(task)
         return task
 
     @staticmethod
@@ -240,6 +248,11 @@ class StreamTransformer(ABC):
             if defined is not None and not issubclass(owner, defined):
                 return None
         return getattr(cls, "_route")
+
+
+# every task started by ``StreamTransformer.schedule`` (while it exists): a run
+# that is finishing awaits these, so they must not wait for it
+_scheduled_tasks: "weakref.WeakSet[asyncio.Task[Any]]" = weakref.WeakSet()
 
 
 def _trusted_fast_part(transformer: Any) -> Optional[Callable[[Any], None]]:
@@ -416,8 +429,10 @@ def parse_segment(segment: str) -> Tuple[Optional[str], Optional[str]]:
 
 
 def _status_from_exception(err: BaseException) -> Tuple[SubgraphStatus, Optional[str]]:
-    # LangGraph's exception class, recognised by name (no import needed)
+    # LangGraph's exception classes, recognised by name (no import needed)
     for klass in type(err).__mro__:
+        if klass.__name__ == "GraphDrained":
+            return "drained", None
         if klass.__name__ == "GraphInterrupt":
             return "interrupted", None
     return "failed", str(err)
@@ -439,6 +454,8 @@ class _SubtreeTracker(StreamTransformer):
     subtree; it ends when its parent's ``tasks`` result for the task id of
     its ``name:task_id`` segment arrives, or when the run ends.  ``tasks``
     events are folded into the projections and kept out of the main log.
+    Nothing is kept about an ended namespace (memory is bounded by what is
+    open): an event that arrives for it after its end starts it again.
     """
 
     required_stream_modes = ("tasks",)
@@ -551,10 +568,13 @@ class _SubtreeTracker(StreamTransformer):
         task_id = data.get("id")
         if not isinstance(task_id, str):
             return None
+        self._tool_calls.pop(task_id, None)  # the task is over
         child = self._by_task.pop((tuple(ns), task_id), None)
         if child is None or child not in self._open:
             return None
         del self._open[child]
+        # an ended namespace is forgotten: memory is bounded by what is open
+        self._seen.discard(child)
         status, error = _status_from_result(data)
         return child, status, error
 
@@ -583,6 +603,8 @@ class _SubtreeTracker(StreamTransformer):
                 if first is None:
                     first = exc
         self._by_task.clear()
+        self._seen.clear()
+        self._tool_calls.clear()
         if first is not None:
             raise first
 
@@ -685,12 +707,12 @@ class SubgraphTransformer(_SubtreeTracker):
 
     def _on_started(self, ns: Tuple[str, ...], graph_name: Optional[str],
                     trigger_call_id: Optional[str]) -> None:
-        if self._mux is None:
+        mux = self._mux
+        if mux is None or mux._factories is None:
+            # a mux of pre-built transformers cannot clone them into a child
+            # scope: no handles (any error from a factory fails the run)
             return
-        try:
-            child = self._mux._make_child(ns)
-        except RuntimeError:
-            return
+        child = mux._make_child(ns)
         cls = _HANDLE_TYPES.get(child.is_async)
         if cls is None:  # pragma: no cover - langstream/__init__ imports run_stream
             raise RuntimeError(
@@ -730,7 +752,7 @@ class SubgraphTransformer(_SubtreeTracker):
 
     def _on_terminal(self, ns: Tuple[str, ...], status: SubgraphStatus,
                      error: Optional[str]) -> None:
-        # an ended handle is let go (``_seen`` keeps it from being rediscovered)
+        # an ended handle is let go (and its namespace forgotten: see ``_ended``)
         handle = self._handles.pop(ns, None)
         if handle is None or not self._mark(handle, status, error):
             return
@@ -783,13 +805,36 @@ class SubgraphTransformer(_SubtreeTracker):
             return False
         return True
 
-    def _open_handles(self) -> List[Any]:
-        """Take the handles still open (the run is ending), newest first."""
+    def _take_open(self) -> List[Any]:
+        """Take this transformer's handles still open, oldest first."""
         self._open.clear()
         self._by_task.clear()
-        handles = [h for h in reversed(list(self._handles.values())) if not h._seen_terminal]
+        self._seen.clear()
+        self._tool_calls.clear()
+        handles = [h for h in self._handles.values() if not h._seen_terminal]
         self._handles.clear()
         return handles
+
+    def _open_handles(self) -> List[Any]:
+        """Take the handles still open (the scope is ending): these, and the
+        open handles below them at every depth, children before their
+        parent and the newest sibling first.
+
+        Taking the whole subtree at once makes the teardown iterative: when a
+        handle's mux is closed its own subgraphs are already closed, so no
+        close recurses into the next level, however deep the namespaces.
+        """
+        order: List[Any] = []
+        stack: List[SubgraphTransformer] = [self]
+        while stack:
+            tracker = stack.pop()
+            for handle in tracker._take_open():
+                order.append(handle)
+                for below in handle._mux._transformers:
+                    if isinstance(below, SubgraphTransformer):
+                        stack.append(below)
+        order.reverse()
+        return order
 
     def finalize(self) -> None:
         first: Optional[BaseException] = None
@@ -832,3 +877,13 @@ class SubgraphTransformer(_SubtreeTracker):
                 await handle._mux.afail(err)
             except Exception:  # noqa: BLE001 - keep failing the others
                 _logger.warning("failing subgraph %r raised", handle.path, exc_info=True)
+
+
+def __getattr__(name: str) -> Any:
+    # the token transformers live in ``langstream._messages`` (which imports
+    # this module); re-exported lazily, and without importing langchain-core
+    if name in ("MessagesTransformer", "AllMessagesTransformer"):
+        from langstream import _messages
+
+        return getattr(_messages, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

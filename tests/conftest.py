@@ -60,8 +60,9 @@ def load_backend(name: str, config: pytest.Config):
         except ImportError as exc:
             pytest.fail(
                 "the C event-log backend (langstream._eventlog_c) is missing on "
-                f"CPython: {exc}. The extension did not build; reinstall with "
-                "`pip install .` and read the build log, or run the tests with "
+                f"CPython: {exc}. The extension did not build; rebuild it with "
+                "`pip install -v -e .` (or `python setup.py build_ext --inplace`) "
+                "and read the build log, or run the tests with "
                 "--no-c-extensions / LANGSTREAM_NO_EXTENSIONS=1 on purpose.",
                 pytrace=False,
             )

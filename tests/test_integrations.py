@@ -8,8 +8,10 @@ import operator
 from typing import Annotated, List, TypedDict
 
 import pytest
+from _langgraph_support import require_langgraph
 
 import langstream
+from langstream._messages import langchain_core_available
 from langstream.integrations.langgraph import astream_graph, required_stream_modes, stream_graph
 
 
@@ -54,11 +56,16 @@ def test_stream_graph_asks_for_the_modes_its_transformers_need(backend):
     assert list(run.custom) == ["hello"]
     assert run.output == {"n": 1}
     (input, config, kwargs), = graph.calls
-    assert input == {"n": 0} and config == {"configurable": {}}
+    # the run is asked for LangGraph's v2 message events, like stream_events(version="v3")
+    assert input == {"n": 0}
+    assert config == {"configurable": {"__pregel_stream_messages_v2": True}}
     assert kwargs["subgraphs"] is True and kwargs["version"] == "v2"
     assert kwargs["recursion_limit"] == 5
-    assert sorted(kwargs["stream_mode"]) == ["custom", "tasks", "values"]
-    assert required_stream_modes(run._mux) == ["custom", "tasks", "values"]
+    expected = ["custom", "tasks", "values"]
+    if langchain_core_available():  # MessagesTransformer is in the default pipeline
+        expected = ["custom", "messages", "tasks", "values"]
+    assert sorted(kwargs["stream_mode"]) == expected
+    assert required_stream_modes(run._mux) == expected
 
 
 def test_astream_graph(backend):
@@ -80,7 +87,7 @@ def test_stream_graph_rejects_the_arguments_it_owns(key):
 
 
 def test_real_langgraph_graph_with_a_subgraph(backend):
-    pytest.importorskip("langgraph.graph", reason="the optional 'langgraph' extra is not installed")
+    require_langgraph()
     from langgraph.config import get_stream_writer
     from langgraph.graph import END, START, StateGraph
 

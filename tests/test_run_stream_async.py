@@ -91,9 +91,10 @@ def test_astream_events_returns_the_run_not_a_coroutine(backend):
     """
     run = astream_events(areplay(_vals(3)))
     assert isinstance(run, AsyncGraphRunStream)
-    assert not inspect.isawaitable(run)
 
     async def main():
+        # awaiting it (LangGraph's ``await graph.astream_events(...)``) gives the run
+        assert await run is run
         return await adrain(run.values)
 
     assert arun(main()) == [{"i": 0}, {"i": 1}, {"i": 2}]

@@ -187,9 +187,9 @@ def test_tee_branches_on_a_run(backend):
 def test_unknown_projection_attribute_error_lists_registered(backend):
     run = stream_events(replay(simple_parts(1)), transformers=[UpdatesTransformer])
     with pytest.raises(AttributeError) as info:
-        run.messages
+        run.no_such_projection
     msg = str(info.value)
-    assert "messages" in msg
+    assert "no_such_projection" in msg
     for key in ("values", "lifecycle", "subgraphs", "updates"):
         assert key in msg
     assert not hasattr(run, "custom")

@@ -261,6 +261,41 @@ def test_heartbeats_while_idle_then_end(redis_server, app_server, key):  # noqa:
     assert [f["event"] for f in rest] == ["end"]
 
 
+def test_idle_live_run_outlasts_the_client_socket_timeout(redis_server, key):  # noqa: F811
+    """A run that is idle for longer than the Redis client's socket timeout
+    (redis-py 8 defaults to 5 s) keeps its followers: pings, no error, and
+    the end arrives when it is published."""
+    import redis
+
+    from langstream.server import create_app
+
+    from langstream import wire
+
+    events = [{"type": "event", "method": "values", "seq": 1,
+               "params": {"namespace": [], "timestamp": 0, "data": {"x": 1}}}]
+    redis_server.client.xadd(key, {"e": wire.dumps(events[0])}, id="1-0")
+    server = ServerThread(create_app(redis.Redis.from_url(redis_server.url, socket_timeout=0.4),
+                                     heartbeat=0.3))
+    try:
+        client = SSEClient(server.port, f"/runs/{key}/events")
+        frames = client.frames()
+        seen = []
+        for frame in frames:
+            seen.append(frame)
+            if sum("comment" in f for f in seen) == 6:  # ~1.8 s idle: > 4 socket timeouts
+                break
+        last = events[-1]["seq"]
+        redis_server.client.xadd(key, {"end": json.dumps({"v": 1, "status": "completed",
+                                                           "last_seq": last})}, id=f"{last}-1")
+        rest = [f for f in frames if "comment" not in f]
+        client.close()
+    finally:
+        server.stop()
+    assert [int(f["id"]) for f in seen if "id" in f] == [e["seq"] for e in events]
+    assert not any(f.get("event") == "server-error" for f in seen + rest)
+    assert [f["event"] for f in rest] == ["end"]
+
+
 def _blocked_redis_clients(redis_server) -> int:  # noqa: F811
     return sum("b" in c["flags"] for c in redis_server.client.client_list())
 

@@ -437,7 +437,7 @@ def test_handle_exposes_subgraph_status_values(backend):
     import typing
 
     assert set(typing.get_args(SubgraphStatus)) == {"started", "completed", "failed",
-                                                    "interrupted"}
+                                                    "interrupted", "drained"}
 
 
 def test_subgraphs_on_a_direct_graph_run_stream(backend):

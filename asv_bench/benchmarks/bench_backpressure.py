@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import platform
 
-from ._common import BACKENDS, BackendSwitch, avalues_parts, close_all, ns_per, scale
+from ._common import BACKENDS, BackendSwitch, avalues_parts, close_all, scale
 
 N = scale(2_000)  # timed runs
 N_MEM = scale(50_000)  # peak-memory runs
@@ -75,13 +75,6 @@ class Backpressure:
 
     def peakmem_slow_reader(self, backend: str, maxlen: object) -> None:
         self.loop.run_until_complete(slow_and_fast(N_MEM, maxlen))
-
-    def track_slow_reader(self, backend: str, maxlen: object) -> float:
-        t0 = self.loop.time()
-        self.loop.run_until_complete(slow_and_fast(N, maxlen))
-        return ns_per(self.loop.time() - t0, N)
-
-    track_slow_reader.unit = "ns/event"  # type: ignore[attr-defined]
 
 
 class BackpressureTraced:

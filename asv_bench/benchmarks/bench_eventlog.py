@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from langstream.errors import StreamLagError
 
-from ._common import BACKENDS, best_of, load_backend, ns_per, scale
+from ._common import BACKENDS, load_backend, scale
 
 N = scale(20_000)
 FILL = scale(200_000)
@@ -86,21 +86,6 @@ class EventLogSuite:
 
     def time_shared_counter_three_logs(self, backend: str) -> None:
         self._shared_counter()
-
-    def track_push_read(self, backend: str) -> float:
-        return ns_per(best_of(self._push_read), N)
-
-    track_push_read.unit = "ns/event"  # type: ignore[attr-defined]
-
-    def track_push64_read64(self, backend: str) -> float:
-        return ns_per(best_of(self._batched), N // 64 * 64)
-
-    track_push64_read64.unit = "ns/event"  # type: ignore[attr-defined]
-
-    def track_push_read_two_cursors(self, backend: str) -> float:
-        return ns_per(best_of(self._two_cursors), N)
-
-    track_push_read_two_cursors.unit = "ns/event"  # type: ignore[attr-defined]
 
 
 class EventLogMemory:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ._common import BACKENDS, BackendSwitch, best_of, close_all, ns_per, scale, values_parts
+from ._common import BACKENDS, BackendSwitch, close_all, scale, values_parts
 
 N = scale(20_000)
 
@@ -33,11 +33,6 @@ class Convert:
 
         for part in self.nested:
             convert(part)
-
-    def track_convert_values_root(self) -> float:
-        return ns_per(best_of(self.time_convert_values_root), N)
-
-    track_convert_values_root.unit = "ns/event"  # type: ignore[attr-defined]
 
 
 class MuxPush:
@@ -94,13 +89,3 @@ class MuxPush:
 
     def peakmem_push_values_subscribed(self, backend: str) -> None:
         self._push_values_subscribed()
-
-    def track_push_values_subscribed(self, backend: str) -> float:
-        return ns_per(best_of(self._push_values_subscribed), N)
-
-    track_push_values_subscribed.unit = "ns/event"  # type: ignore[attr-defined]
-
-    def track_push_values_and_main_log(self, backend: str) -> float:
-        return ns_per(best_of(self._push_main_log_subscribed), N)
-
-    track_push_values_and_main_log.unit = "ns/event"  # type: ignore[attr-defined]

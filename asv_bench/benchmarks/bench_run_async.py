@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from ._common import BACKENDS, BackendSwitch, avalues_parts, best_of, close_all, ns_per, scale
+from ._common import BACKENDS, BackendSwitch, avalues_parts, close_all, scale
 
 N = scale(10_000)
 
@@ -76,16 +76,6 @@ class RunAsync:
     def time_output_unsubscribed(self, backend: str) -> None:
         self._run(_output)
 
-    def track_values(self, backend: str) -> float:
-        return ns_per(best_of(lambda: self._run(_values)), N)
-
-    track_values.unit = "ns/event"  # type: ignore[attr-defined]
-
-    def track_values_and_raw_log_two_tasks(self, backend: str) -> float:
-        return ns_per(best_of(lambda: self._run(_two_consumers)), N)
-
-    track_values_and_raw_log_two_tasks.unit = "ns/event"  # type: ignore[attr-defined]
-
 
 class FloorAsync:
     """The floor: the same async generator iterated directly."""
@@ -105,8 +95,3 @@ class FloorAsync:
 
     def time_bare_async_generator(self) -> None:
         self._bare()
-
-    def track_bare_async_generator(self) -> float:
-        return ns_per(best_of(self._bare), N)
-
-    track_bare_async_generator.unit = "ns/event"  # type: ignore[attr-defined]

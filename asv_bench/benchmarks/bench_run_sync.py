@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ._common import BACKENDS, BackendSwitch, best_of, close_all, ns_per, scale, values_parts
+from ._common import BACKENDS, BackendSwitch, close_all, scale, values_parts
 
 N = scale(10_000)
 
@@ -65,16 +65,6 @@ class RunSync:
     def time_interleave(self, backend: str) -> None:
         self._interleave()
 
-    def track_values(self, backend: str) -> float:
-        return ns_per(best_of(self._values), N)
-
-    track_values.unit = "ns/event"  # type: ignore[attr-defined]
-
-    def track_raw_log(self, backend: str) -> float:
-        return ns_per(best_of(self._raw_log), N)
-
-    track_raw_log.unit = "ns/event"  # type: ignore[attr-defined]
-
 
 class FloorSync:
     """The floor: the same generator iterated directly."""
@@ -86,8 +76,3 @@ class FloorSync:
 
     def time_bare_generator(self) -> None:
         self._bare()
-
-    def track_bare_generator(self) -> float:
-        return ns_per(best_of(self._bare), N)
-
-    track_bare_generator.unit = "ns/event"  # type: ignore[attr-defined]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 
-from ._common import BACKENDS, SMOKE, BackendSwitch, best_of, close_all, nested_trace, ns_per, scale
+from ._common import BACKENDS, SMOKE, BackendSwitch, close_all, nested_trace, scale
 
 SUBGRAPHS = scale(200) if not SMOKE else 10
 STEPS = 10
@@ -68,16 +68,6 @@ class SubgraphsSync:
     def peakmem_handles_values(self, backend: str) -> None:
         self._handles()
 
-    def track_raw_log(self, backend: str) -> float:
-        return ns_per(best_of(self._raw_log), len(TRACE))
-
-    track_raw_log.unit = "ns/event"  # type: ignore[attr-defined]
-
-    def track_handles_values(self, backend: str) -> float:
-        return ns_per(best_of(self._handles), len(TRACE))
-
-    track_handles_values.unit = "ns/event"  # type: ignore[attr-defined]
-
 
 class SubgraphsAsync:
     params = [BACKENDS]
@@ -119,8 +109,3 @@ class SubgraphsAsync:
 
     def peakmem_handles_values(self, backend: str) -> None:
         self._handles()
-
-    def track_handles_values(self, backend: str) -> float:
-        return ns_per(best_of(self._handles), len(TRACE))
-
-    track_handles_values.unit = "ns/event"  # type: ignore[attr-defined]

@@ -37,7 +37,9 @@ KNOWN_METHODS: FrozenSet[str] = frozenset(
 
 _QUERY_PARAMS = ("after", "methods", "namespace")
 _MAX_ID_DIGITS = 19  # fits a signed 64-bit seq; longer ids are malformed
-_WATCH_BLOCK_MS = 10_000
+# Below any sane socket timeout of the client (redis-py 8 defaults to 5 s):
+# a blocking read longer than that would fail as a timeout on an idle run.
+_WATCH_BLOCK_MS = 1_000
 _OWN_POOL_SIZE = 10_000  # Redis' default maxclients
 
 
@@ -149,7 +151,10 @@ class _Watcher:
             last_id = newest[0][0] if newest else "0-0"
             self.ready.set()
             while True:
-                got = await redis.xread({self.key: last_id}, count=1, block=_WATCH_BLOCK_MS)
+                try:
+                    got = await redis.xread({self.key: last_id}, count=1, block=_WATCH_BLOCK_MS)
+                except self.hub.timeout_errors:
+                    continue  # an idle run with a client socket timeout below the block
                 if not got:
                     continue
                 newest = await redis.xrevrange(self.key, count=1)
@@ -172,6 +177,7 @@ class _Hub:
         self.max_reads = max_reads
         self._read_slots: Optional[asyncio.Semaphore] = None
         self.connection_errors: Tuple[type, ...] = (OSError,)
+        self.timeout_errors: Tuple[type, ...] = (asyncio.TimeoutError,)
         self.redis_url: Optional[str] = None
         self.owns_client = owns_client
         self.heartbeat = heartbeat
@@ -482,6 +488,7 @@ def create_app(
     from redis.exceptions import TimeoutError as RedisTimeoutError
 
     hub.connection_errors = (RedisConnectionError, RedisTimeoutError, OSError)
+    hub.timeout_errors = (RedisTimeoutError, asyncio.TimeoutError)
     hub.redis_url = url
 
     def ensure_client() -> Any:

@@ -4,17 +4,34 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-from typing import List, Optional
+from typing import Any, List, Optional
 
 from langstream.server._app import DEFAULT_BATCH, DEFAULT_HEARTBEAT
 
 
+HELP = "serve runs published to Redis as Server-Sent Events and a live page"
+DESCRIPTION = ("Serve runs published to Redis (langstream.integrations.redis.publish) as "
+               "Server-Sent Events (GET /runs/{key}/events: id = seq, Last-Event-ID resume, "
+               "an end event) and a live page (GET /runs/{key}), under uvicorn.")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m langstream serve",
-        description="Serve runs published to Redis as Server-Sent Events "
-                    "(GET /runs/{key}/events) and a live page (GET /runs/{key}).",
-    )
+    """The standalone parser of ``serve`` (``python -m langstream.server``-style use)."""
+    parser = argparse.ArgumentParser(prog="python -m langstream serve", description=DESCRIPTION)
+    add_arguments(parser)
+    return parser
+
+
+def add_parser(sub: Any) -> argparse.ArgumentParser:
+    """Add ``serve`` to the ``python -m langstream`` subparsers ``sub``."""
+    parser = sub.add_parser("serve", help=HELP, description=DESCRIPTION)
+    add_arguments(parser)
+    parser.set_defaults(func=lambda ns: run(ns, parser))
+    return parser
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of ``serve``."""
     parser.add_argument("--redis", required=True, metavar="URL",
                         help="Redis URL, e.g. redis://localhost:6379/0")
     parser.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1)")
@@ -31,13 +48,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--log-level", default="info",
                         choices=["critical", "error", "warning", "info", "debug"],
                         help="uvicorn log level (default info)")
-    return parser
 
 
 def main(argv: Optional[List[str]] = None) -> int:
     """Run ``python -m langstream serve`` with ``argv`` (the words after ``serve``)."""
     parser = build_parser()
-    ns = parser.parse_args(argv)
+    return run(parser.parse_args(argv), parser)
+
+
+def run(ns: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    """Serve with parsed options ``ns`` (errors reported through ``parser``)."""
     if not 0 <= ns.port <= 65535:
         parser.error(f"--port must be between 0 and 65535, got {ns.port}")
     if not ns.heartbeat > 0:

@@ -1,0 +1,324 @@
+"""``run.messages`` (MessagesTransformer) and ``run.all_messages``
+(AllMessagesTransformer) on hand-made message events, sync and async, on both
+backends; and the core without langchain-core."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import textwrap
+from typing import Any, Dict, List, Sequence
+
+import pytest
+from _langgraph_support import require_langgraph
+from helpers import areplay, arun, replay
+
+import langstream
+from langstream import astream_events, stream_events
+
+# ---------------------------------------------------------------- helpers
+
+
+def msg_part(event: Dict[str, Any], run_id: str, ns: Sequence[str] = (),
+             node: str = "model") -> Dict[str, Any]:
+    return {"type": "messages", "ns": tuple(ns),
+            "data": (event, {"run_id": run_id, "langgraph_node": node})}
+
+
+def call(run_id: str, words: Sequence[str], ns: Sequence[str] = (), finish: bool = True,
+         role: str = "ai") -> List[Dict[str, Any]]:
+    """The v2 message events of one model call streaming ``words``."""
+    parts = [
+        msg_part({"event": "message-start", "role": role, "id": f"msg-{run_id}"}, run_id, ns),
+        msg_part({"event": "content-block-start", "index": 0,
+                  "content": {"type": "text", "text": ""}}, run_id, ns),
+    ]
+    for word in words:
+        parts.append(msg_part({"event": "content-block-delta", "index": 0,
+                               "delta": {"type": "text-delta", "text": word}}, run_id, ns))
+    if finish:
+        parts.append(msg_part({"event": "content-block-finish", "index": 0,
+                               "content": {"type": "text", "text": "".join(words)}}, run_id, ns))
+        parts.append(msg_part({"event": "message-finish",
+                               "usage": {"input_tokens": 1, "output_tokens": len(words),
+                                         "total_tokens": 1 + len(words)}}, run_id, ns))
+    return parts
+
+
+def values(n: int, ns: Sequence[str] = ()) -> Dict[str, Any]:
+    return {"type": "values", "ns": tuple(ns), "data": {"n": n}, "interrupts": ()}
+
+
+@pytest.fixture
+def lc(backend):
+    require_langgraph()
+    return backend
+
+
+def read_sync(run: Any, key: str = "messages") -> List[Any]:
+    out = []
+    for msg in getattr(run, key):
+        out.append((list(msg.namespace), msg.node, list(msg.text), str(msg.text)))
+    return out
+
+
+async def read_async(run: Any, key: str = "messages") -> List[Any]:
+    out = []
+    async for msg in getattr(run, key):
+        out.append((list(msg.namespace), msg.node, [d async for d in msg.text],
+                    await msg.text))
+    return out
+
+
+def run_lane(lane: str, parts: List[Dict[str, Any]], key: str = "messages", **kwargs: Any):
+    if lane == "sync":
+        return read_sync(stream_events(replay(parts), **kwargs), key)
+    return arun(read_async(astream_events(areplay(parts), **kwargs), key))
+
+
+LANES = ["sync", "async"]
+
+# ---------------------------------------------------------------- behaviour
+
+
+@pytest.mark.parametrize("lane", LANES)
+def test_one_stream_per_model_call_in_start_order(lc, lane):
+    a, b = call("r1", ["hel", "lo"]), call("r2", ["wor", "ld"])
+    # the two calls interleave; each stream gets only its own call's events
+    parts = [values(0), a[0], b[0], a[1], b[1], a[2], b[2], a[3], b[3], *a[4:], *b[4:],
+             values(1)]
+    assert run_lane(lane, parts) == [
+        ([], "model", ["hel", "lo"], "hello"),
+        ([], "model", ["wor", "ld"], "world"),
+    ]
+
+
+def test_stream_is_pushed_at_the_first_event_and_fed_as_the_run_goes(lc):
+    parts = call("r1", ["a", "b", "c"])
+    pulled = []
+
+    def source():
+        for part in parts:
+            pulled.append(part)
+            yield part
+
+    run = stream_events(source())
+    msg = next(iter(run.messages))
+    assert len(pulled) == 1  # message-start only
+    assert not msg.done
+    text = iter(msg.text)
+    assert next(text) == "a"
+    assert len(pulled) == 3  # block start + first delta
+    assert list(text) == ["b", "c"]
+    assert msg.output.usage_metadata["output_tokens"] == 3
+
+
+@pytest.mark.parametrize("lane", LANES)
+def test_own_scope_only_and_handles_have_their_own(lc, lane):
+    sub = ("sub:t1",)
+    parts = [
+        values(0),
+        {"type": "tasks", "ns": (), "data": {"id": "t1", "name": "sub", "input": None,
+                                              "triggers": []}},
+        values(0, sub),
+        *call("r-sub", ["deep"], sub),
+        *call("r-root", ["top"]),
+        {"type": "tasks", "ns": (), "data": {"id": "t1", "name": "sub", "result": {},
+                                              "error": None, "interrupts": []}},
+        values(1),
+    ]
+    if lane == "sync":
+        run = stream_events(replay(parts))
+        handle_msgs = []
+        root = iter(run.messages)
+        for handle in run.subgraphs:
+            handle_msgs = read_sync(handle)
+        root_msgs = [str(m.text) for m in root]
+    else:
+        async def main():
+            run = astream_events(areplay(parts))
+            root = run.messages.__aiter__()
+            handle_msgs = []
+            async for handle in run.subgraphs:
+                handle_msgs = await read_async(handle)
+            return handle_msgs, [await m.text async for m in root]
+        handle_msgs, root_msgs = arun(main())
+    assert handle_msgs == [([], "model", ["deep"], "deep")]
+    assert root_msgs == ["top"]
+
+
+@pytest.mark.parametrize("lane", LANES)
+def test_all_messages_every_depth_with_namespace(lc, lane):
+    deep = ("sub:t1", "inner:t2")
+    parts = [*call("r1", ["top"]), *call("r2", ["down"], deep), *call("r3", ["mid"], deep[:1])]
+    got = run_lane(lane, parts, "all_messages",
+                   transformers=[langstream.AllMessagesTransformer])
+    assert got == [
+        ([], "model", ["top"], "top"),
+        (list(deep), "model", ["down"], "down"),
+        (["sub:t1"], "model", ["mid"], "mid"),
+    ]
+
+
+@pytest.mark.parametrize("lane", LANES)
+def test_tool_messages_and_v1_chunks_are_not_projected(lc, lane):
+    from langchain_core.messages import AIMessage, AIMessageChunk
+
+    parts = [
+        *call("tool-run", ["42"], role="tool"),
+        {"type": "messages", "ns": (), "data": (AIMessageChunk(content="v1"), {"run_id": "x"})},
+        {"type": "messages", "ns": (), "data": (AIMessage(content="whole", id="w1"),
+                                                 {"langgraph_node": "n"})},
+    ]
+    # a whole AIMessage (a node returned it) becomes an already-finished stream
+    assert run_lane(lane, parts) == [([], "n", ["whole"], "whole")]
+
+
+@pytest.mark.parametrize("lane", LANES)
+def test_run_failing_mid_call_fails_the_open_stream(lc, lane):
+    boom = ValueError("graph broke")
+    parts = call("r1", ["a", "b"], finish=False)
+    if lane == "sync":
+        run = stream_events(replay(parts, error=boom))
+        msg = next(iter(run.messages))
+        seen = []
+        with pytest.raises(ValueError, match="graph broke"):
+            for delta in msg.text:
+                seen.append(delta)
+        with pytest.raises(ValueError, match="graph broke"):
+            msg.output
+    else:
+        async def main():
+            run = astream_events(areplay(parts, error=boom))
+            msg = await run.messages.__aiter__().__anext__()
+            seen = []
+            with pytest.raises(ValueError, match="graph broke"):
+                async for delta in msg.text:
+                    seen.append(delta)
+            with pytest.raises(ValueError, match="graph broke"):
+                await msg.output
+            return seen
+        seen = arun(main())
+    assert seen == ["a", "b"]
+
+
+@pytest.mark.parametrize("lane", LANES)
+def test_run_ending_before_message_finish_does_not_hang(lc, lane):
+    parts = call("r1", ["a"], finish=False)
+    if lane == "sync":
+        run = stream_events(replay(parts))
+        msg = next(iter(run.messages))
+        assert list(run.values) == []
+        with pytest.raises(RuntimeError, match="message-finish"):
+            msg.output
+    else:
+        async def main():
+            run = astream_events(areplay(parts))
+            msg = await run.messages.__aiter__().__anext__()
+            with pytest.raises(RuntimeError, match="message-finish"):
+                await asyncio.wait_for(msg.output, 10)
+        arun(main())
+
+
+@pytest.mark.parametrize("lane", LANES)
+def test_error_event_fails_that_stream_only(lc, lane):
+    bad = call("bad", ["x"], finish=False) + [
+        msg_part({"event": "error", "message": "provider said no"}, "bad")]
+    good = call("good", ["fine"])
+    parts = bad + good
+    if lane == "sync":
+        run = stream_events(replay(parts))
+        streams = list(run.messages)
+        with pytest.raises(RuntimeError, match="provider said no"):
+            streams[0].output
+        assert str(streams[1].text) == "fine"
+    else:
+        async def main():
+            run = astream_events(areplay(parts))
+            streams = [m async for m in run.messages]
+            with pytest.raises(RuntimeError, match="provider said no"):
+                await streams[0].output
+            return await streams[1].text
+        assert arun(main()) == "fine"
+
+
+def test_messages_events_stay_in_the_main_log(lc):
+    parts = call("r1", ["a"])
+    run = stream_events(replay(parts))
+    events = list(run)
+    assert [e["method"] for e in events] == ["messages"] * len(parts)
+    assert [e["seq"] for e in events] == list(range(1, len(parts) + 1))
+
+
+def test_malformed_metadata_names_the_field(lc):
+    parts = [{"type": "messages", "ns": (), "data": ({"event": "message-start"}, "meta")}]
+    run = stream_events(replay(parts))
+    with pytest.raises(TypeError, match=r"metadata \(data\[1\]\) must be a mapping"):
+        run.output
+
+
+def test_messages_is_in_the_default_pipeline_in_langgraphs_order(lc):
+    names = [f.__name__ for f in langstream.DEFAULT_FACTORIES]
+    assert names == ["ValuesTransformer", "MessagesTransformer", "LifecycleTransformer",
+                     "SubgraphTransformer"]
+    from langstream.transformers import MessagesTransformer
+
+    assert MessagesTransformer is langstream.MessagesTransformer
+
+
+# ---------------------------------------------------------------- without langchain-core
+
+_BLOCK = """
+import sys
+
+class _Block:
+    def find_spec(self, name, path=None, target=None):
+        if name == "langchain_core" or name.startswith("langchain_core."):
+            raise ModuleNotFoundError("No module named 'langchain_core' (blocked)")
+        return None
+
+sys.meta_path.insert(0, _Block())
+"""
+
+
+def _python(code: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)],
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_importing_langstream_does_not_import_langchain_core():
+    proc = _python("""
+        import sys
+        import langstream, langstream.transformers, langstream.integrations.langgraph
+        run = langstream.stream_events(iter([]))
+        assert run.output is None
+        assert "langchain_core" not in sys.modules, "langchain_core was imported"
+        assert "langgraph" not in sys.modules, "langgraph was imported"
+        print("ok")
+    """)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "ok"
+
+
+def test_without_langchain_core_messages_names_the_extra():
+    proc = _python(_BLOCK + """
+import langstream
+names = [f.__name__ for f in langstream.DEFAULT_FACTORIES]
+assert "MessagesTransformer" not in names, names
+run = langstream.stream_events(iter([{"type": "values", "ns": (), "data": {"n": 1}}]))
+try:
+    run.messages
+except AttributeError as exc:
+    print("attr:", exc)
+try:
+    langstream.MessagesTransformer(())
+except ImportError as exc:
+    print("import:", exc)
+assert run.output == {"n": 1}
+""")
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[0].startswith("attr:") and "'messages'" in lines[0]
+    assert "langstream[langgraph]" in lines[0]
+    assert lines[1].startswith("import:") and "langstream[langgraph]" in lines[1]
