@@ -138,7 +138,13 @@ class _Watcher:
         self.changed = asyncio.Event()
         self.ready = asyncio.Event()
         self.error: Optional[BaseException] = None
+        self.stopped = False
         self.task = asyncio.ensure_future(self._run())
+
+    def stop(self) -> None:
+        # the flag also ends the loop if redis-py turned the cancel into a timeout
+        self.stopped = True
+        self.task.cancel()
 
     def _notify(self) -> None:
         event, self.changed = self.changed, asyncio.Event()
@@ -150,11 +156,12 @@ class _Watcher:
             newest = await redis.xrevrange(self.key, count=1)
             last_id = newest[0][0] if newest else "0-0"
             self.ready.set()
-            while True:
+            block = self.hub.watch_block_ms
+            while not self.stopped:
                 try:
-                    got = await redis.xread({self.key: last_id}, count=1, block=_WATCH_BLOCK_MS)
+                    got = await redis.xread({self.key: last_id}, count=1, block=block)
                 except self.hub.timeout_errors:
-                    continue  # an idle run with a client socket timeout below the block
+                    continue  # a socket timeout on an idle run: not an error
                 if not got:
                     continue
                 newest = await redis.xrevrange(self.key, count=1)
@@ -178,6 +185,7 @@ class _Hub:
         self._read_slots: Optional[asyncio.Semaphore] = None
         self.connection_errors: Tuple[type, ...] = (OSError,)
         self.timeout_errors: Tuple[type, ...] = (asyncio.TimeoutError,)
+        self.watch_block_ms = _WATCH_BLOCK_MS
         self.redis_url: Optional[str] = None
         self.owns_client = owns_client
         self.heartbeat = heartbeat
@@ -222,7 +230,7 @@ class _Hub:
         if watcher.users <= 0:
             if self.watchers.get(watcher.key) is watcher:
                 del self.watchers[watcher.key]
-            watcher.task.cancel()
+            watcher.stop()
 
 
 # -- the SSE response ----------------------------------------------------------
@@ -495,7 +503,18 @@ def create_app(
         # made lazily in the running loop: works without lifespan events too
         if hub.redis is None:
             hub.redis = make_client()
+            adapt_block(hub.redis)
         return hub.redis
+
+    def adapt_block(client: Any) -> None:
+        # keep the watcher's blocking read under the client's socket timeout
+        kwargs = getattr(getattr(client, "connection_pool", None), "connection_kwargs", {})
+        timeout = kwargs.get("socket_timeout")
+        if isinstance(timeout, (int, float)) and timeout > 0:
+            hub.watch_block_ms = max(1, min(_WATCH_BLOCK_MS, int(timeout * 1000 / 2)))
+
+    if client is not None:
+        adapt_block(client)
 
     def error(status: int, message: str) -> Response:
         return JSONResponse({"error": message}, status_code=status)
@@ -574,11 +593,13 @@ def create_app(
 
     async def shutdown() -> None:
         for watcher in list(hub.watchers.values()):
-            watcher.task.cancel()
+            watcher.stop()
         if hub.owns_client and hub.redis is not None:
             client, hub.redis = hub.redis, None
             close = getattr(client, "aclose", None) or client.close
             await close()
+            # a pool passed to the client explicitly is not closed with it
+            await client.connection_pool.disconnect()
 
     from contextlib import asynccontextmanager
 
