@@ -1,27 +1,47 @@
-"""``python -m langstream bench``: langstream side by side with LangGraph.
+"""``python -m langstream bench``: the streams users have, side by side.
 
-Scenario S: ``N`` ``values`` parts at the root namespace go through the
-default pipeline while the consumer iterates ``run.values`` (sync, then
-async).  The contenders run interleaved within each round, in one process:
+Scenarios (``--scenario``, repeatable; all by default):
 
-* ``langstream (c)``: the C event-log backend (CPython, when compiled);
-* ``langstream (python)``: the pure-Python backend;
-* ``bare generator``: the floor, the same producer iterated directly;
-* ``LangGraph``: ``langgraph.stream`` with its own default pipeline (values,
-  messages, lifecycle, subgraphs), when it is importable.
+* ``S`` values at the root: ``N`` ``values`` parts at the root namespace,
+  consumer on ``run.values``.
+* ``R`` the raw main log: the same parts, consumer on the run itself.
+* ``M`` a mixed agent stream: per step a ``tasks`` start, ``custom``,
+  ``updates``, a ``tasks`` result and a ``values`` snapshot; every tenth step
+  a subgraph with an input snapshot and three steps of its own.  The
+  consumer reads ``run.values``, ``run.lifecycle`` and, inside its
+  ``run.subgraphs`` loop, each handle's ``values``.
+* ``D`` a deep stream: as ``M``, but each subgraph nests five levels deep;
+  the consumer reads every handle's ``values`` at every depth.
+* ``C`` many concurrent runs on one event loop (async only): ``--runs``
+  runs of ``--run-parts`` mixed parts each (1,000 x 100 by default), every
+  run consumed as in ``M``; the figure is ns per part over all runs (and
+  the total events per second).
+* ``T`` (token stream through ``run.messages``) registers itself with
+  ``register_scenario`` where token streaming exists.
 
-The producer is a generator (async generator for the async lane) that builds
-each part as a graph would; every contender consumes a fresh producer, so the
-floor includes building the parts.  Each figure is the median over the
-rounds of ns per part, with p10/p90 (numpy when importable, else the
-``statistics`` module).
+Contenders, interleaved within each round in one process (the order rotates
+each round): ``bare generator`` (the floor: the same prebuilt parts, each
+handed over as a fresh shallow copy, iterated directly with ``for`` /
+``async for``), ``langstream (c)`` and ``langstream (python)`` (the two
+event-log backends) and ``LangGraph`` (``langgraph.stream``) when it is
+importable.  The comparison with LangGraph uses the same transformer
+pipeline on both sides (values, lifecycle, subgraphs), fed by the same
+producer.  Each figure is the median over the rounds of ns per part, with
+p10/p90 (numpy when importable, else the ``statistics`` module).
 
 ``--memory`` adds the memory scenario (async, ``maxlen=64``, ``20 x N``
-parts, 1,000,000 by default): one consumer reads ``run.values`` 1000x slower
-than the producer (it reads one item each time the producer has made 1000
-parts, or at once when the producer cannot move) while another drains the
-raw main log; the peak traced memory (``tracemalloc``; sampled RSS on PyPy)
-is reported for langstream (backpressure) and LangGraph (unbounded).
+parts): a ``run.values`` reader 1000x slower than the producer and a raw-log
+drainer; the peak traced memory (``tracemalloc``; sampled RSS on PyPy) is
+reported for langstream (backpressure) and LangGraph (unbounded), together
+with the peak traced memory of one idle open run with every default
+projection subscribed.
+
+``--plot FILE.png`` draws one chart per scenario (every contender side by
+side, its ratios in the title).  ``--interpreters`` runs the same scenarios
+in subprocesses on CPython (C backend, then the pure backend) and PyPy (pure
+backend; ``--pypy`` names the interpreter, the repository goes on its
+``PYTHONPATH``) and prints one table (and, with ``--plot``, one figure)
+side by side.
 
 This module runs on PyPy (pure backend only) and needs nothing beyond the
 standard library; numpy and matplotlib (``--plot``) are optional.
@@ -34,20 +54,41 @@ import asyncio
 import contextlib
 import gc
 import importlib
+import itertools
 import json
 import os
 import platform
+import shutil
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 import warnings
-from typing import Any, AsyncIterator, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import (
+    Any,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Dict,
+    Iterator,
+    List,
+    Optional,
+    Sequence,
+    Tuple,
+)
 
-__all__ = ["main"]
+__all__ = ["main", "Scenario", "register_scenario", "SCENARIOS"]
 
-LANGGRAPH_MISSING = "LangGraph: not installed (pip install 'langstream[langgraph]')"
+LANGGRAPH_MISSING = "LangGraph: not installed (pip install -e '.[langgraph]' in a checkout)"
 MATPLOTLIB_MISSING = (
-    "--plot needs matplotlib, which is not installed (pip install 'langstream[plot]')"
+    "--plot needs matplotlib, which is not installed (pip install -e '.[plot]' in a checkout)"
+)
+PIPELINE_NOTE = (
+    "LangGraph and langstream run the same transformer pipeline (langstream's default: "
+    "values, messages where langchain-core is installed, lifecycle, subgraphs) on the "
+    "same producer; the bare generator yields the same prebuilt parts, each as a fresh "
+    "shallow copy"
 )
 
 _perf = time.perf_counter_ns
@@ -63,21 +104,262 @@ LABELS = {
     LS_PY: "langstream (python)",
     LG: "LangGraph",
 }
+SHORT = {BARE: "bare", LS_C: "ls-c", LS_PY: "ls-py", LG: "LG"}
 _BACKEND_MODULES = {"c": "langstream._eventlog_c", "python": "langstream._eventlog_py"}
+
+# the issue's targets: (scenario, lane) -> (min LangGraph/langstream, max langstream/bare)
+TARGETS: Dict[Tuple[str, str], Tuple[Optional[float], Optional[float]]] = {
+    ("S", "sync"): (6.0, 2.5),
+    ("S", "async"): (10.0, 3.0),
+    ("R", "sync"): (6.0, 4.0),
+    ("R", "async"): (10.0, 4.0),
+    ("M", "sync"): (6.0, 6.0),
+    ("M", "async"): (8.0, 12.0),
+    ("D", "sync"): (6.0, None),
+    ("D", "async"): (10.0, None),
+    ("C", "async"): (10.0, None),
+}
+# PyPy, pure backend: (scenario, lane) -> max ns/part
+PYPY_TARGETS: Dict[Tuple[str, str], float] = {("S", "sync"): 150.0, ("M", "sync"): 1000.0}
 
 
 # --------------------------------------------------------------------- inputs
 
 
-def _producer(n: int) -> Iterator[Dict[str, Any]]:
-    """The graph: ``n`` values parts at the root, each built on the fly."""
-    for i in range(n):
-        yield {"type": "values", "ns": (), "data": {"step": i}, "interrupts": ()}
+def values_parts(n: int) -> List[Dict[str, Any]]:
+    """``n`` values parts at the root namespace (prebuilt)."""
+    return [{"type": "values", "ns": (), "data": {"step": i}, "interrupts": ()} for i in range(n)]
 
 
-async def _aproducer(n: int) -> AsyncIterator[Dict[str, Any]]:
-    for i in range(n):
-        yield {"type": "values", "ns": (), "data": {"step": i}, "interrupts": ()}
+def iter_agent_parts(depth: int = 1, sub_every: int = 10, sub_steps: int = 3
+                     ) -> Iterator[Dict[str, Any]]:
+    """An endless stream of parts shaped like an agent run (``subgraphs=True``, v2).
+
+    An input snapshot, then per step at a namespace: a ``tasks`` start,
+    ``custom``, ``updates``, a ``tasks`` result and a ``values`` snapshot.
+    Every ``sub_every``-th root step calls a subgraph instead: its ``tasks``
+    start, the subgraph's input snapshot, ``sub_steps`` steps inside it (and,
+    while ``depth`` allows, a nested subgraph call), then the task's result,
+    ``updates`` and ``values`` in the caller.  Task ids are unique.
+    """
+    counter = 0
+
+    def step(ns: Tuple[str, ...], tid: str, name: str, s: int) -> Iterator[Dict[str, Any]]:
+        yield {"type": "tasks", "ns": ns, "data": {
+            "id": tid, "name": name, "input": {"step": s}, "triggers": (f"branch:to:{name}",)}}
+        yield {"type": "custom", "ns": ns, "data": {"node": name, "status": "working"}}
+        yield {"type": "updates", "ns": ns, "data": {name: {"step": s}}}
+        yield {"type": "tasks", "ns": ns, "data": {
+            "id": tid, "name": name, "error": None, "result": {"step": s}, "interrupts": []}}
+        yield {"type": "values", "ns": ns, "data": {"step": s}, "interrupts": ()}
+
+    def call(ns: Tuple[str, ...], level: int, s: int) -> Iterator[Dict[str, Any]]:
+        nonlocal counter
+        counter += 1
+        tid = f"{counter:08x}-0000-4000-8000-bench"
+        name = f"sub{level}"
+        yield {"type": "tasks", "ns": ns, "data": {
+            "id": tid, "name": name, "input": {"step": s}, "triggers": (f"branch:to:{name}",)}}
+        child = ns + (f"{name}:{tid}",)
+        yield {"type": "values", "ns": child, "data": {"step": s}, "interrupts": ()}
+        for k in range(sub_steps):
+            counter += 1
+            yield from step(child, f"{counter:08x}-0000-4000-8000-bench", "tool", k)
+        if level < depth:
+            yield from call(child, level + 1, s)
+        yield {"type": "tasks", "ns": ns, "data": {
+            "id": tid, "name": name, "error": None, "result": {"step": s}, "interrupts": []}}
+        yield {"type": "updates", "ns": ns, "data": {name: {"step": s}}}
+        yield {"type": "values", "ns": ns, "data": {"step": s}, "interrupts": ()}
+
+    yield {"type": "values", "ns": (), "data": {"step": -1}, "interrupts": ()}
+    s = 0
+    while True:
+        if s % sub_every == sub_every - 1:
+            yield from call((), 1, s)
+        else:
+            counter += 1
+            yield from step((), f"{counter:08x}-0000-4000-8000-bench", "agent", s)
+        s += 1
+
+
+def agent_parts(n: int, depth: int = 1) -> List[Dict[str, Any]]:
+    """The first ``n`` parts of ``iter_agent_parts(depth)``, prebuilt (a run may
+    end inside a subgraph; the run's end terminates it)."""
+    return list(itertools.islice(iter_agent_parts(depth), n))
+
+
+def producer(parts: Sequence[Dict[str, Any]]) -> Iterator[Dict[str, Any]]:
+    """The graph: hands over each prebuilt part as a fresh shallow copy."""
+    for p in parts:
+        yield p.copy()
+
+
+async def aproducer(parts: Sequence[Dict[str, Any]]) -> AsyncIterator[Dict[str, Any]]:
+    for p in parts:
+        yield p.copy()
+
+
+# ------------------------------------------------------------------ consumers
+# The run streams of langstream and LangGraph have the same API, so each
+# scenario's consumer is one function used for both; it returns how many
+# items it read.
+
+
+def consume_values(run: Any) -> int:
+    count = 0
+    for _v in run.values:
+        count += 1
+    return count
+
+
+async def aconsume_values(run: Any) -> int:
+    count = 0
+    async for _v in run.values:
+        count += 1
+    return count
+
+
+def consume_raw(run: Any) -> int:
+    count = 0
+    for _e in run:
+        count += 1
+    return count
+
+
+async def aconsume_raw(run: Any) -> int:
+    count = 0
+    async for _e in run:
+        count += 1
+    return count
+
+
+def consume_agent(run: Any) -> int:
+    """``values`` + ``lifecycle`` + each handle's ``values`` (inside the subgraphs loop)."""
+    count = 0
+    for name, item in run.interleave("values", "lifecycle", "subgraphs"):
+        count += 1
+        if name == "subgraphs":
+            for _v in item.values:
+                count += 1
+    return count
+
+
+async def _adrain(it: Any) -> int:
+    count = 0
+    async for _x in it:
+        count += 1
+    return count
+
+
+async def aconsume_agent(run: Any) -> int:
+    async def handles() -> int:
+        count = 0
+        async for handle in run.subgraphs:
+            count += 1
+            async for _v in handle.values:
+                count += 1
+        return count
+
+    counts = await asyncio.gather(_adrain(run.values), _adrain(run.lifecycle), handles())
+    return sum(counts)
+
+
+def consume_tree(run: Any, top: bool = True) -> int:
+    """``values`` (+ ``lifecycle`` at the root) of the run and of every handle, recursively."""
+    count = 0
+    names = ("values", "lifecycle", "subgraphs") if top else ("values", "subgraphs")
+    for name, item in run.interleave(*names):
+        count += 1
+        if name == "subgraphs":
+            count += consume_tree(item, False)
+    return count
+
+
+async def aconsume_tree(run: Any, top: bool = True) -> int:
+    async def handles() -> int:
+        count = 0
+        async for handle in run.subgraphs:
+            count += 1 + await aconsume_tree(handle, False)
+        return count
+
+    if top:
+        counts = await asyncio.gather(_adrain(run.values), _adrain(run.lifecycle), handles())
+    else:
+        counts = await asyncio.gather(_adrain(run.values), handles())
+    return sum(counts)
+
+
+# ------------------------------------------------------------------ scenarios
+
+
+class Scenario:
+    """One benchmark scenario: its input and the consumer of each lane.
+
+    ``build(size)`` returns the prebuilt parts of one run; ``consume`` /
+    ``aconsume`` read a run stream (langstream's or LangGraph's) and return
+    how many items they read; a lane whose consumer is ``None`` is not run.
+    A ``concurrent`` scenario consumes ``--runs`` runs of ``--run-parts``
+    parts at once on one event loop.  ``factories(lg)`` returns the
+    transformer pipeline as ``(langstream_factories, langgraph_factories)``
+    (``lg`` is what ``_langgraph()`` found, or ``None``); ``None`` means the
+    default one (values, lifecycle, subgraphs on both sides).
+    """
+
+    def __init__(
+        self,
+        key: str,
+        title: str,
+        build: Callable[[int], List[Dict[str, Any]]],
+        consume: Optional[Callable[[Any], int]],
+        aconsume: Optional[Callable[[Any], Awaitable[int]]],
+        *,
+        concurrent: bool = False,
+        factories: Optional[Callable[[Optional[Dict[str, Any]]], Tuple[List[Any], List[Any]]]] = None,
+    ) -> None:
+        self.key = key
+        self.title = title
+        self.build = build
+        self.consume = consume
+        self.aconsume = aconsume
+        self.concurrent = concurrent
+        self.factories = factories
+
+    @property
+    def lanes(self) -> List[str]:
+        return [lane for lane, fn in (("sync", self.consume), ("async", self.aconsume))
+                if fn is not None]
+
+
+SCENARIOS: Dict[str, Scenario] = {}
+
+
+def register_scenario(scenario: Scenario) -> Scenario:
+    """Add (or replace) a scenario of ``python -m langstream bench``.
+
+    The hook for scenarios that need optional parts of the stack, e.g. the
+    token scenario ``T`` (``run.messages``).
+    """
+    SCENARIOS[scenario.key] = scenario
+    return scenario
+
+
+register_scenario(Scenario("S", "values parts at the root, consumer on run.values",
+                           values_parts, consume_values, aconsume_values))
+register_scenario(Scenario("R", "values parts at the root, consumer on the raw main log",
+                           values_parts, consume_raw, aconsume_raw))
+register_scenario(Scenario(
+    "M", "mixed agent stream with subgraphs, consumer on values + lifecycle + every "
+    "handle's values", agent_parts, consume_agent, aconsume_agent))
+register_scenario(Scenario(
+    "D", "agent stream with subgraphs 5 levels deep, consumer on values + lifecycle + "
+    "values of every handle at every depth",
+    lambda n: agent_parts(n, depth=5), consume_tree, aconsume_tree))
+register_scenario(Scenario(
+    "C", "many concurrent runs of a mixed agent stream on one event loop, each consumed "
+    "as in M", agent_parts, None, aconsume_agent, concurrent=True))
+# scenario T (a token stream through run.messages) is registered by the
+# token-streaming work through register_scenario(); see its module.
 
 
 # ------------------------------------------------------------------- backends
@@ -124,7 +406,6 @@ def _langgraph() -> Optional[Dict[str, Any]]:
         from langgraph.stream.run_stream import AsyncGraphRunStream, GraphRunStream
         from langgraph.stream.transformers import (
             LifecycleTransformer,
-            MessagesTransformer,
             SubgraphTransformer,
             ValuesTransformer,
         )
@@ -144,96 +425,24 @@ def _langgraph() -> Optional[Dict[str, Any]]:
         "StreamMux": StreamMux,
         "GraphRunStream": GraphRunStream,
         "AsyncGraphRunStream": AsyncGraphRunStream,
-        "factories": [
-            ValuesTransformer,
-            MessagesTransformer,
-            LifecycleTransformer,
-            SubgraphTransformer,
-        ],
+        # the same pipeline as langstream's default one
+        "factories": _langgraph_default_pipeline(
+            ValuesTransformer, LifecycleTransformer, SubgraphTransformer),
     }
 
 
-# ---------------------------------------------------------------- contenders
-# Each sync contender: f(n) -> (elapsed ns, items consumed).
-# Each async contender: async f(n) -> (elapsed ns, items consumed).
+def _langgraph_default_pipeline(values: Any, lifecycle: Any, subgraphs: Any) -> List[Any]:
+    """LangGraph's transformers in langstream's default order; LangGraph's
+    MessagesTransformer is included exactly when langstream's default pipeline
+    has its own (langchain-core importable)."""
+    from langstream.run_stream import DEFAULT_FACTORIES
 
+    pipeline = [values]
+    if any(getattr(f, "__name__", "") == "MessagesTransformer" for f in DEFAULT_FACTORIES):
+        from langgraph.stream.transformers import MessagesTransformer
 
-def _sync_bare(n: int) -> Tuple[int, int]:
-    count = 0
-    t0 = _perf()
-    for _v in _producer(n):
-        count += 1
-    return _perf() - t0, count
-
-
-def _sync_langstream(module: Any) -> Callable[[int], Tuple[int, int]]:
-    from langstream.run_stream import stream_events
-
-    def run_it(n: int) -> Tuple[int, int]:
-        count = 0
-        with use_backend(module):
-            t0 = _perf()
-            run = stream_events(_producer(n))
-            for _v in run.values:
-                count += 1
-            elapsed = _perf() - t0
-        return elapsed, count
-
-    return run_it
-
-
-def _sync_langgraph(lg: Dict[str, Any]) -> Callable[[int], Tuple[int, int]]:
-    StreamMux, GraphRunStream, factories = lg["StreamMux"], lg["GraphRunStream"], lg["factories"]
-
-    def run_it(n: int) -> Tuple[int, int]:
-        count = 0
-        t0 = _perf()
-        mux = StreamMux(factories=factories, is_async=False)
-        run = GraphRunStream(_producer(n), mux)
-        for _v in run.values:
-            count += 1
-        return _perf() - t0, count
-
-    return run_it
-
-
-async def _async_bare(n: int) -> Tuple[int, int]:
-    count = 0
-    t0 = _perf()
-    async for _v in _aproducer(n):
-        count += 1
-    return _perf() - t0, count
-
-
-def _async_langstream(module: Any) -> Callable[[int], Any]:
-    from langstream.run_stream import astream_events
-
-    async def run_it(n: int) -> Tuple[int, int]:
-        count = 0
-        with use_backend(module):
-            t0 = _perf()
-            run = astream_events(_aproducer(n))
-            async for _v in run.values:
-                count += 1
-            elapsed = _perf() - t0
-        return elapsed, count
-
-    return run_it
-
-
-def _async_langgraph(lg: Dict[str, Any]) -> Callable[[int], Any]:
-    StreamMux, Run, factories = lg["StreamMux"], lg["AsyncGraphRunStream"], lg["factories"]
-
-    async def run_it(n: int) -> Tuple[int, int]:
-        count = 0
-        t0 = _perf()
-        mux = StreamMux(factories=factories, is_async=True)
-        run = Run(_aproducer(n), mux)
-        async for _v in run.values:
-            count += 1
-        return _perf() - t0, count
-
-    return run_it
+        pipeline.append(MessagesTransformer)
+    return pipeline + [lifecycle, subgraphs]
 
 
 # ---------------------------------------------------------------- statistics
@@ -312,6 +521,111 @@ def machine_info() -> Dict[str, Any]:
     return info
 
 
+# ---------------------------------------------------------------- contenders
+# A sync contender: f(parts, runs) -> (elapsed ns, items read).
+# An async contender: async f(parts, runs) -> (elapsed ns, items read).
+
+
+def _pipelines(scenario: Scenario, lg: Optional[Dict[str, Any]]) -> Tuple[List[Any], List[Any]]:
+    if scenario.factories is not None:
+        return scenario.factories(lg)
+    from langstream.run_stream import DEFAULT_FACTORIES
+
+    return list(DEFAULT_FACTORIES), list(lg["factories"]) if lg is not None else []
+
+
+def _run_makers(key: str, scenario: Scenario, lg: Optional[Dict[str, Any]]
+                ) -> Tuple[Callable[[Iterator[Any]], Any], Callable[[AsyncIterator[Any]], Any]]:
+    """``(make_sync_run, make_async_run)`` of contender ``key`` over a producer."""
+    ls_factories, lg_factories = _pipelines(scenario, lg)
+    if key == LG:
+        assert lg is not None
+        Mux, Run, ARun = lg["StreamMux"], lg["GraphRunStream"], lg["AsyncGraphRunStream"]
+        factories = lg_factories
+    else:
+        from langstream.mux import StreamMux as Mux
+        from langstream.run_stream import AsyncGraphRunStream as ARun
+        from langstream.run_stream import GraphRunStream as Run
+
+        factories = ls_factories
+
+    def make(gen: Iterator[Any]) -> Any:
+        return Run(gen, Mux(factories=factories, is_async=False))
+
+    def amake(agen: AsyncIterator[Any]) -> Any:
+        return ARun(agen, Mux(factories=factories, is_async=True))
+
+    return make, amake
+
+
+def _context(key: str, backends: Dict[str, Any]) -> Callable[[], Any]:
+    if key == LS_C:
+        return lambda: use_backend(backends["c"])
+    if key == LS_PY:
+        return lambda: use_backend(backends["python"])
+    return contextlib.nullcontext
+
+
+def sync_contender(key: str, scenario: Scenario, backends: Dict[str, Any],
+                   lg: Optional[Dict[str, Any]]) -> Callable[[List[Any], int], Tuple[int, int]]:
+    if key == BARE:
+        def bare(parts: List[Any], runs: int) -> Tuple[int, int]:
+            count = 0
+            t0 = _perf()
+            for _ in range(runs):
+                for _p in producer(parts):
+                    count += 1
+            return _perf() - t0, count
+
+        return bare
+    make, _ = _run_makers(key, scenario, lg)
+    ctx = _context(key, backends)
+    consume = scenario.consume
+    assert consume is not None
+
+    def run_it(parts: List[Any], runs: int) -> Tuple[int, int]:
+        count = 0
+        with ctx():
+            t0 = _perf()
+            for _ in range(runs):
+                count += consume(make(producer(parts)))
+            elapsed = _perf() - t0
+        return elapsed, count
+
+    return run_it
+
+
+def async_contender(key: str, scenario: Scenario, backends: Dict[str, Any],
+                    lg: Optional[Dict[str, Any]]) -> Callable[[List[Any], int], Any]:
+    if key == BARE:
+        async def bare(parts: List[Any], runs: int) -> Tuple[int, int]:
+            t0 = _perf()
+            if runs == 1:
+                count = await _adrain(aproducer(parts))
+            else:
+                count = sum(await asyncio.gather(*[_adrain(aproducer(parts)) for _ in range(runs)]))
+            return _perf() - t0, count
+
+        return bare
+    _, amake = _run_makers(key, scenario, lg)
+    ctx = _context(key, backends)
+    aconsume = scenario.aconsume
+    assert aconsume is not None
+
+    async def run_it(parts: List[Any], runs: int) -> Tuple[int, int]:
+        with ctx():
+            t0 = _perf()
+            if runs == 1:
+                count = await aconsume(amake(aproducer(parts)))
+            else:
+                count = sum(await asyncio.gather(
+                    *[aconsume(amake(aproducer(parts))) for _ in range(runs)]))
+            elapsed = _perf() - t0
+        return elapsed, count
+
+    return run_it
+
+
 # ------------------------------------------------------------------- rounds
 
 
@@ -325,61 +639,51 @@ def _rotate(keys: List[str], r: int) -> List[str]:
     return keys[k:] + keys[:k]
 
 
-def run_sync_rounds(
-    contenders: Dict[str, Callable[[int], Tuple[int, int]]],
-    n: int,
+def run_rounds(
+    scenario: Scenario,
+    lane: str,
+    contenders: Dict[str, Callable[[List[Any], int], Any]],
+    parts: List[Any],
+    runs: int,
     rounds: int,
     warmup: int,
-) -> Dict[str, List[float]]:
-    """ns/part per contender per round, interleaved (order rotates each round)."""
+) -> Tuple[Dict[str, List[float]], Dict[str, int]]:
+    """ns/part per contender per round, interleaved (the order rotates each round).
+
+    Returns the raw figures and the items each contender read per round (the
+    same in every round, else ``RuntimeError``).
+    """
     keys = list(contenders)
     raw: Dict[str, List[float]] = {k: [] for k in keys}
-    for r in range(-warmup, rounds):
-        line = []
-        for key in _rotate(keys, r):
-            gc.collect()
-            elapsed, count = contenders[key](n)
-            if count != n:
-                raise RuntimeError(f"sync {LABELS[key]}: consumed {count} items, expected {n}")
-            ns = elapsed / n
-            if r >= 0:
-                raw[key].append(ns)
-            line.append(f"{key} {ns:,.0f}")
-        tag = f"warm-up {r + warmup + 1}/{warmup}" if r < 0 else f"round {r + 1}/{rounds}"
-        _progress(f"[bench] sync  {tag}: " + ", ".join(line) + f" ns/part (load {_loadavg()})")
-    return raw
-
-
-def run_async_rounds(
-    contenders: Dict[str, Callable[[int], Any]],
-    n: int,
-    rounds: int,
-    warmup: int,
-) -> Dict[str, List[float]]:
-    keys = list(contenders)
-    raw: Dict[str, List[float]] = {k: [] for k in keys}
-
-    async def one_round(r: int) -> None:
-        line = []
-        for key in _rotate(keys, r):
-            gc.collect()
-            elapsed, count = await contenders[key](n)
-            if count != n:
-                raise RuntimeError(f"async {LABELS[key]}: consumed {count} items, expected {n}")
-            ns = elapsed / n
-            if r >= 0:
-                raw[key].append(ns)
-            line.append(f"{key} {ns:,.0f}")
-        tag = f"warm-up {r + warmup + 1}/{warmup}" if r < 0 else f"round {r + 1}/{rounds}"
-        _progress(f"[bench] async {tag}: " + ", ".join(line) + f" ns/part (load {_loadavg()})")
-
-    loop = asyncio.new_event_loop()
+    items: Dict[str, int] = {}
+    total = len(parts) * runs
+    loop = asyncio.new_event_loop() if lane == "async" else None
     try:
         for r in range(-warmup, rounds):
-            loop.run_until_complete(one_round(r))
+            line = []
+            for key in _rotate(keys, r):
+                gc.collect()
+                if loop is not None:
+                    elapsed, count = loop.run_until_complete(contenders[key](parts, runs))
+                else:
+                    elapsed, count = contenders[key](parts, runs)
+                expected = total if key == BARE else items.get(key)
+                if count <= 0 or (expected is not None and count != expected):
+                    raise RuntimeError(
+                        f"scenario {scenario.key} {lane} {LABELS[key]}: read {count} items, "
+                        f"expected {expected if expected is not None else 'some'}")
+                items[key] = count
+                ns = elapsed / total
+                if r >= 0:
+                    raw[key].append(ns)
+                line.append(f"{key} {ns:,.0f}")
+            tag = f"warm-up {r + warmup + 1}/{warmup}" if r < 0 else f"round {r + 1}/{rounds}"
+            _progress(f"[bench] {scenario.key} {lane:5} {tag}: " + ", ".join(line)
+                      + f" ns/part (load {_loadavg()})")
     finally:
-        loop.close()
-    return raw
+        if loop is not None:
+            loop.close()
+    return raw, items
 
 
 # ------------------------------------------------------------ memory scenario
@@ -393,7 +697,12 @@ def _rss_bytes() -> Optional[int]:
         return None
 
 
-async def _memory_case(make_run: Callable[[int], Any], parts: int, slowdown: int,
+async def _alimit(it: Iterator[Dict[str, Any]], n: int) -> AsyncIterator[Dict[str, Any]]:
+    for p in itertools.islice(it, n):
+        yield p
+
+
+async def _memory_case(make_run: Callable[[], Any], parts: int, slowdown: int,
                        use_tracemalloc: bool) -> Dict[str, Any]:
     """One memory run: a slow ``run.values`` reader and a fast raw-log drainer.
 
@@ -420,7 +729,7 @@ async def _memory_case(make_run: Callable[[int], Any], parts: int, slowdown: int
         tracemalloc.start()
         base = tracemalloc.get_traced_memory()[0]
     t0 = _perf()
-    run = make_run(parts)
+    run = make_run()
 
     async def drain() -> int:
         count = 0
@@ -451,14 +760,13 @@ async def _memory_case(make_run: Callable[[int], Any], parts: int, slowdown: int
     if use_tracemalloc:
         peak = tracemalloc.get_traced_memory()[1] - base
         tracemalloc.stop()
-    if n_values != parts:
-        raise RuntimeError(f"memory scenario: run.values gave {n_values} items, expected {parts}")
     return {
         "parts": parts,
         "slowdown": slowdown,
         "peak_traced_bytes": peak,
         "peak_rss_growth_bytes": rss_peak[0],
         "raw_events": n_raw,
+        "values": n_values,
         "seconds": elapsed / 1e9,
     }
 
@@ -471,42 +779,121 @@ def _fmt_bytes(n: Optional[float]) -> str:
     return f"{n / 2**10:,.1f} KiB"
 
 
-def run_memory(parts: int, slowdown: int, maxlen: int, backends: Dict[str, Any],
-               lg: Optional[Dict[str, Any]]) -> Dict[str, Dict[str, Any]]:
+def _memory_cases(backends: Dict[str, Any], lg: Optional[Dict[str, Any]], maxlen: int,
+                  stream: Callable[[int], AsyncIterator[Any]]
+                  ) -> Dict[str, Tuple[Callable[[], Any], Callable[[int], Callable[[], Any]]]]:
+    """contender -> (context, parts -> make_run)."""
     from langstream.run_stream import astream_events
 
-    use_tm = platform.python_implementation() == "CPython"
-    cases: Dict[str, Callable[[int], Any]] = {}
+    cases: Dict[str, Any] = {}
     for name, module in backends.items():
-        def make(p: int, _m: Any = module) -> Any:
-            with use_backend(_m):
-                return astream_events(_aproducer(p), maxlen=maxlen)
-        cases[LS_C if name == "c" else LS_PY] = make
+        key = LS_C if name == "c" else LS_PY
+        cases[key] = (
+            _context(key, backends),
+            lambda p: (lambda: astream_events(stream(p), maxlen=maxlen)),
+        )
     if lg is not None:
-        def make_lg(p: int) -> Any:
-            mux = lg["StreamMux"](factories=lg["factories"], is_async=True)
-            return lg["AsyncGraphRunStream"](_aproducer(p), mux)
-        cases[LG] = make_lg
+        def make_lg(p: int) -> Callable[[], Any]:
+            def make() -> Any:
+                mux = lg["StreamMux"](factories=lg["factories"], is_async=True)
+                return lg["AsyncGraphRunStream"](stream(p), mux)
+            return make
+        cases[LG] = (contextlib.nullcontext, make_lg)
+    return cases
+
+
+def _run_memory_case(label: str, ctx: Callable[[], Any], make_run: Callable[[], Any],
+                     parts: int, slowdown: int, expect_values: Optional[int]) -> Dict[str, Any]:
+    use_tm = platform.python_implementation() == "CPython"
+    loop = asyncio.new_event_loop()
+    try:
+        with ctx():
+            res = loop.run_until_complete(_memory_case(make_run, parts, slowdown, use_tm))
+    finally:
+        loop.close()
+    if expect_values is not None and res["values"] != expect_values:
+        raise RuntimeError(f"memory scenario, {label}: run.values gave {res['values']} items, "
+                           f"expected {expect_values}")
+    _progress(f"[bench] memory: {label}: peak {_fmt_bytes(res['peak_traced_bytes'])} traced, "
+              f"{_fmt_bytes(res['peak_rss_growth_bytes'])} RSS growth, {res['seconds']:.1f} s")
+    return res
+
+
+def run_memory(parts: int, slowdown: int, maxlen: int, backends: Dict[str, Any],
+               lg: Optional[Dict[str, Any]]) -> Dict[str, Dict[str, Any]]:
+    """Values at the root: a slow values reader, the raw log drained."""
+    def stream(p: int) -> AsyncIterator[Any]:
+        return _alimit((
+            {"type": "values", "ns": (), "data": {"step": i}, "interrupts": ()}
+            for i in itertools.count()), p)
+
     out: Dict[str, Dict[str, Any]] = {}
-    for key, make_run in cases.items():
+    for key, (ctx, make) in _memory_cases(backends, lg, maxlen, stream).items():
         _progress(f"[bench] memory: {LABELS[key]}, {parts:,} parts, maxlen={maxlen}, "
                   f"values reader {slowdown}x slower ...")
-        loop = asyncio.new_event_loop()
-        try:
-            res = loop.run_until_complete(_memory_case(make_run, parts, slowdown, use_tm))
-        finally:
-            loop.close()
+        res = _run_memory_case(LABELS[key], ctx, make(parts), parts, slowdown, parts)
         res["maxlen"] = maxlen if key != LG else None
         out[key] = res
-        _progress(
-            f"[bench] memory: {LABELS[key]}: peak {_fmt_bytes(res['peak_traced_bytes'])} "
-            f"traced, {_fmt_bytes(res['peak_rss_growth_bytes'])} RSS growth, "
-            f"{res['seconds']:.1f} s"
-        )
+    return out
+
+
+def run_memory_growth(parts: int, slowdown: int, maxlen: int,
+                      backends: Dict[str, Any]) -> Dict[str, List[Dict[str, Any]]]:
+    """Scenario M with ``maxlen`` and a slow values reader, at ``parts / 10`` and
+    ``parts`` parts: the peak must stay flat as the run grows 10x."""
+    def stream(p: int) -> AsyncIterator[Any]:
+        return _alimit(iter_agent_parts(), p)
+
+    out: Dict[str, List[Dict[str, Any]]] = {}
+    for key, (ctx, make) in _memory_cases(backends, None, maxlen, stream).items():
+        out[key] = []
+        for p in (max(1, parts // 10), parts):
+            _progress(f"[bench] memory growth (M): {LABELS[key]}, {p:,} parts, maxlen={maxlen}")
+            res = _run_memory_case(LABELS[key], ctx, make(p), p, slowdown, None)
+            res["maxlen"] = maxlen
+            out[key].append(res)
+    return out
+
+
+def idle_run_memory(backends: Dict[str, Any], runs: int = 200) -> Dict[str, Optional[float]]:
+    """Peak traced bytes per idle open run (async), every default projection
+    subscribed (values, lifecycle, subgraphs and the raw main log), nothing
+    pulled yet; ``None`` where ``tracemalloc`` is not available (PyPy)."""
+    if platform.python_implementation() != "CPython":
+        return {LS_C if n == "c" else LS_PY: None for n in backends}
+    import tracemalloc
+
+    from langstream.run_stream import astream_events
+
+    out: Dict[str, Optional[float]] = {}
+    for name, module in backends.items():
+        keep: List[Any] = []
+
+        async def open_runs() -> None:
+            for _ in range(runs):
+                run = astream_events(_alimit(iter(()), 0))
+                keep.append((run, run.values.__aiter__(), run.lifecycle.__aiter__(),
+                             run.subgraphs.__aiter__(), run.__aiter__()))
+
+        loop = asyncio.new_event_loop()
+        try:
+            with use_backend(module):
+                gc.collect()
+                tracemalloc.start()
+                base = tracemalloc.get_traced_memory()[0]
+                loop.run_until_complete(open_runs())
+                peak = tracemalloc.get_traced_memory()[1] - base
+                tracemalloc.stop()
+        finally:
+            keep.clear()
+            loop.close()
+        out[LS_C if name == "c" else LS_PY] = peak / runs
     return out
 
 
 # --------------------------------------------------------------------- report
+
+Summary = Dict[str, Dict[str, Dict[str, Dict[str, float]]]]  # scenario -> lane -> key -> stats
 
 
 def _ratio(a: Optional[float], b: Optional[float]) -> Optional[float]:
@@ -515,52 +902,101 @@ def _ratio(a: Optional[float], b: Optional[float]) -> Optional[float]:
     return a / b
 
 
-def compute_ratios(summary: Dict[str, Dict[str, Dict[str, float]]]) -> Dict[str, Dict[str, float]]:
-    out: Dict[str, Dict[str, float]] = {}
-    for mode, table in summary.items():
-        med = {k: v["median"] for k, v in table.items()}
-        r: Dict[str, float] = {}
-        for ls in (LS_C, LS_PY):
-            if ls not in med:
-                continue
-            name = ls.split("-", 1)[1]
-            for label, value in (
-                (f"langgraph/langstream-{name}", _ratio(med.get(LG), med[ls])),
-                (f"langstream-{name}/bare", _ratio(med[ls], med.get(BARE))),
-            ):
-                if value is not None:
-                    r[label] = value
-        pure_over_c = _ratio(med.get(LS_PY), med.get(LS_C))
-        if pure_over_c is not None:
-            r["langstream-python/langstream-c"] = pure_over_c
-        out[mode] = r
+def compute_ratios(summary: Summary) -> Dict[str, Dict[str, Dict[str, float]]]:
+    """scenario -> lane -> ``{"langgraph/langstream-c": x, "langstream-c/bare": y, ...}``."""
+    out: Dict[str, Dict[str, Dict[str, float]]] = {}
+    for scen, lanes in summary.items():
+        out[scen] = {}
+        for lane, table in lanes.items():
+            med = {k: v["median"] for k, v in table.items()}
+            r: Dict[str, float] = {}
+            for ls in (LS_C, LS_PY):
+                if ls not in med:
+                    continue
+                for label, value in (
+                    (f"langgraph/{ls}", _ratio(med.get(LG), med[ls])),
+                    (f"{ls}/bare", _ratio(med[ls], med.get(BARE))),
+                ):
+                    if value is not None:
+                        r[label] = value
+            pure_over_c = _ratio(med.get(LS_PY), med.get(LS_C))
+            if pure_over_c is not None:
+                r["langstream-python/langstream-c"] = pure_over_c
+            out[scen][lane] = r
     return out
 
 
-def format_table(summary: Dict[str, Dict[str, Dict[str, float]]],
-                 ratios: Dict[str, Dict[str, float]], n: int, rounds: int,
+def check_targets(summary: Summary, ratios: Dict[str, Dict[str, Dict[str, float]]],
+                  pypy: bool = False) -> List[str]:
+    """One line per target of the issue: the figure, the bound, met or MISSED."""
+    lines: List[str] = []
+    ls = LS_C if not pypy else LS_PY
+    for (scen, lane), (min_lg, max_bare) in TARGETS.items():
+        r = ratios.get(scen, {}).get(lane)
+        if r is None:
+            continue
+        if min_lg is not None and f"langgraph/{ls}" in r:
+            v = r[f"langgraph/{ls}"]
+            lines.append(f"{scen} {lane:5} LangGraph/{SHORT[ls]} = {v:6.2f}x  (target >= {min_lg:g}x) "
+                         + ("met" if v >= min_lg else "MISSED"))
+        if max_bare is not None and f"{ls}/bare" in r:
+            v = r[f"{ls}/bare"]
+            lines.append(f"{scen} {lane:5} {SHORT[ls]}/bare      = {v:6.2f}x  (target <= {max_bare:g}x) "
+                         + ("met" if v <= max_bare else "MISSED"))
+    if pypy:
+        for (scen, lane), bound in PYPY_TARGETS.items():
+            s = summary.get(scen, {}).get(lane, {}).get(LS_PY)
+            if s is not None:
+                lines.append(f"{scen} {lane:5} PyPy ls-py = {s['median']:,.0f} ns/part "
+                             f"(target <= {bound:,.0f}) " + ("met" if s["median"] <= bound else "MISSED"))
+    return lines
+
+
+def _scenario_sizes(summary_cfg: Dict[str, Any], key: str) -> str:
+    size = summary_cfg.get(key)
+    if not size:
+        return ""
+    parts, runs = size
+    return f"{runs:,} runs x {parts:,} parts" if runs > 1 else f"{parts:,} parts"
+
+
+def format_table(summary: Summary, ratios: Dict[str, Dict[str, Dict[str, float]]],
+                 sizes: Dict[str, Tuple[int, int]], rounds: int,
                  lg_version: Optional[str]) -> str:
+    keys = [k for k in (BARE, LS_C, LS_PY, LG)
+            if any(k in t for lanes in summary.values() for t in lanes.values())]
+    head = [LABELS[k] + (f" {lg_version}" if k == LG and lg_version else "") for k in keys]
+    ratio_cols = []
+    for ls in (LS_C, LS_PY):
+        if ls in keys:
+            if LG in keys:
+                ratio_cols.append((f"langgraph/{ls}", f"LG/{SHORT[ls]}"))
+            ratio_cols.append((f"{ls}/bare", f"{SHORT[ls]}/bare"))
+    clock = "CPU time of this process" if _perf is time.process_time_ns else "wall time"
     lines = [
-        f"scenario S: {n:,} values parts at the root, default pipeline, consumer on "
-        f"run.values; median of {rounds} interleaved rounds",
+        f"ns per part ({clock}), median of {rounds} interleaved rounds; {PIPELINE_NOTE}.",
         "",
-        f"| {'lane':5} | {'contender':24} | {'ns/part median':>14} | {'p10':>8} | {'p90':>8} |",
-        f"|{'-' * 7}|{'-' * 26}|{'-' * 16}|{'-' * 10}|{'-' * 10}|",
     ]
-    for mode, table in summary.items():
-        for key in (BARE, LS_C, LS_PY, LG):
-            if key not in table:
-                continue
-            s = table[key]
-            label = LABELS[key] + (f" {lg_version}" if key == LG and lg_version else "")
-            lines.append(
-                f"| {mode:5} | {label:24} | {s['median']:14,.0f} | {s['p10']:8,.0f} | {s['p90']:8,.0f} |"
-            )
+    for scen in summary:
+        sc = SCENARIOS.get(scen)
+        lines.append(f"  {scen}: {sc.title if sc else scen} ({_scenario_sizes(sizes, scen)})")
     lines.append("")
-    for mode, r in ratios.items():
-        parts = [f"{k} = {v:.2f}x" for k, v in r.items()]
-        if parts:
-            lines.append(f"ratios ({mode}): " + "; ".join(parts))
+    cols = ["scenario", "lane"] + head + [c for _, c in ratio_cols]
+    widths = [max(8, len(c)) for c in cols]
+    lines.append("| " + " | ".join(c.ljust(w) if i < 2 else c.rjust(w)
+                                    for i, (c, w) in enumerate(zip(cols, widths))) + " |")
+    lines.append("|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    for scen, lanes in summary.items():
+        for lane, table in lanes.items():
+            cells = [scen, lane]
+            for k in keys:
+                s = table.get(k)
+                cells.append(f"{s['median']:,.0f}" if s else "-")
+            r = ratios.get(scen, {}).get(lane, {})
+            for rk, _ in ratio_cols:
+                cells.append(f"{r[rk]:.2f}x" if rk in r else "-")
+            lines.append("| " + " | ".join(c.ljust(w) if i < 2 else c.rjust(w)
+                                            for i, (c, w) in enumerate(zip(cells, widths))) + " |")
     return "\n".join(lines)
 
 
@@ -578,39 +1014,301 @@ def format_memory(mem: Dict[str, Dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def plot(path: str, summary: Dict[str, Dict[str, Dict[str, float]]], title: str) -> None:
+def format_growth(growth: Dict[str, List[Dict[str, Any]]], idle: Dict[str, Optional[float]]) -> str:
+    lines = ["", "memory growth (scenario M, async, maxlen 64, a values reader 1000x slower):", ""]
+    for key, results in growth.items():
+        figs = ", ".join(f"{r['parts']:,} parts: {_fmt_bytes(r['peak_traced_bytes'])} traced / "
+                         f"{_fmt_bytes(r['peak_rss_growth_bytes'])} RSS" for r in results)
+        lines.append(f"  {LABELS[key]}: {figs}")
+    for key, per_run in idle.items():
+        lines.append(f"  {LABELS[key]}: {_fmt_bytes(per_run)} traced per idle open run "
+                     "(values, lifecycle, subgraphs and the raw log subscribed)")
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------- plots
+
+_COLORS = {BARE: "#999999", LS_C: "#1f77b4", LS_PY: "#6baed6", LG: "#ff7f0e"}
+
+
+def _grid(n: int) -> Tuple[int, int]:
+    cols = min(n, 3)
+    return (n + cols - 1) // cols, cols
+
+
+def _bars(ax: Any, lanes: List[str], series: List[Tuple[str, str, Dict[str, Dict[str, float]]]]) -> None:
+    """Grouped bars: x = lanes, one bar per series ``(label, color, lane -> stats)``."""
+    width = 0.8 / max(len(series), 1)
+    for i, (label, color, per_lane) in enumerate(series):
+        xs, meds, lo, hi = [], [], [], []
+        for j, lane in enumerate(lanes):
+            s = per_lane.get(lane)
+            if s is None:
+                continue
+            xs.append(j + (i - (len(series) - 1) / 2) * width)
+            meds.append(s["median"])
+            lo.append(max(0.0, s["median"] - s["p10"]))
+            hi.append(max(0.0, s["p90"] - s["median"]))
+        if not xs:
+            continue
+        bars = ax.bar(xs, meds, width, yerr=[lo, hi], capsize=2, label=label, color=color)
+        for bar, med in zip(bars, meds):
+            ax.annotate(f"{med:,.0f}", (bar.get_x() + bar.get_width() / 2, med),
+                        ha="center", va="bottom", fontsize=6, xytext=(0, 2),
+                        textcoords="offset points")
+    ax.set_xticks(range(len(lanes)))
+    ax.set_xticklabels(lanes)
+    ax.set_yscale("log")
+
+
+def _ratio_title(scen: str, ratios: Dict[str, Dict[str, float]]) -> str:
+    parts = []
+    for lane, r in ratios.items():
+        bits = []
+        for ls in (LS_C, LS_PY):
+            if f"langgraph/{ls}" in r:
+                bits.append(f"LG/{SHORT[ls]} {r[f'langgraph/{ls}']:.1f}x")
+            if f"{ls}/bare" in r:
+                bits.append(f"{SHORT[ls]}/bare {r[f'{ls}/bare']:.1f}x")
+        if bits:
+            parts.append(f"{lane}: " + ", ".join(bits))
+    return f"{scen}\n" + "\n".join(parts)
+
+
+def plot(path: str, summary: Summary, ratios: Dict[str, Dict[str, Dict[str, float]]],
+         title: str) -> None:
+    """One chart per scenario (every contender side by side, ratios in its title)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    modes = list(summary)
-    keys = [k for k in (BARE, LS_C, LS_PY, LG) if any(k in summary[m] for m in modes)]
-    colors = {BARE: "#999999", LS_C: "#1f77b4", LS_PY: "#6baed6", LG: "#ff7f0e"}
-    width = 0.8 / max(len(keys), 1)
-    fig, ax = plt.subplots(figsize=(8, 4.8))
-    for i, key in enumerate(keys):
-        xs, meds, lo, hi = [], [], [], []
-        for j, mode in enumerate(modes):
-            s = summary[mode].get(key)
-            if s is None:
-                continue
-            xs.append(j + (i - (len(keys) - 1) / 2) * width)
-            meds.append(s["median"])
-            lo.append(s["median"] - s["p10"])
-            hi.append(s["p90"] - s["median"])
-        bars = ax.bar(xs, meds, width, yerr=[lo, hi], capsize=3, label=LABELS[key],
-                      color=colors[key])
-        for bar, med in zip(bars, meds):
-            ax.annotate(f"{med:,.0f}", (bar.get_x() + bar.get_width() / 2, med),
-                        ha="center", va="bottom", fontsize=8, xytext=(0, 2),
-                        textcoords="offset points")
-    ax.set_xticks(range(len(modes)))
-    ax.set_xticklabels(modes)
-    ax.set_yscale("log")
-    ax.set_ylabel("ns per part (median, p10-p90; log scale)")
-    ax.set_title(title, fontsize=10)
-    ax.legend(fontsize=8)
+    scens = list(summary)
+    rows, cols = _grid(len(scens))
+    fig, axes = plt.subplots(rows, cols, figsize=(5.2 * cols, 4.6 * rows), squeeze=False)
+    for idx, scen in enumerate(scens):
+        ax = axes[idx // cols][idx % cols]
+        lanes = list(summary[scen])
+        keys = [k for k in (BARE, LS_C, LS_PY, LG) if any(k in summary[scen][ln] for ln in lanes)]
+        series = [(LABELS[k], _COLORS[k], {ln: summary[scen][ln][k] for ln in lanes
+                                           if k in summary[scen][ln]}) for k in keys]
+        _bars(ax, lanes, series)
+        ax.set_title(_ratio_title(scen, ratios.get(scen, {})), fontsize=8)
+        ax.set_ylabel("ns per part (median, p10-p90, log)", fontsize=7)
+        ax.legend(fontsize=6)
+    for idx in range(len(scens), rows * cols):
+        axes[idx // cols][idx % cols].axis("off")
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+# ---------------------------------------------------------------- interpreters
+
+
+def _repo_root() -> str:
+    return os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def interpreter_configs(pypy: Optional[str], no_langgraph: bool = False) -> List[Tuple[str, str, List[str], Dict[str, str]]]:
+    """``(label, executable, extra args, extra env)`` for each interpreter run."""
+    root = _repo_root()
+    path = os.environ.get("PYTHONPATH", "")
+    pythonpath = root + (os.pathsep + path if path else "")
+    out = []
+    cpy = f"CPython {platform.python_version()}"
+    if platform.python_implementation() == "CPython" and "c" in available_backends():
+        out.append((f"{cpy} (c)", sys.executable, ["--backend", "c"]
+                    + (["--no-langgraph"] if no_langgraph else []),
+                    {"PYTHONPATH": pythonpath}))
+    out.append((f"{cpy} (pure)", sys.executable, ["--backend", "python", "--no-langgraph"],
+                {"PYTHONPATH": pythonpath, "LANGSTREAM_NO_EXTENSIONS": "1"}))
+    exe = pypy or shutil.which("pypy3")
+    if exe:
+        out.append(("PyPy (pure)", exe, ["--backend", "python", "--no-langgraph"],
+                    {"PYTHONPATH": pythonpath, "LANGSTREAM_NO_EXTENSIONS": "1"}))
+    return out
+
+
+PYPY_HINT = (
+    "make a PyPy venv with langstream's dependencies and pass its interpreter: "
+    "pypy3 -m venv /tmp/pypy-langstream && /tmp/pypy-langstream/bin/pip install "
+    "typing_extensions, then --pypy /tmp/pypy-langstream/bin/python"
+)
+
+
+def _probe(exe: str, env: Dict[str, str]) -> Optional[str]:
+    """``None`` if ``exe`` can import langstream with ``env``, else the reason."""
+    try:
+        proc = subprocess.run([exe, "-c", "import langstream"], env={**os.environ, **env},
+                              capture_output=True, text=True, timeout=120, cwd=_repo_root())
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return str(exc)
+    if proc.returncode != 0:
+        lines = proc.stderr.strip().splitlines()
+        return lines[-1] if lines else f"exit status {proc.returncode}"
+    return None
+
+
+def run_interpreters(args: argparse.Namespace, passthrough: List[str]) -> int:
+    """Run the same scenarios on every interpreter (one subprocess each, one
+    after the other) and print one table side by side (and one figure)."""
+    if args.pypy and not shutil.which(args.pypy) and not os.path.exists(args.pypy):
+        sys.stderr.write(f"error: --pypy {args.pypy!r}: no such interpreter\n")
+        return 2
+    configs = []
+    for label, exe, extra, env in interpreter_configs(args.pypy, args.no_langgraph):
+        reason = _probe(exe, env) if label.startswith("PyPy") else None
+        if reason is None:
+            configs.append((label, exe, extra, env))
+        elif args.pypy:
+            sys.stderr.write(f"error: --pypy {args.pypy!r} cannot import langstream "
+                             f"({reason}); {PYPY_HINT}\n")
+            return 2
+        else:
+            _progress(f"[bench] {exe} cannot import langstream ({reason}): PyPy left out; "
+                      + PYPY_HINT)
+    if not any(label.startswith("PyPy") for label, *_ in configs) and not args.pypy:
+        _progress("[bench] no usable PyPy: CPython only (use --pypy)")
+    docs: Dict[str, Dict[str, Any]] = {}
+    with tempfile.TemporaryDirectory(prefix="langstream-bench-") as tmp:
+        for i, (label, exe, extra, env) in enumerate(configs):
+            out = os.path.join(tmp, f"{i}.json")
+            cmd = [exe, "-m", "langstream", "bench", *passthrough, *extra, "--json", out]
+            _progress(f"[bench] {label}: {' '.join(cmd)}")
+            # the child's table and progress go to our stderr as they come
+            with subprocess.Popen(cmd, env={**os.environ, **env}, stdout=subprocess.PIPE,
+                                  stderr=subprocess.STDOUT, cwd=_repo_root(),
+                                  text=True) as proc:
+                assert proc.stdout is not None
+                for line in proc.stdout:
+                    sys.stderr.write(f"  [{label}] {line}")
+                sys.stderr.flush()
+            if proc.returncode != 0:
+                sys.stderr.write(f"error: {label} run failed (exit status {proc.returncode})\n")
+                return 1
+            with open(out, encoding="utf-8") as fh:
+                docs[label] = json.load(fh)
+    merged = merge_interpreters(docs)
+    print(format_interpreters(merged))
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as fh:
+            json.dump({"interpreters": docs, "merged": merged}, fh, indent=2)
+        print(f"wrote {args.json}")
+    if args.plot:
+        plot_interpreters(args.plot, merged)
+        print(f"wrote {args.plot}")
+    return 0
+
+
+def merge_interpreters(docs: Dict[str, Dict[str, Any]]) -> Dict[str, Any]:
+    """scenario -> lane -> column -> stats, columns ``"<interpreter> / <contender>"``."""
+    table: Dict[str, Dict[str, Dict[str, Dict[str, float]]]] = {}
+    machines = {}
+    for label, doc in docs.items():
+        m = doc["machine"]
+        machines[label] = (f"{m['python_implementation']} {m['python_version']}"
+                           + (f" (PyPy {m['pypy_version']})" if "pypy_version" in m else "")
+                           + f", load {m['loadavg_start']} -> {m.get('loadavg_end')}")
+        for scen, lanes in doc["summary"].items():
+            for lane, stats in lanes.items():
+                row = table.setdefault(scen, {}).setdefault(lane, {})
+                for key, s in stats.items():
+                    if key == LG:
+                        row[f"{LABELS[LG]} {doc['config'].get('langgraph') or ''} ({label})".replace("  ", " ")] = s
+                    elif key == BARE:
+                        row[f"{label} bare"] = s
+                    else:
+                        row[f"{label} langstream"] = s
+    return {"table": table, "machines": machines, "interpreters": list(docs)}
+
+
+def format_interpreters(merged: Dict[str, Any]) -> str:
+    table = merged["table"]
+    interps = merged["interpreters"]
+    cols: List[str] = []
+    for scen in table.values():
+        for row in scen.values():
+            for c in row:
+                if c not in cols:
+                    cols.append(c)
+    lines = ["interpreters (one subprocess each, run one after the other):"]
+    for label, desc in merged["machines"].items():
+        lines.append(f"  {label}: {desc}")
+    lines += ["", f"ns per part, medians; {PIPELINE_NOTE}.", ""]
+    ratio_cols = [f"{i}: ls/bare" for i in interps]
+    base = interps[0] if interps else None
+    if len(interps) > 1:
+        ratio_cols += [f"{i} / {base}" for i in interps[1:]]
+    heads = ["scenario", "lane"] + cols + ratio_cols
+    widths = [max(8, len(h)) for h in heads]
+    lines.append("| " + " | ".join(h.ljust(w) if k < 2 else h.rjust(w)
+                                    for k, (h, w) in enumerate(zip(heads, widths))) + " |")
+    lines.append("|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    for scen, lanes in table.items():
+        for lane, row in lanes.items():
+            cells = [scen, lane] + [f"{row[c]['median']:,.0f}" if c in row else "-" for c in cols]
+            med = {c: row[c]["median"] for c in row}
+            for i in interps:
+                r = _ratio(med.get(f"{i} langstream"), med.get(f"{i} bare"))
+                cells.append(f"{r:.2f}x" if r is not None else "-")
+            for i in interps[1:]:
+                r = _ratio(med.get(f"{i} langstream"), med.get(f"{base} langstream"))
+                cells.append(f"{r:.2f}x" if r is not None else "-")
+            lines.append("| " + " | ".join(c.ljust(w) if k < 2 else c.rjust(w)
+                                            for k, (c, w) in enumerate(zip(cells, widths))) + " |")
+    return "\n".join(lines)
+
+
+def plot_interpreters(path: str, merged: Dict[str, Any]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    table = merged["table"]
+    interps = merged["interpreters"]
+    palette = ["#1f77b4", "#6baed6", "#2ca02c", "#9467bd", "#8c564b"]
+    scens = list(table)
+    rows, cols = _grid(len(scens))
+    fig, axes = plt.subplots(rows, cols, figsize=(5.6 * cols, 4.8 * rows), squeeze=False)
+    for idx, scen in enumerate(scens):
+        ax = axes[idx // cols][idx % cols]
+        lanes = list(table[scen])
+        columns: List[str] = []
+        for ln in lanes:
+            for c in table[scen][ln]:
+                if c not in columns:
+                    columns.append(c)
+        series = []
+        for c in columns:
+            if c.endswith(" bare"):
+                color = "#bbbbbb" if "PyPy" not in c else "#777777"
+            elif c.startswith(LABELS[LG]):
+                color = _COLORS[LG]
+            else:
+                i = next((k for k, name in enumerate(interps) if c.startswith(name)), 0)
+                color = palette[i % len(palette)]
+            series.append((c, color, {ln: table[scen][ln][c] for ln in lanes
+                                      if c in table[scen][ln]}))
+        _bars(ax, lanes, series)
+        bits = []
+        for ln in lanes:
+            med = {c: s["median"] for c, s in table[scen][ln].items()}
+            rs = []
+            for i in interps:
+                r = _ratio(med.get(f"{i} langstream"), med.get(f"{i} bare"))
+                if r is not None:
+                    rs.append(f"{i.split(' ')[0]}{' ' + i.split('(')[-1].rstrip(')') if '(' in i else ''} {r:.1f}x")
+            if rs:
+                bits.append(f"{ln} ls/bare: " + ", ".join(rs))
+        ax.set_title(f"{scen}\n" + "\n".join(bits), fontsize=7)
+        ax.set_ylabel("ns per part (median, log)", fontsize=7)
+        ax.legend(fontsize=5)
+    for idx in range(len(scens), rows * cols):
+        axes[idx // cols][idx % cols].axis("off")
+    fig.suptitle("langstream bench --interpreters: " + ", ".join(interps), fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -620,31 +1318,51 @@ def plot(path: str, summary: Dict[str, Dict[str, Dict[str, float]]], title: str)
 
 
 def _positive(text: str) -> int:
-    value = int(text.replace("_", "").replace(",", ""))
+    try:
+        value = int(text.replace("_", "").replace(",", ""))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an int >= 1, got {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be an int >= 1, got {text!r}")
     return value
+
+
+def _scenario_key(text: str) -> str:
+    key = text.strip().upper()
+    if key not in SCENARIOS:
+        raise argparse.ArgumentTypeError(
+            f"unknown scenario {text!r} (choose from {', '.join(SCENARIOS)})")
+    return key
 
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m langstream bench",
         description=(
-            "Scenario S side by side: langstream (C and pure backends), a bare "
-            "generator and, when installed, LangGraph; ns per part, interleaved rounds."
+            "Scenarios S, R, M, D, C side by side: langstream (C and pure backends), a bare "
+            "generator and, when installed, LangGraph with the same pipeline; ns per part, "
+            "interleaved rounds."
         ),
     )
-    p.add_argument("--n", type=_positive, default=50_000, help="parts per run (default 50,000)")
-    p.add_argument("--rounds", type=_positive, default=7, help="measured rounds (default 7)")
+    p.add_argument("--scenario", type=_scenario_key, action="append", metavar="KEY",
+                   help=f"scenario(s) to run, repeatable (default: all of {', '.join(SCENARIOS)})")
+    p.add_argument("--n", type=_positive, default=50_000,
+                   help="parts per run of S, R, M, D (default 50,000)")
+    p.add_argument("--runs", type=_positive, default=None,
+                   help="concurrent runs of scenario C (default 2 x N / --run-parts = 1,000)")
+    p.add_argument("--run-parts", type=_positive, default=100,
+                   help="parts per run of scenario C (default 100)")
+    p.add_argument("--rounds", type=_positive, default=5, help="measured rounds (default 5)")
     p.add_argument("--warmup", type=int, default=None,
                    help="unmeasured rounds first (default 1; 3 on PyPy)")
     p.add_argument("--json", metavar="FILE", help="write every raw figure and the machine info")
-    p.add_argument("--plot", metavar="FILE.png", help="bar chart of the medians (needs matplotlib)")
+    p.add_argument("--plot", metavar="FILE.png",
+                   help="one chart per scenario, ratios in the titles (needs matplotlib)")
     lane = p.add_mutually_exclusive_group()
     lane.add_argument("--sync-only", action="store_true", help="skip the async lane")
     lane.add_argument("--async-only", action="store_true", help="skip the sync lane")
     p.add_argument("--memory", action="store_true",
-                   help="also run the memory scenario (async, maxlen=64, 20 x N parts)")
+                   help="also run the memory scenarios (async, maxlen=64)")
     p.add_argument("--memory-parts", type=_positive, default=None,
                    help="parts of the memory scenario (default 20 x N = 1,000,000)")
     p.add_argument("--tokens", type=_positive, default=None, metavar="N",
@@ -654,18 +1372,60 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--no-langgraph", action="store_true", help="leave LangGraph out")
     p.add_argument("--backend", choices=("c", "python"), action="append",
                    help="langstream backend(s) to run (default: every available one)")
+    p.add_argument("--clock", choices=("wall", "process"), default="wall",
+                   help="what a figure measures: wall time (default) or this process's CPU "
+                        "time (steadier on a loaded machine: time spent waiting for a CPU "
+                        "is left out)")
+    p.add_argument("--interpreters", action="store_true",
+                   help="run the scenarios on CPython (C and pure) and PyPy, one table side by side")
+    p.add_argument("--pypy", metavar="PATH",
+                   help="PyPy interpreter for --interpreters (default: pypy3 on PATH)")
     return p
+
+
+def _passthrough(args: argparse.Namespace) -> List[str]:
+    out = ["--n", str(args.n), "--run-parts", str(args.run_parts), "--rounds", str(args.rounds),
+           "--clock", args.clock]
+    if args.runs is not None:
+        out += ["--runs", str(args.runs)]
+    if args.warmup is not None:
+        out += ["--warmup", str(args.warmup)]
+    for key in args.scenario or ():
+        out += ["--scenario", key]
+    if args.sync_only:
+        out.append("--sync-only")
+    if args.async_only:
+        out.append("--async-only")
+    return out
 
 
 def main(argv: Optional[List[str]] = None) -> int:
     """Entry point of ``python -m langstream bench``; returns the exit status."""
+    global _perf
     args = _parser().parse_args(argv)
+    saved = _perf
+    _perf = time.process_time_ns if args.clock == "process" else time.perf_counter_ns
+    try:
+        return _main(args)
+    finally:
+        _perf = saved
+
+
+def _main(args: argparse.Namespace) -> int:
     if args.plot:
         try:
             import matplotlib  # noqa: F401
         except ImportError:
             sys.stderr.write(f"error: {MATPLOTLIB_MISSING}\n")
             return 2
+    if args.warmup is not None and args.warmup < 0:
+        sys.stderr.write(f"error: --warmup must be >= 0, got {args.warmup}\n")
+        return 2
+    if args.interpreters:
+        if args.backend:
+            sys.stderr.write("error: --interpreters picks the backends itself; drop --backend\n")
+            return 2
+        return run_interpreters(args, _passthrough(args))
     warmup = args.warmup if args.warmup is not None else (
         3 if platform.python_implementation() == "PyPy" else 1)
     backends = available_backends()
@@ -685,35 +1445,62 @@ def main(argv: Optional[List[str]] = None) -> int:
     if lg is None:
         print(LANGGRAPH_MISSING if not args.no_langgraph else "LangGraph: left out (--no-langgraph)")
     else:
-        print(f"LangGraph {lg['version']}")
+        print(f"LangGraph {lg['version']}: {PIPELINE_NOTE}")
     sys.stdout.flush()
 
-    raw: Dict[str, Dict[str, List[float]]] = {}
-    if not args.async_only:
-        sync: Dict[str, Callable[[int], Tuple[int, int]]] = {BARE: _sync_bare}
-        for name, module in backends.items():
-            sync[LS_C if name == "c" else LS_PY] = _sync_langstream(module)
-        if lg is not None:
-            sync[LG] = _sync_langgraph(lg)
-        raw["sync"] = run_sync_rounds(sync, args.n, args.rounds, warmup)
-    if not args.sync_only:
-        asyn: Dict[str, Callable[[int], Any]] = {BARE: _async_bare}
-        for name, module in backends.items():
-            asyn[LS_C if name == "c" else LS_PY] = _async_langstream(module)
-        if lg is not None:
-            asyn[LG] = _async_langgraph(lg)
-        raw["async"] = run_async_rounds(asyn, args.n, args.rounds, warmup)
+    lanes_wanted = [ln for ln, skip in (("sync", args.async_only), ("async", args.sync_only))
+                    if not skip]
+    scenario_keys = args.scenario or list(SCENARIOS)
+    raw: Dict[str, Dict[str, Dict[str, List[float]]]] = {}
+    items: Dict[str, Dict[str, Dict[str, int]]] = {}
+    sizes: Dict[str, Tuple[int, int]] = {}
+    for key in dict.fromkeys(scenario_keys):
+        scenario = SCENARIOS[key]
+        if scenario.concurrent:
+            runs = args.runs or max(1, 2 * args.n // args.run_parts)
+            parts = scenario.build(args.run_parts)
+        else:
+            runs = 1
+            parts = scenario.build(args.n)
+        sizes[key] = (len(parts), runs)
+        for lane in scenario.lanes:
+            if lane not in lanes_wanted:
+                continue
+            factory = sync_contender if lane == "sync" else async_contender
+            contenders: Dict[str, Callable[[List[Any], int], Any]] = {
+                BARE: factory(BARE, scenario, backends, lg)}
+            for name in backends:
+                ck = LS_C if name == "c" else LS_PY
+                contenders[ck] = factory(ck, scenario, backends, lg)
+            if lg is not None:
+                contenders[LG] = factory(LG, scenario, backends, lg)
+            r, it = run_rounds(scenario, lane, contenders, parts, runs, args.rounds, warmup)
+            raw.setdefault(key, {})[lane] = r
+            items.setdefault(key, {})[lane] = it
 
-    summary = {mode: {k: summarize(v) for k, v in table.items()} for mode, table in raw.items()}
+    summary: Summary = {
+        scen: {lane: {k: summarize(v) for k, v in table.items()} for lane, table in lanes.items()}
+        for scen, lanes in raw.items()
+    }
     ratios = compute_ratios(summary)
     print()
-    print(format_table(summary, ratios, args.n, args.rounds, lg["version"] if lg else None))
+    print(format_table(summary, ratios, sizes, args.rounds, lg["version"] if lg else None))
+    pypy = platform.python_implementation() == "PyPy"
+    targets = check_targets(summary, ratios, pypy=pypy) if (
+        "c" in backends or pypy) else []
+    if targets:
+        print("\ntargets (" + ("PyPy, pure backend" if pypy else "C backend") + "):")
+        for line in targets:
+            print("  " + line)
 
-    memory = None
+    memory = growth = idle = None
     if args.memory:
-        parts = args.memory_parts or 20 * args.n
-        memory = run_memory(parts, 1000, 64, backends, lg)
+        mem_parts = args.memory_parts or 20 * args.n
+        memory = run_memory(mem_parts, 1000, 64, backends, lg)
         print(format_memory(memory))
+        growth = run_memory_growth(max(10, mem_parts // 5), 1000, 64, backends)
+        idle = idle_run_memory(backends)
+        print(format_growth(growth, idle))
     tokens = None
     if args.tokens:
         from langstream import _bench_tokens
@@ -728,7 +1515,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                                                      backends, lg, lanes)
         except ImportError as exc:
             sys.stderr.write(f"error: --tokens needs the langgraph extra "
-                             f"(pip install 'langstream[langgraph]'): {exc}\n")
+                             f"(pip install -e '.[langgraph]' in a checkout): {exc}\n")
             return 2
         lg_version = lg["version"] if lg else None
         print(_bench_tokens.format_tokens(tokens, args.tokens, args.rounds, lg_version))
@@ -746,13 +1533,20 @@ def main(argv: Optional[List[str]] = None) -> int:
                 "rounds": args.rounds,
                 "warmup": warmup,
                 "unit": "ns/part",
+                "clock": args.clock,
                 "langgraph": lg["version"] if lg else None,
-                "scenario": "S: values parts at the root, default pipeline, consumer on run.values",
+                "pipeline": PIPELINE_NOTE,
+                "scenarios": {k: {"title": SCENARIOS[k].title, "parts": sizes[k][0],
+                                  "runs": sizes[k][1]} for k in sizes},
             },
             "raw": raw,
+            "items": items,
             "summary": summary,
             "ratios": ratios,
+            "targets": targets,
             "memory": memory,
+            "memory_growth": growth,
+            "idle_run_bytes": idle,
             "tokens": tokens,  # ns/token per lane and contender (--tokens)
         }
         with open(args.json, "w", encoding="utf-8") as fh:
@@ -760,11 +1554,11 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(f"wrote {args.json}")
     if args.plot:
         title = (
-            f"langstream bench, scenario S ({args.n:,} parts), "
+            f"langstream bench: {', '.join(summary)} ({args.n:,} parts), "
             f"{info['python_implementation']} {info['python_version']}, "
-            f"{info['cpu_count']} CPUs"
+            f"{info['cpu_count']} CPUs, load {info['loadavg_start']}"
         )
-        plot(args.plot, summary, title)
+        plot(args.plot, summary, ratios, title)
         print(f"wrote {args.plot}")
     return 0
 

@@ -314,7 +314,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         import redis
         import redis.asyncio as aredis
     except ImportError:
-        sys.stderr.write("error: the Redis benchmark needs redis-py: pip install 'langstream[redis]'\n")
+        sys.stderr.write("error: the Redis benchmark needs redis-py: pip install -e '.[redis]' in a checkout\n")
         return 2
     if args._produce:
         url, key, rate, n = args._produce

@@ -39,7 +39,7 @@ __all__ = [
 
 _EXTRA_HINT = (
     "token streaming needs langchain-core: install the 'langgraph' extra "
-    "(pip install 'langstream[langgraph]')"
+    "(pip install -e '.[langgraph]' in a checkout)"
 )
 
 _available: Optional[bool] = None

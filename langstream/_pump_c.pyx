@@ -13,8 +13,11 @@ C event log (it calls that log's C-level API directly).
 
 from cpython.dict cimport PyDict_GetItem
 from cpython.object cimport PyObject
+from libc.stdint cimport uint64_t
 
 from langstream._eventlog_c cimport EventLog
+
+from time import time as _time
 
 from langstream.protocol import MAX_NAMESPACE_DEPTH, convert_to_protocol_event
 from langstream.transformers import (
@@ -86,6 +89,7 @@ cdef class PartDispatcher:
     cdef dict ops_at_scope   # method -> compiled ops, or _SLOW
     cdef dict ops_below
     cdef bint root_scope
+    cdef bint assign_seq
 
     def __cinit__(self, mux):
         self.mux = mux
@@ -94,6 +98,7 @@ cdef class PartDispatcher:
         self.ops_at_scope = {}
         self.ops_below = {}
         self.root_scope = not mux._scope_list
+        self.assign_seq = mux._assign_seq
         mux._route_listeners.append(self)
 
     def _invalidate(self):
@@ -130,12 +135,14 @@ cdef class PartDispatcher:
         if ns_type is not tuple and ns_type is not list:
             return self.mux._push_part_fast(part)
         found = PyDict_GetItem(part, "interrupts")
+        cdef bint has_interrupts = found != NULL
         if found == NULL:
             interrupts = ()
         else:
             interrupts = <object>found
             if type(interrupts) is not tuple and type(interrupts) is not list:
                 return self.mux._push_part_fast(part)
+        part_interrupts = interrupts
         n = len(ns)
         if n:
             if n > _MAX_DEPTH:
@@ -156,36 +163,55 @@ cdef class PartDispatcher:
             interrupts = None
         cdef EventLog log = self.events_log
         cdef _Op op
-        if not log.has_cursors():
-            cache = self.ops_at_scope if at_scope else self.ops_below
-            found = PyDict_GetItem(cache, method)
-            if found == NULL:
-                fast = mux._fast_route(method, at_scope)
-                compiled = _SLOW if fast is None else _compile(fast)
-                cache[method] = compiled
+        cdef uint64_t seq
+        # (the fast route whoever reads the main log: see StreamMux._push_part_fast)
+        cache = self.ops_at_scope if at_scope else self.ops_below
+        found = PyDict_GetItem(cache, method)
+        if found == NULL:
+            fast = mux._fast_route(method, at_scope)
+            compiled = _SLOW if fast is None else _compile(fast)
+            cache[method] = compiled
+        else:
+            compiled = <object>found
+        if compiled is _SLOW:
+            return (method, at_scope)
+        cdef bint keep = True
+        for item in <tuple>compiled:
+            op = <_Op>item
+            if op.kind == 0:
+                if op.target(part) is False:
+                    keep = False
+                continue
+            if op.kind == 1:  # ValuesTransformer._fast_part, inline
+                # (routed only for values parts at scope: ``interrupts``
+                # was read and checked above)
+                target = op.target
+                target._latest = data
+                if interrupts:
+                    target._interrupted = True
+                    target._interrupts.extend(interrupts)
+            if op.log.is_closed():  # the channel's rules when closed
+                op.channel.push(data)
             else:
-                compiled = <object>found
-            if compiled is not _SLOW:
-                for item in <tuple>compiled:
-                    op = <_Op>item
-                    if op.kind == 0:
-                        op.target(part)
-                        continue
-                    if op.kind == 1:  # ValuesTransformer._fast_part, inline
-                        # (routed only for values parts at scope: ``interrupts``
-                        # was read and checked above)
-                        target = op.target
-                        target._latest = data
-                        if interrupts:
-                            target._interrupted = True
-                            target._interrupts.extend(interrupts)
-                    if op.log.is_closed():  # the channel's rules when closed
-                        op.channel.push(data)
-                    else:
-                        op.log.push_nowait(data)
-                log.push_nowait(None)
-                return None
-        return (method, at_scope)
+                op.log.push_nowait(data)
+        if not keep:  # (like a process() returning False)
+            return None
+        if not log.has_cursors():
+            log.push_nowait(None)
+            return None
+        # someone reads the main log: the event protocol._build_event builds
+        params = {"namespace": list(ns) if n else [],
+                  "timestamp": int(_time() * 1000), "data": data}
+        if has_interrupts:
+            params["interrupts"] = part_interrupts
+        event = {"type": "event", "method": method, "params": params}
+        if log.is_closed():  # (the mux's rules for a closed main log)
+            mux._append(event)
+        else:
+            seq = log.push_seq(event)
+            if self.assign_seq:
+                event["seq"] = seq
+        return None
 
 
 cdef class SyncPump:

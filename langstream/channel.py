@@ -109,13 +109,17 @@ class _AsyncChannelIterator(Generic[T]):
     """``async for`` over one cursor of a channel's log, pumping when empty."""
 
     __slots__ = ("_cursor", "_channel", "_log", "_bp", "_state",
-                 "_task", "__weakref__")
+                 "_task", "_more", "_for_me", "__weakref__")
 
     def __init__(self, channel: StreamChannel[T]) -> None:
         self._channel = channel
         self._log = channel._log
         self._bp = channel._bp  # fixed when the mux adopted the channel
         self._cursor = channel._log.cursor()
+        # the pump as last seen, and whether it takes this reader (a run's
+        # own pump does: it then wakes this reader only for its own data)
+        self._more: Any = None
+        self._for_me = False
         # _READING; _CANCELLED: cancelled while waiting, not read since;
         # _RELEASED: it let go of its subscription (see release_stuck)
         self._state = _READING
@@ -171,12 +175,16 @@ class _AsyncChannelIterator(Generic[T]):
             more = self._channel._arequest_more
             if more is None:
                 raise StopAsyncIteration
+            if more is not self._more:
+                self._more = more
+                self._for_me = getattr(getattr(more, "__self__", None),
+                                       "_steps_for_readers", False) is True
             if self._bp is None:
-                produced = await more()
+                produced = await (more(self) if self._for_me else more())
             else:
                 self._task = asyncio.current_task()
                 try:
-                    produced = await more()
+                    produced = await (more(self) if self._for_me else more())
                 except asyncio.CancelledError:
                     self._state = _CANCELLED
                     raise

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence,
 
 from langstream import eventlog as _el
 from langstream.channel import StreamChannel, _Backpressure
-from langstream.protocol import convert_to_protocol_event, split_part
+from langstream.protocol import _build_event, convert_to_protocol_event, split_part
 
 if TYPE_CHECKING:  # pragma: no cover
     from collections.abc import Awaitable
@@ -34,22 +34,54 @@ TransformerFactory = Callable[[Tuple[str, ...]], Any]
 _time = time.time
 
 
+# Per-class answers of the class-level checks below (a child mux per
+# subgraph registers the same classes again: computing them once per class
+# keeps child muxes cheap).  Only used when the instance does not override
+# the method itself.
+_LOOP_BY_CLASS: Dict[type, bool] = {}
+_ROUTER_BY_CLASS: Dict[type, Optional[Callable[[str, bool], bool]]] = {}
+
+
 def _needs_event_loop(transformer: Any) -> bool:
+    cls = type(transformer)
+    if "_needs_event_loop" not in getattr(transformer, "__dict__", ()):
+        found = _LOOP_BY_CLASS.get(cls)
+        if found is not None:
+            return found
     check = getattr(transformer, "_needs_event_loop", None)
     if check is not None:
-        return bool(check())
-    return bool(getattr(transformer, "requires_async", False))
+        answer = bool(check())
+    else:
+        answer = bool(getattr(transformer, "requires_async", False))
+    if "_needs_event_loop" not in getattr(transformer, "__dict__", ()):
+        _LOOP_BY_CLASS[cls] = answer
+    return answer
 
 
-def _fast(transformer: Any) -> Optional[Callable[[Any], None]]:
+def _fast(transformer: Any, method: str, at_scope: bool) -> Optional[Callable[[Any], Any]]:
+    """The handler taking ``(method, at_scope)`` parts directly, if any.
+
+    A handler returns ``False`` to keep the part's event out of the main log
+    (like ``process``); anything else keeps it.
+    """
+    get = getattr(transformer, "_fast_handler_at", None)
+    if get is not None:
+        return get(method, at_scope)
     get = getattr(transformer, "_fast_handler", None)
     return get() if get is not None else None
 
 
 def _router(transformer: Any) -> Optional[Callable[[str, bool], bool]]:
     """The transformer's routing predicate, if its class declares a trusted one."""
+    cls = type(transformer)
+    own = "_routing" in getattr(transformer, "__dict__", ())
+    if not own and cls in _ROUTER_BY_CLASS:
+        return _ROUTER_BY_CLASS[cls]
     get = getattr(transformer, "_routing", None)
-    return get() if get is not None else None
+    router = get() if get is not None else None
+    if not own:
+        _ROUTER_BY_CLASS[cls] = router
+    return router
 
 
 def _refuse_foreign_channels(transformer: Any, projection: Dict[str, Any]) -> None:
@@ -138,7 +170,7 @@ def _as_stop_error(transformer: Any, hook: str, exc: BaseException) -> BaseExcep
 class _Shared:
     """State shared by a root mux and all of its child muxes."""
 
-    __slots__ = ("counter", "bp", "deferred")
+    __slots__ = ("counter", "bp", "deferred", "children")
 
     def __init__(self) -> None:
         # one sequence for every projection log, so pushes can be ordered
@@ -148,6 +180,10 @@ class _Shared:
         # (child mux, run stream handle or None, event): forwards postponed to
         # the next pump step so a consumer can subscribe to a new handle first
         self.deferred: List[Tuple[Any, Any, Any]] = []
+        # child muxes made so far: a step that made one may have handed out a
+        # new handle, so the async pump lets consumers subscribe before it
+        # pulls on (pushes to a log nobody subscribes to are not stored)
+        self.children = 0
 
 
 class StreamMux:
@@ -182,9 +218,11 @@ class StreamMux:
         _assign_seq: bool = True,
         _shared: Optional[_Shared] = None,
     ) -> None:
-        _el.EventLog(maxlen)  # validate maxlen with the log's own message
+        if _shared is None:  # (a child mux: checked by its root, segments from parts)
+            _el.EventLog(maxlen)  # validate maxlen with the log's own message
+            scope = _check_scope(scope)
         self.is_async = bool(is_async)
-        self.scope: Tuple[str, ...] = _check_scope(scope)
+        self.scope: Tuple[str, ...] = scope
         self.maxlen = maxlen
         self._scope_list: List[str] = list(self.scope)
         self._assign_seq = _assign_seq
@@ -261,7 +299,7 @@ class StreamMux:
                 f"got {type(projection).__name__}: {projection!r}"
             )
         _refuse_foreign_channels(transformer, projection)
-        taken = sorted(set(projection) & set(self.extensions))
+        taken = sorted(projection.keys() & self.extensions.keys()) if self.extensions else ()
         if taken:
             owners = ", ".join(
                 f"{key!r} (owned by {self._projection_owners[key]})" for key in taken
@@ -364,6 +402,7 @@ class StreamMux:
             _assign_seq=False,
             _shared=self._shared,
         )
+        self._shared.children += 1
         if self._pump_fn is not None:
             child.bind_pump(self._pump_fn)
         if self._apump_fn is not None:
@@ -412,7 +451,7 @@ class StreamMux:
             handlers = []
             routed = {id(t) for t, r in zip(self._transformers, self._routers) if r is not None}
             for transformer in self._route(method, at_scope):
-                handler = _fast(transformer) if id(transformer) in routed else None
+                handler = _fast(transformer, method, at_scope) if id(transformer) in routed else None
                 if handler is None:
                     handlers = None
                     break
@@ -427,9 +466,13 @@ class StreamMux:
             self._interrupts.extend(interrupts)
 
     def _push_part_fast(self, part: Any) -> Optional[Tuple[str, bool]]:
-        """Validate ``part`` and dispatch it without building an event if possible.
+        """Validate ``part`` and dispatch it through its fast route if it has one.
 
-        Returns ``None`` when the part was fully dispatched, else
+        A fast route (every interested transformer takes parts directly) is
+        taken whoever reads the main log: with a reader, the protocol event
+        is built after the handlers ran and appended (numbered) as the event
+        path would; without one it is never built and only its number is
+        consumed.  Returns ``None`` when the part was fully dispatched, else
         ``(method, at_scope)`` for the event path.
         """
         method, namespace, data = split_part(part)
@@ -440,16 +483,22 @@ class StreamMux:
             if interrupts:
                 self._interrupted = True
                 self._interrupts.extend(interrupts)
-        log = self._events._log
-        if not log.cursor_count:
-            fast = self._fast_routes.get((method, at_scope), False)
-            if fast is False:
-                fast = self._fast_route(method, at_scope)
-            if fast is not None:
-                for handler in fast:
-                    handler(part)
-                log.push(None)
+        fast = self._fast_routes.get((method, at_scope), False)
+        if fast is False:
+            fast = self._fast_route(method, at_scope)
+        if fast is not None:
+            keep = True
+            for handler in fast:
+                if handler(part) is False:
+                    keep = False
+            if not keep:  # (like a process() returning False)
                 return None
+            log = self._events._log
+            if log.cursor_count:
+                self._append(_build_event(method, namespace, data, part))
+            else:
+                log.push(None)
+            return None
         return method, at_scope
 
     def push_part(self, part: Any) -> None:

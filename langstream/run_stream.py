@@ -449,7 +449,8 @@ class _AsyncPump:
     """
 
     __slots__ = (
-        "run", "mux", "graph_aiter", "exhausted", "pumping", "pump_task", "waiters",
+        "run", "mux", "graph_aiter", "exhausted", "pumping", "pump_task", "waiters", "readers",
+        "handoff",
         "aborting", "aborted", "settled", "yield_next", "loop", "deferred", "bounded",
         "dispatch", "closing", "closer", "__weakref__",
     )
@@ -463,6 +464,10 @@ class _AsyncPump:
         self.pumping = False
         self.pump_task: Optional[asyncio.Task[Any]] = None
         self.waiters: List[asyncio.Future[Any]] = []
+        # projection readers waiting for their own data: (future, reader);
+        # woken when their log has an item or closes (see ``step``)
+        self.readers: List[Tuple[asyncio.Future[Any], Any]] = []
+        self.handoff = False  # a _handoff callback is scheduled
         self.aborting = False
         self.aborted = False
         self.settled: Optional[asyncio.Future[Any]] = None
@@ -483,18 +488,39 @@ class _AsyncPump:
             _PartDispatcher(mux).dispatch if _compiled_pump_fits(mux) else mux._push_part_fast
         )
 
-    async def step(self) -> bool:
+    # projection readers pass themselves to ``step`` (``_AsyncChannelIterator``)
+    _steps_for_readers = True
+
+    async def step(self, reader: Any = None) -> bool:
         """Advance the run by one step, or wait for the task that is doing it.
 
         Returns ``True`` when a step completed (here or in another task),
         ``False`` once the run has ended.
+
+        ``reader`` is the projection reader asking (it has ``_cursor`` and
+        ``_log``), or ``None`` (``output()``, a handle, any other caller).
+        A reader that finds the pump busy waits until its own log has an item
+        or closes, instead of waking after every step; a reader that pumps
+        keeps pulling while the parts it dispatches give nobody anything to
+        read (no item for it, no waiter to wake).  Every step that gives a
+        waiting reader data wakes it at once, as before; when the pumping
+        task returns with its own data while readers still wait, a callback
+        hands the pump on to them unless that task pumps again first.
+
+        Both shortcuts hold only while the run has no subgraph handle: a
+        consumer that got a handle subscribes to its projections when its
+        task next runs, and pushes to a log nobody subscribes to are not
+        stored, so once a handle exists every step wakes every waiting
+        consumer and goes back to the event loop.
         """
         if self.exhausted:
             if self.pumping or self.closing is not None:
                 await self.wait_finished()
             return False
+        if reader is not None and self.mux._shared.children:
+            reader = None
         if self.pumping:
-            return await self.wait_step()
+            return await self.wait_step(reader)
         loop = self.loop
         if loop is None:
             loop = self.loop = _get_running_loop()
@@ -504,48 +530,67 @@ class _AsyncPump:
         self.pumping = True
         self.pump_task = task
         mux = self.mux
+        shared = mux._shared
         pulling = False
         try:
-            if self.yield_next or self.deferred or self.bounded:
-                if self.yield_next or self.deferred:
-                    # Before the first part, and after a step that woke other
-                    # consumers, let them run: tasks started together (gather)
-                    # subscribe before anything is dispatched (pushes to a
-                    # projection nobody subscribes to are not stored), and a
-                    # consumer whose data just arrived reads it, and subscribes
-                    # to the handles it got, before the next part is pulled.
-                    self.yield_next = False
-                    await asyncio.sleep(0)
-                if self.deferred:
-                    await mux._aflush_deferred()
-                    return True
-                if self.bounded:
-                    await self.wait_for_room()
-                if self.exhausted:
+            while True:
+                if self.yield_next or self.deferred or self.bounded:
+                    if self.yield_next or self.deferred:
+                        # Before the first part, and after a step that woke
+                        # other consumers, let them run: tasks started together
+                        # (gather) subscribe before anything is dispatched
+                        # (pushes to a projection nobody subscribes to are not
+                        # stored), and a consumer whose data just arrived reads
+                        # it, and subscribes to the handles it got, before the
+                        # next part is pulled.
+                        self.yield_next = False
+                        await asyncio.sleep(0)
+                    if self.deferred:
+                        await mux._aflush_deferred()
+                        return True
+                    if self.bounded:
+                        await self.wait_for_room()
+                    if self.exhausted:
+                        return False
+                # (the end of the run and abort() both clear ``graph_aiter``)
+                graph_aiter = self.graph_aiter
+                if graph_aiter is None:
                     return False
-            # (the end of the run and abort() both clear ``graph_aiter``)
-            graph_aiter = self.graph_aiter
-            if graph_aiter is None:
-                return False
-            pulling = True
-            try:
-                part = await graph_aiter.__anext__()
-            except StopAsyncIteration:  # the graph's own exhaustion
-                return await self.finish()
-            route = self.dispatch(part)
-            if route is not None:
-                await mux._adispatch(_convert(part), route[0], route[1])
-            return True
+                pulling = True
+                try:
+                    part = await graph_aiter.__anext__()
+                except StopAsyncIteration:  # the graph's own exhaustion
+                    return await self.finish()
+                route = self.dispatch(part)
+                if route is not None:
+                    await mux._adispatch(_convert(part), route[0], route[1])
+                pulling = False
+                # (the common cases first: no reader, or the reader's item)
+                if reader is None or reader._cursor.pending:
+                    return True
+                if self.waiters or self.deferred or reader._log.closed:
+                    return True
+                if shared.children:  # a handle exists now (see the docstring)
+                    return True
+                if self.readers and self.any_reader_ready():
+                    return True
+                # nothing to read for anyone: pull the next part at once
         except asyncio.CancelledError as exc:
             return await self.after_cancel(exc, pulling)
         except BaseException as exc:
             return await self.after_error(exc)
         finally:
-            if self.waiters or self.settled is not None:
+            if self.waiters or self.readers or self.settled is not None:
                 self.end_step()
             else:  # (end_step, inline for the common case)
                 self.pumping = False
                 self.pump_task = None
+
+    def any_reader_ready(self) -> bool:
+        for waiter, reader in self.readers:
+            if reader._cursor.pending or reader._log.closed or waiter.done():
+                return True
+        return False
 
     def check_loop(self) -> None:
         """Raise if this run is being pumped from an event loop that is not its own."""
@@ -570,15 +615,19 @@ class _AsyncPump:
             "or hand the work to schedule()."
         )
 
-    async def wait_step(self) -> bool:
-        """Another task is pumping: wait for its step, then report it."""
+    async def wait_step(self, reader: Any = None) -> bool:
+        """Another task is pumping: wait for its step (a ``reader``: for its
+        own data, see ``step``), then report it."""
         task = _current_task()
         if task is self.pump_task:
             raise self.reentry_error("dispatching a part")
         if self.loop is not None and _get_running_loop() is not self.loop:
             self.check_loop()
         waiter = self.loop.create_future()  # type: ignore[union-attr]
-        self.waiters.append(waiter)
+        if reader is not None:
+            self.readers.append((waiter, reader))
+        else:
+            self.waiters.append(waiter)
         try:
             await waiter
         finally:
@@ -623,9 +672,39 @@ class _AsyncPump:
             for waiter in waiters:
                 if not waiter.done():
                     waiter.set_result(None)
+        if self.readers:
+            self.wake_readers(self.exhausted)
         settled = self.settled
         if settled is not None and not settled.done():
             settled.set_result(None)
+
+    def wake_readers(self, everyone: bool) -> None:
+        """Wake the waiting readers that have data (``everyone``: all of them);
+        if some still wait, schedule a hand-off of the pump to them."""
+        keep = []
+        woke = False
+        for entry in self.readers:
+            waiter, reader = entry
+            if waiter.done():
+                continue
+            if everyone or reader._cursor.pending or reader._log.closed:
+                waiter.set_result(None)
+                woke = True
+            else:
+                keep.append(entry)
+        self.readers = keep
+        if woke:
+            self.yield_next = True
+        if keep and not self.handoff and self.loop is not None:
+            self.handoff = True
+            self.loop.call_soon(self._handoff)
+
+    def _handoff(self) -> None:
+        """The pumping task stopped pumping: a waiting reader takes over."""
+        self.handoff = False
+        if self.pumping or not self.readers:
+            return
+        self.wake_readers(True)
 
     async def after_cancel(self, exc: BaseException, pulling: bool) -> bool:
         """The task driving the pump was cancelled during a step."""
@@ -766,6 +845,8 @@ class _AsyncPump:
         for waiter in waiters:
             if not waiter.done():
                 waiter.set_result(None)
+        if self.readers:
+            self.wake_readers(True)
         mux._shared.bp.wake()
 
 

@@ -232,6 +232,10 @@ class StreamTransformer(ABC):
         """The ``_fast_part`` handler the mux may call instead of ``process``."""
         return _trusted_fast_part(self)
 
+    def _fast_handler_at(self, method: str, at_scope: bool) -> Optional[Callable[[Any], Any]]:
+        """The fast handler for parts of ``method`` at (or below) the scope."""
+        return self._fast_handler()
+
     @classmethod
     def _routing(cls) -> Optional[Callable[[str, bool], bool]]:
         """The ``_route(method, at_scope)`` predicate, if it can be trusted.
@@ -428,6 +432,10 @@ def parse_segment(segment: str) -> Tuple[Optional[str], Optional[str]]:
     return (name or None), (task_id if sep else None)
 
 
+def _is_mapping(value: Any) -> bool:
+    return type(value) is dict or isinstance(value, Mapping)
+
+
 def _status_from_exception(err: BaseException) -> Tuple[SubgraphStatus, Optional[str]]:
     # LangGraph's exception classes, recognised by name (no import needed)
     for klass in type(err).__mro__:
@@ -544,18 +552,32 @@ class _SubtreeTracker(StreamTransformer):
 
     def _record_tool_call(self, data: Any) -> None:
         """Remember which tool call a starting task runs (for ``cause``)."""
-        if not isinstance(data, Mapping) or "result" in data:
+        # (``type(x) is dict`` first: the ABC check costs ten times more, and
+        # every ``tasks`` event comes through here)
+        if type(data) is not dict and not isinstance(data, Mapping):
             return
-        task_id = data.get("id")
-        if not isinstance(task_id, str):
+        if "result" in data:
+            # the task ended: its subagent (if any) was discovered by now, so
+            # its tool call is let go (long runs stay bounded)
+            if self._tool_calls:
+                task_id = data.get("id")
+                if isinstance(task_id, str):
+                    self._tool_calls.pop(task_id, None)
             return
         payload = data.get("input")
+        if type(payload) is dict:
+            tool_call = payload.get("tool_call")
+            if tool_call is None:
+                return
+        task_id = data.get("id")
+        if type(task_id) is not str and not isinstance(task_id, str):
+            return
         call_id = None
-        if isinstance(payload, Mapping) and isinstance(payload.get("tool_call"), Mapping):
+        if _is_mapping(payload) and _is_mapping(payload.get("tool_call")):
             call_id = payload["tool_call"].get("id")
         elif isinstance(payload, list):
             for call in payload:
-                if isinstance(call, Mapping) and isinstance(call.get("id"), str):
+                if _is_mapping(call) and isinstance(call.get("id"), str):
                     call_id = call["id"]
                     break
         if isinstance(call_id, str):
@@ -563,7 +585,9 @@ class _SubtreeTracker(StreamTransformer):
 
     def _ended(self, ns: List[str], data: Any) -> Optional[Tuple[Tuple[str, ...], SubgraphStatus, Optional[str]]]:
         """The namespace a task result closes, with its status, if any."""
-        if not isinstance(data, Mapping) or "result" not in data:
+        if (type(data) is not dict and not isinstance(data, Mapping)) or "result" not in data:
+            return None
+        if not self._by_task:  # no subgraph is waiting for its parent's task result
             return None
         task_id = data.get("id")
         if not isinstance(task_id, str):
@@ -577,6 +601,23 @@ class _SubtreeTracker(StreamTransformer):
         self._seen.discard(child)
         status, error = _status_from_result(data)
         return child, status, error
+
+    def _fast_handler_at(self, method: str, at_scope: bool) -> Optional[Callable[[Any], Any]]:
+        # a task event at the scope itself discovers nothing: the part is
+        # enough (below the scope the event is forwarded, so it is built)
+        if not at_scope or method != "tasks":
+            return None
+        return self._fast_handler()
+
+    def _fast_part(self, part: Mapping[str, Any]) -> bool:
+        """``process`` of a ``tasks`` part at the scope (routed only for those)."""
+        data = part["data"]
+        self._record_tool_call(data)
+        if self._by_task:
+            ended = self._ended(self._scope_list, data)
+            if ended is not None:
+                self._on_terminal(*ended)
+        return False
 
     def process(self, event: ProtocolEvent) -> bool:
         params = event["params"]
@@ -726,12 +767,13 @@ class SubgraphTransformer(_SubtreeTracker):
         """The handle ``event`` goes to and whether it was just discovered."""
         ns = event["params"]["namespace"]
         depth = self._depth
-        if len(ns) <= depth or (depth and ns[:depth] != self._scope_list):
+        if len(ns) <= depth:
             return None, False
         key = tuple(ns[: depth + 1])
         handle = self._handles.get(key)
         if handle is None:
-            if key in self._seen:
+            # (a known handle's key starts with the scope: checked only here)
+            if (depth and ns[:depth] != self._scope_list) or key in self._seen:
                 return None, False
             self._discover(ns, event)
             handle = self._handles.get(key)
@@ -770,6 +812,23 @@ class SubgraphTransformer(_SubtreeTracker):
             await handle._mux.afail(RuntimeError(error or "subgraph failed"))
         else:
             await handle._mux.aclose()
+
+    def _fast_handler_at(self, method: str, at_scope: bool) -> Optional[Callable[[Any], Any]]:
+        # (async lane: a task result may end a child, whose mux closes with
+        # an await: the event path)
+        if self._mux is None or self._mux.is_async:
+            return None
+        return _SubtreeTracker._fast_handler_at(self, method, at_scope)
+
+    def _fast_part(self, part: Mapping[str, Any]) -> bool:
+        """``process`` of a ``tasks`` part at the scope (sync lane)."""
+        data = part["data"]
+        self._record_tool_call(data)
+        if self._by_task:
+            ended = self._ended(self._scope_list, data)
+            if ended is not None:
+                self._on_terminal(*ended)
+        return False
 
     def process(self, event: ProtocolEvent) -> bool:
         if event["method"] == "tasks":

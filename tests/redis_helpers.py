@@ -36,7 +36,7 @@ def need_redis_client() -> Any:
     try:
         import redis
     except ImportError:
-        _unavailable("redis-py is not installed (pip install 'langstream[redis]')")
+        _unavailable("redis-py is not installed (pip install -e '.[redis]' in a checkout)")
     return redis
 
 

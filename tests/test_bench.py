@@ -1,55 +1,157 @@
 """``python -m langstream bench`` (langstream._bench): runs end to end on tiny inputs.
 
-No timing is asserted: only that every contender runs, the figures are
-well formed and the backend swap is undone.
+No timing is asserted: only that every scenario and contender runs, the
+figures are well formed, the inputs have the advertised shape and the
+backend swap is undone.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import platform
+import subprocess
+import sys
 
 import pytest
 
 from langstream import _bench
 from langstream import eventlog as el
 
+TINY = ["--n", "120", "--run-parts", "30", "--runs", "3", "--rounds", "2", "--warmup", "0"]
 
-def test_bench_writes_json(tmp_path, capsys):
+
+def _has_langgraph() -> bool:
+    return _bench._langgraph() is not None
+
+
+def test_bench_runs_every_scenario(tmp_path, capsys):
     out = tmp_path / "bench.json"
-    assert _bench.main(["--n", "300", "--rounds", "2", "--warmup", "0",
-                        "--no-langgraph", "--json", str(out)]) == 0
+    assert _bench.main([*TINY, "--json", str(out)]) == 0
     doc = json.loads(out.read_text())
-    assert doc["config"]["n"] == 300
+    assert set(doc["raw"]) == set(_bench.SCENARIOS) >= {"S", "R", "M", "D", "C"}
+    assert doc["config"]["n"] == 120
+    assert doc["config"]["scenarios"]["C"] == {
+        "title": _bench.SCENARIOS["C"].title, "parts": 30, "runs": 3}
+    assert doc["config"]["scenarios"]["M"]["parts"] == 120
     assert doc["machine"]["python_implementation"] == platform.python_implementation()
     assert "cpu_count" in doc["machine"] and "loadavg_start" in doc["machine"]
-    for lane in ("sync", "async"):
-        table = doc["raw"][lane]
-        assert _bench.BARE in table and _bench.LS_PY in table
-        for samples in table.values():
-            assert len(samples) == 2 and all(x > 0 for x in samples)
-        summary = doc["summary"][lane][_bench.LS_PY]
-        assert summary["p10"] <= summary["median"] <= summary["p90"]
-        assert "langstream-python/bare" in doc["ratios"][lane]
+    for scen, lanes in doc["raw"].items():
+        expected_lanes = {"async"} if scen == "C" else {"sync", "async"}
+        assert set(lanes) == expected_lanes, scen
+        for lane, table in lanes.items():
+            assert _bench.BARE in table and _bench.LS_PY in table
+            if _has_langgraph():
+                assert _bench.LG in table
+            for samples in table.values():
+                assert len(samples) == 2 and all(x > 0 for x in samples)
+            s = doc["summary"][scen][lane][_bench.LS_PY]
+            assert s["p10"] <= s["median"] <= s["p90"]
+            assert "langstream-python/bare" in doc["ratios"][scen][lane]
+            # the bare generator read every part of every run
+            parts, runs = doc["config"]["scenarios"][scen]["parts"], doc["config"]["scenarios"][scen]["runs"]
+            assert doc["items"][scen][lane][_bench.BARE] == parts * runs
     printed = capsys.readouterr()
-    assert "ns/part median" in printed.out
-    assert "[bench] sync  round 1/2" in printed.err
+    assert "ns per part" in printed.out and "same transformer pipeline" in printed.out
+    assert "[bench] S sync  round 1/2" in printed.err
 
 
-def test_bench_one_lane_and_backend(capsys):
+def test_langstream_reads_what_langgraph_reads_at_the_root(tmp_path):
+    """S and R: both run streams read the same number of items (same pipeline)."""
+    if not _has_langgraph():
+        pytest.skip("langgraph is not installed")
+    out = tmp_path / "bench.json"
+    assert _bench.main([*TINY, "--scenario", "S", "--json", str(out)]) == 0
+    items = json.loads(out.read_text())["items"]["S"]
+    for lane in ("sync", "async"):
+        assert items[lane][_bench.LG] == items[lane][_bench.LS_PY] == 120
+
+
+def test_bench_one_lane_one_scenario_one_backend(capsys):
     assert _bench.main(["--n", "100", "--rounds", "1", "--warmup", "0", "--async-only",
-                        "--backend", "python", "--no-langgraph"]) == 0
+                        "--backend", "python", "--no-langgraph", "--scenario", "m"]) == 0
     out = capsys.readouterr().out
-    assert "| async |" in out and "| sync  |" not in out
+    assert "| M        | async" in out and "| sync" not in out and "| S " not in out
 
 
-def test_bench_memory_scenario(tmp_path):
+def test_process_clock(tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    assert _bench.main(["--n", "60", "--rounds", "1", "--warmup", "0", "--no-langgraph",
+                        "--backend", "python", "--scenario", "S", "--clock", "process",
+                        "--json", str(out)]) == 0
+    assert json.loads(out.read_text())["config"]["clock"] == "process"
+    assert "CPU time of this process" in capsys.readouterr().out
+    assert _bench._perf is __import__("time").perf_counter_ns  # restored
+
+
+def test_unknown_scenario_is_a_usage_error(capsys):
+    with pytest.raises(SystemExit) as exc:
+        _bench.main(["--scenario", "X"])
+    assert exc.value.code == 2
+    assert "unknown scenario 'X'" in capsys.readouterr().err
+
+
+def test_agent_parts_shape():
+    parts = _bench.agent_parts(400, depth=5)
+    assert len(parts) == 400
+    depths = {len(p["ns"]) for p in parts}
+    assert depths == {0, 1, 2, 3, 4, 5}
+    # every task start has a result with the same id at the same namespace, in order
+    open_tasks = {}
+    for p in parts:
+        if p["type"] == "tasks":
+            key = (p["ns"], p["data"]["id"])
+            if "input" in p["data"]:
+                assert key not in open_tasks
+                open_tasks[key] = p
+            else:
+                assert key in open_tasks
+                del open_tasks[key]
+    # a subgraph's namespace segment names its caller's task
+    for p in parts:
+        if p["ns"]:
+            name, tid = p["ns"][-1].split(":")
+            assert name.startswith("sub")
+    m = _bench.agent_parts(200)
+    assert {len(p["ns"]) for p in m} == {0, 1}
+    assert {p["type"] for p in m} == {"values", "tasks", "custom", "updates"}
+
+
+def test_producer_yields_fresh_shallow_copies():
+    parts = _bench.values_parts(3)
+    got = list(_bench.producer(parts))
+    assert got == parts
+    assert all(a is not b and a["data"] is b["data"] for a, b in zip(got, parts))
+
+
+def test_register_scenario_hook(tmp_path):
+    """A scenario registered from outside (the token scenario's way in) runs like the others."""
+    scen = _bench.Scenario("Z", "values, again", _bench.values_parts,
+                           _bench.consume_values, _bench.aconsume_values)
+    _bench.register_scenario(scen)
+    try:
+        out = tmp_path / "bench.json"
+        assert _bench.main(["--n", "50", "--rounds", "1", "--warmup", "0", "--no-langgraph",
+                            "--backend", "python", "--scenario", "Z", "--json", str(out)]) == 0
+        assert set(json.loads(out.read_text())["raw"]) == {"Z"}
+    finally:
+        del _bench.SCENARIOS["Z"]
+
+
+def test_bench_memory_scenario(tmp_path, capsys):
     out = tmp_path / "bench.json"
     assert _bench.main(["--n", "50", "--rounds", "1", "--warmup", "0", "--sync-only",
-                        "--backend", "python", "--no-langgraph", "--memory",
+                        "--scenario", "S", "--backend", "python", "--no-langgraph", "--memory",
                         "--memory-parts", "300", "--json", str(out)]) == 0
-    mem = json.loads(out.read_text())["memory"][_bench.LS_PY]
+    doc = json.loads(out.read_text())
+    mem = doc["memory"][_bench.LS_PY]
     assert mem["parts"] == 300 and mem["maxlen"] == 64 and mem["raw_events"] >= 300
+    growth = doc["memory_growth"][_bench.LS_PY]
+    assert [g["parts"] for g in growth] == [6, 60]
+    idle = doc["idle_run_bytes"][_bench.LS_PY]
+    if platform.python_implementation() == "CPython":
+        assert idle > 0
+    assert "per idle open run" in capsys.readouterr().out
 
 
 def test_use_backend_restores():
@@ -66,6 +168,21 @@ def test_summarize_matches_linear_percentiles():
     assert s["p10"] == pytest.approx(1.4) and s["p90"] == pytest.approx(4.6)
 
 
+def test_plot_one_chart_per_scenario(tmp_path):
+    pytest.importorskip("matplotlib")
+    png = tmp_path / "bench.png"
+    assert _bench.main(["--n", "60", "--rounds", "1", "--warmup", "0", "--no-langgraph",
+                        "--backend", "python", "--scenario", "S", "--scenario", "M",
+                        "--plot", str(png)]) == 0
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_ratio_title_names_every_ratio():
+    title = _bench._ratio_title("M", {"sync": {"langgraph/langstream-c": 8.0,
+                                               "langstream-c/bare": 3.5}})
+    assert title.startswith("M") and "LG/ls-c 8.0x" in title and "ls-c/bare 3.5x" in title
+
+
 def test_plot_without_matplotlib(monkeypatch, capsys):
     import builtins
 
@@ -78,4 +195,36 @@ def test_plot_without_matplotlib(monkeypatch, capsys):
 
     monkeypatch.setattr(builtins, "__import__", fake_import)
     assert _bench.main(["--plot", "x.png"]) == 2
-    assert "pip install 'langstream[plot]'" in capsys.readouterr().err
+    assert "pip install -e '.[plot]' in a checkout" in capsys.readouterr().err
+
+
+def test_interpreters_mode(tmp_path, capsys):
+    """One subprocess per interpreter (the PyPy one where it exists), one merged table."""
+    out = tmp_path / "interp.json"
+    assert _bench.main(["--interpreters", "--n", "60", "--rounds", "1", "--warmup", "0",
+                        "--no-langgraph", "--scenario", "S", "--sync-only",
+                        "--json", str(out)]) == 0
+    doc = json.loads(out.read_text())
+    labels = list(doc["interpreters"])
+    assert any(label.endswith("(pure)") for label in labels)
+    table = doc["merged"]["table"]["S"]["sync"]
+    for label in labels:
+        assert f"{label} langstream" in table and f"{label} bare" in table
+    printed = capsys.readouterr().out
+    assert "ls/bare" in printed and all(label in printed for label in labels)
+
+
+def test_interpreters_configs_put_the_repo_on_pythonpath():
+    for label, exe, extra, env in _bench.interpreter_configs(None):
+        assert env["PYTHONPATH"].split(os.pathsep)[0] == _bench._repo_root()
+        assert "--backend" in extra
+        if "(pure)" in label:
+            assert env["LANGSTREAM_NO_EXTENSIONS"] == "1"
+
+
+def test_bench_command_line_entry():
+    proc = subprocess.run([sys.executable, "-m", "langstream", "bench", "--n", "40", "--rounds",
+                           "1", "--warmup", "0", "--no-langgraph", "--scenario", "R"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "| R " in proc.stdout

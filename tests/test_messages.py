@@ -320,5 +320,5 @@ assert run.output == {"n": 1}
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
     assert lines[0].startswith("attr:") and "'messages'" in lines[0]
-    assert "langstream[langgraph]" in lines[0]
-    assert lines[1].startswith("import:") and "langstream[langgraph]" in lines[1]
+    assert "'.[langgraph]'" in lines[0]
+    assert lines[1].startswith("import:") and "'.[langgraph]'" in lines[1]

@@ -155,7 +155,7 @@ def _is_async_client(client: Any) -> bool:
         import redis.asyncio as aredis
     except ImportError:  # pragma: no cover
         raise ImportError(
-            "langstream.integrations.redis needs redis-py: pip install 'langstream[redis]'"
+            "langstream.integrations.redis needs redis-py: pip install -e '.[redis]' in a checkout"
         ) from None
     async_types: Tuple[type, ...] = (aredis.Redis,)
     cluster = getattr(aredis, "RedisCluster", None)

@@ -1,0 +1,494 @@
+"""Issue 10: the faster paths give the same events, order and errors as before.
+
+Every test runs on both event-log backends (``backend`` fixture) and, where
+a run is involved, on both lanes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+import langstream
+from langstream import StreamMux, ValuesTransformer, astream_events, stream_events
+from langstream import _bench
+from langstream.transformers import LifecycleTransformer, SubgraphTransformer
+
+LANES = ["sync", "async"]
+
+
+def _ev(method, ns, data):
+    return langstream.convert_to_protocol_event({"type": method, "ns": ns, "data": data})
+
+
+def test_tool_call_bookkeeping_is_let_go_when_the_task_ends(backend):
+    """Long runs of tool-calling agents stay bounded: a tool call's id is
+    kept only while its task runs, and the subagent still names it."""
+    mux = StreamMux(factories=[ValuesTransformer, LifecycleTransformer, SubgraphTransformer])
+    lifecycle = iter(mux.extensions["lifecycle"])
+    for k in range(50):
+        mux.push(_ev("tasks", (), {"id": f"p{k}", "name": "tools",
+                                   "input": {"tool_call": {"id": f"call_{k}", "name": "x"}},
+                                   "triggers": []}))
+        mux.push(_ev("tasks", (f"tools:p{k}",), {
+            "id": f"c{k}", "name": "model", "input": {}, "triggers": [],
+            "metadata": {"lc_agent_name": "researcher"}}))
+        mux.push(_ev("tasks", (f"tools:p{k}",), {"id": f"c{k}", "name": "model", "error": None,
+                                                 "result": {}, "interrupts": []}))
+        mux.push(_ev("tasks", (), {"id": f"p{k}", "name": "tools", "error": None,
+                                   "result": {}, "interrupts": []}))
+    mux.close()
+    starts = [p for p in lifecycle if p["event"] == "started"]
+    assert [p["cause"]["tool_call_id"] for p in starts] == [f"call_{k}" for k in range(50)]
+    for t in mux._transformers:
+        if hasattr(t, "_tool_calls"):
+            assert t._tool_calls == {}
+
+
+def test_tasks_that_are_not_mappings_are_ignored_like_before(backend):
+    mux = StreamMux(factories=[LifecycleTransformer, SubgraphTransformer])
+    lifecycle = iter(mux.extensions["lifecycle"])
+    mux.push(_ev("tasks", (), ["not", "a", "mapping"]))
+    mux.push(_ev("tasks", (), {"id": 3, "name": "n", "input": {"tool_call": {"id": "c"}}}))
+    mux.push(_ev("values", ("sub:t1",), {"n": 1}))
+    mux.push(_ev("tasks", (), {"id": "t1", "name": "sub", "error": None, "result": {},
+                               "interrupts": []}))
+    mux.close()
+    assert [p["event"] for p in lifecycle] == ["started", "completed"]
+
+
+def _collect_sync(parts):
+    out = []
+    with stream_events(iter(parts)) as run:
+        for name, item in run.interleave("values", "lifecycle", "subgraphs"):
+            if name == "subgraphs":
+                out.append(("handle", item.path, [v for v in item.values], item.status))
+            else:
+                out.append((name, item))
+        out.append(("output", run.output))
+    return out
+
+
+async def _collect_async(parts):
+    async def agen():
+        for p in parts:
+            yield p
+
+    out = {"values": [], "lifecycle": [], "handles": []}
+    async with astream_events(agen()) as run:
+        async def drain(name):
+            async for x in getattr(run, name):
+                out[name].append(x)
+
+        async def handles():
+            async for h in run.subgraphs:
+                vals = [v async for v in h.values]
+                out["handles"].append((h.path, vals, h.status))
+
+        await asyncio.gather(drain("values"), drain("lifecycle"), handles())
+        out["output"] = await run.output()
+    return out
+
+
+def test_agent_stream_projections_on_both_lanes(backend):
+    """Scenario M's stream: every projection as the contract says, both lanes."""
+    parts = _bench.agent_parts(120)
+    sync = _collect_sync(parts)
+    handles = [x for x in sync if x[0] == "handle"]
+    asy = asyncio.run(_collect_async(parts))
+    root_values = [p["data"] for p in parts if p["type"] == "values" and p["ns"] == ()]
+    assert [x[1] for x in sync if x[0] == "values"] == root_values == asy["values"]
+    assert [x[1] for x in sync if x[0] == "lifecycle"] == asy["lifecycle"]
+    subs = sorted({p["ns"][:1] for p in parts if p["ns"]})
+    assert sorted(h[1] for h in handles) == subs == sorted(h[0] for h in asy["handles"])
+    for _tag, path, vals, status in handles:
+        assert vals == [p["data"] for p in parts if p["type"] == "values" and p["ns"] == path]
+        assert status == "completed"
+    assert sorted(asy["handles"]) == sorted((h[1], h[2], h[3]) for h in handles)
+    assert sync[-1] == ("output", root_values[-1]) and asy["output"] == root_values[-1]
+
+
+# ----------------------------------------------- async: readers wait for their own data
+
+
+async def _agen(parts, state=None):
+    for p in parts:
+        if state is not None:
+            state["pulled"] += 1
+        yield p
+
+
+def test_async_reader_that_stops_pumping_hands_the_pump_on(backend):
+    """The task that pumps takes one item, then waits for the other reader:
+    the waiting reader must take over the pump (no hang)."""
+    parts = _bench.agent_parts(200)
+
+    async def main():
+        run = astream_events(_agen(parts))
+        done = asyncio.Event()
+        got = {"values": [], "lifecycle": []}
+
+        async def first_value_then_wait():
+            async for v in run.values:
+                got["values"].append(v)
+                break
+            await done.wait()
+
+        async def lifecycle():
+            async for p in run.lifecycle:
+                got["lifecycle"].append(p)
+            done.set()
+
+        await asyncio.wait_for(asyncio.gather(first_value_then_wait(), lifecycle()), 10)
+        return got
+
+    got = asyncio.run(main())
+    subs = {p["ns"][:1] for p in parts if p["ns"]}
+    assert len(got["values"]) == 1
+    assert [p["event"] for p in got["lifecycle"]].count("started") == len(subs)
+    assert all(p["event"] in ("started", "completed") for p in got["lifecycle"])
+
+
+def test_async_waiting_reader_wakes_at_the_step_that_gives_it_data(backend):
+    """A lifecycle reader waiting on the values reader's pump gets each
+    payload before the pump pulls the next part."""
+    parts = _bench.agent_parts(150)
+    state = {"pulled": 0}
+
+    async def main():
+        run = astream_events(_agen(parts, state))
+        seen = []
+
+        async def values():
+            async for _v in run.values:
+                pass
+
+        async def lifecycle():
+            async for p in run.lifecycle:
+                seen.append((tuple(p["namespace"]), p["event"], state["pulled"]))
+
+        await asyncio.wait_for(asyncio.gather(values(), lifecycle()), 10)
+        return seen
+
+    seen = asyncio.run(main())
+    assert seen
+    # the part that started a subgraph is the first part in its namespace;
+    # the reader had the payload before any later part was pulled
+    for ns, event, pulled in seen:
+        if event == "started":
+            first = next(i for i, p in enumerate(parts) if p["ns"][:len(ns)] == ns)
+            assert pulled == first + 1, (ns, pulled, first)
+
+
+def test_async_pumping_reader_cancelled_others_finish(backend):
+    parts = _bench.agent_parts(300)
+
+    async def main():
+        run = astream_events(_agen(parts))
+        got = []
+
+        async def values():
+            async for _v in run.values:
+                await asyncio.sleep(0)
+
+        async def lifecycle():
+            async for p in run.lifecycle:
+                got.append(p)
+
+        t1 = asyncio.ensure_future(values())
+        t2 = asyncio.ensure_future(lifecycle())
+        await asyncio.sleep(0.001)
+        for _ in range(20):
+            await asyncio.sleep(0)
+        t1.cancel()
+        results = await asyncio.wait_for(asyncio.gather(t1, t2, return_exceptions=True), 10)
+        return got, results
+
+    got, results = asyncio.run(main())
+    # the run fails or completes, but nobody hangs and lifecycle ended
+    assert isinstance(results[0], (asyncio.CancelledError, type(None)))
+    assert results[1] is None or "cancelled" in str(results[1])
+
+
+def test_async_reader_alone_gets_every_item_of_a_sparse_projection(backend):
+    """A reader whose projection gets an item only now and then (lifecycle)
+    pumps on its own until its data comes: every item, in order."""
+    parts = _bench.agent_parts(400, depth=3)
+
+    async def main():
+        run = astream_events(_agen(parts))
+        return [(p["event"], tuple(p["namespace"])) async for p in run.lifecycle]
+
+    got = asyncio.run(main())
+    sync_run = stream_events(iter(parts))
+    expected = [(p["event"], tuple(p["namespace"])) for p in sync_run.lifecycle]
+    assert got == expected and got
+
+
+# ------------------------------------- the fast route with a reader on the main log
+
+
+class _SlowValues(ValuesTransformer):
+    """Overrides ``process``: its events always take the protocol-event path."""
+
+    def process(self, event):
+        return super().process(event)
+
+
+def _strip(events):
+    out = []
+    for e in events:
+        e = dict(e)
+        e["params"] = {k: v for k, v in e["params"].items() if k != "timestamp"}
+        out.append(e)
+    return out
+
+
+def _run_sync(parts, values_cls, halfway=None):
+    from langstream.run_stream import GraphRunStream
+    from langstream.transformers import LifecycleTransformer, SubgraphTransformer
+
+    mux = StreamMux(factories=[values_cls, LifecycleTransformer, SubgraphTransformer])
+    run = GraphRunStream(iter(parts), mux)
+    values = iter(run.values)
+    first = [next(values) for _ in range(halfway or 0)]
+    raw = list(run)
+    rest = list(values)
+    return first + rest, raw, run.output
+
+
+async def _run_async(parts, values_cls, halfway=None):
+    from langstream.run_stream import AsyncGraphRunStream
+    from langstream.transformers import LifecycleTransformer, SubgraphTransformer
+
+    mux = StreamMux(factories=[values_cls, LifecycleTransformer, SubgraphTransformer],
+                    is_async=True)
+    run = AsyncGraphRunStream(_agen(parts), mux)
+    values = run.values.__aiter__()
+    first = [await values.__anext__() for _ in range(halfway or 0)]
+    raw_it = run.__aiter__()
+
+    async def drain_raw():
+        return [e async for e in raw_it]
+
+    async def drain_values():
+        return [v async for v in values]
+
+    raw, rest = await asyncio.gather(drain_raw(), drain_values())
+    return first + rest, raw, await run.output()
+
+
+@pytest.mark.parametrize("lane", LANES)
+@pytest.mark.parametrize("halfway", [None, 7])
+def test_main_log_reader_sees_the_same_events_on_the_fast_route(backend, lane, halfway):
+    """Same events, same order, same seq numbers whether values parts take
+    the fast route (built-in ValuesTransformer) or the protocol-event path
+    (a subclass overriding process), with a raw-log reader from the start
+    or subscribing halfway."""
+    parts = _bench.agent_parts(150)
+    parts.insert(40, {"type": "values", "ns": (), "data": {"x": 1}, "interrupts": ("i",)})
+    if lane == "sync":
+        fast = _run_sync(parts, ValuesTransformer, halfway)
+        slow = _run_sync(parts, _SlowValues, halfway)
+    else:
+        fast = asyncio.run(_run_async(parts, ValuesTransformer, halfway))
+        slow = asyncio.run(_run_async(parts, _SlowValues, halfway))
+    assert fast[0] == slow[0] and fast[2] == slow[2]
+    assert _strip(fast[1]) == _strip(slow[1])
+    assert [e["seq"] for e in fast[1]] == [e["seq"] for e in slow[1]]
+    seqs = [e["seq"] for e in fast[1]]
+    assert seqs == list(range(seqs[0], seqs[0] + len(seqs)))
+    if halfway is None:
+        assert seqs[0] == 1
+    ev = next(e for e in fast[1] if e["params"].get("interrupts") == ("i",))
+    assert ev["method"] == "values" and ev["params"]["namespace"] == []
+    assert all(isinstance(e["params"]["timestamp"], int) for e in fast[1])
+
+
+def test_fast_route_event_matches_convert_to_protocol_event(backend):
+    parts = [{"type": "values", "ns": (), "data": {"n": 1}},
+             {"type": "values", "ns": [], "data": {"n": 2}, "interrupts": []},
+             {"type": "values", "ns": (), "data": {"n": 3}, "interrupts": [{"v": 1}]}]
+    run = stream_events(iter(parts))
+    raw = list(run)
+    expected = [langstream.convert_to_protocol_event(p) for p in parts]
+    for got, want in zip(raw, expected):
+        assert got.pop("seq") >= 1
+        assert abs(got["params"].pop("timestamp") - want["params"].pop("timestamp")) < 60_000
+        assert got == want
+        assert list(got) == ["type", "method", "params"]
+
+
+def test_transformer_registered_mid_run_takes_over_the_route(backend):
+    """A transformer registered mid-run (routes recompiled) sees every later
+    event, and the main log keeps its numbering."""
+    seen = []
+
+    class Spy(langstream.StreamTransformer):
+        def init(self):
+            return {}
+
+        def process(self, event):
+            seen.append(event["params"]["data"])
+            return True
+
+    parts = _bench.values_parts(20)
+    run = stream_events(iter(parts))
+    raw = iter(run)
+    head = [next(raw) for _ in range(5)]
+    run._mux._register(Spy(()))
+    tail = list(raw)
+    assert [e["seq"] for e in head + tail] == list(range(1, 21))
+    assert seen == [p["data"] for p in parts[5:]]
+    assert run.output == parts[-1]["data"]
+
+
+@pytest.mark.parametrize("bad", [
+    {"type": "values", "ns": (), "data": {}, "interrupts": "nope"},
+    {"type": "values", "ns": ("a", 3), "data": {}},
+    {"type": 5, "ns": (), "data": {}},
+])
+def test_bad_part_fails_the_same_whoever_reads(backend, bad):
+    errors = []
+    for read_raw in (False, True):
+        run = stream_events(iter([{"type": "values", "ns": (), "data": {}}, bad]))
+        with pytest.raises((TypeError, ValueError)) as exc:
+            if read_raw:
+                list(run)
+            else:
+                list(run.values)
+        errors.append((type(exc.value), str(exc.value)))
+    assert errors[0] == errors[1]
+
+
+# ------------------------------------------- tasks parts at the scope: the part is enough
+
+
+class _SlowLifecycle(LifecycleTransformer):
+    def process(self, event):
+        return super().process(event)
+
+
+class _SlowSubgraphs(SubgraphTransformer):
+    def process(self, event):
+        return super().process(event)
+
+    async def aprocess(self, event):
+        return await super().aprocess(event)
+
+
+def _tasks_parts():
+    parts = _bench.agent_parts(90)
+    # a subgraph that fails and one that is interrupted, then more root steps
+    for tid, result in (("f1", {"error": "boom", "result": None, "interrupts": []}),
+                        ("i1", {"error": None, "result": None,
+                                "interrupts": [{"value": "ask", "id": "x"}]})):
+        parts.append({"type": "tasks", "ns": (), "data": {"id": tid, "name": "sub",
+                                                           "input": {}, "triggers": ()}})
+        parts.append({"type": "values", "ns": (f"sub:{tid}",), "data": {"in": tid},
+                      "interrupts": ()})
+        parts.append({"type": "tasks", "ns": (), "data": {"id": tid, "name": "sub", **result}})
+    parts += _bench.agent_parts(40)[1:]
+    return parts
+
+
+def _observe_sync(parts, factories):
+    from langstream.run_stream import GraphRunStream
+
+    run = GraphRunStream(iter(parts), StreamMux(factories=factories))
+    raw = iter(run)
+    out = {"lifecycle": [], "handles": [], "values": []}
+    for name, item in run.interleave("values", "lifecycle", "subgraphs"):
+        if name == "subgraphs":
+            try:
+                vals = list(item.values)
+            except Exception as exc:  # noqa: BLE001 - a failed subgraph
+                vals = [repr(exc)]
+            out["handles"].append((item.path, vals, item.status, item.error))
+        else:
+            out[name].append(item)
+    out["raw"] = _strip(list(raw))
+    out["seq"] = [e["seq"] for e in out["raw"]]
+    return out
+
+
+async def _observe_async(parts, factories):
+    from langstream.run_stream import AsyncGraphRunStream
+
+    run = AsyncGraphRunStream(_agen(parts), StreamMux(factories=factories, is_async=True))
+    raw_it = run.__aiter__()
+    out = {"lifecycle": [], "handles": [], "values": []}
+
+    async def drain(name):
+        async for x in getattr(run, name):
+            out[name].append(x)
+
+    async def handles():
+        async for h in run.subgraphs:
+            try:
+                vals = [v async for v in h.values]
+            except Exception as exc:  # noqa: BLE001 - a failed subgraph
+                vals = [repr(exc)]
+            out["handles"].append((h.path, vals, h.status, h.error))
+
+    async def raw():
+        return [e async for e in raw_it]
+
+    got = await asyncio.gather(drain("values"), drain("lifecycle"), handles(), raw())
+    out["raw"] = _strip(got[3])
+    out["seq"] = [e["seq"] for e in got[3]]
+    return out
+
+
+@pytest.mark.parametrize("lane", LANES)
+def test_tasks_at_scope_fast_route_matches_the_event_path(backend, lane):
+    parts = _tasks_parts()
+    fast_f = [ValuesTransformer, LifecycleTransformer, SubgraphTransformer]
+    slow_f = [ValuesTransformer, _SlowLifecycle, _SlowSubgraphs]
+    if lane == "sync":
+        fast, slow = _observe_sync(parts, fast_f), _observe_sync(parts, slow_f)
+    else:
+        fast = asyncio.run(_observe_async(parts, fast_f))
+        slow = asyncio.run(_observe_async(parts, slow_f))
+    assert fast == slow
+    statuses = {h[0]: h[2] for h in fast["handles"]}
+    assert statuses[("sub:f1",)] == "failed" and statuses[("sub:i1",)] == "interrupted"
+    assert [p["event"] for p in fast["lifecycle"]].count("failed") == 1
+    # tasks events stay out of the main log; lifecycle events are in it
+    assert not any(e["method"] == "tasks" for e in fast["raw"])
+    assert sum(e["method"] == "lifecycle" for e in fast["raw"]) == len(fast["lifecycle"])
+    assert fast["seq"] == list(range(1, len(fast["seq"]) + 1))
+
+
+def test_fast_route_is_used_for_tasks_at_the_scope_on_the_sync_lane(backend):
+    """The built-in trackers take root tasks parts directly (no event built);
+    a subclass overriding process does not."""
+    run = stream_events(iter(()))
+    assert run._mux._fast_route("tasks", True) is not None
+    assert run._mux._fast_route("tasks", False) is None
+    mux = StreamMux(factories=[ValuesTransformer, _SlowLifecycle, SubgraphTransformer])
+    assert mux._fast_route("tasks", True) is None
+
+
+@pytest.mark.parametrize("yield_every", [0, 2, 3])
+def test_async_handles_see_every_event_whatever_the_producer_pace(backend, yield_every):
+    """A consumer that subscribes to each handle (grandchildren included) as it
+    arrives sees the same events whether the producer gives the loop a turn
+    at every part or never: the pump never pulls ahead of a consumer that has
+    a new handle to subscribe to."""
+    from helpers import areplay, arun, two_children_one_grandchild
+    from redis_helpers import asnapshot
+
+    parts, _ = two_children_one_grandchild()
+    extra = [langstream.UpdatesTransformer, langstream.CustomTransformer]
+
+    def snap(every):
+        out = arun(asnapshot(astream_events(areplay(parts, yield_every=every),
+                                            transformers=extra)))
+        raw = out.pop("raw")
+        return out, [(e["seq"], e["method"], e["params"]["namespace"]) for e in raw[0]]
+
+    expected = snap(1)  # the loop gets a turn before every part
+    assert expected[0]["subgraphs"][0], "the scenario has handles"
+    assert snap(yield_every) == expected
