@@ -278,6 +278,12 @@ def _add_dashboard(sub: Any) -> None:
     _dashboard.add_parser(sub)
 
 
+def _add_serve(sub: Any) -> None:
+    from langstream.server import _cli
+
+    _cli.add_parser(sub)
+
+
 def _bench_main(argv: List[str]) -> int:
     if argv[:1] == ["redis"]:
         from langstream import _bench_redis
@@ -289,7 +295,7 @@ def _bench_main(argv: List[str]) -> int:
 
 
 # commands with a parser declared here: one function each
-COMMANDS: List[Callable[[Any], None]] = [_add_demo, _add_attach, _add_dashboard]
+COMMANDS: List[Callable[[Any], None]] = [_add_demo, _add_attach, _add_dashboard, _add_serve]
 # commands that parse their own arguments: name -> (help, main(argv) -> exit code)
 DELEGATED: Dict[str, Tuple[str, Callable[[List[str]], int]]] = {
     "bench": ("langstream side by side with LangGraph and the bare generator "

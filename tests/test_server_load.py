@@ -1,0 +1,133 @@
+"""Many clients and slow clients: ``python -m langstream serve`` in a child
+process (so its memory is its own), a real redis-server, raw-socket clients.
+
+These measure the server, not the event log: the run is published once, on
+the default backend (the SSE tests in test_server.py cover both).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import socket
+import time
+import uuid
+
+import pytest
+
+from redis_helpers import redis_url  # noqa: F401  (fixture)
+from server_support import (
+    publish_run,
+    redis_server,  # noqa: F401  (fixture)
+    serve_subprocess,
+)
+
+
+def _rss_kib(pid: int, field: str = "VmRSS") -> int:
+    with open(f"/proc/{pid}/status") as fh:
+        for line in fh:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise AssertionError(f"no {field} for pid {pid}")
+
+
+def _big_run(n: int, size: int):
+    blob = "x" * size
+    return [{"type": "custom", "ns": (), "data": {"i": i, "blob": blob}} for i in range(n)]
+
+
+def _parse_ids(raw: bytes):
+    head, _, body = raw.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200"), head[:200]
+    ids, end = [], None
+    for block in body.decode().split("\n\n"):
+        fields = dict(line.split(": ", 1) for line in block.split("\n") if ": " in line
+                      and not line.startswith(":"))
+        if fields.get("event") == "end":
+            end = json.loads(fields["data"])
+        elif "id" in fields:
+            ids.append(int(fields["id"]))
+    return ids, end
+
+
+@pytest.fixture
+def served(redis_server):  # noqa: F811
+    if not os.path.exists("/proc/self/status"):
+        pytest.skip("needs /proc to read the server's memory")
+    proc, port = serve_subprocess(redis_server.url, "--batch", "16")
+    try:
+        yield proc, port
+    finally:
+        proc.terminate()
+        proc.wait(15)
+
+
+def test_200_concurrent_clients_all_complete_memory_bounded(redis_server, served):  # noqa: F811
+    """200 clients read a run at once, twice: a short run (which also warms
+    the server up: imports, pools, a JIT), then one five times as long.  All
+    complete with every event, and the server's peak memory does not follow
+    the run's length: each connection holds one batch, not the run."""
+    proc, port = served
+    size, clients = 1024, 200
+
+    async def one(path):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(f"GET {path} HTTP/1.0\r\nHost: test\r\n\r\n".encode())
+        await writer.drain()
+        raw = await reader.read()
+        writer.close()
+        return raw
+
+    def read_all(n):
+        key = f"load:{uuid.uuid4().hex[:10]}"
+        assert len(publish_run(redis_server.client, key, _big_run(n, size))) == n
+
+        async def all_clients():
+            return await asyncio.wait_for(
+                asyncio.gather(*(one(f"/runs/{key}/events") for _ in range(clients))), 300)
+
+        for raw in asyncio.run(all_clients()):
+            ids, end = _parse_ids(raw)
+            assert ids == list(range(1, n + 1))
+            assert end == {"v": 1, "status": "completed", "last_seq": n}
+        redis_server.client.delete(key)
+        return _rss_kib(proc.pid, "VmHWM")
+
+    first_peak = read_all(300)    # 59 MiB sent in all
+    second_peak = read_all(1500)  # 293 MiB sent in all
+    growth_mib = (second_peak - first_peak) / 1024
+    # Measured: 0.3 MiB on CPython, 6 MiB on PyPy.  Buffering runs per client would add
+    # hundreds of MiB; the bound per client is 16 entries + the transport buffer.
+    assert growth_mib < 25, growth_mib
+
+
+def test_slow_client_does_not_make_the_server_buffer(redis_server, served):  # noqa: F811
+    proc, port = served
+    key = f"slow:{uuid.uuid4().hex[:10]}"
+    n, size = 6000, 4096  # 24 MiB of events
+    publish_run(redis_server.client, key, _big_run(n, size))
+    # warm the server up on this run first (imports, pools, PyPy's JIT)
+    with socket.create_connection(("127.0.0.1", port)) as warm:
+        warm.sendall(f"GET /runs/{key}/events HTTP/1.0\r\nHost: test\r\n\r\n".encode())
+        while warm.recv(1 << 20):
+            pass
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16384)
+    sock.connect(("127.0.0.1", port))
+    before = _rss_kib(proc.pid)
+    got = 0
+    try:
+        sock.sendall(f"GET /runs/{key}/events HTTP/1.0\r\nHost: test\r\n\r\n".encode())
+        deadline = time.monotonic() + 3.0
+        while time.monotonic() < deadline:  # a client reading ~400 KiB/s
+            chunk = sock.recv(4096)
+            assert chunk
+            got += len(chunk)
+            time.sleep(0.01)
+        after = _rss_kib(proc.pid)
+    finally:
+        sock.close()
+    assert got < n * size / 4  # the client really is behind
+    # the server holds one batch (16 x 4 KiB) plus its transport buffer, not the run
+    assert (after - before) / 1024 < 8, (after - before)
