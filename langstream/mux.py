@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence,
 
 from langstream import eventlog as _el
 from langstream.channel import StreamChannel, _Backpressure
-from langstream.protocol import _build_event, convert_to_protocol_event, split_part
+from langstream.protocol import _build_event, split_part
 
 if TYPE_CHECKING:  # pragma: no cover
     from collections.abc import Awaitable
@@ -465,7 +465,7 @@ class StreamMux:
             self._interrupted = True
             self._interrupts.extend(interrupts)
 
-    def _push_part_fast(self, part: Any) -> Optional[Tuple[str, bool]]:
+    def _push_part_fast(self, part: Any) -> Optional[Tuple[Any, str, bool]]:
         """Validate ``part`` and dispatch it through its fast route if it has one.
 
         A fast route (every interested transformer takes parts directly) is
@@ -473,7 +473,8 @@ class StreamMux:
         is built after the handlers ran and appended (numbered) as the event
         path would; without one it is never built and only its number is
         consumed.  Returns ``None`` when the part was fully dispatched, else
-        ``(method, at_scope)`` for the event path.
+        ``(event, method, at_scope)`` for the event path: the protocol event
+        built from the part validated here (it is validated once).
         """
         method, namespace, data = split_part(part)
         at_scope = namespace == self._scope_list
@@ -499,7 +500,7 @@ class StreamMux:
             else:
                 log.push(None)
             return None
-        return method, at_scope
+        return _build_event(method, namespace, data, part), method, at_scope
 
     def push_part(self, part: Any) -> None:
         """Dispatch a v2 stream part (the pump's entry point; sync lane).
@@ -514,13 +515,13 @@ class StreamMux:
         """
         route = self._push_part_fast(part)
         if route is not None:
-            self._dispatch(convert_to_protocol_event(part), route[0], route[1])
+            self._dispatch(route[0], route[1], route[2])
 
     async def apush_part(self, part: Any) -> None:
         """Async ``push_part``."""
         route = self._push_part_fast(part)
         if route is not None:
-            await self._adispatch(convert_to_protocol_event(part), route[0], route[1])
+            await self._adispatch(route[0], route[1], route[2])
 
     def push(self, event: ProtocolEvent) -> None:
         """Run ``event`` through every transformer, then append it to the main log.

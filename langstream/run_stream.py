@@ -36,7 +36,6 @@ from langstream import eventlog as _el
 from langstream._messages import default_message_factories, missing_messages_hint
 from langstream.channel import StreamChannel
 from langstream.mux import StreamMux, _check_scope
-from langstream.protocol import convert_to_protocol_event
 from langstream.transformers import (
     LifecycleTransformer,
     StreamTransformer,
@@ -66,7 +65,6 @@ __all__ = [
 ]
 
 _logger = logging.getLogger("langstream")
-_convert = convert_to_protocol_event
 _CEventLog = _PartDispatcher = _SyncPump = None
 if _el.BACKEND == "c":  # not with LANGSTREAM_NO_EXTENSIONS, PyPy or no compiler
     try:
@@ -271,7 +269,7 @@ class GraphRunStream(_RunState):
                 return False
             route = mux._push_part_fast(part)
             if route is not None:
-                mux._dispatch(_convert(part), route[0], route[1])
+                mux._dispatch(route[0], route[1], route[2])
             return True
         except Exception as exc:  # noqa: BLE001 - ends the run
             self._end(exc)
@@ -563,7 +561,7 @@ class _AsyncPump:
                     return await self.finish()
                 route = self.dispatch(part)
                 if route is not None:
-                    await mux._adispatch(_convert(part), route[0], route[1])
+                    await mux._adispatch(route[0], route[1], route[2])
                 pulling = False
                 # (the common cases first: no reader, or the reader's item)
                 if reader is None or reader._cursor.pending:
