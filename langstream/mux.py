@@ -40,6 +40,7 @@ _time = time.time
 # the method itself.
 _LOOP_BY_CLASS: Dict[type, bool] = {}
 _ROUTER_BY_CLASS: Dict[type, Optional[Callable[[str, bool], bool]]] = {}
+_DIRECT_BY_CLASS: Dict[type, bool] = {}
 
 
 def _needs_event_loop(transformer: Any) -> bool:
@@ -69,6 +70,22 @@ def _fast(transformer: Any, method: str, at_scope: bool) -> Optional[Callable[[A
         return get(method, at_scope)
     get = getattr(transformer, "_fast_handler", None)
     return get() if get is not None else None
+
+
+def _calls_process(transformer: Any) -> bool:
+    """True when ``transformer.aprocess`` is the base class's default, which
+    only returns ``process(event)``: the async dispatch then calls ``process``
+    itself instead of creating and awaiting a coroutine per event."""
+    if "aprocess" in getattr(transformer, "__dict__", ()):
+        return False
+    cls = type(transformer)
+    found = _DIRECT_BY_CLASS.get(cls)
+    if found is None:
+        aprocess = getattr(cls, "aprocess", None)
+        found = _DIRECT_BY_CLASS[cls] = (
+            getattr(aprocess, "_langstream_calls_process", False) is True
+        )
+    return found
 
 
 def _router(transformer: Any) -> Optional[Callable[[str, bool], bool]]:
@@ -231,6 +248,9 @@ class StreamMux:
         self._transformers: List[Any] = []
         self._channels: List[StreamChannel[Any]] = []
         self._routers: List[Optional[Callable[[str, bool], bool]]] = []
+        # ids of the transformers whose aprocess is the default one (the
+        # async dispatch calls their process directly)
+        self._direct: set = set()
         self._routes: Dict[Tuple[str, bool], Tuple[Any, ...]] = {}
         self._fast_routes: Dict[Tuple[str, bool], Optional[Tuple[Callable[[Any], None], ...]]] = {}
         # compiled dispatchers caching routes; told when the routes change
@@ -314,6 +334,8 @@ class StreamMux:
         # only when it is this mux's
         same_scope = tuple(getattr(transformer, "scope", ())) == self.scope
         self._routers.append(_router(transformer) if same_scope else None)
+        if self.is_async and _calls_process(transformer):
+            self._direct.add(id(transformer))  # (the mux keeps it: the id stays its own)
         self._routes.clear()
         self._fast_routes.clear()
         for listener in self._route_listeners:
@@ -566,9 +588,13 @@ class StreamMux:
         if route is None:
             route = self._route(method, at_scope)
         keep = True
+        direct = self._direct
         try:
             for transformer in route:
-                if not await transformer.aprocess(event):
+                if id(transformer) in direct:  # (the default aprocess: process(event))
+                    if not transformer.process(event):
+                        keep = False
+                elif not await transformer.aprocess(event):
                     keep = False
         except (StopIteration, StopAsyncIteration, RuntimeError) as exc:
             err = _as_stop_error(transformer, "aprocess", exc)

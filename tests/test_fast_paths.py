@@ -552,3 +552,64 @@ def test_async_nested_handle_consumers_see_what_the_sync_lane_sees(backend, yiel
     assert expected["handles"] and expected["handles"][0]["handles"], "nested handles"
     got = arun(_tree_async(astream_events(areplay(parts, yield_every=yield_every))))
     assert got == expected
+
+
+def test_async_dispatch_calls_process_and_aprocess_in_order(backend):
+    """On the async lane a transformer that only overrides ``process`` (the
+    default ``aprocess`` calls it) runs in pipeline order with one that
+    overrides ``aprocess``; its ``False`` keeps the event out of the main
+    log, and its stray ``StopIteration`` fails the run naming its aprocess."""
+    from helpers import areplay, arun
+
+    calls = []
+
+    class Sync(langstream.StreamTransformer):
+        def init(self):
+            return {}
+
+        def process(self, event):
+            calls.append(("sync", event["method"]))
+            if event["method"] == "custom" and event["params"]["data"] == "stop":
+                raise StopIteration
+            return event["method"] != "updates"
+
+    class Async(langstream.StreamTransformer):
+        def init(self):
+            return {}
+
+        async def aprocess(self, event):
+            await asyncio.sleep(0)
+            calls.append(("async", event["method"]))
+            return True
+
+    class Patched(Sync):
+        pass
+
+    parts = [{"type": "custom", "ns": (), "data": 1},
+             {"type": "updates", "ns": (), "data": {"a": 1}},
+             {"type": "custom", "ns": (), "data": 2}]
+
+    async def main(parts, factories):
+        run = astream_events(areplay(parts), transformers=factories)
+        return [e["method"] for e in [e async for e in run]]
+
+    assert arun(main(parts, [Sync, Async])) == ["custom", "custom"]
+    assert calls == [("sync", "custom"), ("async", "custom"), ("sync", "updates"),
+                     ("async", "updates"), ("sync", "custom"), ("async", "custom")]
+    with pytest.raises(RuntimeError, match=r"Sync\.aprocess\(\) raised StopIteration"):
+        arun(main([{"type": "custom", "ns": (), "data": "stop"}], [Sync]))
+
+    # an aprocess set on the instance is the one awaited
+    def patched(scope):
+        t = Patched(scope)
+
+        async def aprocess(event):
+            calls.append(("instance", event["method"]))
+            return True
+
+        t.aprocess = aprocess
+        return t
+
+    calls.clear()
+    assert arun(main(parts, [patched])) == ["custom", "updates", "custom"]
+    assert calls == [("instance", "custom"), ("instance", "updates"), ("instance", "custom")]
