@@ -19,7 +19,7 @@ from langstream._eventlog_c cimport EventLog
 
 from time import time as _time
 
-from langstream.protocol import MAX_NAMESPACE_DEPTH, convert_to_protocol_event
+from langstream.protocol import MAX_NAMESPACE_DEPTH
 from langstream.transformers import (
     CheckpointsTransformer,
     CustomTransformer,
@@ -81,7 +81,7 @@ cdef tuple _compile(tuple handlers):
 cdef class PartDispatcher:
     """``StreamMux._push_part_fast`` in C: validate a part and dispatch it
     through the fast routes; returns ``None`` when done, else
-    ``(method, at_scope)`` for the protocol-event path."""
+    ``(event, method, at_scope)`` for the protocol-event path."""
 
     cdef object mux
     cdef object scope_list
@@ -173,8 +173,12 @@ cdef class PartDispatcher:
             cache[method] = compiled
         else:
             compiled = <object>found
-        if compiled is _SLOW:
-            return (method, at_scope)
+        if compiled is _SLOW:  # the event path: the event protocol._build_event builds
+            params = {"namespace": list(ns) if n else [],
+                      "timestamp": int(_time() * 1000), "data": data}
+            if has_interrupts:
+                params["interrupts"] = part_interrupts
+            return ({"type": "event", "method": method, "params": params}, method, at_scope)
         cdef bint keep = True
         for item in <tuple>compiled:
             op = <_Op>item
@@ -255,7 +259,7 @@ cdef class SyncPump:
                 return False
             route = self.dispatcher.dispatch(part)
             if route is not None:
-                self.mux._dispatch(convert_to_protocol_event(part), route[0], route[1])
+                self.mux._dispatch(route[0], route[1], route[2])
         except Exception as exc:
             self.run._end(exc)
             return False

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence,
 
 from langstream import eventlog as _el
 from langstream.channel import StreamChannel, _Backpressure
-from langstream.protocol import _build_event, convert_to_protocol_event, split_part
+from langstream.protocol import _build_event, split_part
 
 if TYPE_CHECKING:  # pragma: no cover
     from collections.abc import Awaitable
@@ -40,6 +40,7 @@ _time = time.time
 # the method itself.
 _LOOP_BY_CLASS: Dict[type, bool] = {}
 _ROUTER_BY_CLASS: Dict[type, Optional[Callable[[str, bool], bool]]] = {}
+_DIRECT_BY_CLASS: Dict[type, bool] = {}
 
 
 def _needs_event_loop(transformer: Any) -> bool:
@@ -69,6 +70,22 @@ def _fast(transformer: Any, method: str, at_scope: bool) -> Optional[Callable[[A
         return get(method, at_scope)
     get = getattr(transformer, "_fast_handler", None)
     return get() if get is not None else None
+
+
+def _calls_process(transformer: Any) -> bool:
+    """True when ``transformer.aprocess`` is the base class's default, which
+    only returns ``process(event)``: the async dispatch then calls ``process``
+    itself instead of creating and awaiting a coroutine per event."""
+    if "aprocess" in getattr(transformer, "__dict__", ()):
+        return False
+    cls = type(transformer)
+    found = _DIRECT_BY_CLASS.get(cls)
+    if found is None:
+        aprocess = getattr(cls, "aprocess", None)
+        found = _DIRECT_BY_CLASS[cls] = (
+            getattr(aprocess, "_langstream_calls_process", False) is True
+        )
+    return found
 
 
 def _router(transformer: Any) -> Optional[Callable[[str, bool], bool]]:
@@ -270,6 +287,9 @@ class StreamMux:
         self._transformers: List[Any] = []
         self._channels: List[StreamChannel[Any]] = []
         self._routers: List[Optional[Callable[[str, bool], bool]]] = []
+        # ids of the transformers whose aprocess is the default one (the
+        # async dispatch calls their process directly)
+        self._direct: set = set()
         self._routes: Dict[Tuple[str, bool], Tuple[Any, ...]] = {}
         self._fast_routes: Dict[Tuple[str, bool], Optional[Tuple[Callable[[Any], None], ...]]] = {}
         # compiled dispatchers caching routes; told when the routes change
@@ -354,6 +374,8 @@ class StreamMux:
         # only when it is this mux's
         same_scope = tuple(getattr(transformer, "scope", ())) == self.scope
         self._routers.append(_router(transformer) if same_scope else None)
+        if self.is_async and _calls_process(transformer):
+            self._direct.add(id(transformer))  # (the mux keeps it: the id stays its own)
         self._routes.clear()
         self._fast_routes.clear()
         for listener in self._route_listeners:
@@ -505,7 +527,7 @@ class StreamMux:
             self._interrupted = True
             self._interrupts.extend(interrupts)
 
-    def _push_part_fast(self, part: Any) -> Optional[Tuple[str, bool]]:
+    def _push_part_fast(self, part: Any) -> Optional[Tuple[Any, str, bool]]:
         """Validate ``part`` and dispatch it through its fast route if it has one.
 
         A fast route (every interested transformer takes parts directly) is
@@ -513,7 +535,8 @@ class StreamMux:
         is built after the handlers ran and appended (numbered) as the event
         path would; without one it is never built and only its number is
         consumed.  Returns ``None`` when the part was fully dispatched, else
-        ``(method, at_scope)`` for the event path.
+        ``(event, method, at_scope)`` for the event path: the protocol event
+        built from the part validated here (it is validated once).
         """
         method, namespace, data = split_part(part)
         at_scope = namespace == self._scope_list
@@ -539,7 +562,7 @@ class StreamMux:
             else:
                 log.push(None)
             return None
-        return method, at_scope
+        return _build_event(method, namespace, data, part), method, at_scope
 
     def push_part(self, part: Any) -> None:
         """Dispatch a v2 stream part (the pump's entry point; sync lane).
@@ -554,13 +577,13 @@ class StreamMux:
         """
         route = self._push_part_fast(part)
         if route is not None:
-            self._dispatch(convert_to_protocol_event(part), route[0], route[1])
+            self._dispatch(route[0], route[1], route[2])
 
     async def apush_part(self, part: Any) -> None:
         """Async ``push_part``."""
         route = self._push_part_fast(part)
         if route is not None:
-            await self._adispatch(convert_to_protocol_event(part), route[0], route[1])
+            await self._adispatch(route[0], route[1], route[2])
 
     def push(self, event: ProtocolEvent) -> None:
         """Run ``event`` through every transformer, then append it to the main log.
@@ -605,9 +628,13 @@ class StreamMux:
         if route is None:
             route = self._route(method, at_scope)
         keep = True
+        direct = self._direct
         try:
             for transformer in route:
-                if not await transformer.aprocess(event):
+                if id(transformer) in direct:  # (the default aprocess: process(event))
+                    if not transformer.process(event):
+                        keep = False
+                elif not await transformer.aprocess(event):
                     keep = False
         except (StopIteration, StopAsyncIteration, RuntimeError) as exc:
             err = _as_stop_error(transformer, "aprocess", exc)

@@ -36,7 +36,6 @@ from langstream import eventlog as _el
 from langstream._messages import default_message_factories, missing_messages_hint
 from langstream.channel import StreamChannel
 from langstream.mux import StreamMux, _check_scope
-from langstream.protocol import convert_to_protocol_event
 from langstream.transformers import (
     LifecycleTransformer,
     StreamTransformer,
@@ -68,7 +67,6 @@ __all__ = [
 ]
 
 _logger = logging.getLogger("langstream")
-_convert = convert_to_protocol_event
 _CEventLog = _PartDispatcher = _SyncPump = None
 if _el.BACKEND == "c":  # not with LANGSTREAM_NO_EXTENSIONS, PyPy or no compiler
     try:
@@ -298,7 +296,7 @@ class GraphRunStream(_RunState):
                 return False
             route = mux._push_part_fast(part)
             if route is not None:
-                mux._dispatch(_convert(part), route[0], route[1])
+                mux._dispatch(route[0], route[1], route[2])
             return True
         except Exception as exc:  # noqa: BLE001 - ends the run
             self._end(exc)
@@ -434,31 +432,41 @@ class GraphRunStream(_RunState):
                 channel._subscribe(False, "tee")
                 subscribed.append(channel)
                 readers.append((name, channel._log.cursor(), channel))
-            live = list(readers)
+            # (name, peek_seq, cursor, log) per projection still open; the
+            # log is read from the channel once: it does not change while
+            # the channel has a subscriber
+            live = [(name, cursor.peek_seq, cursor, channel._log)
+                    for name, cursor, channel in readers]
             pump = self._mux._pump_fn
             while live:
                 best = None
                 best_seq = 0
                 for reader in live:
-                    seq = reader[1].peek_seq()
+                    seq = reader[1]()
                     if seq is not None and (best is None or seq < best_seq):
                         best = reader
                         best_seq = seq
                 if best is not None:
-                    yield best[0], next(best[1])
+                    yield best[0], next(best[2])
                     continue
-                remaining = []
+                # nothing to read: drop the projections that ended (a closed
+                # log with no unread item), then pump
                 for reader in live:
-                    log = reader[2]._log
-                    if log.closed:
-                        if log.error is not None:
-                            raise log.error.with_traceback(self._mux._failed_tb(log.error))
-                    else:
-                        remaining.append(reader)
-                live = remaining
+                    if reader[3].closed:
+                        remaining = []
+                        for other in live:
+                            log = other[3]
+                            if log.closed:
+                                if log.error is not None:
+                                    raise log.error.with_traceback(
+                                        self._mux._failed_tb(log.error))
+                            else:
+                                remaining.append(other)
+                        live = remaining
+                        break
                 if live and (pump is None or not pump()):
-                    if all(reader[1].peek_seq() is None for reader in live):
-                        if all(reader[2]._log.closed for reader in live):
+                    if all(reader[1]() is None for reader in live):
+                        if all(reader[3].closed for reader in live):
                             continue
                         break
         finally:
@@ -466,6 +474,12 @@ class GraphRunStream(_RunState):
                 cursor.close()
             for channel in subscribed:
                 channel._subscribed = False
+
+
+# steps without the async pump's shortcuts after a subgraph handle is made
+# (``_AsyncPump.step``): enough loop turns for a consumer to subscribe to the
+# handle's projections from tasks it starts for them
+_SETTLE_STEPS = 8
 
 
 class _AsyncPump:
@@ -479,7 +493,7 @@ class _AsyncPump:
         "run", "mux", "graph_aiter", "exhausted", "pumping", "pump_task", "waiters", "readers",
         "handoff",
         "aborting", "aborted", "settled", "yield_next", "loop", "deferred", "bounded",
-        "dispatch", "closing", "closer", "__weakref__",
+        "dispatch", "closing", "closer", "children_seen", "settle", "__weakref__",
     )
 
     def __init__(self, run: AsyncGraphRunStream, mux: StreamMux,
@@ -508,6 +522,10 @@ class _AsyncPump:
         # call on some Python versions.
         self.loop: Optional[asyncio.AbstractEventLoop] = None
         # the shared lists the pump checks each step (kept, never replaced)
+        # the child muxes (handles) made so far, and how many more steps go
+        # without the shortcuts since the last one was made (see ``step``)
+        self.children_seen = 0
+        self.settle = 0
         self.deferred = mux._shared.deferred
         self.bounded = mux._shared.bp.channels
         # the part dispatcher: compiled with the C event log, else the mux's own
@@ -534,20 +552,29 @@ class _AsyncPump:
         task returns with its own data while readers still wait, a callback
         hands the pump on to them unless that task pumps again first.
 
-        Both shortcuts hold only while the run has no subgraph handle: a
-        consumer that got a handle subscribes to its projections when its
-        task next runs, and pushes to a log nobody subscribes to are not
-        stored, so once a handle exists every step wakes every waiting
-        consumer and goes back to the event loop.
+        Both shortcuts are off for the ``_SETTLE_STEPS`` steps that follow
+        the making of a subgraph handle: a consumer that got a handle
+        subscribes to its projections when its task next runs (a nested
+        consumer a few loop turns later), and pushes to a log nobody
+        subscribes to are not stored, so meanwhile every step wakes every
+        waiting consumer and goes back to the event loop.  A handle's
+        events are pushed to it only once its parent saw them, so the
+        window restarts with every new handle, at any depth.
         """
         if self.exhausted:
             if self.pumping or self.closing is not None:
                 await self.wait_finished()
             return False
-        if reader is not None and self.mux._shared.children:
+        children = self.mux._shared.children
+        if children != self.children_seen:  # a handle was made: settle
+            self.children_seen = children
+            self.settle = _SETTLE_STEPS
+        if self.settle:
             reader = None
         if self.pumping:
             return await self.wait_step(reader)
+        if self.settle:
+            self.settle -= 1
         loop = self.loop
         if loop is None:
             loop = self.loop = _get_running_loop()
@@ -590,14 +617,14 @@ class _AsyncPump:
                     return await self.finish()
                 route = self.dispatch(part)
                 if route is not None:
-                    await mux._adispatch(_convert(part), route[0], route[1])
+                    await mux._adispatch(route[0], route[1], route[2])
                 pulling = False
                 # (the common cases first: no reader, or the reader's item)
                 if reader is None or reader._cursor.pending:
                     return True
                 if self.waiters or self.deferred or reader._log.closed:
                     return True
-                if shared.children:  # a handle exists now (see the docstring)
+                if shared.children != self.children_seen:  # a new handle (see the docstring)
                     return True
                 if self.readers and self.any_reader_ready():
                     return True

@@ -130,6 +130,10 @@ class StreamTransformer(ABC):
         """
         return self.process(event)
 
+    # (this default only returns ``process(event)``: the async dispatch calls
+    # ``process`` for it directly, without a coroutine per event)
+    aprocess._langstream_calls_process = True  # type: ignore[attr-defined]
+
     def finalize(self) -> None:
         """Called once when the run ends normally (sync lane)."""
 

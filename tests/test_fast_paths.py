@@ -492,3 +492,124 @@ def test_async_handles_see_every_event_whatever_the_producer_pace(backend, yield
     expected = snap(1)  # the loop gets a turn before every part
     assert expected[0]["subgraphs"][0], "the scenario has handles"
     assert snap(yield_every) == expected
+
+
+def _nested_parts():
+    # root steps, then a subgraph nesting three levels deep, twice: the
+    # async pump pulls ahead on the root stretches between the handles
+    return _bench.agent_parts(160, depth=3)
+
+
+_TREE = ("values", "lifecycle", "subgraphs")
+
+
+def _tree_sync(run, path=()):
+    """Every projection through interleave, handles recursively (sync)."""
+    got = {"path": list(path), "values": [], "lifecycle": [], "handles": []}
+    for name, item in run.interleave(*_TREE):
+        if name == "subgraphs":
+            got["handles"].append(_tree_sync(item, item.path))
+        else:
+            got[name].append(item)
+    return got
+
+
+async def _tree_async(run, path=(), its=None):
+    """The same on the async lane.  A handle's projections are subscribed
+    the moment it arrives (as a consumer that wants all of a subgraph's
+    events does) and read by tasks started for them (nested ``gather``)."""
+    if its is None:
+        its = {name: getattr(run, name).__aiter__() for name in _TREE}
+    got = {"path": list(path), "values": [], "lifecycle": [], "handles": []}
+
+    async def drain(name):
+        async for item in its[name]:
+            got[name].append(item)
+
+    async def handles():
+        tasks = []
+        async for handle in its["subgraphs"]:
+            sub = {name: getattr(handle, name).__aiter__() for name in _TREE}
+            tasks.append(asyncio.ensure_future(_tree_async(handle, handle.path, sub)))
+        for task in tasks:
+            got["handles"].append(await task)
+
+    await asyncio.gather(drain("values"), drain("lifecycle"), handles())
+    return got
+
+
+@pytest.mark.parametrize("yield_every", [0, 1, 4])
+def test_async_nested_handle_consumers_see_what_the_sync_lane_sees(backend, yield_every):
+    """Handles at every depth, subscribed as they arrive and read by tasks
+    their consumer starts (nested ``gather``): after a root stretch where the
+    async pump pulls ahead, each new handle still gets every event of its
+    subgraph (its input snapshot first) and the handles below it, exactly as
+    on the sync lane, whatever the producer's pace."""
+    from helpers import areplay, arun, replay
+
+    parts = _nested_parts()
+    expected = _tree_sync(stream_events(replay(parts)))
+    assert expected["handles"] and expected["handles"][0]["handles"], "nested handles"
+    got = arun(_tree_async(astream_events(areplay(parts, yield_every=yield_every))))
+    assert got == expected
+
+
+def test_async_dispatch_calls_process_and_aprocess_in_order(backend):
+    """On the async lane a transformer that only overrides ``process`` (the
+    default ``aprocess`` calls it) runs in pipeline order with one that
+    overrides ``aprocess``; its ``False`` keeps the event out of the main
+    log, and its stray ``StopIteration`` fails the run naming its aprocess."""
+    from helpers import areplay, arun
+
+    calls = []
+
+    class Sync(langstream.StreamTransformer):
+        def init(self):
+            return {}
+
+        def process(self, event):
+            calls.append(("sync", event["method"]))
+            if event["method"] == "custom" and event["params"]["data"] == "stop":
+                raise StopIteration
+            return event["method"] != "updates"
+
+    class Async(langstream.StreamTransformer):
+        def init(self):
+            return {}
+
+        async def aprocess(self, event):
+            await asyncio.sleep(0)
+            calls.append(("async", event["method"]))
+            return True
+
+    class Patched(Sync):
+        pass
+
+    parts = [{"type": "custom", "ns": (), "data": 1},
+             {"type": "updates", "ns": (), "data": {"a": 1}},
+             {"type": "custom", "ns": (), "data": 2}]
+
+    async def main(parts, factories):
+        run = astream_events(areplay(parts), transformers=factories)
+        return [e["method"] for e in [e async for e in run]]
+
+    assert arun(main(parts, [Sync, Async])) == ["custom", "custom"]
+    assert calls == [("sync", "custom"), ("async", "custom"), ("sync", "updates"),
+                     ("async", "updates"), ("sync", "custom"), ("async", "custom")]
+    with pytest.raises(RuntimeError, match=r"Sync\.aprocess\(\) raised StopIteration"):
+        arun(main([{"type": "custom", "ns": (), "data": "stop"}], [Sync]))
+
+    # an aprocess set on the instance is the one awaited
+    def patched(scope):
+        t = Patched(scope)
+
+        async def aprocess(event):
+            calls.append(("instance", event["method"]))
+            return True
+
+        t.aprocess = aprocess
+        return t
+
+    calls.clear()
+    assert arun(main(parts, [patched])) == ["custom", "updates", "custom"]
+    assert calls == [("instance", "custom"), ("instance", "updates"), ("instance", "custom")]
