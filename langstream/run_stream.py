@@ -53,7 +53,10 @@ if TYPE_CHECKING:  # pragma: no cover
     from langstream.protocol import StreamPart
     from langstream.transformers import LifecyclePayload
 
-from langstream.protocol import ProtocolEvent  # (LangGraph's module has it too)
+from langstream.protocol import (  # (LangGraph's module has both too)
+    ProtocolEvent,
+    convert_to_protocol_event,
+)
 
 __all__ = [
     "AsyncGraphRunStream",
