@@ -234,8 +234,31 @@ class _SingleFlight:
 # ================================================================= publishing
 
 
+_WINDOW = 64  # batches (pump steps) a publisher may have in flight, unconfirmed
+
+
+class _Batch:
+    """One pump step's entries and their commands, sent together."""
+
+    __slots__ = ("entries", "commands", "retried")
+
+    def __init__(self, entries: List[Tuple[str, Dict[str, str]]],
+                 commands: List[Tuple[Any, ...]]) -> None:
+        self.entries = entries
+        self.commands = commands
+        self.retried = False  # may already be in Redis (sent before a lost connection)
+
+
+def _can_pipeline(client: Any) -> bool:
+    """Whether the publisher can take a connection of its own from ``client``'s pool."""
+    if getattr(client, "connection", None) is not None:  # single_connection_client
+        return False
+    pool = getattr(client, "connection_pool", None)
+    return pool is not None and hasattr(pool, "get_connection") and hasattr(pool, "release")
+
+
 class _Publisher:
-    """Drains a run's main log after each pump step into one pipeline."""
+    """Drains a run's main log after each pump step into one batch, pipelined across steps."""
 
     def __init__(self, run: Any, client: Any, key: str, maxlen: Optional[int],
                  expire: Optional[float], retry_for: float) -> None:
@@ -253,7 +276,14 @@ class _Publisher:
         self.broken = False
         self.error: Optional[BaseException] = None  # a failure after the run ended
         self.raised = False
-        self.unsent: List[Tuple[str, Dict[str, str]]] = []
+        # batches not yet confirmed by Redis, oldest first; the first ``sent``
+        # of them went out on ``conn`` (pipelined: a step does not wait for
+        # the replies of the steps before it)
+        self.window: Deque[_Batch] = deque()
+        self.sent = 0
+        self.conn: Any = None
+        self.confirmed_any = False
+        self.direct = _can_pipeline(client)
         self.encode_error: Optional[BaseException] = None
         self.last_encode_error: Optional[BaseException] = None
         self.lock: Optional[asyncio.Lock] = None
@@ -306,45 +336,25 @@ class _Publisher:
             doc["status"] = "completed"
         return json.dumps(doc, ensure_ascii=False, separators=(",", ":"))
 
-    def _pipeline(self, entries: List[Tuple[str, Dict[str, str]]]) -> Any:
-        pipe = self.client.pipeline(transaction=False)
+    def _commands(self, entries: List[Tuple[str, Dict[str, str]]]) -> List[Tuple[Any, ...]]:
+        """The commands of one batch: an ``XADD`` per entry (+ ``PEXPIRE`` after the end)."""
         key, maxlen = self.key, self.maxlen
+        commands: List[Tuple[Any, ...]] = []
         for entry_id, fields in entries:
+            (field, value), = fields.items()
             if maxlen is None:
-                pipe.xadd(key, fields, id=entry_id)
+                commands.append(("XADD", key, entry_id, field, value))
             else:
-                pipe.xadd(key, fields, id=entry_id, maxlen=maxlen, approximate=True)
-        if self.ended and self.expire is not None and entries[-1][0].endswith("-1"):
-            pipe.pexpire(key, max(1, int(self.expire * 1000)))
+                commands.append(("XADD", key, "MAXLEN", "~", maxlen, entry_id, field, value))
+        if self.expire is not None and entries[-1][0].endswith("-1"):
+            commands.append(("PEXPIRE", key, max(1, int(self.expire * 1000))))
+        return commands
+
+    def _pipeline(self, batch: _Batch) -> Any:
+        pipe = self.client.pipeline(transaction=False)
+        for command in batch.commands:
+            pipe.execute_command(*command)
         return pipe
-
-    def _single(self, entries: List[Tuple[str, Dict[str, str]]]) -> Optional[Tuple[Any, ...]]:
-        """The one XADD of a one-entry batch (no pipeline object needed), or None."""
-        if len(entries) != 1 or (self.ended and self.expire is not None):
-            return None
-        entry_id, fields = entries[0]
-        (field, value), = fields.items()
-        if self.maxlen is None:
-            return ("XADD", self.key, entry_id, field, value)
-        return ("XADD", self.key, "MAXLEN", "~", self.maxlen, entry_id, field, value)
-
-    def _send(self, entries: List[Tuple[str, Dict[str, str]]]) -> List[Any]:
-        command = self._single(entries)
-        if command is None:
-            return self._pipeline(entries).execute(raise_on_error=False)
-        try:
-            return [self.client.execute_command(*command)]
-        except self.refused as exc:
-            return [exc]
-
-    async def _asend(self, entries: List[Tuple[str, Dict[str, str]]]) -> List[Any]:
-        command = self._single(entries)
-        if command is None:
-            return await self._pipeline(entries).execute(raise_on_error=False)
-        try:
-            return [await self.client.execute_command(*command)]
-        except self.refused as exc:
-            return [exc]
 
     def _check(self, results: List[Any], entries: List[Tuple[str, Dict[str, str]]],
                retried: bool) -> None:
@@ -368,37 +378,103 @@ class _Publisher:
             f"(retried for {elapsed:.1f} s; retry_for={self.retry_for:g})",
         )
 
+    def _queue(self) -> int:
+        """Queue the new entries as one batch; return how many batches may stay unconfirmed.
+
+        Nothing may stay unconfirmed once the run has ended (the end entry is
+        confirmed before the run's end reaches its consumers), before the
+        first batch was confirmed (a used key fails the run at once), or
+        without a connection of our own.
+        """
+        entries = self._drain()
+        if entries:
+            self.window.append(_Batch(entries, self._commands(entries)))
+        if self.log.closed or not self.confirmed_any or not self.direct:
+            return 0
+        return _WINDOW - 1
+
+    def _lost_connection(self) -> None:
+        """Every batch in the window may or may not be in Redis: resend them all."""
+        self.sent = 0
+        for batch in self.window:
+            batch.retried = True
+
     # -- sync lane ------------------------------------------------------------
 
-    def _batch(self) -> Tuple[List[Tuple[str, Dict[str, str]]], bool]:
-        """The entries to write: any left unacknowledged (a write interrupted by
-        a cancellation or KeyboardInterrupt), then the new ones; and whether
-        some of them may already be in Redis."""
-        retried = bool(self.unsent)
-        entries = self.unsent + self._drain() if retried else self._drain()
-        self.unsent = entries
-        return entries, retried
+    def _connection(self) -> Any:
+        conn = self.conn
+        if conn is None:
+            conn = self.conn = self.client.connection_pool.get_connection()
+        return conn
+
+    def _release(self, broken: bool) -> None:
+        conn, self.conn = self.conn, None
+        if conn is not None:
+            try:
+                if broken:
+                    conn.disconnect()
+            finally:
+                self.client.connection_pool.release(conn)
+
+    def _io(self, limit: int) -> None:
+        """Send the unsent batches, then read replies until at most ``limit`` are unread."""
+        window = self.window
+        if not self.direct:  # a cluster or a single-connection client: one batch at a time
+            while window:
+                batch = window[0]
+                results = self._pipeline(batch).execute(raise_on_error=False)
+                window.popleft()
+                self.confirmed_any = True
+                self._check(results, batch.entries, batch.retried)
+            return
+        conn = self._connection()
+        while self.sent < len(window):
+            conn.send_packed_command(conn.pack_commands(window[self.sent].commands),
+                                     check_health=False)
+            self.sent += 1
+        refused = self.refused
+        while window and (len(window) > limit or conn.can_read(0)):
+            batch = window[0]
+            results: List[Any] = []
+            for _ in batch.commands:
+                try:
+                    results.append(conn.read_response())
+                except refused as exc:
+                    results.append(exc)
+            window.popleft()
+            self.sent -= 1
+            self.confirmed_any = True
+            self._check(results, batch.entries, batch.retried)
+        if not window:
+            self._release(False)
 
     def write(self) -> None:
-        entries, retried = self._batch()
-        if not entries:
+        limit = self._queue()
+        if not self.window:
             self._raise_encode_error()
             return
         start = time.monotonic()
         delay = 0.05
         while True:
             try:
-                results = self._send(entries)
+                self._io(limit)
             except self.errors as exc:
+                self._lost_connection()
+                if self.direct:
+                    self._release(True)
                 elapsed = time.monotonic() - start
                 if elapsed + delay > self.retry_for:
                     raise self._give_up(exc, elapsed) from exc
                 time.sleep(delay)
                 delay = min(delay * 2, 1.0)
-                retried = True
                 continue
-            self._check(results, entries, retried)
-            self.unsent = []
+            except BaseException:
+                # KeyboardInterrupt, or Redis refused an entry: what was sent may
+                # be in Redis or not; a later write resends it
+                self._lost_connection()
+                if self.direct:
+                    self._release(True)
+                raise
             self._raise_encode_error()
             return
 
@@ -432,29 +508,85 @@ class _Publisher:
 
     # -- async lane -----------------------------------------------------------
 
+    async def _aconnection(self) -> Any:
+        conn = self.conn
+        if conn is None:
+            conn = self.conn = await self.client.connection_pool.get_connection()
+        return conn
+
+    async def _arelease(self, broken: bool) -> None:
+        conn, self.conn = self.conn, None
+        if conn is not None:
+            try:
+                if broken:
+                    await conn.disconnect(nowait=True)
+            finally:
+                await self.client.connection_pool.release(conn)
+
+    async def _aio(self, limit: int) -> None:
+        window = self.window
+        if not self.direct:
+            while window:
+                batch = window[0]
+                results = await self._pipeline(batch).execute(raise_on_error=False)
+                window.popleft()
+                self.confirmed_any = True
+                self._check(results, batch.entries, batch.retried)
+            return
+        conn = await self._aconnection()
+        while self.sent < len(window):
+            await conn.send_packed_command(conn.pack_commands(window[self.sent].commands),
+                                           check_health=False)
+            self.sent += 1
+        refused = self.refused
+        can_read = getattr(conn, "can_read", None) or conn.can_read_destructive
+        while window and (len(window) > limit or await can_read()):
+            batch = window[0]
+            results: List[Any] = []
+            for _ in batch.commands:
+                try:
+                    results.append(await conn.read_response())
+                except refused as exc:
+                    results.append(exc)
+            window.popleft()
+            self.sent -= 1
+            self.confirmed_any = True
+            self._check(results, batch.entries, batch.retried)
+        if not window:
+            await self._arelease(False)
+
     async def awrite(self) -> None:
         if self.lock is None:
             self.lock = asyncio.Lock()
-        async with self.lock:  # one pipeline at a time: entry ids must grow
-            entries, retried = self._batch()
-            if not entries:
+        async with self.lock:  # one writer at a time: entry ids must grow
+            limit = self._queue()
+            if not self.window:
                 self._raise_encode_error()
                 return
             start = time.monotonic()
             delay = 0.05
             while True:
                 try:
-                    results = await self._asend(entries)
+                    await self._aio(limit)
                 except self.errors as exc:
+                    self._lost_connection()
+                    if self.direct:
+                        await self._arelease(True)
                     elapsed = time.monotonic() - start
                     if elapsed + delay > self.retry_for:
                         raise self._give_up(exc, elapsed) from exc
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, 1.0)
-                    retried = True
                     continue
-                self._check(results, entries, retried)
-                self.unsent = []
+                except BaseException:
+                    # cancelled, or Redis refused an entry: resent by a later write
+                    self._lost_connection()
+                    if self.direct:
+                        try:
+                            await self._arelease(True)
+                        except BaseException:  # noqa: BLE001 - cancelled again
+                            self.conn = None
+                    raise
                 self._raise_encode_error()
                 return
 
