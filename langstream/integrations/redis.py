@@ -31,6 +31,7 @@ import builtins
 import json
 import logging
 import time
+import weakref
 from collections import deque
 from typing import Any, Deque, Dict, List, Optional, Tuple
 
@@ -249,6 +250,14 @@ class _Batch:
         self.retried = False  # may already be in Redis (sent before a lost connection)
 
 
+def _give_back(pool: Any, conn: Any) -> None:
+    try:
+        conn.disconnect()  # replies may be unread: it cannot be reused as it is
+        pool.release(conn)
+    except Exception:  # noqa: BLE001 - at garbage collection, nothing to report to
+        pass
+
+
 def _can_pipeline(client: Any) -> bool:
     """Whether the publisher can take a connection of its own from ``client``'s pool."""
     if getattr(client, "connection", None) is not None:  # single_connection_client
@@ -281,7 +290,8 @@ class _Publisher:
         # the replies of the steps before it)
         self.window: Deque[_Batch] = deque()
         self.sent = 0
-        self.conn: Any = None
+        self.conn: Any = None  # held from the first write to the run's end
+        self.finalizer: Any = None
         self.confirmed_any = False
         self.direct = _can_pipeline(client)
         self.encode_error: Optional[BaseException] = None
@@ -404,12 +414,18 @@ class _Publisher:
     def _connection(self) -> Any:
         conn = self.conn
         if conn is None:
-            conn = self.conn = self.client.connection_pool.get_connection()
+            pool = self.client.connection_pool
+            conn = self.conn = pool.get_connection()
+            # a run dropped before its end gives the connection back when collected
+            self.finalizer = weakref.finalize(self, _give_back, pool, conn)
         return conn
 
     def _release(self, broken: bool) -> None:
         conn, self.conn = self.conn, None
         if conn is not None:
+            if self.finalizer is not None:
+                self.finalizer.detach()
+                self.finalizer = None
             try:
                 if broken:
                     conn.disconnect()
@@ -445,12 +461,14 @@ class _Publisher:
             self.sent -= 1
             self.confirmed_any = True
             self._check(results, batch.entries, batch.retried)
-        if not window:
+        if not window and self.log.closed:  # the run is over: give the connection back
             self._release(False)
 
     def write(self) -> None:
         limit = self._queue()
         if not self.window:
+            if self.conn is not None and self.log.closed:
+                self._release(False)
             self._raise_encode_error()
             return
         start = time.monotonic()
@@ -552,7 +570,7 @@ class _Publisher:
             self.sent -= 1
             self.confirmed_any = True
             self._check(results, batch.entries, batch.retried)
-        if not window:
+        if not window and self.log.closed:
             await self._arelease(False)
 
     async def awrite(self) -> None:
@@ -561,6 +579,8 @@ class _Publisher:
         async with self.lock:  # one writer at a time: entry ids must grow
             limit = self._queue()
             if not self.window:
+                if self.conn is not None and self.log.closed:
+                    await self._arelease(False)
                 self._raise_encode_error()
                 return
             start = time.monotonic()
