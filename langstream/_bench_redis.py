@@ -165,6 +165,7 @@ async def _apublish_bare(client: Any, runs: int, n: int) -> float:
     async def one(key: str) -> None:
         pool = client.connection_pool
         conn = await pool.get_connection()
+        can_read = getattr(conn, "can_read", None) or conn.can_read_destructive
         unread = 0
         try:
             for seq, part in enumerate(_parts(n), 1):
@@ -172,7 +173,7 @@ async def _apublish_bare(client: Any, runs: int, n: int) -> float:
                 await conn.send_packed_command(conn.pack_commands([command]),
                                                check_health=False)
                 unread += 1
-                while unread and (unread >= _WINDOW or await conn.can_read()):
+                while unread and (unread >= _WINDOW or await can_read()):
                     await conn.read_response()
                     unread -= 1
             while unread:

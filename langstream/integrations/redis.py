@@ -59,6 +59,7 @@ __all__ = [
     "AttachConnectionError",
     "PublishConnectionError",
     "RemoteRunError",
+    "RunIdleError",
     "RunNotFoundError",
     "aattach",
     "attach",
@@ -97,6 +98,27 @@ class AttachConnectionError(ConnectionError):
         super().__init__(message)
         self.key = key
         self.last_seq = last_seq
+
+
+class RunIdleError(TimeoutError):
+    """An attached run got no new entry for ``idle_timeout`` seconds.
+
+    Typically its producer died before writing the run's end.  The attached
+    run is not ended: read again to wait another ``idle_timeout`` (and go on
+    if the producer is alive), or attach anew with ``after_seq=last_seq``.
+    ``key`` is the run's stream key, ``last_seq`` the seq of the last event
+    this reader took in, ``idle_timeout`` the timeout in seconds.
+    """
+
+    def __init__(self, key: str, last_seq: int, idle_timeout: float) -> None:
+        super().__init__(
+            f"no new entry in the run at Redis key {key!r} for {idle_timeout:g} s after "
+            f"seq {last_seq} and no end entry (its producer may be gone); read again to "
+            f"keep waiting, or attach(..., after_seq={last_seq}) later"
+        )
+        self.key = key
+        self.last_seq = last_seq
+        self.idle_timeout = idle_timeout
 
 
 class RunNotFoundError(LookupError):
@@ -415,7 +437,10 @@ class _Publisher:
         conn = self.conn
         if conn is None:
             pool = self.client.connection_pool
-            conn = self.conn = pool.get_connection()
+            try:
+                conn = self.conn = pool.get_connection()
+            except TypeError:  # redis-py < 5.3 wants a command name
+                conn = self.conn = pool.get_connection("XADD")
             # a run dropped before its end gives the connection back when collected
             self.finalizer = weakref.finalize(self, _give_back, pool, conn)
         return conn
@@ -529,7 +554,11 @@ class _Publisher:
     async def _aconnection(self) -> Any:
         conn = self.conn
         if conn is None:
-            conn = self.conn = await self.client.connection_pool.get_connection()
+            pool = self.client.connection_pool
+            try:
+                conn = self.conn = await pool.get_connection()
+            except TypeError:  # redis-py < 5.3 wants a command name
+                conn = self.conn = await pool.get_connection("XADD")
         return conn
 
     async def _arelease(self, broken: bool) -> None:
@@ -985,7 +1014,8 @@ class _Source:
     """Reads one run's Redis stream in batches, decodes entries one at a time."""
 
     def __init__(self, client: Any, key: str, after_seq: int, count: int,
-                 block: float, wait_timeout: float) -> None:
+                 block: float, wait_timeout: float,
+                 idle_timeout: Optional[float] = None) -> None:
         self.client = client
         self.key = key
         self.read_id = f"{after_seq}-0"
@@ -997,6 +1027,9 @@ class _Source:
         self.block_ms = max(1, int(block * 1000))
         self.wait_timeout = wait_timeout
         self.started = time.monotonic()
+        self.idle_timeout = idle_timeout
+        self.idle_since = self.started  # the last time an entry arrived (or we gave up)
+        self.idle = False  # the last read found the run idle for idle_timeout
         self.seen_any = False
         self.checked_end = False
         self.errors = _redis_errors()
@@ -1010,7 +1043,11 @@ class _Source:
         )
 
     def _xread_args(self) -> Tuple[Dict[str, str], int, int]:
-        return {self.key: self.read_id}, self.count, self.block_ms
+        block_ms = self.block_ms
+        if self.idle_timeout is not None:  # do not block past the idle deadline
+            left = self.idle_since + self.idle_timeout - time.monotonic()
+            block_ms = max(1, min(block_ms, int(left * 1000) + 1))
+        return {self.key: self.read_id}, self.count, block_ms
 
     def _take(self, response: Any) -> None:
         if not response:
@@ -1029,6 +1066,7 @@ class _Source:
             self.read_id = entry_id
         if entries:
             self.seen_any = True
+            self.idle_since = time.monotonic()
 
     def _empty_read(self, exists: int, last: Any) -> None:
         """Nothing new: a missing key times out; a resume past the end is an error."""
@@ -1047,6 +1085,17 @@ class _Source:
                         f"after_seq={self.last_seq} is past the end of the run at Redis "
                         f"key {self.key!r} (its last seq is {end_seq})"
                     )
+        idle = self.idle_timeout
+        if idle is not None:
+            now = time.monotonic()
+            if now - self.idle_since >= idle:
+                self.idle_since = now  # reading again waits another idle_timeout
+                self.idle = True
+
+    def _raise_idle(self) -> None:
+        if self.idle:
+            self.idle = False
+            raise RunIdleError(self.key, self.last_seq, self.idle_timeout)  # type: ignore[arg-type]
 
     def fetch(self) -> None:
         key, count, block = self._xread_args()
@@ -1058,6 +1107,7 @@ class _Source:
                                  None if self.checked_end else client.xrevrange(self.key, count=1))
         except self.errors as exc:
             raise self._conn_error(exc) from exc
+        self._raise_idle()
 
     async def afetch(self) -> None:
         key, count, block = self._xread_args()
@@ -1069,6 +1119,7 @@ class _Source:
                 self._empty_read(await client.exists(self.key), last)
         except self.errors as exc:
             raise self._conn_error(exc) from exc
+        self._raise_idle()
 
     def next_item(self) -> Tuple[Any, Any]:
         """Pop and decode the next entry: ``(event, None)`` or ``(_END, end doc)``.
@@ -1188,7 +1239,7 @@ class _RemoteRun(GraphRunStream):
         if not source.buffer:
             try:
                 source.fetch()
-            except AttachConnectionError:
+            except (AttachConnectionError, RunIdleError):
                 raise  # the run stays open: read again to go on
             except Exception as exc:  # noqa: BLE001 - ends the run
                 self._end(exc)
@@ -1290,8 +1341,8 @@ class _AsyncRemoteRun(AsyncGraphRunStream):
             self._fetching = asyncio.current_task()
             try:
                 await source.afetch()
-            except AttachConnectionError:
-                raise
+            except (AttachConnectionError, RunIdleError):
+                raise  # the run stays open: read again to go on
             except asyncio.CancelledError:
                 if self._aborting:
                     uncancel = getattr(asyncio.current_task(), "uncancel", None)
@@ -1346,8 +1397,8 @@ class _AsyncRemoteRun(AsyncGraphRunStream):
         await self._pump.abort()
 
 
-def _check_attach_args(key: Any, after_seq: Any, count: Any, block: Any,
-                       wait_timeout: Any) -> Tuple[str, int, int, float, float]:
+def _check_attach_args(key: Any, after_seq: Any, count: Any, block: Any, wait_timeout: Any,
+                       idle_timeout: Any) -> Tuple[str, int, int, float, float, Optional[float]]:
     key = _check_key(key)
     if isinstance(after_seq, bool) or not isinstance(after_seq, int):
         raise TypeError(f"after_seq must be an int >= 0, got {after_seq!r}")
@@ -1356,11 +1407,13 @@ def _check_attach_args(key: Any, after_seq: Any, count: Any, block: Any,
     count = _check_count("count", count, allow_none=False)
     block = _check_seconds("block", block, allow_none=False)
     wait_timeout = _check_seconds("wait_timeout", wait_timeout, allow_none=False, allow_zero=True)
-    return key, after_seq, count, block, wait_timeout  # type: ignore[return-value]
+    idle_timeout = _check_seconds("idle_timeout", idle_timeout)
+    return key, after_seq, count, block, wait_timeout, idle_timeout  # type: ignore[return-value]
 
 
 def attach(client: Any, key: str, *, after_seq: int = 0, count: int = 512,
-           block: float = 1.0, wait_timeout: float = 10.0) -> GraphRunStream:
+           block: float = 1.0, wait_timeout: float = 10.0,
+           idle_timeout: Optional[float] = None) -> GraphRunStream:
     """Attach to a published run: a sync run stream with the producer's projections.
 
     The run stream has ``values``, ``lifecycle``, ``subgraphs`` (handles),
@@ -1380,35 +1433,42 @@ def attach(client: Any, key: str, *, after_seq: int = 0, count: int = 512,
         block: seconds one ``XREAD`` blocks before the reader checks the key.
         wait_timeout: seconds to wait for a key that does not exist yet; then
             the run fails with ``RunNotFoundError``.
+        idle_timeout: seconds without any new entry (and no end entry) after
+            which a read raises ``RunIdleError`` naming the key and the last
+            seq: a producer that died without ending its run.  The run stays
+            open (read again to wait another ``idle_timeout``, or attach anew
+            with ``after_seq=run.last_seq``).  ``None`` (the default) waits
+            as long as the run lasts.
 
     Errors while reading: trimmed history raises ``StreamLagError`` once (then
     the run continues at the oldest retained event); a lost connection raises
     ``AttachConnectionError`` naming the key (the run stays open: read again,
     or attach anew with ``after_seq=run.last_seq``); an entry that is not
     valid wire format fails the run with a ``ValueError`` naming the key and
-    the entry id.
+    the entry id; ``idle_timeout`` raises ``RunIdleError`` (the run stays open).
     """
-    key, after_seq, count, block, wait_timeout = _check_attach_args(
-        key, after_seq, count, block, wait_timeout)
+    key, after_seq, count, block, wait_timeout, idle_timeout = _check_attach_args(
+        key, after_seq, count, block, wait_timeout, idle_timeout)
     if _is_async_client(client):
         raise TypeError("attach() needs a sync redis.Redis client; use aattach() with redis.asyncio")
     flags = _Flags()
     mux = StreamMux(factories=_remote_factories(flags), _assign_seq=False)
-    return _RemoteRun(_Source(client, key, after_seq, count, block, wait_timeout), mux, flags)
+    return _RemoteRun(_Source(client, key, after_seq, count, block, wait_timeout, idle_timeout), mux, flags)
 
 
 def aattach(client: Any, key: str, *, after_seq: int = 0, count: int = 512,
-            block: float = 1.0, wait_timeout: float = 10.0) -> AsyncGraphRunStream:
+            block: float = 1.0, wait_timeout: float = 10.0,
+            idle_timeout: Optional[float] = None) -> AsyncGraphRunStream:
     """Async twin of ``attach`` (``client`` a ``redis.asyncio.Redis``); no ``await`` needed.
 
     Several tasks may read projections at once (one ``XREAD`` in flight);
     ``await run.abort()`` releases a reader blocked in ``XREAD``.  A reader
     task cancelled mid-``XREAD`` loses nothing: the run stays as it was.
     """
-    key, after_seq, count, block, wait_timeout = _check_attach_args(
-        key, after_seq, count, block, wait_timeout)
+    key, after_seq, count, block, wait_timeout, idle_timeout = _check_attach_args(
+        key, after_seq, count, block, wait_timeout, idle_timeout)
     if not _is_async_client(client):
         raise TypeError("aattach() needs a redis.asyncio.Redis client; use attach() with redis.Redis")
     flags = _Flags()
     mux = StreamMux(factories=_remote_factories(flags), is_async=True, _assign_seq=False)
-    return _AsyncRemoteRun(_Source(client, key, after_seq, count, block, wait_timeout), mux, flags)
+    return _AsyncRemoteRun(_Source(client, key, after_seq, count, block, wait_timeout, idle_timeout), mux, flags)
