@@ -527,3 +527,25 @@ def test_async_unencodable_data_fails_the_run_which_still_ends_on_the_wire(backe
             await client.aclose()
 
     assert arun(main()) == [1]
+
+
+def test_the_publisher_gives_its_connection_back(backend, redis_url, rkey):
+    import gc
+
+    import redis
+
+    client = redis.Redis.from_url(redis_url)
+    pool = client.connection_pool
+    try:
+        published(client, rkey, "nested_two_levels")  # ended: given back at the end
+        assert not pool._in_use_connections
+        run = publish(local_run("long_linear_50"), client, rkey + ":dropped")
+        it = iter(run)
+        next(it), next(it)
+        assert len(pool._in_use_connections) == 1  # held while the run is live
+        del run, it
+        for _ in range(3):  # PyPy may need more than one pass
+            gc.collect()  # a run dropped before its end: given back when collected
+        assert not pool._in_use_connections
+    finally:
+        client.close()
