@@ -8,9 +8,10 @@ interleaved round by round; events per second, higher is better):
 
 * publish, one run: ``N`` values parts through ``stream_events`` +
   ``publish`` while the consumer iterates ``run.values``; the floor is a bare
-  redis-py loop with the same batching (one pipeline per pump step, i.e. per
-  event here) that builds the same wire JSON with ``json.dumps`` and XADDs it
-  with the same explicit id.
+  redis-py loop with the same batching (one send per pump step, i.e. per
+  event here, pipelined: up to 64 sends unconfirmed, on a connection of its
+  own) that builds the same wire JSON with ``json.dumps`` and XADDs it with
+  the same explicit id.
 * read, one run: ``attach`` + iterating ``remote.values`` (decoding, the
   projection pipeline) over the published stream; the floor is a bare
   ``XREAD COUNT 512`` loop that ``json.loads`` every entry.
@@ -18,7 +19,8 @@ interleaved round by round; events per second, higher is better):
   client with a connection per run): 100 runs of ``N/100`` events published at
   once, then 100 readers at once; floors: 100 bare tasks.
 * latency: a producer in another process emits values parts at ``--rate``
-  events/s (10,000 by default) for ``--seconds``; a reader attached in this
+  events/s (10,000 by default; paced by sleeping, so it leaves the CPU to the
+  reader) for ``--seconds``; a reader attached in this
   process takes each ``remote.values`` item and records now minus the part's
   creation time (same machine clock): p50 / p99 / max in milliseconds.
 """
@@ -78,12 +80,26 @@ def _publish_ls(client: Any, n: int) -> float:
 
 
 def _publish_bare(client: Any, n: int) -> float:
+    from langstream.integrations.redis import _WINDOW
+
     key = f"bench:{uuid.uuid4().hex}"
+    pool = client.connection_pool
+    conn = pool.get_connection()
+    unread = 0
     start = time.perf_counter()
-    for seq, part in enumerate(_parts(n), 1):
-        pipe = client.pipeline(transaction=False)
-        pipe.xadd(key, {"e": _dumps(seq, part["data"])}, id=f"{seq}-0")
-        pipe.execute()
+    try:
+        for seq, part in enumerate(_parts(n), 1):
+            command = ("XADD", key, f"{seq}-0", "e", _dumps(seq, part["data"]))
+            conn.send_packed_command(conn.pack_commands([command]), check_health=False)
+            unread += 1
+            while unread and (unread >= _WINDOW or conn.can_read(0)):
+                conn.read_response()
+                unread -= 1
+        while unread:
+            conn.read_response()
+            unread -= 1
+    finally:
+        pool.release(conn)
     elapsed = time.perf_counter() - start
     client.delete(key)
     return n / elapsed
@@ -145,11 +161,27 @@ async def _apublish_ls(client: Any, runs: int, n: int) -> Tuple[float, List[str]
 async def _apublish_bare(client: Any, runs: int, n: int) -> float:
     keys = [f"bench:{uuid.uuid4().hex}" for _ in range(runs)]
 
+    from langstream.integrations.redis import _WINDOW
+
     async def one(key: str) -> None:
-        for seq, part in enumerate(_parts(n), 1):
-            pipe = client.pipeline(transaction=False)
-            pipe.xadd(key, {"e": _dumps(seq, part["data"])}, id=f"{seq}-0")
-            await pipe.execute()
+        pool = client.connection_pool
+        conn = await pool.get_connection()
+        can_read = getattr(conn, "can_read", None) or conn.can_read_destructive
+        unread = 0
+        try:
+            for seq, part in enumerate(_parts(n), 1):
+                command = ("XADD", key, f"{seq}-0", "e", _dumps(seq, part["data"]))
+                await conn.send_packed_command(conn.pack_commands([command]),
+                                               check_health=False)
+                unread += 1
+                while unread and (unread >= _WINDOW or await can_read()):
+                    await conn.read_response()
+                    unread -= 1
+            while unread:
+                await conn.read_response()
+                unread -= 1
+        finally:
+            await pool.release(conn)
 
     start = time.perf_counter()
     await asyncio.gather(*(one(k) for k in keys))
@@ -207,12 +239,9 @@ def _produce(url: str, key: str, rate: float, n: int) -> int:
     def paced() -> Any:
         for i, part in enumerate(_parts(n, t=True)):
             due = start + i / rate
-            while True:
-                ahead = due - time.perf_counter()
-                if ahead <= 0:
-                    break
-                if ahead > 0.002:
-                    time.sleep(ahead - 0.001)
+            ahead = due - time.perf_counter()
+            if ahead > 0:  # sleep, not spin: a spinning producer takes a core from the reader
+                time.sleep(ahead)
             part["data"]["t"] = time.time()
             yield part
 

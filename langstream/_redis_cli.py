@@ -78,6 +78,9 @@ def add_attach_parser(sub: Any) -> None:
                    help="use the async lane (aattach) instead of the sync one")
     p.add_argument("--wait", type=_seconds, default=10.0, metavar="SECONDS",
                    help="seconds to wait for the key to appear (default 10)")
+    p.add_argument("--idle-timeout", type=_seconds, default=None, metavar="SECONDS",
+                   help="fail when the run gets no new entry for SECONDS (its producer died "
+                        "without ending it); default: wait as long as the run lasts")
     p.set_defaults(func=_attach_command)
 
 
@@ -97,7 +100,7 @@ def _report_errors(fn: Callable[[], _T]) -> Any:
     """Run ``fn``; connection and lookup errors print one line and exit 1."""
     try:
         return fn()
-    except (ConnectionError, LookupError, ValueError, TypeError) as exc:
+    except (ConnectionError, TimeoutError, LookupError, ValueError, TypeError) as exc:
         print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
     except Exception as exc:  # noqa: BLE001 - redis-py's own errors
@@ -147,7 +150,8 @@ def _attach_command(ns: argparse.Namespace) -> int:
     def sync_main() -> int:
         client = _client(ns.redis, False)
         try:
-            with attach(client, ns.key, after_seq=ns.after_seq, wait_timeout=ns.wait) as run:
+            with attach(client, ns.key, after_seq=ns.after_seq, wait_timeout=ns.wait,
+                        idle_timeout=ns.idle_timeout) as run:
                 print_run(run)
         finally:
             client.close()
@@ -157,7 +161,7 @@ def _attach_command(ns: argparse.Namespace) -> int:
         client = _client(ns.redis, True)
         try:
             async with aattach(client, ns.key, after_seq=ns.after_seq,
-                               wait_timeout=ns.wait) as run:
+                               wait_timeout=ns.wait, idle_timeout=ns.idle_timeout) as run:
                 await aprint_run(run)
         finally:
             await client.aclose()

@@ -165,6 +165,9 @@ def _plain(value: Any) -> bool:
     return False
 
 
+_EMPTY_TUPLE: Dict[str, Any] = {TAG: "tuple", "v": []}
+
+
 def dumps(event: Any) -> str:
     """Encode one protocol event (with its ``seq``) as wire JSON.
 
@@ -194,11 +197,16 @@ def dumps(event: Any) -> str:
     if has_interrupts:
         doc["interrupts"] = params["interrupts"]
     try:
-        if _plain(data) and (not has_interrupts or _plain(doc["interrupts"])):
-            return _dumps(doc)
-        doc["data"] = encode_value(data)
+        # data and interrupts are tagged independently: LangGraph's values
+        # events carry interrupts=() (a tag) beside data that is plain JSON
+        if not _plain(data):
+            doc["data"] = encode_value(data)
         if has_interrupts:
-            doc["interrupts"] = encode_value(doc["interrupts"])
+            interrupts = doc["interrupts"]
+            if type(interrupts) is tuple and not interrupts:
+                doc["interrupts"] = _EMPTY_TUPLE
+            elif not _plain(interrupts):
+                doc["interrupts"] = encode_value(interrupts)
         return _dumps(doc)
     except _Unencodable as exc:
         raise TypeError(

@@ -49,13 +49,17 @@ def free_port() -> int:
 class RedisServer:
     """A private redis-server on a free local port, no persistence."""
 
-    def __init__(self, port: Optional[int] = None) -> None:
+    def __init__(self, port: Optional[int] = None, persist_dir: Optional[str] = None) -> None:
         exe = shutil.which("redis-server")
         if exe is None:
             _unavailable("redis-server is not on PATH (Debian: apt-get install redis-server)")
         self.exe = exe
         self.port = port or free_port()
         self.proc: Optional[subprocess.Popen] = None
+        # with a directory: an append-only file fsynced on every write, so a
+        # killed and restarted server keeps every write it acknowledged
+        self.persistence = ["--appendonly", "no"] if persist_dir is None else [
+            "--appendonly", "yes", "--appendfsync", "always", "--dir", persist_dir]
 
     @property
     def url(self) -> str:
@@ -64,7 +68,7 @@ class RedisServer:
     def start(self) -> "RedisServer":
         self.proc = subprocess.Popen(
             [self.exe, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no"],
+             *self.persistence],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
         redis = need_redis_client()

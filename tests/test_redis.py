@@ -175,37 +175,55 @@ def test_an_empty_run_has_the_terminal_entry_0_1(backend, rclient, rkey):
     assert raw_log(remote) == ([], None) and remote.output is None
 
 
-def test_one_round_trip_per_pump_step(backend, rclient, rkey, monkeypatch):
+def _count_xadds_per_send(monkeypatch, connection_class):
+    """Patch ``connection_class.send_packed_command``: entries written per send."""
+    batches = []
+    send = connection_class.send_packed_command
+
+    def counting_send(self, command, *a, **kw):
+        chunks = [command] if isinstance(command, (bytes, str)) else list(command)
+        data = b"".join(c.encode() if isinstance(c, str) else bytes(c) for c in chunks)
+        if b"XADD" in data:
+            batches.append(data.count(b"\r\nXADD\r\n"))
+        return send(self, chunks, *a, **kw)
+
+    monkeypatch.setattr(connection_class, "send_packed_command", counting_send)
+    return batches
+
+
+def test_one_send_per_pump_step(backend, rclient, rkey, monkeypatch):
+    import redis.connection
+
     run = publish(local_run("nested_two_levels"), rclient, rkey)
-    batches = []  # entries written per round trip
-    pipeline = rclient.pipeline
-    execute_command = rclient.execute_command
-
-    def counting_pipeline(*a, **kw):
-        pipe = pipeline(*a, **kw)
-        execute = pipe.execute
-
-        def ex(*a2, **kw2):
-            batches.append(sum(1 for c in pipe.command_stack if c[0][0] == "XADD"))
-            return execute(*a2, **kw2)
-        pipe.execute = ex
-        return pipe
-
-    def counting_command(*args, **kw):
-        if args and args[0] == "XADD":
-            batches.append(1)
-        return execute_command(*args, **kw)
-
-    monkeypatch.setattr(rclient, "pipeline", counting_pipeline)
-    monkeypatch.setattr(rclient, "execute_command", counting_command)
+    batches = _count_xadds_per_send(monkeypatch, redis.connection.Connection)
     it = iter(run)
-    first = next(it)  # one step: the first snapshot, written at once
-    assert first["seq"] == 1 and batches == [1]
+    first = next(it)  # one step: the first snapshot, written (and confirmed) at once
+    assert first["seq"] == 1 and batches == [1] and rclient.xlen(rkey) == 1
     for _ in it:
         pass
     assert sum(batches) == rclient.xlen(rkey)
-    assert len(batches) < rclient.xlen(rkey)  # a step's lifecycle + event: one trip
+    assert len(batches) < rclient.xlen(rkey)  # a step's lifecycle + event: one send
     assert max(batches) < rclient.xlen(rkey) // 2  # written as it goes, not at the end
+
+
+def test_async_one_send_per_pump_step(backend, redis_url, rkey, monkeypatch):
+    import redis.asyncio as aredis
+    import redis.asyncio.connection
+
+    batches = _count_xadds_per_send(monkeypatch, redis.asyncio.connection.Connection)
+
+    async def main():
+        client = aredis.Redis.from_url(redis_url)
+        try:
+            run = publish(alocal_run("nested_two_levels"), client, rkey)
+            seqs = [event["seq"] async for event in run]
+            return seqs, await client.xlen(rkey)
+        finally:
+            await client.aclose()
+
+    seqs, length = arun(main())
+    assert length == len(seqs) + 1 == sum(batches)
+    assert len(batches) < length and max(batches) < length // 2
 
 
 # ------------------------------------------------------------ resume / lag
@@ -509,3 +527,25 @@ def test_async_unencodable_data_fails_the_run_which_still_ends_on_the_wire(backe
             await client.aclose()
 
     assert arun(main()) == [1]
+
+
+def test_the_publisher_gives_its_connection_back(backend, redis_url, rkey):
+    import gc
+
+    import redis
+
+    client = redis.Redis.from_url(redis_url)
+    pool = client.connection_pool
+    try:
+        published(client, rkey, "nested_two_levels")  # ended: given back at the end
+        assert not pool._in_use_connections
+        run = publish(local_run("long_linear_50"), client, rkey + ":dropped")
+        it = iter(run)
+        next(it), next(it)
+        assert len(pool._in_use_connections) == 1  # held while the run is live
+        del run, it
+        for _ in range(3):  # PyPy may need more than one pass
+            gc.collect()  # a run dropped before its end: given back when collected
+        assert not pool._in_use_connections
+    finally:
+        client.close()

@@ -120,8 +120,93 @@ def test_producer_retries_through_a_restart(backend, server, rkey):
     finally:
         restarter.join()
     assert rest == list(range(10, 30))
-    ids = [e[0] for e in client.xrange(rkey)]
-    assert ids[0] == b"11-0" and ids[-1] == b"30-1"  # what came after the restart
+    ids = [e[0].decode() for e in client.xrange(rkey)]
+    # what came after the restart, and the unconfirmed steps sent before it
+    first = int(ids[0].split("-")[0])
+    assert first <= 11 and ids == [f"{s}-0" for s in range(first, 31)] + ["30-1"]
+
+
+N_PIPELINED = 300
+
+
+def _expected_ids(n):
+    return [f"{s}-0".encode() for s in range(1, n + 1)] + [f"{n}-1".encode()]
+
+
+def _kill_producer_connections(admin):
+    admin.client_kill_filter(_type="normal", skipme=True)
+
+
+@pytest.fixture
+def persistent_server(tmp_path):
+    """A private redis-server that keeps acknowledged writes across a kill."""
+    srv = RedisServer(persist_dir=str(tmp_path)).start()
+    yield srv
+    srv.stop()
+
+
+@pytest.mark.parametrize("fault", ["restart", "connection_killed"])
+def test_pipelined_publishing_loses_and_duplicates_nothing(backend, persistent_server, rkey,
+                                                            fault):
+    server = persistent_server
+    client = client_for(server)
+    run = publish(langstream.stream_events(parts_n(N_PIPELINED), transformers=EXTRA), client,
+                  rkey, retry_for=15)
+    it = iter(run.values)
+    assert [next(it)["i"] for _ in range(100)] == list(range(100))
+    restarter = None
+    if fault == "restart":
+        server.stop()
+        restarter = threading.Timer(0.3, server.start)
+        restarter.start()
+    else:
+        admin = client_for(server)
+        _kill_producer_connections(admin)
+        admin.close()
+    try:
+        rest = [v["i"] for v in it]
+    finally:
+        if restarter is not None:
+            restarter.join()
+    assert rest == list(range(100, N_PIPELINED))
+    assert [e[0] for e in client.xrange(rkey)] == _expected_ids(N_PIPELINED)
+    remote = attach(client, rkey)
+    assert [e["seq"] for e in remote] == list(range(1, N_PIPELINED + 1))
+    assert [v["i"] for v in attach(client, rkey).values] == list(range(N_PIPELINED))
+
+
+@pytest.mark.parametrize("fault", ["restart", "connection_killed"])
+def test_async_pipelined_publishing_loses_and_duplicates_nothing(backend, persistent_server,
+                                                                  rkey, fault):
+    import redis.asyncio as aredis
+
+    server = persistent_server
+
+    async def main():
+        client = aredis.Redis(port=server.port, socket_connect_timeout=0.5, socket_timeout=2,
+                              retry=_no_retry())
+        try:
+            run = publish(langstream.astream_events(areplay(parts_n(N_PIPELINED))), client,
+                          rkey, retry_for=15)
+            it = run.values.__aiter__()
+            first = [(await it.__anext__())["i"] for _ in range(100)]
+            if fault == "restart":
+                server.stop()
+                asyncio.get_running_loop().call_later(0.3, server.start)
+            else:
+                admin = client_for(server)
+                _kill_producer_connections(admin)
+                admin.close()
+            rest = [v["i"] async for v in it]
+            remote = [e["seq"] async for e in aattach(client, rkey)]
+            return first + rest, [e[0] for e in await client.xrange(rkey)], remote
+        finally:
+            await client.aclose()
+
+    values, ids, remote = arun(main())
+    assert values == list(range(N_PIPELINED))
+    assert ids == _expected_ids(N_PIPELINED)
+    assert remote == list(range(1, N_PIPELINED + 1))
 
 
 def test_producer_fails_naming_the_key_when_redis_stays_away(backend, server, rkey):

@@ -31,6 +31,7 @@ import builtins
 import json
 import logging
 import time
+import weakref
 from collections import deque
 from typing import Any, Deque, Dict, List, Optional, Tuple
 
@@ -58,6 +59,7 @@ __all__ = [
     "AttachConnectionError",
     "PublishConnectionError",
     "RemoteRunError",
+    "RunIdleError",
     "RunNotFoundError",
     "aattach",
     "attach",
@@ -96,6 +98,27 @@ class AttachConnectionError(ConnectionError):
         super().__init__(message)
         self.key = key
         self.last_seq = last_seq
+
+
+class RunIdleError(TimeoutError):
+    """An attached run got no new entry for ``idle_timeout`` seconds.
+
+    Typically its producer died before writing the run's end.  The attached
+    run is not ended: read again to wait another ``idle_timeout`` (and go on
+    if the producer is alive), or attach anew with ``after_seq=last_seq``.
+    ``key`` is the run's stream key, ``last_seq`` the seq of the last event
+    this reader took in, ``idle_timeout`` the timeout in seconds.
+    """
+
+    def __init__(self, key: str, last_seq: int, idle_timeout: float) -> None:
+        super().__init__(
+            f"no new entry in the run at Redis key {key!r} for {idle_timeout:g} s after "
+            f"seq {last_seq} and no end entry (its producer may be gone); read again to "
+            f"keep waiting, or attach(..., after_seq={last_seq}) later"
+        )
+        self.key = key
+        self.last_seq = last_seq
+        self.idle_timeout = idle_timeout
 
 
 class RunNotFoundError(LookupError):
@@ -234,8 +257,39 @@ class _SingleFlight:
 # ================================================================= publishing
 
 
+_WINDOW = 64  # batches (pump steps) a publisher may have in flight, unconfirmed
+
+
+class _Batch:
+    """One pump step's entries and their commands, sent together."""
+
+    __slots__ = ("entries", "commands", "retried")
+
+    def __init__(self, entries: List[Tuple[str, Dict[str, str]]],
+                 commands: List[Tuple[Any, ...]]) -> None:
+        self.entries = entries
+        self.commands = commands
+        self.retried = False  # may already be in Redis (sent before a lost connection)
+
+
+def _give_back(pool: Any, conn: Any) -> None:
+    try:
+        conn.disconnect()  # replies may be unread: it cannot be reused as it is
+        pool.release(conn)
+    except Exception:  # noqa: BLE001 - at garbage collection, nothing to report to
+        pass
+
+
+def _can_pipeline(client: Any) -> bool:
+    """Whether the publisher can take a connection of its own from ``client``'s pool."""
+    if getattr(client, "connection", None) is not None:  # single_connection_client
+        return False
+    pool = getattr(client, "connection_pool", None)
+    return pool is not None and hasattr(pool, "get_connection") and hasattr(pool, "release")
+
+
 class _Publisher:
-    """Drains a run's main log after each pump step into one pipeline."""
+    """Drains a run's main log after each pump step into one batch, pipelined across steps."""
 
     def __init__(self, run: Any, client: Any, key: str, maxlen: Optional[int],
                  expire: Optional[float], retry_for: float) -> None:
@@ -253,7 +307,15 @@ class _Publisher:
         self.broken = False
         self.error: Optional[BaseException] = None  # a failure after the run ended
         self.raised = False
-        self.unsent: List[Tuple[str, Dict[str, str]]] = []
+        # batches not yet confirmed by Redis, oldest first; the first ``sent``
+        # of them went out on ``conn`` (pipelined: a step does not wait for
+        # the replies of the steps before it)
+        self.window: Deque[_Batch] = deque()
+        self.sent = 0
+        self.conn: Any = None  # held from the first write to the run's end
+        self.finalizer: Any = None
+        self.confirmed_any = False
+        self.direct = _can_pipeline(client)
         self.encode_error: Optional[BaseException] = None
         self.last_encode_error: Optional[BaseException] = None
         self.lock: Optional[asyncio.Lock] = None
@@ -306,45 +368,25 @@ class _Publisher:
             doc["status"] = "completed"
         return json.dumps(doc, ensure_ascii=False, separators=(",", ":"))
 
-    def _pipeline(self, entries: List[Tuple[str, Dict[str, str]]]) -> Any:
-        pipe = self.client.pipeline(transaction=False)
+    def _commands(self, entries: List[Tuple[str, Dict[str, str]]]) -> List[Tuple[Any, ...]]:
+        """The commands of one batch: an ``XADD`` per entry (+ ``PEXPIRE`` after the end)."""
         key, maxlen = self.key, self.maxlen
+        commands: List[Tuple[Any, ...]] = []
         for entry_id, fields in entries:
+            (field, value), = fields.items()
             if maxlen is None:
-                pipe.xadd(key, fields, id=entry_id)
+                commands.append(("XADD", key, entry_id, field, value))
             else:
-                pipe.xadd(key, fields, id=entry_id, maxlen=maxlen, approximate=True)
-        if self.ended and self.expire is not None and entries[-1][0].endswith("-1"):
-            pipe.pexpire(key, max(1, int(self.expire * 1000)))
+                commands.append(("XADD", key, "MAXLEN", "~", maxlen, entry_id, field, value))
+        if self.expire is not None and entries[-1][0].endswith("-1"):
+            commands.append(("PEXPIRE", key, max(1, int(self.expire * 1000))))
+        return commands
+
+    def _pipeline(self, batch: _Batch) -> Any:
+        pipe = self.client.pipeline(transaction=False)
+        for command in batch.commands:
+            pipe.execute_command(*command)
         return pipe
-
-    def _single(self, entries: List[Tuple[str, Dict[str, str]]]) -> Optional[Tuple[Any, ...]]:
-        """The one XADD of a one-entry batch (no pipeline object needed), or None."""
-        if len(entries) != 1 or (self.ended and self.expire is not None):
-            return None
-        entry_id, fields = entries[0]
-        (field, value), = fields.items()
-        if self.maxlen is None:
-            return ("XADD", self.key, entry_id, field, value)
-        return ("XADD", self.key, "MAXLEN", "~", self.maxlen, entry_id, field, value)
-
-    def _send(self, entries: List[Tuple[str, Dict[str, str]]]) -> List[Any]:
-        command = self._single(entries)
-        if command is None:
-            return self._pipeline(entries).execute(raise_on_error=False)
-        try:
-            return [self.client.execute_command(*command)]
-        except self.refused as exc:
-            return [exc]
-
-    async def _asend(self, entries: List[Tuple[str, Dict[str, str]]]) -> List[Any]:
-        command = self._single(entries)
-        if command is None:
-            return await self._pipeline(entries).execute(raise_on_error=False)
-        try:
-            return [await self.client.execute_command(*command)]
-        except self.refused as exc:
-            return [exc]
 
     def _check(self, results: List[Any], entries: List[Tuple[str, Dict[str, str]]],
                retried: bool) -> None:
@@ -368,37 +410,114 @@ class _Publisher:
             f"(retried for {elapsed:.1f} s; retry_for={self.retry_for:g})",
         )
 
+    def _queue(self) -> int:
+        """Queue the new entries as one batch; return how many batches may stay unconfirmed.
+
+        Nothing may stay unconfirmed once the run has ended (the end entry is
+        confirmed before the run's end reaches its consumers), before the
+        first batch was confirmed (a used key fails the run at once), or
+        without a connection of our own.
+        """
+        entries = self._drain()
+        if entries:
+            self.window.append(_Batch(entries, self._commands(entries)))
+        if self.log.closed or not self.confirmed_any or not self.direct:
+            return 0
+        return _WINDOW - 1
+
+    def _lost_connection(self) -> None:
+        """Every batch in the window may or may not be in Redis: resend them all."""
+        self.sent = 0
+        for batch in self.window:
+            batch.retried = True
+
     # -- sync lane ------------------------------------------------------------
 
-    def _batch(self) -> Tuple[List[Tuple[str, Dict[str, str]]], bool]:
-        """The entries to write: any left unacknowledged (a write interrupted by
-        a cancellation or KeyboardInterrupt), then the new ones; and whether
-        some of them may already be in Redis."""
-        retried = bool(self.unsent)
-        entries = self.unsent + self._drain() if retried else self._drain()
-        self.unsent = entries
-        return entries, retried
+    def _connection(self) -> Any:
+        conn = self.conn
+        if conn is None:
+            pool = self.client.connection_pool
+            try:
+                conn = self.conn = pool.get_connection()
+            except TypeError:  # redis-py < 5.3 wants a command name
+                conn = self.conn = pool.get_connection("XADD")
+            # a run dropped before its end gives the connection back when collected
+            self.finalizer = weakref.finalize(self, _give_back, pool, conn)
+        return conn
+
+    def _release(self, broken: bool) -> None:
+        conn, self.conn = self.conn, None
+        if conn is not None:
+            if self.finalizer is not None:
+                self.finalizer.detach()
+                self.finalizer = None
+            try:
+                if broken:
+                    conn.disconnect()
+            finally:
+                self.client.connection_pool.release(conn)
+
+    def _io(self, limit: int) -> None:
+        """Send the unsent batches, then read replies until at most ``limit`` are unread."""
+        window = self.window
+        if not self.direct:  # a cluster or a single-connection client: one batch at a time
+            while window:
+                batch = window[0]
+                results = self._pipeline(batch).execute(raise_on_error=False)
+                window.popleft()
+                self.confirmed_any = True
+                self._check(results, batch.entries, batch.retried)
+            return
+        conn = self._connection()
+        while self.sent < len(window):
+            conn.send_packed_command(conn.pack_commands(window[self.sent].commands),
+                                     check_health=False)
+            self.sent += 1
+        refused = self.refused
+        while window and (len(window) > limit or conn.can_read(0)):
+            batch = window[0]
+            results: List[Any] = []
+            for _ in batch.commands:
+                try:
+                    results.append(conn.read_response())
+                except refused as exc:
+                    results.append(exc)
+            window.popleft()
+            self.sent -= 1
+            self.confirmed_any = True
+            self._check(results, batch.entries, batch.retried)
+        if not window and self.log.closed:  # the run is over: give the connection back
+            self._release(False)
 
     def write(self) -> None:
-        entries, retried = self._batch()
-        if not entries:
+        limit = self._queue()
+        if not self.window:
+            if self.conn is not None and self.log.closed:
+                self._release(False)
             self._raise_encode_error()
             return
         start = time.monotonic()
         delay = 0.05
         while True:
             try:
-                results = self._send(entries)
+                self._io(limit)
             except self.errors as exc:
+                self._lost_connection()
+                if self.direct:
+                    self._release(True)
                 elapsed = time.monotonic() - start
                 if elapsed + delay > self.retry_for:
                     raise self._give_up(exc, elapsed) from exc
                 time.sleep(delay)
                 delay = min(delay * 2, 1.0)
-                retried = True
                 continue
-            self._check(results, entries, retried)
-            self.unsent = []
+            except BaseException:
+                # KeyboardInterrupt, or Redis refused an entry: what was sent may
+                # be in Redis or not; a later write resends it
+                self._lost_connection()
+                if self.direct:
+                    self._release(True)
+                raise
             self._raise_encode_error()
             return
 
@@ -432,29 +551,91 @@ class _Publisher:
 
     # -- async lane -----------------------------------------------------------
 
+    async def _aconnection(self) -> Any:
+        conn = self.conn
+        if conn is None:
+            pool = self.client.connection_pool
+            try:
+                conn = self.conn = await pool.get_connection()
+            except TypeError:  # redis-py < 5.3 wants a command name
+                conn = self.conn = await pool.get_connection("XADD")
+        return conn
+
+    async def _arelease(self, broken: bool) -> None:
+        conn, self.conn = self.conn, None
+        if conn is not None:
+            try:
+                if broken:
+                    await conn.disconnect(nowait=True)
+            finally:
+                await self.client.connection_pool.release(conn)
+
+    async def _aio(self, limit: int) -> None:
+        window = self.window
+        if not self.direct:
+            while window:
+                batch = window[0]
+                results = await self._pipeline(batch).execute(raise_on_error=False)
+                window.popleft()
+                self.confirmed_any = True
+                self._check(results, batch.entries, batch.retried)
+            return
+        conn = await self._aconnection()
+        while self.sent < len(window):
+            await conn.send_packed_command(conn.pack_commands(window[self.sent].commands),
+                                           check_health=False)
+            self.sent += 1
+        refused = self.refused
+        can_read = getattr(conn, "can_read", None) or conn.can_read_destructive
+        while window and (len(window) > limit or await can_read()):
+            batch = window[0]
+            results: List[Any] = []
+            for _ in batch.commands:
+                try:
+                    results.append(await conn.read_response())
+                except refused as exc:
+                    results.append(exc)
+            window.popleft()
+            self.sent -= 1
+            self.confirmed_any = True
+            self._check(results, batch.entries, batch.retried)
+        if not window and self.log.closed:
+            await self._arelease(False)
+
     async def awrite(self) -> None:
         if self.lock is None:
             self.lock = asyncio.Lock()
-        async with self.lock:  # one pipeline at a time: entry ids must grow
-            entries, retried = self._batch()
-            if not entries:
+        async with self.lock:  # one writer at a time: entry ids must grow
+            limit = self._queue()
+            if not self.window:
+                if self.conn is not None and self.log.closed:
+                    await self._arelease(False)
                 self._raise_encode_error()
                 return
             start = time.monotonic()
             delay = 0.05
             while True:
                 try:
-                    results = await self._asend(entries)
+                    await self._aio(limit)
                 except self.errors as exc:
+                    self._lost_connection()
+                    if self.direct:
+                        await self._arelease(True)
                     elapsed = time.monotonic() - start
                     if elapsed + delay > self.retry_for:
                         raise self._give_up(exc, elapsed) from exc
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, 1.0)
-                    retried = True
                     continue
-                self._check(results, entries, retried)
-                self.unsent = []
+                except BaseException:
+                    # cancelled, or Redis refused an entry: resent by a later write
+                    self._lost_connection()
+                    if self.direct:
+                        try:
+                            await self._arelease(True)
+                        except BaseException:  # noqa: BLE001 - cancelled again
+                            self.conn = None
+                    raise
                 self._raise_encode_error()
                 return
 
@@ -833,7 +1014,8 @@ class _Source:
     """Reads one run's Redis stream in batches, decodes entries one at a time."""
 
     def __init__(self, client: Any, key: str, after_seq: int, count: int,
-                 block: float, wait_timeout: float) -> None:
+                 block: float, wait_timeout: float,
+                 idle_timeout: Optional[float] = None) -> None:
         self.client = client
         self.key = key
         self.read_id = f"{after_seq}-0"
@@ -845,6 +1027,9 @@ class _Source:
         self.block_ms = max(1, int(block * 1000))
         self.wait_timeout = wait_timeout
         self.started = time.monotonic()
+        self.idle_timeout = idle_timeout
+        self.idle_since = self.started  # the last time an entry arrived (or we gave up)
+        self.idle = False  # the last read found the run idle for idle_timeout
         self.seen_any = False
         self.checked_end = False
         self.errors = _redis_errors()
@@ -858,7 +1043,11 @@ class _Source:
         )
 
     def _xread_args(self) -> Tuple[Dict[str, str], int, int]:
-        return {self.key: self.read_id}, self.count, self.block_ms
+        block_ms = self.block_ms
+        if self.idle_timeout is not None:  # do not block past the idle deadline
+            left = self.idle_since + self.idle_timeout - time.monotonic()
+            block_ms = max(1, min(block_ms, int(left * 1000) + 1))
+        return {self.key: self.read_id}, self.count, block_ms
 
     def _take(self, response: Any) -> None:
         if not response:
@@ -877,6 +1066,7 @@ class _Source:
             self.read_id = entry_id
         if entries:
             self.seen_any = True
+            self.idle_since = time.monotonic()
 
     def _empty_read(self, exists: int, last: Any) -> None:
         """Nothing new: a missing key times out; a resume past the end is an error."""
@@ -895,6 +1085,17 @@ class _Source:
                         f"after_seq={self.last_seq} is past the end of the run at Redis "
                         f"key {self.key!r} (its last seq is {end_seq})"
                     )
+        idle = self.idle_timeout
+        if idle is not None:
+            now = time.monotonic()
+            if now - self.idle_since >= idle:
+                self.idle_since = now  # reading again waits another idle_timeout
+                self.idle = True
+
+    def _raise_idle(self) -> None:
+        if self.idle:
+            self.idle = False
+            raise RunIdleError(self.key, self.last_seq, self.idle_timeout)  # type: ignore[arg-type]
 
     def fetch(self) -> None:
         key, count, block = self._xread_args()
@@ -906,6 +1107,7 @@ class _Source:
                                  None if self.checked_end else client.xrevrange(self.key, count=1))
         except self.errors as exc:
             raise self._conn_error(exc) from exc
+        self._raise_idle()
 
     async def afetch(self) -> None:
         key, count, block = self._xread_args()
@@ -917,6 +1119,7 @@ class _Source:
                 self._empty_read(await client.exists(self.key), last)
         except self.errors as exc:
             raise self._conn_error(exc) from exc
+        self._raise_idle()
 
     def next_item(self) -> Tuple[Any, Any]:
         """Pop and decode the next entry: ``(event, None)`` or ``(_END, end doc)``.
@@ -1036,7 +1239,7 @@ class _RemoteRun(GraphRunStream):
         if not source.buffer:
             try:
                 source.fetch()
-            except AttachConnectionError:
+            except (AttachConnectionError, RunIdleError):
                 raise  # the run stays open: read again to go on
             except Exception as exc:  # noqa: BLE001 - ends the run
                 self._end(exc)
@@ -1138,8 +1341,8 @@ class _AsyncRemoteRun(AsyncGraphRunStream):
             self._fetching = asyncio.current_task()
             try:
                 await source.afetch()
-            except AttachConnectionError:
-                raise
+            except (AttachConnectionError, RunIdleError):
+                raise  # the run stays open: read again to go on
             except asyncio.CancelledError:
                 if self._aborting:
                     uncancel = getattr(asyncio.current_task(), "uncancel", None)
@@ -1194,8 +1397,8 @@ class _AsyncRemoteRun(AsyncGraphRunStream):
         await self._pump.abort()
 
 
-def _check_attach_args(key: Any, after_seq: Any, count: Any, block: Any,
-                       wait_timeout: Any) -> Tuple[str, int, int, float, float]:
+def _check_attach_args(key: Any, after_seq: Any, count: Any, block: Any, wait_timeout: Any,
+                       idle_timeout: Any) -> Tuple[str, int, int, float, float, Optional[float]]:
     key = _check_key(key)
     if isinstance(after_seq, bool) or not isinstance(after_seq, int):
         raise TypeError(f"after_seq must be an int >= 0, got {after_seq!r}")
@@ -1204,11 +1407,13 @@ def _check_attach_args(key: Any, after_seq: Any, count: Any, block: Any,
     count = _check_count("count", count, allow_none=False)
     block = _check_seconds("block", block, allow_none=False)
     wait_timeout = _check_seconds("wait_timeout", wait_timeout, allow_none=False, allow_zero=True)
-    return key, after_seq, count, block, wait_timeout  # type: ignore[return-value]
+    idle_timeout = _check_seconds("idle_timeout", idle_timeout)
+    return key, after_seq, count, block, wait_timeout, idle_timeout  # type: ignore[return-value]
 
 
 def attach(client: Any, key: str, *, after_seq: int = 0, count: int = 512,
-           block: float = 1.0, wait_timeout: float = 10.0) -> GraphRunStream:
+           block: float = 1.0, wait_timeout: float = 10.0,
+           idle_timeout: Optional[float] = None) -> GraphRunStream:
     """Attach to a published run: a sync run stream with the producer's projections.
 
     The run stream has ``values``, ``lifecycle``, ``subgraphs`` (handles),
@@ -1228,35 +1433,42 @@ def attach(client: Any, key: str, *, after_seq: int = 0, count: int = 512,
         block: seconds one ``XREAD`` blocks before the reader checks the key.
         wait_timeout: seconds to wait for a key that does not exist yet; then
             the run fails with ``RunNotFoundError``.
+        idle_timeout: seconds without any new entry (and no end entry) after
+            which a read raises ``RunIdleError`` naming the key and the last
+            seq: a producer that died without ending its run.  The run stays
+            open (read again to wait another ``idle_timeout``, or attach anew
+            with ``after_seq=run.last_seq``).  ``None`` (the default) waits
+            as long as the run lasts.
 
     Errors while reading: trimmed history raises ``StreamLagError`` once (then
     the run continues at the oldest retained event); a lost connection raises
     ``AttachConnectionError`` naming the key (the run stays open: read again,
     or attach anew with ``after_seq=run.last_seq``); an entry that is not
     valid wire format fails the run with a ``ValueError`` naming the key and
-    the entry id.
+    the entry id; ``idle_timeout`` raises ``RunIdleError`` (the run stays open).
     """
-    key, after_seq, count, block, wait_timeout = _check_attach_args(
-        key, after_seq, count, block, wait_timeout)
+    key, after_seq, count, block, wait_timeout, idle_timeout = _check_attach_args(
+        key, after_seq, count, block, wait_timeout, idle_timeout)
     if _is_async_client(client):
         raise TypeError("attach() needs a sync redis.Redis client; use aattach() with redis.asyncio")
     flags = _Flags()
     mux = StreamMux(factories=_remote_factories(flags), _assign_seq=False)
-    return _RemoteRun(_Source(client, key, after_seq, count, block, wait_timeout), mux, flags)
+    return _RemoteRun(_Source(client, key, after_seq, count, block, wait_timeout, idle_timeout), mux, flags)
 
 
 def aattach(client: Any, key: str, *, after_seq: int = 0, count: int = 512,
-            block: float = 1.0, wait_timeout: float = 10.0) -> AsyncGraphRunStream:
+            block: float = 1.0, wait_timeout: float = 10.0,
+            idle_timeout: Optional[float] = None) -> AsyncGraphRunStream:
     """Async twin of ``attach`` (``client`` a ``redis.asyncio.Redis``); no ``await`` needed.
 
     Several tasks may read projections at once (one ``XREAD`` in flight);
     ``await run.abort()`` releases a reader blocked in ``XREAD``.  A reader
     task cancelled mid-``XREAD`` loses nothing: the run stays as it was.
     """
-    key, after_seq, count, block, wait_timeout = _check_attach_args(
-        key, after_seq, count, block, wait_timeout)
+    key, after_seq, count, block, wait_timeout, idle_timeout = _check_attach_args(
+        key, after_seq, count, block, wait_timeout, idle_timeout)
     if not _is_async_client(client):
         raise TypeError("aattach() needs a redis.asyncio.Redis client; use attach() with redis.Redis")
     flags = _Flags()
     mux = StreamMux(factories=_remote_factories(flags), is_async=True, _assign_seq=False)
-    return _AsyncRemoteRun(_Source(client, key, after_seq, count, block, wait_timeout), mux, flags)
+    return _AsyncRemoteRun(_Source(client, key, after_seq, count, block, wait_timeout, idle_timeout), mux, flags)
