@@ -1201,14 +1201,10 @@ def _apply_end(mux: StreamMux, doc: Dict[str, Any]) -> Optional[BaseException]:
     return None
 
 
-class _RemoteRun(GraphRunStream):
-    """A sync run stream over a published run (see ``attach``)."""
+class _RemoteInfo:
+    """Where an attached run reads from: its key and how far it got."""
 
-    def __init__(self, source: _Source, mux: StreamMux, flags: _Flags) -> None:
-        self._source = source
-        self._flags = flags
-        GraphRunStream.__init__(self, None, mux, wire_pump=False)
-        mux.bind_pump(self._pump_next)
+    _source: _Source
 
     @property
     def key(self) -> str:
@@ -1219,6 +1215,16 @@ class _RemoteRun(GraphRunStream):
     def last_seq(self) -> int:
         """The producer's seq of the last event this reader took in (resume after it)."""
         return self._source.last_seq
+
+
+class _RemoteRun(_RemoteInfo, GraphRunStream):
+    """A sync run stream over a published run (see ``attach``)."""
+
+    def __init__(self, source: _Source, mux: StreamMux, flags: _Flags) -> None:
+        self._source = source
+        self._flags = flags
+        GraphRunStream.__init__(self, None, mux, wire_pump=False)
+        mux.bind_pump(self._pump_next)
 
     def _pump_next(self) -> bool:
         """One step: the buffered entries up to the next new subgraph handle.
@@ -1279,7 +1285,7 @@ class _RemoteRun(GraphRunStream):
         return True
 
 
-class _AsyncRemoteRun(AsyncGraphRunStream):
+class _AsyncRemoteRun(_RemoteInfo, AsyncGraphRunStream):
     """An async run stream over a published run (see ``aattach``)."""
 
     def __init__(self, source: _Source, mux: StreamMux, flags: _Flags) -> None:
@@ -1290,16 +1296,6 @@ class _AsyncRemoteRun(AsyncGraphRunStream):
         self._aborting = False
         AsyncGraphRunStream.__init__(self, None, mux, wire_pump=False)
         mux.bind_apump(self._apump_next)
-
-    @property
-    def key(self) -> str:
-        """The Redis key of the run."""
-        return self._source.key
-
-    @property
-    def last_seq(self) -> int:
-        """The producer's seq of the last event this reader took in (resume after it)."""
-        return self._source.last_seq
 
     async def _apump_next(self) -> bool:
         pump = self._pump
