@@ -19,6 +19,7 @@ from langstream._eventlog_c cimport EventLog
 
 from time import time as _time
 
+from langstream.mux import _Forward
 from langstream.protocol import MAX_NAMESPACE_DEPTH
 from langstream.transformers import (
     CheckpointsTransformer,
@@ -47,8 +48,9 @@ cdef object _SLOW = object()  # a route that needs the protocol event
 cdef class _Op:
     """One compiled handler of a fast route."""
 
-    cdef int kind          # 0: call ``target(part)``; 1: values; 2: plain projection
-    cdef object target     # the handler (0) or the transformer (1, 2)
+    cdef int kind          # 0: call ``target(part)``; 1: values; 2: plain projection;
+                           # 3: hand the part to a child mux (below the scope)
+    cdef object target     # the handler (0), the transformer (1, 2), the child's dispatcher (3)
     cdef object channel    # its StreamChannel (1, 2)
     cdef EventLog log      # that channel's log (1, 2)
 
@@ -58,6 +60,11 @@ cdef tuple _compile(tuple handlers):
     ops = []
     for handler in handlers:
         op = _Op()
+        if type(handler) is _Forward:
+            op.kind = 3
+            op.target = _dispatcher_of(handler.mux)
+            ops.append(op)
+            continue
         owner = getattr(handler, "__self__", None)
         func = getattr(handler, "__func__", None)
         channel = getattr(owner, "_log", None)
@@ -78,33 +85,51 @@ cdef tuple _compile(tuple handlers):
     return tuple(ops)
 
 
+cdef PartDispatcher _dispatcher_of(object mux):
+    """The compiled dispatcher of ``mux`` (made once, kept on the mux)."""
+    found = mux._part_dispatcher
+    if found is None:
+        found = PartDispatcher(mux)
+    return <PartDispatcher>found
+
+
 cdef class PartDispatcher:
     """``StreamMux._push_part_fast`` in C: validate a part and dispatch it
     through the fast routes; returns ``None`` when done, else
     ``(event, method, at_scope)`` for the protocol-event path."""
 
     cdef object mux
-    cdef object scope_list
+    cdef object shared
+    cdef list scope_list
+    cdef Py_ssize_t scope_len
     cdef EventLog events_log
     cdef dict ops_at_scope   # method -> compiled ops, or _SLOW
-    cdef dict ops_below
+    cdef dict ops_below      # method -> {namespace tuple: compiled ops, or _SLOW}
+    cdef dict guards         # method -> the checks of its route at the scope (see mux._Guarded)
+    cdef object below_epoch  # the tree epoch ``ops_below`` was made in
     cdef bint root_scope
     cdef bint assign_seq
 
     def __cinit__(self, mux):
         self.mux = mux
+        self.shared = mux._shared
         self.scope_list = mux._scope_list
+        self.scope_len = len(self.scope_list)
         self.events_log = mux._events._log
         self.ops_at_scope = {}
         self.ops_below = {}
+        self.guards = {}
+        self.below_epoch = None
         self.root_scope = not mux._scope_list
         self.assign_seq = mux._assign_seq
         mux._route_listeners.append(self)
+        mux._part_dispatcher = self
 
     def _invalidate(self):
         """The mux's routes changed (a transformer was registered)."""
         self.ops_at_scope.clear()
         self.ops_below.clear()
+        self.guards.clear()
 
     def __call__(self, part):
         return self.dispatch(part)
@@ -135,14 +160,10 @@ cdef class PartDispatcher:
         if ns_type is not tuple and ns_type is not list:
             return self.mux._push_part_fast(part)
         found = PyDict_GetItem(part, "interrupts")
-        cdef bint has_interrupts = found != NULL
-        if found == NULL:
-            interrupts = ()
-        else:
+        if found != NULL:
             interrupts = <object>found
             if type(interrupts) is not tuple and type(interrupts) is not list:
                 return self.mux._push_part_fast(part)
-        part_interrupts = interrupts
         n = len(ns)
         if n:
             if n > _MAX_DEPTH:
@@ -150,35 +171,75 @@ cdef class PartDispatcher:
             for i in range(n):
                 if type(ns[i]) is not str:
                     return self.mux._push_part_fast(part)
-            at_scope = list(ns) == self.scope_list
+        out = self.route(part, method, ns, n, data, None, False)
+        return out if type(out) is tuple else None
+
+    cdef object route(self, object part, str method, object ns, Py_ssize_t n, object data,
+                      object ev, bint nested):
+        """Dispatch a validated part through this mux's fast route.
+
+        At the root (``nested`` false) returns ``(event, method, at_scope)``
+        when the part needs the event path; a parent's hand-over (``nested``)
+        always completes here.  Otherwise returns the protocol event if one
+        was built (by this mux or a child below it, shared by all), else None.
+        """
+        cdef PyObject* found
+        cdef Py_ssize_t i
+        cdef bint at_scope
+        if n != self.scope_len:
+            at_scope = False
+        elif n == 0:
+            at_scope = True
         else:
-            at_scope = self.root_scope
+            at_scope = True
+            for i in range(n):
+                if ns[i] != self.scope_list[i]:
+                    at_scope = False
+                    break
         mux = self.mux
-        if at_scope and method == "values":
-            mux._latest = data
-            if interrupts:
-                mux._interrupted = True
-                mux._interrupts.extend(interrupts)
+        interrupts = None
+        if at_scope:
+            if method == "values":
+                found = PyDict_GetItem(part, "interrupts")
+                if found != NULL:
+                    interrupts = <object>found
+                mux._latest = data
+                if interrupts:
+                    mux._interrupted = True
+                    mux._interrupts.extend(interrupts)
+            found = PyDict_GetItem(self.ops_at_scope, method)
+            if found == NULL:
+                fast = mux._fast_route(method, True)
+                compiled = _SLOW if fast is None else _compile(fast)
+                self.ops_at_scope[method] = compiled
+                checks = mux._guards.get((method, True))
+                if checks is not None and fast is not None:
+                    self.guards[method] = checks
+            else:
+                compiled = <object>found
+            if self.guards and compiled is not _SLOW:
+                found = PyDict_GetItem(self.guards, method)
+                if found != NULL:
+                    # (decided before any handler runs: a parent's hand-over
+                    # never comes here, see StreamMux._route_for)
+                    for check in <tuple>found:
+                        if check(part):
+                            compiled = _SLOW
+                            break
         else:
-            interrupts = None
+            compiled = self.below(method, ns if type(ns) is tuple else tuple(ns))
+        if compiled is _SLOW:
+            if ev is None:  # the event protocol._build_event builds
+                ev = _event(part, method, ns, n, data)
+            if not nested:
+                return (ev, method, at_scope)
+            # (a parent found this route fast in the same tree epoch; a
+            # handler before the hand-over changed the tree since)
+            mux._dispatch_inline(ev, method, at_scope)
+            return ev
         cdef EventLog log = self.events_log
         cdef _Op op
-        cdef uint64_t seq
-        # (the fast route whoever reads the main log: see StreamMux._push_part_fast)
-        cache = self.ops_at_scope if at_scope else self.ops_below
-        found = PyDict_GetItem(cache, method)
-        if found == NULL:
-            fast = mux._fast_route(method, at_scope)
-            compiled = _SLOW if fast is None else _compile(fast)
-            cache[method] = compiled
-        else:
-            compiled = <object>found
-        if compiled is _SLOW:  # the event path: the event protocol._build_event builds
-            params = {"namespace": list(ns) if n else [],
-                      "timestamp": int(_time() * 1000), "data": data}
-            if has_interrupts:
-                params["interrupts"] = part_interrupts
-            return ({"type": "event", "method": method, "params": params}, method, at_scope)
+        cdef PartDispatcher child
         cdef bint keep = True
         for item in <tuple>compiled:
             op = <_Op>item
@@ -186,9 +247,14 @@ cdef class PartDispatcher:
                 if op.target(part) is False:
                     keep = False
                 continue
+            if op.kind == 3:  # the child mux of the part's subtree
+                child = <PartDispatcher>op.target
+                if not child.events_log.is_closed():
+                    ev = child.route(part, method, ns, n, data, ev, True)
+                continue
             if op.kind == 1:  # ValuesTransformer._fast_part, inline
                 # (routed only for values parts at scope: ``interrupts``
-                # was read and checked above)
+                # was read above)
                 target = op.target
                 target._latest = data
                 if interrupts:
@@ -199,23 +265,54 @@ cdef class PartDispatcher:
             else:
                 op.log.push_nowait(data)
         if not keep:  # (like a process() returning False)
-            return None
-        if not log.has_cursors():
-            log.push_nowait(None)
-            return None
-        # someone reads the main log: the event protocol._build_event builds
-        params = {"namespace": list(ns) if n else [],
-                  "timestamp": int(_time() * 1000), "data": data}
-        if has_interrupts:
-            params["interrupts"] = part_interrupts
-        event = {"type": "event", "method": method, "params": params}
+            return ev
+        if ev is None:
+            if not log.has_cursors():
+                log.push_nowait(None)
+                return None
+            # someone reads the main log: the event protocol._build_event builds
+            ev = _event(part, method, ns, n, data)
+        # (an event built below is numbered here as it enters this log)
         if log.is_closed():  # (the mux's rules for a closed main log)
-            mux._append(event)
+            mux._append(ev)
+        elif self.assign_seq:
+            ev["seq"] = log.push_seq(ev)
         else:
-            seq = log.push_seq(event)
-            if self.assign_seq:
-                event["seq"] = seq
-        return None
+            log.push_nowait(ev)
+        return ev
+
+    cdef object below(self, str method, tuple key):
+        """The compiled route of ``method`` parts at namespace ``key``, below
+        the scope (see ``StreamMux._below_route``), for this tree epoch."""
+        cdef PyObject* found
+        epoch = self.shared.epoch
+        if epoch != self.below_epoch:
+            self.ops_below.clear()
+            self.below_epoch = epoch
+        found = PyDict_GetItem(self.ops_below, method)
+        if found == NULL:
+            by_ns = self.ops_below[method] = {}
+        else:
+            by_ns = <object>found
+            found = PyDict_GetItem(by_ns, key)
+            if found != NULL:
+                return <object>found
+        fast = self.mux._below_route(method, key)
+        compiled = _SLOW if fast is None else _compile(fast)
+        if self.shared.epoch == epoch:
+            by_ns[key] = compiled
+        return compiled
+
+
+cdef dict _event(object part, str method, object ns, Py_ssize_t n, object data):
+    """The protocol event of a validated part (``protocol._build_event``)."""
+    cdef PyObject* found
+    params = {"namespace": list(ns) if n else [],
+              "timestamp": int(_time() * 1000), "data": data}
+    found = PyDict_GetItem(part, "interrupts")
+    if found != NULL:
+        params["interrupts"] = <object>found
+    return {"type": "event", "method": method, "params": params}
 
 
 cdef class SyncPump:

@@ -187,7 +187,7 @@ def _as_stop_error(transformer: Any, hook: str, exc: BaseException) -> BaseExcep
 class _Shared:
     """State shared by a root mux and all of its child muxes."""
 
-    __slots__ = ("counter", "bp", "deferred", "children")
+    __slots__ = ("counter", "bp", "deferred", "children", "epoch")
 
     def __init__(self) -> None:
         # one sequence for every projection log, so pushes can be ordered
@@ -201,6 +201,43 @@ class _Shared:
         # new handle, so the async pump lets consumers subscribe before it
         # pulls on (pushes to a log nobody subscribes to are not stored)
         self.children = 0
+        # bumped whenever the tree's routing facts change (a namespace
+        # discovered or ended anywhere, a transformer registered on any mux):
+        # every mux's per-namespace routes below its scope are then
+        # recomputed (see ``StreamMux._below_route``)
+        self.epoch = 0
+
+
+class _Forward:
+    """An op of a route below a mux's scope: hand the part to a child mux.
+
+    A transformer's ``_fast_handler_below`` returns it (``SubgraphTransformer``
+    for the open child whose subtree holds the namespace); the child then
+    dispatches the same part through its own routes, and the protocol event,
+    if anyone needs it, is built once and shared by every mux on the way.
+    """
+
+    __slots__ = ("mux",)
+
+    def __init__(self, mux: Any) -> None:
+        self.mux = mux
+
+
+class _Guarded:
+    """A fast handler that may run only when ``check(part)`` is false.
+
+    When a check says true, the part takes the event path instead, decided
+    before any handler of its route runs (e.g. on the async lane a task
+    result that ends a subgraph, whose mux must be closed with an await).
+    Routes with guards are used for parts dispatched at the top, not for
+    parts a parent hands down.
+    """
+
+    __slots__ = ("check", "op")
+
+    def __init__(self, check: Callable[[Any], bool], op: Callable[[Any], Any]) -> None:
+        self.check = check
+        self.op = op
 
 
 def _pipeline_list(items: Any, param: str) -> List[Any]:
@@ -287,13 +324,22 @@ class StreamMux:
         self._transformers: List[Any] = []
         self._channels: List[StreamChannel[Any]] = []
         self._routers: List[Optional[Callable[[str, bool], bool]]] = []
+        # ids of the transformers with a trusted router (they may have fast handlers)
+        self._routed: set = set()
         # ids of the transformers whose aprocess is the default one (the
         # async dispatch calls their process directly)
         self._direct: set = set()
         self._routes: Dict[Tuple[str, bool], Tuple[Any, ...]] = {}
         self._fast_routes: Dict[Tuple[str, bool], Optional[Tuple[Callable[[Any], None], ...]]] = {}
+        # the checks of the fast routes that have guarded handlers (see _Guarded)
+        self._guards: Dict[Tuple[str, bool], Tuple[Callable[[Any], bool], ...]] = {}
+        # routes of parts below the scope, per method and namespace (tuple):
+        # the ops, or None for the event path; valid for one tree epoch
+        self._below: Dict[str, Dict[Tuple[str, ...], Optional[Tuple[Any, ...]]]] = {}
+        self._below_epoch = -1
         # compiled dispatchers caching routes; told when the routes change
         self._route_listeners: List[Any] = []
+        self._part_dispatcher: Any = None  # this mux's compiled one, if made
         # the latest snapshot and the interrupts at this scope (run results)
         self._latest: Any = None
         self._interrupted = False
@@ -305,6 +351,7 @@ class StreamMux:
         self._factories: Optional[List[TransformerFactory]] = (
             _pipeline_list(factories, "factories") if factories is not None else None
         )
+        self._built = False  # (registrations made by __init__ change no route in use)
         self._pump_fn: Optional[Callable[[], bool]] = None
         self._apump_fn: Optional[Callable[[], Awaitable[bool]]] = None
         self._finished = False
@@ -340,6 +387,7 @@ class StreamMux:
             )
         for transformer in (*pre, *rest):
             self._register(transformer)
+        self._built = True
 
     # ------------------------------------------------------------ registration
 
@@ -373,11 +421,17 @@ class StreamMux:
         # routing predicates speak of the transformer's own scope: trust them
         # only when it is this mux's
         same_scope = tuple(getattr(transformer, "scope", ())) == self.scope
-        self._routers.append(_router(transformer) if same_scope else None)
+        router = _router(transformer) if same_scope else None
+        self._routers.append(router)
+        if router is not None:
+            self._routed.add(id(transformer))  # (the mux keeps it: the id stays its own)
         if self.is_async and _calls_process(transformer):
             self._direct.add(id(transformer))  # (the mux keeps it: the id stays its own)
         self._routes.clear()
         self._fast_routes.clear()
+        self._guards.clear()
+        if self._built:  # (routes below a parent's scope may go through here)
+            self._shared.epoch += 1
         for listener in self._route_listeners:
             listener._invalidate()
         for key, value in projection.items():
@@ -511,21 +565,90 @@ class StreamMux:
         key = (method, at_scope)
         if key not in self._fast_routes:
             handlers = []
-            routed = {id(t) for t, r in zip(self._transformers, self._routers) if r is not None}
+            checks = []
+            routed = self._routed
             for transformer in self._route(method, at_scope):
                 handler = _fast(transformer, method, at_scope) if id(transformer) in routed else None
                 if handler is None:
                     handlers = None
                     break
+                if type(handler) is _Guarded:
+                    checks.append(handler.check)
+                    handler = handler.op
                 handlers.append(handler)
             self._fast_routes[key] = tuple(handlers) if handlers is not None else None
+            if handlers is not None and checks:
+                self._guards[key] = tuple(checks)
         return self._fast_routes[key]
+
+    def _guarded(self, method: str, at_scope: bool, part: Any) -> bool:
+        """True when a guard of the route's handlers sends ``part`` to the event path."""
+        for check in self._guards.get((method, at_scope), ()):
+            if check(part):
+                return True
+        return False
 
     def _track_values(self, data: Any, interrupts: Any) -> None:
         self._latest = data
         if interrupts:
             self._interrupted = True
             self._interrupts.extend(interrupts)
+
+    def _below_route(self, method: str, namespace: Tuple[str, ...]) -> Optional[Tuple[Any, ...]]:
+        """The fast route of ``method`` parts at ``namespace``, below the scope.
+
+        Decided once per namespace (and tree epoch): every transformer
+        routed for the part must say, through ``_fast_handler_below`` (or a
+        trusted ``_fast_part``), what it does with parts of that namespace:
+        nothing, a handler, or a ``_Forward`` to the child mux whose subtree
+        holds it, whose own route must be fast too.  ``None`` (the event
+        path) when one cannot, e.g. when the part would discover a namespace.
+        """
+        epoch = self._shared.epoch
+        if self._below_epoch != epoch:
+            self._below.clear()
+            self._below_epoch = epoch
+        by_ns = self._below.get(method)
+        if by_ns is None:
+            by_ns = self._below[method] = {}
+        elif namespace in by_ns:
+            return by_ns[namespace]
+        ops: Optional[List[Any]] = []
+        routed = self._routed
+        for transformer in self._route(method, False):
+            if id(transformer) not in routed:
+                ops = None
+                break
+            below = getattr(transformer, "_fast_handler_below", None)
+            if below is not None:
+                found = below(method, namespace)
+            else:
+                handler = _fast(transformer, method, False)
+                found = None if handler is None else (handler,)
+            if found is None:
+                ops = None
+                break
+            for op in found:
+                if type(op) is _Forward and op.mux._route_for(method, namespace) is None:
+                    ops = None
+                    break
+                ops.append(op)  # type: ignore[union-attr]
+            if ops is None:
+                break
+        route = tuple(ops) if ops is not None else None
+        if self._below_epoch == self._shared.epoch:  # (a child's route may have moved it)
+            by_ns[namespace] = route
+        return route
+
+    def _route_for(self, method: str, namespace: Any) -> Optional[Tuple[Any, ...]]:
+        """The fast route of a part at ``namespace`` (a tuple or list), or None."""
+        if len(namespace) == len(self._scope_list) and list(namespace) == self._scope_list:
+            fast = self._fast_routes.get((method, True), False)
+            if fast is False:
+                fast = self._fast_route(method, True)
+            # (a guarded route is decided before any handler runs: not below a parent's)
+            return None if self._guards and (method, True) in self._guards else fast
+        return self._below_route(method, tuple(namespace))
 
     def _push_part_fast(self, part: Any) -> Optional[Tuple[Any, str, bool]]:
         """Validate ``part`` and dispatch it through its fast route if it has one.
@@ -534,35 +657,90 @@ class StreamMux:
         taken whoever reads the main log: with a reader, the protocol event
         is built after the handlers ran and appended (numbered) as the event
         path would; without one it is never built and only its number is
-        consumed.  Returns ``None`` when the part was fully dispatched, else
-        ``(event, method, at_scope)`` for the event path: the protocol event
-        built from the part validated here (it is validated once).
+        consumed.  Parts below the scope are routed per namespace (see
+        ``_below_route``): to the child mux of their subtree, as parts.
+        Returns ``None`` when the part was fully dispatched, else ``(event,
+        method, at_scope)`` for the event path: the protocol event built
+        from the part validated here (it is validated once).
         """
         method, namespace, data = split_part(part)
         at_scope = namespace == self._scope_list
+        if at_scope:
+            if method == "values":
+                interrupts = part.get("interrupts", ())  # (checked by split_part)
+                self._latest = data
+                if interrupts:
+                    self._interrupted = True
+                    self._interrupts.extend(interrupts)
+            fast = self._fast_routes.get((method, True), False)
+            if fast is False:
+                fast = self._fast_route(method, True)
+            if self._guards and fast is not None and self._guarded(method, True, part):
+                fast = None
+        else:
+            fast = self._below_route(method, tuple(namespace))
+        if fast is None:
+            return _build_event(method, namespace, data, part), method, at_scope
+        self._run_fast(fast, part, method, namespace, data, None)
+        return None
+
+    def _take_part(self, part: Any, method: str, namespace: List[str], data: Any,
+                   event: Any) -> Any:
+        """A part a parent's fast route forwards here (validated, in this
+        mux's subtree); returns its protocol event if one was built."""
+        at_scope = namespace == self._scope_list
         if at_scope and method == "values":
-            interrupts = part.get("interrupts", ())  # (checked by split_part)
+            interrupts = part.get("interrupts", ())
             self._latest = data
             if interrupts:
                 self._interrupted = True
                 self._interrupts.extend(interrupts)
-        fast = self._fast_routes.get((method, at_scope), False)
-        if fast is False:
-            fast = self._fast_route(method, at_scope)
-        if fast is not None:
-            keep = True
-            for handler in fast:
-                if handler(part) is False:
-                    keep = False
-            if not keep:  # (like a process() returning False)
-                return None
-            log = self._events._log
-            if log.cursor_count:
-                self._append(_build_event(method, namespace, data, part))
-            else:
-                log.push(None)
-            return None
-        return _build_event(method, namespace, data, part), method, at_scope
+        fast = self._route_for(method, namespace)
+        if fast is None:
+            # (the parent found this route fast in the same tree epoch; a
+            # handler earlier in its route changed the tree since): the
+            # event path, as the parent's process() would have forwarded it
+            if event is None:
+                event = _build_event(method, namespace, data, part)
+            self._dispatch_inline(event, method, at_scope)
+            return event
+        return self._run_fast(fast, part, method, namespace, data, event)
+
+    def _dispatch_inline(self, event: Any, method: str, at_scope: bool) -> None:
+        """``_dispatch`` from inside a fast route (no await possible)."""
+        if self.is_async:
+            direct = self._direct
+            for transformer in self._route(method, at_scope):
+                if id(transformer) not in direct:
+                    raise RuntimeError(
+                        f"internal error: a fast route reached {type(transformer).__name__}"
+                        ".aprocess, which must be awaited; please report it"
+                    )
+        self._dispatch(event, method, at_scope)
+
+    def _run_fast(self, fast: Tuple[Any, ...], part: Any, method: str, namespace: List[str],
+                  data: Any, event: Any) -> Any:
+        """Run a fast route's ops on ``part``, then the main log's rules;
+        returns the protocol event if one was built (here or below)."""
+        keep = True
+        for op in fast:
+            if type(op) is _Forward:
+                child = op.mux
+                if not child._events._log.closed:
+                    event = child._take_part(part, method, namespace, data, event)
+            elif op(part) is False:
+                keep = False
+        if not keep:  # (like a process() returning False)
+            return event
+        log = self._events._log
+        if event is not None:  # (built below: numbered here as it enters this log)
+            self._append(event)
+        elif log.cursor_count:
+            event = _build_event(method, namespace, data, part)
+            self._append(event)
+        else:
+            log.push(None)
+        return event
 
     def push_part(self, part: Any) -> None:
         """Dispatch a v2 stream part (the pump's entry point; sync lane).

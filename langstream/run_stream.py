@@ -675,10 +675,13 @@ class _AsyncPump:
     async def wait_step(self, reader: Any = None) -> bool:
         """Another task is pumping: wait for its step (a ``reader``: for its
         own data, see ``step``), then report it."""
-        task = _current_task()
+        loop = self.loop
+        # (the task of the run's own loop: asking for the running loop costs
+        # a system call per call on some Python versions)
+        task = _task_of(loop) if loop is not None else _current_task()
         if task is self.pump_task:
             raise self.reentry_error("dispatching a part")
-        if self.loop is not None and _get_running_loop() is not self.loop:
+        if task is None:  # not a task of the run's loop: another loop?
             self.check_loop()
         waiter = self.loop.create_future()  # type: ignore[union-attr]
         if reader is not None:

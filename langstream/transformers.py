@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, Dict, List, Optional, Tuple
 
 from langstream.channel import StreamChannel
+from langstream.mux import _Forward, _Guarded
 from langstream.protocol import ProtocolEvent
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -272,14 +273,26 @@ def _trusted_fast_part(transformer: Any) -> Optional[Callable[[Any], None]]:
     ``aprocess`` below the class that defined it.
     """
     cls = type(transformer)
+    trusted = _TRUSTED_FAST.get(cls)
+    if trusted is None:
+        trusted = _TRUSTED_FAST[cls] = _trusts_fast_part(cls)
+    return transformer._fast_part if trusted else None
+
+
+# per class: may its ``_fast_part`` stand in for ``process`` (a child mux per
+# subgraph asks again for the same classes)
+_TRUSTED_FAST: Dict[type, bool] = {}
+
+
+def _trusts_fast_part(cls: type) -> bool:
     owner = _owner(cls, "_fast_part")
-    if owner is None or cls._routing() is None:
-        return None
+    if owner is None or cls._routing() is None:  # type: ignore[attr-defined]
+        return False
     for name in ("process", "aprocess"):
         defined = _owner(cls, name)
         if defined is not None and not issubclass(owner, defined):
-            return None
-    return transformer._fast_part
+            return False
+    return True
 
 
 def transformer_requires_async(transformer: StreamTransformer) -> bool:
@@ -487,6 +500,18 @@ class _SubtreeTracker(StreamTransformer):
         self._tool_calls: Dict[str, str] = {}
         # the cause of the namespace being started (read by _on_started)
         self._pending_cause: Optional[LifecycleCause] = None
+        # the state its mux tree shares (set at registration): every change
+        # of what is open bumps its epoch (routes below a scope depend on it)
+        self._tree: Any = None
+
+    def _on_register(self, mux: Any) -> None:
+        self._tree = mux._shared
+
+    def _changed(self) -> None:
+        """What is open changed: the routes below every scope are stale."""
+        tree = self._tree
+        if tree is not None:
+            tree.epoch += 1
 
     @staticmethod
     def _route(method: str, at_scope: bool) -> bool:
@@ -536,6 +561,7 @@ class _SubtreeTracker(StreamTransformer):
             if key in self._seen:
                 continue
             self._seen.add(key)
+            self._changed()
             graph_name, task_id = parse_segment(key[-1])
             cause: Optional[LifecycleCause] = None
             if agent is not None and key == keys[-1]:
@@ -603,6 +629,7 @@ class _SubtreeTracker(StreamTransformer):
         del self._open[child]
         # an ended namespace is forgotten: memory is bounded by what is open
         self._seen.discard(child)
+        self._changed()
         status, error = _status_from_result(data)
         return child, status, error
 
@@ -623,6 +650,22 @@ class _SubtreeTracker(StreamTransformer):
                 self._on_terminal(*ended)
         return False
 
+    def _fast_handler_below(self, method: str, ns: Tuple[str, ...]) -> Optional[Tuple[Any, ...]]:
+        """What ``process`` does with parts of ``method`` at ``ns`` (below the
+        scope), as ops, while nothing opens or ends (the mux asks again
+        then); ``None`` when such a part would discover a namespace."""
+        depth = self._depth
+        if len(ns) > depth and ns[:depth] == self.scope and ns not in self._seen:
+            return None  # (it discovers: the event path)
+        if method != "tasks":
+            return ()
+        return (_TaskBelow(self, ns),)
+
+    def _record_part(self, part: Mapping[str, Any]) -> bool:
+        """The tool-call bookkeeping of a ``tasks`` part below the scope."""
+        self._record_tool_call(part["data"])
+        return False
+
     def process(self, event: ProtocolEvent) -> bool:
         params = event["params"]
         ns = params["namespace"]
@@ -639,6 +682,7 @@ class _SubtreeTracker(StreamTransformer):
         return True
 
     def _close_open(self, status: SubgraphStatus, error: Optional[str]) -> None:
+        self._changed()
         first: Optional[BaseException] = None
         for ns in reversed(list(self._open)):
             del self._open[ns]
@@ -661,6 +705,27 @@ class _SubtreeTracker(StreamTransformer):
         """Namespaces still open when the run fails get the run's status."""
         status, error = _status_from_exception(err)
         self._close_open(status, error)
+
+
+class _TaskBelow:
+    """A tracker's ``process`` of ``tasks`` parts at one namespace below its
+    scope (already discovered): the tool-call bookkeeping, and the end of
+    the namespace a task result closes."""
+
+    __slots__ = ("tracker", "ns")
+
+    def __init__(self, tracker: _SubtreeTracker, ns: Tuple[str, ...]) -> None:
+        self.tracker = tracker
+        self.ns = ns
+
+    def __call__(self, part: Mapping[str, Any]) -> bool:
+        tracker = self.tracker
+        data = part["data"]
+        tracker._record_tool_call(data)
+        ended = tracker._ended(self.ns, data)
+        if ended is not None:
+            tracker._on_terminal(*ended)
+        return False
 
 
 class LifecycleTransformer(_SubtreeTracker):
@@ -754,6 +819,7 @@ class SubgraphTransformer(_SubtreeTracker):
         return {"subgraphs": self._log}
 
     def _on_register(self, mux: Any) -> None:
+        _SubtreeTracker._on_register(self, mux)
         self._mux = mux
 
     def _on_started(self, ns: Tuple[str, ...], graph_name: Optional[str],
@@ -824,11 +890,24 @@ class SubgraphTransformer(_SubtreeTracker):
             await handle._mux.aclose()
 
     def _fast_handler_at(self, method: str, at_scope: bool) -> Optional[Callable[[Any], Any]]:
-        # (async lane: a task result may end a child, whose mux closes with
-        # an await: the event path)
-        if self._mux is None or self._mux.is_async:
+        if self._mux is None:
             return None
-        return _SubtreeTracker._fast_handler_at(self, method, at_scope)
+        handler = _SubtreeTracker._fast_handler_at(self, method, at_scope)
+        if handler is None or not self._mux.is_async:
+            return handler
+        # (async lane: a task result that ends a child closes the child's mux
+        # with an await: such a part takes the event path)
+        return _Guarded(self._ends_child, handler)
+
+    def _ends_child(self, part: Mapping[str, Any]) -> bool:
+        """True when ``part`` (a ``tasks`` part at the scope) ends a child."""
+        if not self._by_task:
+            return False
+        data = part["data"]
+        if (type(data) is not dict and not isinstance(data, Mapping)) or "result" not in data:
+            return False
+        task_id = data.get("id")
+        return isinstance(task_id, str) and (self.scope, task_id) in self._by_task
 
     def _fast_part(self, part: Mapping[str, Any]) -> bool:
         """``process`` of a ``tasks`` part at the scope (sync lane)."""
@@ -839,6 +918,28 @@ class SubgraphTransformer(_SubtreeTracker):
             if ended is not None:
                 self._on_terminal(*ended)
         return False
+
+    def _fast_handler_below(self, method: str, ns: Tuple[str, ...]) -> Optional[Tuple[Any, ...]]:
+        """``process`` of parts below the scope, as ops: the tool-call
+        bookkeeping of a ``tasks`` part, then the hand-over to the open child
+        whose subtree holds ``ns`` (a task result there ends nothing this
+        tracker opened: its children's tasks run at its own scope).
+        ``None`` when the part would discover the child."""
+        depth = self._depth
+        key = ns[: depth + 1]
+        handle = self._handles.get(key)
+        if handle is None:
+            if (depth and ns[:depth] != self.scope) or key in self._seen:
+                target: Tuple[Any, ...] = ()
+            else:
+                return None  # (it discovers the child: the event path)
+        elif handle._mux._events._log.closed:
+            target = ()
+        else:
+            target = (_Forward(handle._mux),)
+        if method != "tasks":
+            return target
+        return (self._record_part, *target)
 
     def process(self, event: ProtocolEvent) -> bool:
         if event["method"] == "tasks":
@@ -876,6 +977,7 @@ class SubgraphTransformer(_SubtreeTracker):
 
     def _take_open(self) -> List[Any]:
         """Take this transformer's handles still open, oldest first."""
+        self._changed()
         self._open.clear()
         self._by_task.clear()
         self._seen.clear()

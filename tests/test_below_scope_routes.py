@@ -1,0 +1,351 @@
+"""Issue 10: parts below a mux's scope take a route decided once per namespace.
+
+A part of an open subgraph is handed, as a part, from the root mux down to
+the child mux of its subtree; the protocol event is built only where a main
+log has a reader, once, and shared by every mux on the way.  These tests
+compare that route with the protocol-event path (the same transformers as
+subclasses overriding ``process``, which the mux never routes fast) on
+deep streams with failing and interrupted subgraphs, raw readers at every
+depth, handles aborted midway and transformers registered mid-run.
+
+Every test runs on both event-log backends (``backend`` fixture) and, where
+a run is involved, on both lanes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+import langstream
+from langstream import StreamMux, ValuesTransformer, _bench
+from langstream.run_stream import AsyncGraphRunStream, GraphRunStream
+from langstream.transformers import (
+    CustomTransformer,
+    LifecycleTransformer,
+    SubgraphTransformer,
+    UpdatesTransformer,
+)
+
+LANES = ["sync", "async"]
+
+
+class _SlowLifecycle(LifecycleTransformer):
+    def process(self, event):
+        return super().process(event)
+
+
+class _SlowSubgraphs(SubgraphTransformer):
+    def process(self, event):
+        return super().process(event)
+
+    async def aprocess(self, event):
+        return await super().aprocess(event)
+
+
+FAST = [ValuesTransformer, UpdatesTransformer, CustomTransformer, LifecycleTransformer,
+        SubgraphTransformer]
+SLOW = [ValuesTransformer, UpdatesTransformer, CustomTransformer, _SlowLifecycle,
+        _SlowSubgraphs]
+
+
+def _task(ns, tid, name, **end):
+    data = {"id": tid, "name": name}
+    if end:
+        data.update({"error": None, "result": {}, "interrupts": []}, **end)
+    else:
+        data.update({"input": {}, "triggers": ()})
+    return {"type": "tasks", "ns": ns, "data": data}
+
+
+def _whole_steps(parts):
+    """``parts`` up to the last root snapshot (no subgraph left open: a sync
+    consumer reading a handle depth-first would otherwise read it to the
+    run's end before it saw the next handles)."""
+    last = max(k for k, p in enumerate(parts) if p["type"] == "values" and not p["ns"])
+    return parts[: last + 1]
+
+
+def _deep_parts():
+    """Nested subgraphs three deep, then an inner subgraph that fails and an
+    outer one that is interrupted (each a few events deep), then more steps."""
+    parts = _whole_steps(_bench.agent_parts(260, depth=3))
+    o = ("outer:o1",)
+    i = o + ("inner:i1",)
+    parts += [
+        _task((), "o1", "outer"),
+        {"type": "values", "ns": o, "data": {"o": 0}, "interrupts": ()},
+        {"type": "custom", "ns": o, "data": "o-working"},
+        _task(o, "i1", "inner"),
+        {"type": "values", "ns": i, "data": {"i": 0}, "interrupts": ()},
+        {"type": "updates", "ns": i, "data": {"n": {"i": 1}}},
+        {"type": "custom", "ns": i, "data": "i-working"},
+        {"type": "values", "ns": i, "data": {"i": 1}, "interrupts": ()},
+        _task(o, "i1", "inner", error="inner broke"),
+        {"type": "values", "ns": o, "data": {"o": 1}, "interrupts": ({"value": "ask"},)},
+        _task((), "o1", "outer", interrupts=[{"value": "ask", "id": "q"}]),
+        # a late part of the ended subgraph starts it again
+        {"type": "values", "ns": o, "data": {"o": "late"}, "interrupts": ()},
+    ]
+    parts += _whole_steps(_bench.agent_parts(60)[1:])
+    return parts
+
+
+def _strip(events):
+    return [(e.get("seq"), e["method"], list(e["params"]["namespace"]), e["params"]["data"],
+             e["params"].get("interrupts")) for e in events]
+
+
+_NAMES = ("values", "updates", "custom", "lifecycle", "subgraphs")
+
+
+def _tree_sync(run, top=True):
+    raw = iter(run)  # every handle's main log, read from its first event
+    got = {name: [] for name in _NAMES}
+    got["handles"] = got.pop("subgraphs")
+    names = _NAMES if top else tuple(n for n in _NAMES if n != "lifecycle") + ("lifecycle",)
+    for name, item in run.interleave(*names):
+        if name == "subgraphs":
+            try:
+                sub = _tree_sync(item, False)
+            except RuntimeError as exc:  # a failed subgraph
+                sub = repr(exc)
+            got["handles"].append((tuple(item.path), item.status, item.error, sub))
+        else:
+            got[name].append(item)
+    got["raw"] = _strip(raw)
+    return got
+
+
+async def _tree_async(run, its=None):
+    if its is None:
+        its = {name: getattr(run, name).__aiter__() for name in _NAMES}
+        its["raw"] = run.__aiter__()
+    got = {name: [] for name in _NAMES}
+    got["handles"] = got.pop("subgraphs")
+
+    async def drain(name):
+        async for item in its[name]:
+            got[name].append(item)
+
+    async def raw():
+        got["raw"] = _strip([e async for e in its["raw"]])
+
+    async def handles():
+        tasks = []
+        async for handle in its["subgraphs"]:
+            sub = {name: getattr(handle, name).__aiter__() for name in _NAMES}
+            sub["raw"] = handle.__aiter__()
+            tasks.append((handle, asyncio.ensure_future(_tree_async(handle, sub))))
+        for handle, task in tasks:
+            try:
+                tree = await task
+            except RuntimeError as exc:  # a failed subgraph
+                tree = repr(exc)
+            got["handles"].append((tuple(handle.path), handle.status, handle.error, tree))
+
+    await asyncio.gather(*(drain(n) for n in _NAMES if n != "subgraphs"), handles(), raw())
+    return got
+
+
+def _observe(parts, factories, lane):
+    from helpers import areplay, arun, replay
+
+    if lane == "sync":
+        return _tree_sync(GraphRunStream(replay(parts), StreamMux(factories=factories)))
+    run = AsyncGraphRunStream(areplay(parts), StreamMux(factories=factories, is_async=True))
+    return arun(_tree_async(run))
+
+
+@pytest.mark.parametrize("lane", LANES)
+def test_parts_below_the_scope_give_what_the_event_path_gives(backend, lane):
+    """Every projection and every main log at every depth (subscribed from
+    the start), statuses and errors: the same as on the protocol-event path,
+    event for event, seq for seq."""
+    parts = _deep_parts()
+    fast = _observe(parts, FAST, lane)
+    slow = _observe(parts, SLOW, lane)
+    assert fast == slow
+    # the scenario is what it claims: nested handles, a failed and an
+    # interrupted subgraph, and the late part that starts one again
+    paths = [h[0] for h in fast["handles"]]
+    assert paths.count(("outer:o1",)) == 2
+    outer = fast["handles"][paths.index(("outer:o1",))]
+    assert outer[1] == "interrupted"
+    assert [(h[0], h[1], h[2], h[3]) for h in outer[3]["handles"]] == [
+        (("outer:o1", "inner:i1"), "failed", "inner broke", "RuntimeError('inner broke')")]
+    assert outer[3]["values"] == [{"o": 0}, {"o": 1}] and outer[3]["custom"] == ["o-working"]
+    assert any(h[3]["handles"] and h[3]["handles"][0][3]["handles"] for h in fast["handles"])
+    # a handle's main log holds its subtree's events, numbered by the root
+    # (its own lifecycle channel's forwards are its own, without a seq)
+    seqs = [e[0] for e in outer[3]["raw"] if e[1] != "lifecycle"]
+    assert seqs and seqs == sorted(seqs) and all(isinstance(s, int) for s in seqs)
+    assert all(e[2][:1] == ["outer:o1"] for e in outer[3]["raw"] if e[1] != "lifecycle")
+
+
+@pytest.mark.parametrize("lane", LANES)
+def test_an_event_built_below_is_shared_and_numbered_by_the_root(backend, lane):
+    """With no reader on the root's main log, a handle's reader still gets
+    events numbered by the root; with readers at both, they hold the very
+    same event objects."""
+    from helpers import areplay, arun, replay
+
+    parts = _bench.agent_parts(60)
+
+    def sync(read_root):
+        run = langstream.stream_events(replay(parts))
+        root_raw = iter(run) if read_root else None
+        handle = next(iter(run.subgraphs))
+        child = list(handle)
+        return child, (list(root_raw) if read_root else [])
+
+    async def asyn(read_root):
+        run = langstream.astream_events(areplay(parts))
+        root_it = run.__aiter__() if read_root else None
+        handle = await run.subgraphs.__aiter__().__anext__()
+        child = [e async for e in handle]
+        rest = [e async for e in root_it] if read_root else []
+        return child, rest
+
+    for read_root in (False, True):
+        child, root = sync(read_root) if lane == "sync" else arun(asyn(read_root))
+        assert child and all(isinstance(e["seq"], int) for e in child)
+        assert [e["seq"] for e in child] == sorted(e["seq"] for e in child)
+        if read_root:
+            by_seq = {e["seq"]: e for e in root}
+            for e in child:
+                assert by_seq[e["seq"]] is e
+
+
+def test_a_handle_aborted_midway_gets_nothing_more_and_the_run_goes_on(backend):
+    """Aborting a handle in the middle of its subgraph: the rest of that
+    subgraph's parts are not forwarded to it, the run and its other
+    projections carry on exactly as on the event path."""
+    from helpers import replay
+
+    parts = _bench.agent_parts(140, depth=2)
+
+    def observe(factories):
+        run = GraphRunStream(replay(parts), StreamMux(factories=factories))
+        raw = iter(run)
+        got = []
+        for name, item in run.interleave("values", "lifecycle", "subgraphs"):
+            if name != "subgraphs":
+                got.append((name, item))
+                continue
+            values = iter(item.values)
+            got.append(("first", next(values)))
+            item.abort()
+            got.append(("after-abort", list(values), item.status))
+        return got, _strip(raw), run.output
+
+    fast, slow = observe(FAST), observe(SLOW)
+    assert fast == slow
+    assert sum(1 for g in fast[0] if g[0] == "after-abort") >= 2
+
+
+@pytest.mark.parametrize("lane", LANES)
+def test_a_transformer_registered_on_a_handle_mid_run_sees_the_rest(backend, lane):
+    """Registering a transformer on a child mux while its subgraph runs
+    changes the routes below every scope: it sees each later event of the
+    subtree, in order."""
+    from helpers import areplay, arun, replay
+
+    parts = _whole_steps(_bench.agent_parts(80))  # one subgraph: the 10th root step
+
+    def spy_class(seen):
+        class Spy(langstream.StreamTransformer):
+            supports_sync = True
+
+            def init(self):
+                return {}
+
+            def process(self, event):
+                seen.append((event["method"], list(event["params"]["namespace"]),
+                             event["params"]["data"]))
+                return True
+
+        return Spy
+
+    expected = [(p["type"], list(p["ns"]), p["data"]) for p in parts
+                if len(p["ns"]) == 1]
+    expected = expected[1:]  # (the input snapshot arrives before the spy)
+
+    def sync():
+        seen = []
+        run = langstream.stream_events(replay(parts))
+        for handle in run.subgraphs:
+            values = iter(handle.values)
+            next(values)
+            handle._mux._register(spy_class(seen)(tuple(handle.path)))
+            list(values)
+        run.output
+        return seen
+
+    async def asyn():
+        seen = []
+        run = langstream.astream_events(areplay(parts))
+        async for handle in run.subgraphs:
+            values = handle.values.__aiter__()
+            await values.__anext__()
+            handle._mux._register(spy_class(seen)(tuple(handle.path)))
+            async for _ in values:
+                pass
+        await run.output()
+        return seen
+
+    seen = sync() if lane == "sync" else arun(asyn())
+    assert seen == expected and seen
+
+
+def test_routes_below_the_scope_are_per_namespace_and_only_for_trusted_trackers(backend):
+    """White box: once a namespace is open the root routes its parts fast
+    (to the child as parts); before it is discovered, or with trackers that
+    override ``process``, it takes the event path."""
+    ns = ("sub:t1",)
+    for factories, fast in ((FAST, True), (SLOW, False)):
+        mux = StreamMux(factories=factories)
+        assert mux._below_route("values", ns) is None  # (it would discover it)
+        mux.push_part(_task((), "t1", "sub"))
+        mux.push_part({"type": "values", "ns": ns, "data": 1})
+        mux._flush_deferred()
+        assert (mux._below_route("values", ns) is not None) is fast
+        assert (mux._below_route("custom", ns) is not None) is fast
+        mux.push_part(_task((), "t1", "sub", result={"r": 1}))
+        assert mux._below_route("values", ns) is None  # ended: it would start again
+        mux.close()
+
+
+def test_async_tasks_at_the_scope_are_fast_unless_they_end_a_subgraph(backend):
+    """On the async lane a task part at the scope takes the fast route, except
+    a result that ends a subgraph (its mux is closed with an await): the
+    guard sends that one to the event path before any handler runs."""
+    from helpers import areplay, arun
+
+    parts = _whole_steps(_bench.agent_parts(80))
+    mux = StreamMux(factories=FAST, is_async=True)
+    assert mux._fast_route("tasks", True) is not None
+    assert ("tasks", True) in mux._guards
+    sub = next(p for p in parts if p["type"] == "tasks" and p["data"]["name"] == "sub1")
+    tid = sub["data"]["id"]
+    end = next(p for p in parts if p["type"] == "tasks" and p["data"]["id"] == tid
+               and "result" in p["data"])
+
+    async def main():
+        run = AsyncGraphRunStream(areplay(parts), mux)
+        handles = []
+        guarded = []
+
+        async def watch():
+            async for h in run.subgraphs:
+                handles.append(h)
+                guarded.append(mux._guarded("tasks", True, end))
+                await h.output()
+
+        await asyncio.gather(watch(), run.output())
+        return handles, guarded
+
+    handles, guarded = arun(main())
+    assert [h.status for h in handles] == ["completed"] and guarded == [True]
+    assert not mux._guarded("tasks", True, end)  # (ended: nothing left to close)
