@@ -43,6 +43,11 @@ _ROUTER_BY_CLASS: Dict[type, Optional[Callable[[str, bool], bool]]] = {}
 _DIRECT_BY_CLASS: Dict[type, bool] = {}
 
 
+# (routers, method, at_scope) -> positions of the transformers routed there
+_PICKED: Dict[Tuple[Any, ...], Tuple[int, ...]] = {}
+_PICKED_MAX = 4096
+
+
 def _needs_event_loop(transformer: Any) -> bool:
     cls = type(transformer)
     if "_needs_event_loop" not in getattr(transformer, "__dict__", ()):
@@ -553,11 +558,26 @@ class StreamMux:
         key = (method, at_scope)
         route = self._routes.get(key)
         if route is None:
-            route = tuple(
-                t
-                for t, wants in zip(self._transformers, self._routers)
-                if wants is None or wants(method, at_scope)
-            )
+            # which positions a pipeline's routers let in depends only on the
+            # routers (trusted ones are class-level predicates): computed
+            # once per pipeline shape, not once per child mux
+            routers = self._routers
+            shape = (tuple(routers), method, at_scope)
+            picked = _PICKED.get(shape)
+            if picked is None:
+                picked = tuple(
+                    i for i, wants in enumerate(routers)
+                    if wants is None or wants(method, at_scope)
+                )
+                # (only the routers classes declare: an instance's own one is
+                # kept out, or the cache could keep that instance alive)
+                if all(r is None or _ROUTER_BY_CLASS.get(type(t)) is r
+                       for t, r in zip(self._transformers, routers)):
+                    if len(_PICKED) >= _PICKED_MAX:  # (method names come from parts)
+                        _PICKED.clear()
+                    _PICKED[shape] = picked
+            transformers = self._transformers
+            route = tuple([transformers[i] for i in picked])
             self._routes[key] = route
         return route
 

@@ -349,3 +349,47 @@ def test_async_tasks_at_the_scope_are_fast_unless_they_end_a_subgraph(backend):
     handles, guarded = arun(main())
     assert [h.status for h in handles] == ["completed"] and guarded == [True]
     assert not mux._guarded("tasks", True, end)  # (ended: nothing left to close)
+
+
+def test_route_shapes_are_shared_but_never_keep_a_transformer_alive(backend):
+    """Child muxes of one pipeline reuse the positions its routers pick
+    (computed once per pipeline shape); a router bound to an instance is
+    used for its own mux only and not kept by that cache."""
+    import gc
+    import weakref
+
+    class Picky(langstream.StreamTransformer):
+        supports_sync = True
+
+        def __init__(self, scope=()):
+            super().__init__(scope)
+            self.seen = []
+            # an instance's own routing (not the class's), which refers to
+            # the instance: wants custom only
+            self.wanted = "custom"
+            self._routing = lambda: (lambda method, at_scope: method == self.wanted)
+
+        def init(self):
+            return {}
+
+        def process(self, event):
+            self.seen.append(event["method"])
+            return True
+
+    picky = Picky()
+    mux = StreamMux(factories=FAST, transformers=[picky])
+    for part in ({"type": "values", "ns": (), "data": 1},
+                 {"type": "custom", "ns": (), "data": 2},
+                 {"type": "updates", "ns": (), "data": 3}):
+        mux.push_part(part)
+    assert picky.seen == ["custom"]
+    child_a = mux._make_child(("a:1",))
+    child_b = mux._make_child(("b:2",))
+    for child in (child_a, child_b):
+        assert [type(t) for t in child._route("values", True)] == [ValuesTransformer]
+    assert child_a._route("values", True)[0] is not child_b._route("values", True)[0]
+    mux.close()
+    ref = weakref.ref(picky)
+    del picky, mux, child_a, child_b
+    gc.collect()
+    assert ref() is None
