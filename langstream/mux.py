@@ -910,6 +910,31 @@ class StreamMux:
                 self._events.close()
             else:
                 self._events.fail(err)
+        self._let_go()
+
+    def _let_go(self) -> None:
+        """The mux has ended: drop the references that only dispatch needs
+        and that tie it in cycles (its channels' back-references and
+        forwarding callbacks, its routes and compiled dispatcher).  An ended
+        subgraph's mux, handle and projections are then freed as soon as
+        nobody holds them, instead of waiting for the garbage collector,
+        which every subgraph's objects would otherwise keep busy."""
+        for ch in self._channels:
+            ch._mux = None
+            ch._wire_fn = None
+        self._events._mux = None
+        self._routes.clear()
+        self._fast_routes.clear()
+        self._guards.clear()
+        self._below.clear()
+        for listener in self._route_listeners:
+            listener._invalidate()  # (its compiled routes hold child muxes)
+        self._route_listeners.clear()
+        self._part_dispatcher = None
+        for transformer in self._transformers:
+            let_go = getattr(transformer, "_let_go", None)
+            if let_go is not None:
+                let_go()
 
     def close(self) -> None:
         """End the run normally: finalize every transformer, close every log.

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import weakref
 from collections.abc import Mapping
 from types import MappingProxyType
 from typing import (
@@ -501,7 +502,9 @@ class _AsyncPump:
 
     def __init__(self, run: AsyncGraphRunStream, mux: StreamMux,
                  graph_aiter: Optional[AsyncIterator[Any]]) -> None:
-        self.run = run
+        # (weakly: a subgraph handle and its pump would otherwise hold each
+        # other, and with them the ended subgraph's mux, until a collection)
+        self.run = weakref.ref(run)
         self.mux = mux
         self.graph_aiter = graph_aiter
         self.exhausted = False
@@ -532,8 +535,11 @@ class _AsyncPump:
         self.deferred = mux._shared.deferred
         self.bounded = mux._shared.bp.channels
         # the part dispatcher: compiled with the C event log, else the mux's own
-        self.dispatch = (
-            _PartDispatcher(mux).dispatch if _compiled_pump_fits(mux) else mux._push_part_fast
+        # (a subgraph handle's pump never pulls: its parent's does)
+        self.dispatch: Any = (
+            None if graph_aiter is None
+            else _PartDispatcher(mux).dispatch if _compiled_pump_fits(mux)
+            else mux._push_part_fast
         )
 
     # projection readers pass themselves to ``step`` (``_AsyncChannelIterator``)
@@ -855,7 +861,9 @@ class _AsyncPump:
                 # (immediately on CPython, at the next collection on PyPy)
                 collected = True
                 gc.collect()
-            if not warned and elapsed >= self.run.stall_warning_after:
+            run = self.run()
+            after = run.stall_warning_after if run is not None else 5.0
+            if not warned and elapsed >= after:
                 warned = True
                 _logger.warning(
                     "langstream: the pump has waited %.1f s for room in projection %r "

@@ -822,6 +822,10 @@ class SubgraphTransformer(_SubtreeTracker):
         _SubtreeTracker._on_register(self, mux)
         self._mux = mux
 
+    def _let_go(self) -> None:
+        """Its mux has ended: the back-reference (a cycle) is not needed."""
+        self._mux = None
+
     def _on_started(self, ns: Tuple[str, ...], graph_name: Optional[str],
                     trigger_call_id: Optional[str]) -> None:
         mux = self._mux
