@@ -351,3 +351,61 @@ def test_a_named_channel_in_a_child_forwards_to_the_childs_main_log(backend):
     assert event["method"] == "custom:progress"
     assert event["params"]["data"] == {"p": 1} and event["params"]["namespace"] == []
     assert "seq" not in event  # a child never numbers main-log events
+
+
+# ------------------------------------------ channels before a mux binds them
+
+
+def test_unbound_channels_do_not_share_state(backend):
+    """Channels no mux has bound yet need no log of their own until they
+    change state: closing or failing one leaves every other one open."""
+    first, second, third = StreamChannel(), StreamChannel("named"), StreamChannel()
+    for channel in (first, second, third):
+        channel.push("before any mux")
+        assert not channel.closed and channel.error is None
+    first.close()
+    boom = ValueError("early")
+    second.fail(boom)
+    assert first.closed and first.error is None
+    assert second.closed and second.error is boom
+    assert not third.closed and third.error is None
+    assert repr(third) == "<StreamChannel name=None unbound open maxlen=None>"
+
+
+def test_a_channel_closed_before_registration_stays_closed(backend):
+    class Early(StreamTransformer):
+        def __init__(self, scope=()):
+            super().__init__(scope)
+            self.ch = StreamChannel()
+            self.ch.close()
+
+        def init(self):
+            return {"early": self.ch}
+
+        def process(self, event):
+            return True
+
+    root = StreamMux(factories=[Early, ValuesTransformer])
+    assert root.extensions["early"].closed
+    assert list(root.extensions["early"]) == []
+    child = root._make_child(("a:1",))
+    assert child.extensions["early"].closed and not child.extensions["values"].closed
+
+
+def test_pushes_to_unbound_channels_never_reach_a_reader(backend):
+    """A channel bound by hand (``_bind`` alone) reads only its own items."""
+    lone = StreamChannel()
+    lone._bind(is_async=False)
+    reader = iter(lone)
+    StreamChannel().push("someone else's")
+    lone.push("mine")
+    lone.close()
+    assert list(reader) == ["mine"]
+
+
+@pytest.mark.parametrize("maxlen, exc_type", [(0, ValueError), (True, TypeError),
+                                              ("3", TypeError)])
+def test_a_bounded_channel_still_checks_maxlen(backend, maxlen, exc_type):
+    with pytest.raises(exc_type, match="maxlen"):
+        StreamChannel(maxlen=maxlen)
+    assert StreamChannel(maxlen=3).maxlen == 3
