@@ -93,7 +93,8 @@ cdef class EventLog:
     def __cinit__(self, maxlen=None, *, counter=None):
         # The object memory is zeroed, so an early raise leaves a ring that
         # __dealloc__ can safely destroy.
-        self.maxlen_ = _check_maxlen(maxlen)
+        # (None, the common case, needs no call into the shared check)
+        self.maxlen_ = None if maxlen is None else _check_maxlen(maxlen)
         if counter is None:
             counter = SeqCounter()
         elif not isinstance(counter, SeqCounter):

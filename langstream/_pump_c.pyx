@@ -382,3 +382,164 @@ cdef class SyncPump:
             self.run._end(exc)
             raise
         return True
+
+
+# ------------------------------------------------------------------ interleave
+
+from langstream._eventlog_c cimport Cursor
+from langstream._ring cimport ls_ring_peek
+
+
+cdef class Interleaver:
+    """``GraphRunStream.interleave(*names)`` in C, for runs on the C event log.
+
+    Same behaviour as the generator ``GraphRunStream._interleave`` (its
+    behavioural twin): nothing happens until the first ``next()``, which
+    subscribes the projections (``run._interleave_open``: same errors); each
+    ``next()`` returns the unread item with the lowest sequence number across
+    them as ``(name, item)``, pumping the run while there is none; a
+    projection that ended is dropped (its error, if it failed, is raised);
+    the subscriptions are released when the iteration ends, fails, is
+    closed with ``close()`` or is garbage-collected.  When a projection's log
+    is not the C event log it hands over to the generator.
+    """
+
+    cdef object run
+    cdef tuple names
+    cdef list readers     # (name, cursor, channel), as run._interleave_open gave
+    cdef list live_names  # per projection still open:
+    cdef list live_cursors
+    cdef list live_logs
+    cdef object pump
+    cdef object fallback  # the generator, when it took over
+    cdef bint started
+    cdef bint done
+    cdef bint running
+
+    def __cinit__(self, run, names):
+        self.run = run
+        self.names = tuple(names)
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        if self.fallback is not None:
+            return next(self.fallback)
+        if self.done:
+            raise StopIteration
+        if self.running:
+            raise ValueError("generator already executing")
+        self.running = True
+        try:
+            if not self.started:
+                self.started = True
+                try:
+                    self._open()
+                except BaseException:
+                    self.done = True
+                    raise
+                if self.fallback is not None:
+                    return next(self.fallback)
+            try:
+                return self._step()
+            except BaseException:  # (StopIteration too: the iteration is over)
+                self._release()
+                raise
+        finally:
+            self.running = False
+
+    cdef _open(self):
+        readers = self.run._interleave_open(self.names)
+        self.readers = readers
+        for entry in readers:
+            if type(entry[1]) is not Cursor:
+                self.fallback = self.run._interleave(self.names, readers)
+                return
+        self.live_names = [entry[0] for entry in readers]
+        self.live_cursors = [entry[1] for entry in readers]
+        self.live_logs = [(<Cursor>entry[1]).log for entry in readers]
+        self.pump = self.run._mux._pump_fn
+
+    cdef object _step(self):
+        cdef Py_ssize_t i, n, best
+        cdef uint64_t seq, best_seq = 0
+        cdef Cursor cursor
+        cdef EventLog log
+        cdef list names = self.live_names
+        cdef list cursors = self.live_cursors
+        cdef list logs = self.live_logs
+        pump = self.pump
+        while True:
+            n = len(cursors)
+            if n == 0:
+                raise StopIteration
+            best = -1
+            for i in range(n):
+                cursor = <Cursor>cursors[i]
+                if cursor.log is not None and ls_ring_peek(&cursor.log.ring, &cursor.c, &seq):
+                    if best < 0 or seq < best_seq:
+                        best = i
+                        best_seq = seq
+            if best >= 0:
+                return (names[best], next(cursors[best]))
+            # nothing to read: drop the projections that ended (a closed log
+            # with no unread item), then pump
+            for i in range(n):
+                if (<EventLog>logs[i]).is_closed():
+                    i = 0
+                    while i < len(logs):
+                        log = <EventLog>logs[i]
+                        if log.is_closed():
+                            error = log.error_
+                            if error is not None:
+                                raise error.with_traceback(self.run._mux._failed_tb(error))
+                            del names[i]
+                            del cursors[i]
+                            del logs[i]
+                        else:
+                            i += 1
+                    break
+            n = len(cursors)
+            if n and (pump is None or not pump()):
+                for i in range(n):
+                    cursor = <Cursor>cursors[i]
+                    if cursor.log is not None and ls_ring_peek(&cursor.log.ring, &cursor.c, &seq):
+                        break
+                else:  # nothing to read
+                    for i in range(n):
+                        if not (<EventLog>logs[i]).is_closed():
+                            raise StopIteration  # (the generator's ``break``)
+                    # every one has ended: the next round drops them
+
+    cdef void _release(self):
+        """End the iteration: close the cursors, release the subscriptions."""
+        self.done = True
+        readers = self.readers
+        self.readers = None
+        self.live_names = self.live_cursors = self.live_logs = None
+        if readers is None:
+            return
+        for entry in readers:
+            try:
+                entry[1].close()
+            except BaseException:  # (a C cursor's close never raises)
+                pass
+        for entry in readers:
+            try:
+                entry[2]._subscribed = False
+            except BaseException:
+                pass
+
+    def close(self):
+        """Stop the iteration and release the subscriptions (idempotent)."""
+        if self.fallback is not None:
+            self.fallback.close()
+            return
+        if self.running:
+            raise ValueError("generator already executing")
+        self._release()
+
+    def __del__(self):
+        if self.fallback is None and self.readers is not None:
+            self._release()

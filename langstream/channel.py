@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import weakref
-from typing import TYPE_CHECKING, Any, Callable, Generic, List, Optional, Tuple, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Dict, Generic, List, Optional, Tuple, TypeVar
 
 from langstream import eventlog as _el
 
@@ -103,6 +103,20 @@ class _Backpressure:
 
 
 _READING, _CANCELLED, _RELEASED = 0, 1, 2
+
+# The log of every unbounded channel no mux has bound yet, one per event-log
+# class.  Nothing can read a channel before it is bound (subscribing raises),
+# so what is pushed to it then is never stored and needs no log of its own:
+# the mux gives the channel its log when it binds it (``_bind_mux``), and
+# ``close``/``fail``/a subscription before that give it a private one.  This
+# spares an event log per projection (a child mux per subgraph binds five).
+# Never closed, never read: no cursor is ever opened on it.
+_UNBOUND_LOGS: Dict[Any, Any] = {}
+
+
+def _unbound_log(log_type: Any) -> Any:
+    log = _UNBOUND_LOGS[log_type] = log_type()
+    return log
 
 
 class _AsyncChannelIterator(Generic[T]):
@@ -225,7 +239,11 @@ class StreamChannel(Generic[T]):
             raise TypeError(f"StreamChannel name must be a str or None, got {name!r}")
         self.name = name
         self._maxlen = maxlen
-        self._log = _el.EventLog(maxlen)  # validates maxlen
+        if maxlen is None:
+            log = _UNBOUND_LOGS.get(_el.EventLog)
+            self._log = log if log is not None else _unbound_log(_el.EventLog)
+        else:
+            self._log = _el.EventLog(maxlen)  # validates maxlen
         self._limit: Optional[int] = maxlen
         self._is_async: Optional[bool] = None
         self._subscribed = False
@@ -283,7 +301,7 @@ class StreamChannel(Generic[T]):
             # On the async lane the pump applies backpressure before a log can
             # overflow, so the log itself is unbounded and never evicts.
             log_max = None if self._is_async else limit
-            self._log = _el.EventLog(log_max, counter=mux._counter)
+            self._log = _el.EventLog(log_max, counter=mux._shared.counter)
 
     def _wire(self, fn: Callable[[T], None]) -> None:
         """Install the auto-forward callback (called by the mux)."""
@@ -313,14 +331,24 @@ class StreamChannel(Generic[T]):
         if self._wire_fn is not None:
             self._wire_fn(item)
 
+    def _own_log(self) -> None:
+        """Give a channel no mux has bound yet a log of its own (see
+        ``_UNBOUND_LOGS``) before it changes state."""
+        if self._log is _UNBOUND_LOGS.get(type(self._log)):
+            self._log = _el.EventLog(self._maxlen)
+
     def close(self) -> None:
         """Mark the channel complete; the subscriber drains what is left."""
+        if self._is_async is None:
+            self._own_log()
         self._log.close()
         if self._bp is not None:
             self._bp.wake()
 
     def fail(self, err: BaseException) -> None:
         """Fail the channel: the subscriber drains what is left, then gets ``err``."""
+        if self._is_async is None:
+            self._own_log()
         self._log.fail(err)
         if self._bp is not None:
             self._bp.wake()
@@ -349,6 +377,7 @@ class StreamChannel(Generic[T]):
                 f"StreamChannel{named} already has a subscriber; "
                 f"use .{fan_out}(n) for fan-out."
             )
+        self._own_log()  # (bound without a mux's log: ``_bind`` alone)
         self._subscribed = True
 
     def __iter__(self) -> Iterator[T]:

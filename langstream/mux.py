@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import asyncio
 import time
+from functools import partial
+from types import FunctionType, MethodType
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from langstream import eventlog as _el
@@ -36,11 +38,21 @@ _time = time.time
 
 # Per-class answers of the class-level checks below (a child mux per
 # subgraph registers the same classes again: computing them once per class
-# keeps child muxes cheap).  Only used when the instance does not override
-# the method itself.
-_LOOP_BY_CLASS: Dict[type, bool] = {}
-_ROUTER_BY_CLASS: Dict[type, Optional[Callable[[str, bool], bool]]] = {}
-_DIRECT_BY_CLASS: Dict[type, bool] = {}
+# keeps child muxes cheap).  Only used when the instance does not hold the
+# method itself, which is told from what ``getattr`` returns, never from the
+# instance's ``__dict__``: reading that makes CPython (3.11+) give the
+# instance a real dict, for every transformer of every mux (more objects for
+# the garbage collector, slower attribute reads).  An instance attribute that
+# reads the same as the class's (the same function bound the same way)
+# counts as the class's: the answer is the same.
+#
+# class -> (answer, what the attribute reads as on an instance that does not
+# hold it: a bound method to compare, or None / the class's raw value)
+_LOOP_BY_CLASS: Dict[type, Tuple[bool, Any]] = {}
+_ROUTER_BY_CLASS: Dict[type, Tuple[Optional[Callable[[str, bool], bool]], Any]] = {}
+# class -> (answer, the class's ``aprocess`` function)
+_DIRECT_BY_CLASS: Dict[type, Tuple[bool, Any]] = {}
+_UNSET: Any = object()
 
 
 # (routers, method, at_scope) -> positions of the transformers routed there
@@ -50,17 +62,19 @@ _PICKED_MAX = 4096
 
 def _needs_event_loop(transformer: Any) -> bool:
     cls = type(transformer)
-    if "_needs_event_loop" not in getattr(transformer, "__dict__", ()):
-        found = _LOOP_BY_CLASS.get(cls)
-        if found is not None:
-            return found
     check = getattr(transformer, "_needs_event_loop", None)
+    found = _LOOP_BY_CLASS.get(cls)
+    if found is not None:
+        expected = found[1]
+        if check is expected or (type(check) is MethodType and check == expected):
+            return found[0]
     if check is not None:
         answer = bool(check())
     else:
         answer = bool(getattr(transformer, "requires_async", False))
-    if "_needs_event_loop" not in getattr(transformer, "__dict__", ()):
-        _LOOP_BY_CLASS[cls] = answer
+    expected = getattr(cls, "_needs_event_loop", None)
+    if check is expected or (type(check) is MethodType and check == expected):
+        _LOOP_BY_CLASS[cls] = (answer, expected)
     return answer
 
 
@@ -81,28 +95,34 @@ def _calls_process(transformer: Any) -> bool:
     """True when ``transformer.aprocess`` is the base class's default, which
     only returns ``process(event)``: the async dispatch then calls ``process``
     itself instead of creating and awaiting a coroutine per event."""
-    if "aprocess" in getattr(transformer, "__dict__", ()):
-        return False
     cls = type(transformer)
     found = _DIRECT_BY_CLASS.get(cls)
     if found is None:
         aprocess = getattr(cls, "aprocess", None)
         found = _DIRECT_BY_CLASS[cls] = (
-            getattr(aprocess, "_langstream_calls_process", False) is True
+            getattr(aprocess, "_langstream_calls_process", False) is True,
+            aprocess if type(aprocess) is FunctionType else _UNSET,
         )
-    return found
+    if not found[0]:
+        return False
+    # the instance's own ``aprocess`` (if any) is not the default
+    got = getattr(transformer, "aprocess", None)
+    return type(got) is MethodType and got.__func__ is found[1] and got.__self__ is transformer
 
 
 def _router(transformer: Any) -> Optional[Callable[[str, bool], bool]]:
     """The transformer's routing predicate, if its class declares a trusted one."""
     cls = type(transformer)
-    own = "_routing" in getattr(transformer, "__dict__", ())
-    if not own and cls in _ROUTER_BY_CLASS:
-        return _ROUTER_BY_CLASS[cls]
     get = getattr(transformer, "_routing", None)
+    found = _ROUTER_BY_CLASS.get(cls)
+    if found is not None:
+        expected = found[1]
+        if get is expected or (type(get) is MethodType and get == expected):
+            return found[0]
     router = get() if get is not None else None
-    if not own:
-        _ROUTER_BY_CLASS[cls] = router
+    expected = getattr(cls, "_routing", None)
+    if get is expected or (type(get) is MethodType and get == expected):
+        _ROUTER_BY_CLASS[cls] = (router, expected)
     return router
 
 
@@ -319,13 +339,17 @@ class StreamMux:
         if _shared is None:  # (a child mux: checked by its root, segments from parts)
             _el.EventLog(maxlen)  # validate maxlen with the log's own message
             scope = _check_scope(scope)
+            if factories is not None:
+                factories = _pipeline_list(factories, "factories")
+        elif factories is not None and type(factories) is not list:
+            factories = _pipeline_list(factories, "factories")
+        # (a child mux shares its root's checked list of factories)
         self.is_async = bool(is_async)
         self.scope: Tuple[str, ...] = scope
         self.maxlen = maxlen
         self._scope_list: List[str] = list(self.scope)
         self._assign_seq = _assign_seq
         self._shared = _shared if _shared is not None else _Shared()
-        self._counter = self._shared.counter
         self._transformers: List[Any] = []
         self._channels: List[StreamChannel[Any]] = []
         self._routers: List[Optional[Callable[[str, bool], bool]]] = []
@@ -351,12 +375,8 @@ class StreamMux:
         self._interrupts: List[Any] = []
         self.extensions: Dict[str, Any] = {}
         self.native_keys: set[str] = set()
-        self._projection_owners: Dict[str, str] = {}
         self._transformer_by_key: Dict[str, Any] = {}
-        self._factories: Optional[List[TransformerFactory]] = (
-            _pipeline_list(factories, "factories") if factories is not None else None
-        )
-        self._built = False  # (registrations made by __init__ change no route in use)
+        self._factories: Optional[List[TransformerFactory]] = factories  # type: ignore[assignment]
         self._pump_fn: Optional[Callable[[], bool]] = None
         self._apump_fn: Optional[Callable[[], Awaitable[bool]]] = None
         self._finished = False
@@ -369,110 +389,132 @@ class StreamMux:
         events._limit = maxlen
         events._log = _el.EventLog(None if self.is_async else maxlen)
         self._events = events
-        self._track_bounded(
-            events, "<main log>" if not self.scope else f"{'/'.join(self.scope)}:<main log>"
-        )
+        if maxlen is not None and self.is_async:
+            self._track_bounded(events, "<main log>")
 
         pre: List[Any] = []
         rest: List[Any] = []
-        if self._factories is not None:
-            for factory in self._factories:
-                transformer = _check_transformer(factory(self.scope), "factory", factory)
+        if factories is not None:
+            for factory in factories:
+                transformer = _check_transformer(factory(scope), "factory", factory)
+                (pre if getattr(transformer, "before_builtins", False) else rest).append(
+                    transformer
+                )
+            self._register_all((*pre, *rest) if pre else rest)
+            pre = []
+            rest = []
+        if transformers is not None:
+            for transformer in _pipeline_list(transformers, "transformers"):
+                _check_transformer(transformer, "transformers", None)
                 (pre if getattr(transformer, "before_builtins", False) else rest).append(
                     transformer
                 )
             for transformer in (*pre, *rest):
                 self._register(transformer)
-            pre.clear()
-            rest.clear()
-        for transformer in _pipeline_list(transformers, "transformers"):
-            _check_transformer(transformer, "transformers", None)
-            (pre if getattr(transformer, "before_builtins", False) else rest).append(
-                transformer
-            )
-        for transformer in (*pre, *rest):
-            self._register(transformer)
-        self._built = True
 
     # ------------------------------------------------------------ registration
 
     def _register(self, transformer: Any) -> None:
-        name = type(transformer).__name__
-        if not self.is_async and _needs_event_loop(transformer):
-            raise RuntimeError(
-                f"{name} requires an async run: it needs a running event loop (it "
-                "overrides aprocess/afinalize/afail or sets requires_async=True). "
-                "Use an async run (astream_events / StreamMux(is_async=True)), "
-                "not a sync one."
-            )
-        projection = transformer.init()
-        if not isinstance(projection, dict):
-            raise TypeError(
-                f"{name}.init() must return a dict of projections, "
-                f"got {type(projection).__name__}: {projection!r}"
-            )
-        _refuse_foreign_channels(transformer, projection)
-        taken = sorted(projection.keys() & self.extensions.keys()) if self.extensions else ()
-        if taken:
-            owners = ", ".join(
-                f"{key!r} (owned by {self._projection_owners[key]})" for key in taken
-            )
-            raise ValueError(
-                f"Transformer {name} returned projection keys that conflict with "
-                f"already-registered keys: {owners}"
-            )
-        native = bool(getattr(transformer, "_native", False))
-        self._transformers.append(transformer)
-        # routing predicates speak of the transformer's own scope: trust them
-        # only when it is this mux's
-        same_scope = tuple(getattr(transformer, "scope", ())) == self.scope
-        router = _router(transformer) if same_scope else None
-        self._routers.append(router)
-        if router is not None:
-            self._routed.add(id(transformer))  # (the mux keeps it: the id stays its own)
-        if self.is_async and _calls_process(transformer):
-            self._direct.add(id(transformer))  # (the mux keeps it: the id stays its own)
-        self._routes.clear()
-        self._fast_routes.clear()
-        self._guards.clear()
-        if self._built:  # (routes below a parent's scope may go through here)
-            self._shared.epoch += 1
-        for listener in self._route_listeners:
-            listener._invalidate()
-        for key, value in projection.items():
-            if isinstance(value, StreamChannel):
-                self._adopt_channel(key, value, native)
-        self.extensions.update(projection)
-        for key in projection:
-            self._projection_owners[key] = name
-            self._transformer_by_key[key] = transformer
-        if native:
-            self.native_keys.update(projection)
-        on_register = getattr(transformer, "_on_register", None)
-        if on_register is not None:
-            on_register(self)
+        """Register one more transformer (at construction, or mid-run)."""
+        self._register_all((transformer,))
+        # (mid-run, routes below a parent's scope may go through here; the
+        # factories' transformers of a new child mux change no route in use)
+        self._shared.epoch += 1
+
+    def _register_all(self, entries: Any) -> None:
+        """Register transformers in order (``_register``, one after the other)."""
+        is_async = self.is_async
+        my_scope = self.scope
+        transformers = self._transformers
+        routers = self._routers
+        extensions = self.extensions
+        by_key = self._transformer_by_key
+        for transformer in entries:
+            if not is_async and _needs_event_loop(transformer):
+                raise RuntimeError(
+                    f"{type(transformer).__name__} requires an async run: it needs a "
+                    "running event loop (it overrides aprocess/afinalize/afail or sets "
+                    "requires_async=True). Use an async run (astream_events / StreamMux(is_async=True)), "
+                    "not a sync one."
+                )
+            projection = transformer.init()
+            if type(projection) is not dict and not isinstance(projection, dict):
+                raise TypeError(
+                    f"{type(transformer).__name__}.init() must return a dict of "
+                    f"projections, got {type(projection).__name__}: {projection!r}"
+                )
+            for value in projection.values():
+                if type(value) is not StreamChannel:
+                    _refuse_foreign_channels(transformer, projection)
+                    break
+            if extensions and not extensions.keys().isdisjoint(projection.keys()):
+                taken = sorted(projection.keys() & extensions.keys())
+                listed = ", ".join(
+                    f"{key!r} (owned by {type(by_key[key]).__name__})" for key in taken
+                )
+                raise ValueError(
+                    f"Transformer {type(transformer).__name__} returned projection keys "
+                    f"that conflict with already-registered keys: {listed}"
+                )
+            native = bool(getattr(transformer, "_native", False))
+            transformers.append(transformer)
+            # routing predicates speak of the transformer's own scope: trust them
+            # only when it is this mux's
+            scope = getattr(transformer, "scope", ())
+            same_scope = (scope if type(scope) is tuple else tuple(scope)) == my_scope
+            router = _router(transformer) if same_scope else None
+            routers.append(router)
+            if router is not None:
+                self._routed.add(id(transformer))  # (the mux keeps it: the id stays its own)
+            if is_async and _calls_process(transformer):
+                self._direct.add(id(transformer))  # (the mux keeps it: the id stays its own)
+            self._routes.clear()
+            self._fast_routes.clear()
+            self._guards.clear()
+            for listener in self._route_listeners:
+                listener._invalidate()
+            for key, value in projection.items():
+                if type(value) is StreamChannel or isinstance(value, StreamChannel):
+                    self._adopt_channel(key, value, native)
+            extensions.update(projection)
+            for key in projection:
+                by_key[key] = transformer
+            if native:
+                self.native_keys.update(projection)
+            on_register = getattr(transformer, "_on_register", None)
+            if on_register is not None:
+                on_register(self)
 
     def _adopt_channel(self, key: str, channel: StreamChannel[Any], native: bool) -> None:
-        channel._bind(is_async=self.is_async)
-        channel._bind_mux(self)
+        is_async = self.is_async
+        if type(channel) is StreamChannel and channel._is_async is None:
+            # ``_bind`` and ``_bind_mux`` of the class itself, inline
+            channel._is_async = is_async
+            channel._mux = self
+            limit = channel._maxlen if channel._maxlen is not None else self.maxlen
+            channel._limit = limit
+            log = channel._log
+            if log.cursor_count == 0 and not log.closed:
+                channel._log = _el.EventLog(None if is_async else limit, counter=self._shared.counter)
+        else:
+            channel._bind(is_async=is_async)
+            channel._bind_mux(self)
+            limit = channel._limit
         self._channels.append(channel)
         if self._pump_fn is not None:
             channel._request_more = self._pump_fn
         if self._apump_fn is not None:
             channel._arequest_more = self._apump_fn
-        label = key if not self.scope else f"{'/'.join(self.scope)}:{key}"
-        self._track_bounded(channel, label)
+        if limit is not None and is_async:
+            self._track_bounded(channel, key)
         if channel.name is not None:
             method = channel.name if native else f"custom:{channel.name}"
-            forward = self._forward
+            channel._wire(partial(self._forward, method))  # forward(method, item)
 
-            def _forward_item(item: Any, _method: str = method) -> None:
-                forward(_method, item)
-
-            channel._wire(_forward_item)
-
-    def _track_bounded(self, channel: StreamChannel[Any], label: str) -> None:
+    def _track_bounded(self, channel: StreamChannel[Any], key: str) -> None:
+        """Put a bounded channel of an async run under backpressure."""
         if channel._limit is not None and self.is_async:
+            label = key if not self.scope else f"{'/'.join(self.scope)}:{key}"
             channel._bp = self._shared.bp
             self._shared.bp.channels.append((label, channel))
 
@@ -571,7 +613,7 @@ class StreamMux:
                 )
                 # (only the routers classes declare: an instance's own one is
                 # kept out, or the cache could keep that instance alive)
-                if all(r is None or _ROUTER_BY_CLASS.get(type(t)) is r
+                if all(r is None or _ROUTER_BY_CLASS.get(type(t), (None,))[0] is r
                        for t, r in zip(self._transformers, routers)):
                     if len(_PICKED) >= _PICKED_MAX:  # (method names come from parts)
                         _PICKED.clear()

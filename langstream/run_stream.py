@@ -72,6 +72,7 @@ __all__ = [
 
 _logger = logging.getLogger("langstream")
 _CEventLog = _PartDispatcher = _SyncPump = None
+_Interleaver: Any = None
 if _el.BACKEND == "c":  # not with LANGSTREAM_NO_EXTENSIONS, PyPy or no compiler
     try:
         from langstream._eventlog_c import EventLog as _CEventLog
@@ -79,6 +80,11 @@ if _el.BACKEND == "c":  # not with LANGSTREAM_NO_EXTENSIONS, PyPy or no compiler
         from langstream._pump_c import SyncPump as _SyncPump
     except ImportError:  # the pump failed to build while the event log did not
         _CEventLog = _PartDispatcher = _SyncPump = None
+    else:
+        try:
+            from langstream._pump_c import Interleaver as _Interleaver
+        except ImportError:  # pragma: no cover - a pump built before it existed
+            _Interleaver = None
 
 
 def _compiled_pump_fits(mux: StreamMux) -> bool:
@@ -409,16 +415,28 @@ class GraphRunStream(_RunState):
     def interleave(self, *names: str) -> Iterator[Tuple[str, Any]]:
         """Yield ``(name, item)`` across the named projections in push order.
 
-        The projections are subscribed for the duration of the iteration
-        and released when it ends.
+        The projections are subscribed when the iteration starts (at its
+        first item) and released when it ends (exhausted, failed, closed
+        with ``close()``, or garbage-collected).
 
         Raises:
             KeyError: a name is not a registered projection.
             TypeError: a projection is not a sync ``StreamChannel``.
             RuntimeError: a projection already has a subscriber.
         """
-        subscribed: List[StreamChannel[Any]] = []
+        if _Interleaver is not None and type(self._mux._events._log) is _CEventLog:
+            # the compiled twin of ``_interleave`` (same behaviour); it falls
+            # back to it when a projection's log is not the C event log
+            return _Interleaver(self, names)
+        return self._interleave(names)
+
+    def _interleave_open(self, names: Sequence[str]) -> List[Tuple[str, Any, StreamChannel[Any]]]:
+        """Subscribe the named projections: ``(name, cursor, channel)`` each.
+
+        On an error, what was subscribed is released before it propagates.
+        """
         readers: List[Tuple[str, Any, StreamChannel[Any]]] = []
+        subscribed: List[StreamChannel[Any]] = []
         try:
             for name in names:
                 try:
@@ -436,6 +454,20 @@ class GraphRunStream(_RunState):
                 channel._subscribe(False, "tee")
                 subscribed.append(channel)
                 readers.append((name, channel._log.cursor(), channel))
+        except BaseException:
+            _interleave_release(readers, subscribed)
+            raise
+        return readers
+
+    def _interleave(
+        self,
+        names: Sequence[str],
+        readers: Optional[List[Tuple[str, Any, StreamChannel[Any]]]] = None,
+    ) -> Iterator[Tuple[str, Any]]:
+        """The body of ``interleave`` (``readers``: already subscribed)."""
+        if readers is None:
+            readers = self._interleave_open(names)
+        try:
             # (name, peek_seq, cursor, log) per projection still open; the
             # log is read from the channel once: it does not change while
             # the channel has a subscriber
@@ -474,10 +506,15 @@ class GraphRunStream(_RunState):
                             continue
                         break
         finally:
-            for _name, cursor, _channel in readers:
-                cursor.close()
-            for channel in subscribed:
-                channel._subscribed = False
+            _interleave_release(readers, [channel for _n, _c, channel in readers])
+
+
+def _interleave_release(readers: List[Tuple[str, Any, Any]], subscribed: List[Any]) -> None:
+    """Close the cursors of ``readers`` and let the channels be subscribed again."""
+    for _name, cursor, _channel in readers:
+        cursor.close()
+    for channel in subscribed:
+        channel._subscribed = False
 
 
 # steps without the async pump's shortcuts after a subgraph handle is made
