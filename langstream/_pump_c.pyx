@@ -37,7 +37,7 @@ cdef inline object _now_ms():
         return int(_time() * 1000)
     return PyLong_FromLongLong(<long long>ts.tv_sec * 1000 + ts.tv_nsec // 1000000)
 
-from langstream.mux import _Forward
+from langstream.mux import _Forward, _Guards
 from langstream.protocol import MAX_NAMESPACE_DEPTH
 from langstream.transformers import (
     CheckpointsTransformer,
@@ -67,8 +67,10 @@ cdef class _Op:
     """One compiled handler of a fast route."""
 
     cdef int kind          # 0: call ``target(part)``; 1: values; 2: plain projection;
-                           # 3: hand the part to a child mux (below the scope)
-    cdef object target     # the handler (0), the transformer (1, 2), the child's dispatcher (3)
+                           # 3: hand the part to a child mux (below the scope);
+                           # 4: the route's guards (checked before any op; no op)
+    cdef object target     # the handler (0), the transformer (1, 2), the child's
+                           # dispatcher (3), the mux._Guards (4)
     cdef object channel    # its StreamChannel (1, 2)
     cdef EventLog log      # that channel's log (1, 2)
 
@@ -81,6 +83,11 @@ cdef tuple _compile(tuple handlers):
         if type(handler) is _Forward:
             op.kind = 3
             op.target = _dispatcher_of(handler.mux)
+            ops.append(op)
+            continue
+        if type(handler) is _Guards:
+            op.kind = 4
+            op.target = handler
             ops.append(op)
             continue
         owner = getattr(handler, "__self__", None)
@@ -123,7 +130,6 @@ cdef class PartDispatcher:
     cdef EventLog events_log
     cdef dict ops_at_scope   # method -> compiled ops, or _SLOW
     cdef dict ops_below      # method -> {namespace tuple: compiled ops, or _SLOW}
-    cdef dict guards         # method -> the checks of its route at the scope (see mux._Guarded)
     cdef object below_epoch  # the tree epoch ``ops_below`` was made in
     cdef bint root_scope
     cdef bint assign_seq
@@ -136,7 +142,6 @@ cdef class PartDispatcher:
         self.events_log = mux._events._log
         self.ops_at_scope = {}
         self.ops_below = {}
-        self.guards = {}
         self.below_epoch = None
         self.root_scope = not mux._scope_list
         self.assign_seq = mux._assign_seq
@@ -147,7 +152,6 @@ cdef class PartDispatcher:
         """The mux's routes changed (a transformer was registered)."""
         self.ops_at_scope.clear()
         self.ops_below.clear()
-        self.guards.clear()
 
     def __call__(self, part):
         return self.dispatch(part)
@@ -204,6 +208,7 @@ cdef class PartDispatcher:
         cdef PyObject* found
         cdef Py_ssize_t i
         cdef bint at_scope
+        cdef _Op op
         if n != self.scope_len:
             at_scope = False
         elif n == 0:
@@ -230,22 +235,16 @@ cdef class PartDispatcher:
                 fast = mux._fast_route(method, True)
                 compiled = _SLOW if fast is None else _compile(fast)
                 self.ops_at_scope[method] = compiled
-                checks = mux._guards.get((method, True))
-                if checks is not None and fast is not None:
-                    self.guards[method] = checks
             else:
                 compiled = <object>found
-            if self.guards and compiled is not _SLOW:
-                found = PyDict_GetItem(self.guards, method)
-                if found != NULL:
-                    # (decided before any handler runs: a parent's hand-over
-                    # never comes here, see StreamMux._route_for)
-                    for check in <tuple>found:
-                        if check(part):
-                            compiled = _SLOW
-                            break
         else:
             compiled = self.below(method, ns if type(ns) is tuple else tuple(ns))
+        if not nested and compiled is not _SLOW and (<tuple>compiled):
+            op = <_Op>(<tuple>compiled)[0]
+            # a guard sends the part to the event path before any op runs
+            # (a parent's guards include those of the routes it hands down to)
+            if op.kind == 4 and op.target.check(part):
+                compiled = _SLOW
         if compiled is _SLOW:
             if ev is None:  # the event protocol._build_event builds
                 ev = _event(part, method, ns, n, data)
@@ -256,7 +255,6 @@ cdef class PartDispatcher:
             mux._dispatch_inline(ev, method, at_scope)
             return ev
         cdef EventLog log = self.events_log
-        cdef _Op op
         cdef PartDispatcher child
         cdef bint keep = True
         for item in <tuple>compiled:
@@ -269,6 +267,8 @@ cdef class PartDispatcher:
                 child = <PartDispatcher>op.target
                 if not child.events_log.is_closed():
                     ev = child.route(part, method, ns, n, data, ev, True)
+                continue
+            if op.kind == 4:  # (the guards: checked above)
                 continue
             if op.kind == 1:  # ValuesTransformer._fast_part, inline
                 # (routed only for values parts at scope: ``interrupts``

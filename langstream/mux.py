@@ -254,8 +254,6 @@ class _Guarded:
     When a check says true, the part takes the event path instead, decided
     before any handler of its route runs (e.g. on the async lane a task
     result that ends a subgraph, whose mux must be closed with an await).
-    Routes with guards are used for parts dispatched at the top, not for
-    parts a parent hands down.
     """
 
     __slots__ = ("check", "op")
@@ -263,6 +261,31 @@ class _Guarded:
     def __init__(self, check: Callable[[Any], bool], op: Callable[[Any], Any]) -> None:
         self.check = check
         self.op = op
+
+
+class _Guards:
+    """The first op of a fast route with guarded handlers, its own or those
+    of the child routes it hands parts to: ``check(part)`` runs them all
+    where the part is dispatched, before any op; as an op it does nothing."""
+
+    __slots__ = ("checks",)
+
+    def __init__(self, checks: Sequence[Callable[[Any], bool]]) -> None:
+        self.checks = tuple(checks)
+
+    def check(self, part: Any) -> bool:
+        """True when a guard sends ``part`` to the event path."""
+        for check in self.checks:
+            if check(part):
+                return True
+        return False
+
+    def __call__(self, part: Any) -> None:
+        return None
+
+
+def _with_guards(ops: List[Any], checks: List[Callable[[Any], bool]]) -> Tuple[Any, ...]:
+    return (_Guards(checks), *ops) if checks else tuple(ops)
 
 
 def _pipeline_list(items: Any, param: str) -> List[Any]:
@@ -360,8 +383,6 @@ class StreamMux:
         self._direct: set = set()
         self._routes: Dict[Tuple[str, bool], Tuple[Any, ...]] = {}
         self._fast_routes: Dict[Tuple[str, bool], Optional[Tuple[Callable[[Any], None], ...]]] = {}
-        # the checks of the fast routes that have guarded handlers (see _Guarded)
-        self._guards: Dict[Tuple[str, bool], Tuple[Callable[[Any], bool], ...]] = {}
         # routes of parts below the scope, per method and namespace (tuple):
         # the ops, or None for the event path; valid for one tree epoch
         self._below: Dict[str, Dict[Tuple[str, ...], Optional[Tuple[Any, ...]]]] = {}
@@ -470,7 +491,6 @@ class StreamMux:
                 self._direct.add(id(transformer))  # (the mux keeps it: the id stays its own)
             self._routes.clear()
             self._fast_routes.clear()
-            self._guards.clear()
             for listener in self._route_listeners:
                 listener._invalidate()
             for key, value in projection.items():
@@ -626,8 +646,8 @@ class StreamMux:
     def _fast_route(self, method: str, at_scope: bool) -> Optional[Tuple[Callable[[Any], None], ...]]:
         key = (method, at_scope)
         if key not in self._fast_routes:
-            handlers = []
-            checks = []
+            handlers: Optional[List[Any]] = []
+            checks: List[Callable[[Any], bool]] = []
             routed = self._routed
             for transformer in self._route(method, at_scope):
                 handler = _fast(transformer, method, at_scope) if id(transformer) in routed else None
@@ -638,17 +658,10 @@ class StreamMux:
                     checks.append(handler.check)
                     handler = handler.op
                 handlers.append(handler)
-            self._fast_routes[key] = tuple(handlers) if handlers is not None else None
-            if handlers is not None and checks:
-                self._guards[key] = tuple(checks)
+            self._fast_routes[key] = (
+                _with_guards(handlers, checks) if handlers is not None else None
+            )
         return self._fast_routes[key]
-
-    def _guarded(self, method: str, at_scope: bool, part: Any) -> bool:
-        """True when a guard of the route's handlers sends ``part`` to the event path."""
-        for check in self._guards.get((method, at_scope), ()):
-            if check(part):
-                return True
-        return False
 
     def _track_values(self, data: Any, interrupts: Any) -> None:
         self._latest = data
@@ -676,6 +689,7 @@ class StreamMux:
         elif namespace in by_ns:
             return by_ns[namespace]
         ops: Optional[List[Any]] = []
+        checks: List[Callable[[Any], bool]] = []
         routed = self._routed
         for transformer in self._route(method, False):
             if id(transformer) not in routed:
@@ -691,13 +705,22 @@ class StreamMux:
                 ops = None
                 break
             for op in found:
-                if type(op) is _Forward and op.mux._route_for(method, namespace) is None:
-                    ops = None
-                    break
+                if type(op) is _Forward:
+                    child_route = op.mux._route_for(method, namespace)
+                    if child_route is None:
+                        ops = None
+                        break
+                    if child_route and type(child_route[0]) is _Guards:
+                        # (checked here, before this route's first op: the
+                        # ops before the hand-over change nothing below)
+                        checks.extend(child_route[0].checks)
+                elif type(op) is _Guarded:
+                    checks.append(op.check)
+                    op = op.op
                 ops.append(op)  # type: ignore[union-attr]
             if ops is None:
                 break
-        route = tuple(ops) if ops is not None else None
+        route = _with_guards(ops, checks) if ops is not None else None
         if self._below_epoch == self._shared.epoch:  # (a child's route may have moved it)
             by_ns[namespace] = route
         return route
@@ -706,10 +729,7 @@ class StreamMux:
         """The fast route of a part at ``namespace`` (a tuple or list), or None."""
         if len(namespace) == len(self._scope_list) and list(namespace) == self._scope_list:
             fast = self._fast_routes.get((method, True), False)
-            if fast is False:
-                fast = self._fast_route(method, True)
-            # (a guarded route is decided before any handler runs: not below a parent's)
-            return None if self._guards and (method, True) in self._guards else fast
+            return self._fast_route(method, True) if fast is False else fast
         return self._below_route(method, tuple(namespace))
 
     def _push_part_fast(self, part: Any) -> Optional[Tuple[Any, str, bool]]:
@@ -737,10 +757,10 @@ class StreamMux:
             fast = self._fast_routes.get((method, True), False)
             if fast is False:
                 fast = self._fast_route(method, True)
-            if self._guards and fast is not None and self._guarded(method, True, part):
-                fast = None
         else:
             fast = self._below_route(method, tuple(namespace))
+        if fast and type(fast[0]) is _Guards and fast[0].check(part):
+            fast = None  # (a guard sends it to the event path, before any op ran)
         if fast is None:
             return _build_event(method, namespace, data, part), method, at_scope
         self._run_fast(fast, part, method, namespace, data, None)
@@ -967,7 +987,6 @@ class StreamMux:
         self._events._mux = None
         self._routes.clear()
         self._fast_routes.clear()
-        self._guards.clear()
         self._below.clear()
         for listener in self._route_listeners:
             listener._invalidate()  # (its compiled routes hold child muxes)

@@ -317,38 +317,65 @@ def test_routes_below_the_scope_are_per_namespace_and_only_for_trusted_trackers(
         mux.close()
 
 
-def test_async_tasks_at_the_scope_are_fast_unless_they_end_a_subgraph(backend):
-    """On the async lane a task part at the scope takes the fast route, except
-    a result that ends a subgraph (its mux is closed with an await): the
-    guard sends that one to the event path before any handler runs."""
+def test_async_tasks_are_fast_unless_they_end_a_subgraph(backend):
+    """On the async lane a task part takes the fast route, at the scope and
+    below it, except a result that ends a subgraph (its mux is closed with
+    an await): the guard sends that one to the event path before any
+    handler runs, wherever the part is dispatched (a parent's route carries
+    the guards of the routes it hands parts down to)."""
     from helpers import areplay, arun
 
-    parts = _whole_steps(_bench.agent_parts(80))
+    from langstream.mux import _Guards
+
+    parts = _whole_steps(_bench.agent_parts(140, depth=2))
     mux = StreamMux(factories=FAST, is_async=True)
-    assert mux._fast_route("tasks", True) is not None
-    assert ("tasks", True) in mux._guards
+    root_route = mux._fast_route("tasks", True)
+    assert root_route is not None and type(root_route[0]) is _Guards
     sub = next(p for p in parts if p["type"] == "tasks" and p["data"]["name"] == "sub1")
     tid = sub["data"]["id"]
     end = next(p for p in parts if p["type"] == "tasks" and p["data"]["id"] == tid
                and "result" in p["data"])
+    child_ns = (f"sub1:{tid}",)
+    inner = next(p for p in parts if p["type"] == "tasks" and p["ns"] == child_ns
+                 and p["data"]["name"] == "sub2")
+    inner_end = next(p for p in parts if p["type"] == "tasks" and p["ns"] == child_ns
+                     and p["data"]["id"] == inner["data"]["id"] and "result" in p["data"])
+    tool = next(p for p in parts if p["type"] == "tasks" and p["ns"] == child_ns
+                and p["data"]["name"] == "tool")
 
     async def main():
         run = AsyncGraphRunStream(areplay(parts), mux)
-        handles = []
-        guarded = []
+        seen = {}
 
-        async def watch():
+        async def child(h):
+            async for g in h.subgraphs:
+                # the grandchild is open: its parent's task result at the
+                # child's scope ends it (guarded at the root); a tool task
+                # part there goes fast
+                route = mux._below_route("tasks", child_ns)
+                seen["below"] = route
+                seen["checks"] = (route[0].check(inner_end), route[0].check(tool))
+                await g.output()
+            await h.output()
+
+        async def handles():
+            first = True
             async for h in run.subgraphs:
-                handles.append(h)
-                guarded.append(mux._guarded("tasks", True, end))
-                await h.output()
+                if first:
+                    seen["root"] = root_route[0].check(end)
+                    await child(h)
+                    first = False
+                else:
+                    await h.output()
 
-        await asyncio.gather(watch(), run.output())
-        return handles, guarded
+        await asyncio.gather(handles(), run.output())
+        return seen
 
-    handles, guarded = arun(main())
-    assert [h.status for h in handles] == ["completed"] and guarded == [True]
-    assert not mux._guarded("tasks", True, end)  # (ended: nothing left to close)
+    seen = arun(main())
+    assert seen["root"] is True
+    assert seen["below"] is not None and type(seen["below"][0]) is _Guards
+    assert seen["checks"] == (True, False)
+    assert not root_route[0].check(end)  # (ended: nothing left to close)
 
 
 def test_route_shapes_are_shared_but_never_keep_a_transformer_alive(backend):
