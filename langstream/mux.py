@@ -376,8 +376,6 @@ class StreamMux:
         self._transformers: List[Any] = []
         self._channels: List[StreamChannel[Any]] = []
         self._routers: List[Optional[Callable[[str, bool], bool]]] = []
-        # ids of the transformers with a trusted router (they may have fast handlers)
-        self._routed: set = set()
         # ids of the transformers whose aprocess is the default one (the
         # async dispatch calls their process directly)
         self._direct: set = set()
@@ -483,10 +481,7 @@ class StreamMux:
             # only when it is this mux's
             scope = getattr(transformer, "scope", ())
             same_scope = (scope if type(scope) is tuple else tuple(scope)) == my_scope
-            router = _router(transformer) if same_scope else None
-            routers.append(router)
-            if router is not None:
-                self._routed.add(id(transformer))  # (the mux keeps it: the id stays its own)
+            routers.append(_router(transformer) if same_scope else None)
             if is_async and _calls_process(transformer):
                 self._direct.add(id(transformer))  # (the mux keeps it: the id stays its own)
             self._routes.clear()
@@ -643,14 +638,23 @@ class StreamMux:
             self._routes[key] = route
         return route
 
+    def _routed_ids(self) -> Optional[set]:
+        """The ids of the transformers with a trusted router (only they may
+        have fast handlers), or ``None`` when every one has one."""
+        routers = self._routers
+        if None not in routers:
+            return None
+        return {id(t) for t, r in zip(self._transformers, routers) if r is not None}
+
     def _fast_route(self, method: str, at_scope: bool) -> Optional[Tuple[Callable[[Any], None], ...]]:
         key = (method, at_scope)
         if key not in self._fast_routes:
             handlers: Optional[List[Any]] = []
             checks: List[Callable[[Any], bool]] = []
-            routed = self._routed
+            routed = self._routed_ids()
             for transformer in self._route(method, at_scope):
-                handler = _fast(transformer, method, at_scope) if id(transformer) in routed else None
+                handler = (_fast(transformer, method, at_scope)
+                           if routed is None or id(transformer) in routed else None)
                 if handler is None:
                     handlers = None
                     break
@@ -690,9 +694,9 @@ class StreamMux:
             return by_ns[namespace]
         ops: Optional[List[Any]] = []
         checks: List[Callable[[Any], bool]] = []
-        routed = self._routed
+        routed = self._routed_ids()
         for transformer in self._route(method, False):
-            if id(transformer) not in routed:
+            if routed is not None and id(transformer) not in routed:
                 ops = None
                 break
             below = getattr(transformer, "_fast_handler_below", None)
