@@ -167,6 +167,11 @@ class MessagesTransformer(StreamTransformer):
     def _on_register(self, mux: Any) -> None:
         self._is_async = bool(mux.is_async)
 
+    def _let_go(self) -> None:
+        """Its mux has ended: no stream is made any more (the pump would tie
+        the mux in a cycle); the streams made keep theirs."""
+        self._pump_fn = self._apump_fn = None
+
     def _bind_pump(self, fn: Callable[[], bool]) -> None:
         self._pump_fn = fn
         for stream in self._by_run.values():

@@ -980,15 +980,20 @@ class StreamMux:
 
     def _let_go(self) -> None:
         """The mux has ended: drop the references that only dispatch needs
-        and that tie it in cycles (its channels' back-references and
-        forwarding callbacks, its routes and compiled dispatcher).  An ended
+        and that tie it in cycles (its channels' back-references, forwarding
+        callbacks and pump, its routes, compiled dispatcher and pump).  An ended
         subgraph's mux, handle and projections are then freed as soon as
         nobody holds them, instead of waiting for the garbage collector,
         which every subgraph's objects would otherwise keep busy."""
         for ch in self._channels:
             ch._mux = None
             ch._wire_fn = None
-        self._events._mux = None
+            # (a closed log is read without pumping; cursors keep their own)
+            ch._request_more = ch._arequest_more = None
+        events = self._events
+        events._mux = None
+        events._request_more = events._arequest_more = None
+        self._pump_fn = self._apump_fn = None
         self._routes.clear()
         self._fast_routes.clear()
         self._below.clear()

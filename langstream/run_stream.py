@@ -329,8 +329,10 @@ class GraphRunStream(_RunState):
                 mux.fail(exc)
 
     def _stop_pump(self) -> None:
-        """Tell the compiled pump (if any) that the run is over."""
-        pump = self.__dict__.get("_pump_next")
+        """Tell the compiled pump (if any) that the run is over, and let go of
+        it (it holds the run: a cycle); ``_pump_next`` is the method again,
+        which does the same for an ended run."""
+        pump = self.__dict__.pop("_pump_next", None)
         if pump is not None:
             pump.done = True
 

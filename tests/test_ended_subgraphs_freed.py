@@ -140,3 +140,22 @@ def test_a_kept_handle_still_answers_after_its_subgraph_ended(backend, lane):
     assert got and all(status == "completed" for status, *_ in got)
     for status, output, first, again in got:
         assert first and output == first[-1] and again == []
+
+
+@pytest.mark.parametrize("lane", LANES)
+def test_a_finished_run_is_freed_without_the_collector(backend, lane):
+    """A run read to its end and dropped leaves no cyclic garbage: its pump,
+    mux, transformers and projections are freed by reference counting (a
+    server running many runs gives the collector nothing to chase)."""
+    parts = _whole_steps(_bench.agent_parts(120))
+    _consume(parts, lane)  # (imports and caches made once, outside the count)
+    gc.collect()
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        for _ in range(5):
+            _consume(parts, lane)
+        assert gc.collect() < 25
+    finally:
+        if was:
+            gc.enable()
