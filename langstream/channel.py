@@ -103,6 +103,7 @@ class _Backpressure:
 
 
 _READING, _CANCELLED, _RELEASED = 0, 1, 2
+_NO_STEP = object()  # (``_AsyncChannelIterator._step``: no pump is it)
 
 # The log of every unbounded channel no mux has bound yet, one per event-log
 # class.  Nothing can read a channel before it is bound (subscribing raises),
@@ -123,7 +124,7 @@ class _AsyncChannelIterator(Generic[T]):
     """``async for`` over one cursor of a channel's log, pumping when empty."""
 
     __slots__ = ("_cursor", "_channel", "_log", "_bp", "_state",
-                 "_task", "_more", "_for_me", "__weakref__")
+                 "_task", "_more", "_for_me", "_step", "__weakref__")
 
     def __init__(self, channel: StreamChannel[T]) -> None:
         self._channel = channel
@@ -134,6 +135,7 @@ class _AsyncChannelIterator(Generic[T]):
         # own pump does: it then wakes this reader only for its own data)
         self._more: Any = None
         self._for_me = False
+        self._adopt(channel._arequest_more)
         # _READING; _CANCELLED: cancelled while waiting, not read since;
         # _RELEASED: it let go of its subscription (see release_stuck)
         self._state = _READING
@@ -152,7 +154,7 @@ class _AsyncChannelIterator(Generic[T]):
     def __aiter__(self) -> _AsyncChannelIterator[T]:
         return self
 
-    async def __anext__(self) -> T:
+    def __anext__(self) -> Awaitable[T]:
         """The next item, pumping the run while there is none.
 
         A reader of a bounded run that was cancelled while it waited here (or
@@ -160,7 +162,19 @@ class _AsyncChannelIterator(Generic[T]):
         log it holds full; then it releases its subscription (so it cannot
         stall the run), and its next read raises ``RuntimeError`` (items were
         not kept for it).  Reading again before that keeps it subscribed.
+
+        A run's own pump reads for the reader (``_AsyncPump.step(reader)``
+        returns the reader's next item): an unbounded reader awaits that step
+        directly, one coroutine per item; a bounded one goes through
+        ``_anext``, which ends in the same step (and any other pump there).
         """
+        step = self._step
+        if step is self._channel._arequest_more:
+            return step(self)  # type: ignore[no-any-return]
+        return self._anext()
+
+    async def _anext(self) -> T:
+        """``__anext__``: the general case."""
         if self._state:
             if self._state == _RELEASED:
                 raise RuntimeError(
@@ -176,34 +190,61 @@ class _AsyncChannelIterator(Generic[T]):
             # backpressure instead), so a reader never lags: ``pending`` tells
             # whether ``next`` has an item, without raising StopIteration.
             if cursor.pending:
-                item = next(cursor)
-                if self._bp is not None:
-                    self._bp.wake()
-                return item
+                return self._take()
             if self._log.closed:
-                try:
-                    next(cursor)  # the log's error, or the end
-                except StopIteration:
-                    pass
-                raise StopAsyncIteration
+                self._ended()
             more = self._channel._arequest_more
             if more is None:
                 raise StopAsyncIteration
             if more is not self._more:
-                self._more = more
-                self._for_me = getattr(getattr(more, "__self__", None),
-                                       "_steps_for_readers", False) is True
+                self._adopt(more)
+            if self._for_me:  # the pump reads for this reader (see __anext__)
+                if self._bp is None:
+                    return await more(self)  # type: ignore[no-any-return]
+                self._task = asyncio.current_task()
+                try:
+                    return await more(self)  # type: ignore[no-any-return]
+                except asyncio.CancelledError:
+                    self._state = _CANCELLED
+                    raise
             if self._bp is None:
-                produced = await (more(self) if self._for_me else more())
+                produced = await more()
             else:
                 self._task = asyncio.current_task()
                 try:
-                    produced = await (more(self) if self._for_me else more())
+                    produced = await more()
                 except asyncio.CancelledError:
                     self._state = _CANCELLED
                     raise
             if not produced and not cursor.pending and not self._log.closed:
                 raise StopAsyncIteration
+
+    def _adopt(self, more: Any) -> None:
+        """Remember the pump ``more``, and whether it reads for this reader.
+
+        ``_step`` is the pump that ``__anext__`` hands the reader to directly:
+        one that reads for it, when the reader is unbounded (then it is never
+        cancelled into another state nor released: see ``_Backpressure``).
+        """
+        self._more = more
+        self._for_me = getattr(getattr(more, "__self__", None),
+                               "_steps_for_readers", False) is True
+        self._step = more if self._for_me and self._bp is None else _NO_STEP
+
+    def _take(self) -> T:
+        """The pending item (``cursor.pending`` is true)."""
+        item = next(self._cursor)
+        if self._bp is not None:
+            self._bp.wake()
+        return item  # type: ignore[no-any-return]
+
+    def _ended(self) -> None:
+        """The log is closed and drained: raise its error, else StopAsyncIteration."""
+        try:
+            next(self._cursor)  # the log's error, or the end
+        except StopIteration:
+            pass
+        raise StopAsyncIteration
 
     async def aclose(self) -> None:
         """Stop reading: release this reader's hold on the log."""

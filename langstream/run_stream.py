@@ -536,7 +536,7 @@ class _AsyncPump:
         "run", "mux", "graph_aiter", "exhausted", "pumping", "pump_task", "waiters", "readers",
         "handoff",
         "aborting", "aborted", "settled", "yield_next", "loop", "deferred", "bounded",
-        "dispatch", "closing", "closer", "children_seen", "settle", "__weakref__",
+        "dispatch", "closing", "closer", "children_seen", "settle", "shared", "__weakref__",
     )
 
     def __init__(self, run: AsyncGraphRunStream, mux: StreamMux,
@@ -571,6 +571,7 @@ class _AsyncPump:
         # without the shortcuts since the last one was made (see ``step``)
         self.children_seen = 0
         self.settle = 0
+        self.shared = mux._shared
         self.deferred = mux._shared.deferred
         self.bounded = mux._shared.bp.channels
         # the part dispatcher: compiled with the C event log, else the mux's own
@@ -581,17 +582,23 @@ class _AsyncPump:
             else mux._push_part_fast
         )
 
-    # projection readers pass themselves to ``step`` (``_AsyncChannelIterator``)
+    # projection readers pass themselves to ``step``, which returns their next
+    # item (``_AsyncChannelIterator.__anext__``)
     _steps_for_readers = True
 
-    async def step(self, reader: Any = None) -> bool:
+    async def step(self, reader: Any = None) -> Any:
         """Advance the run by one step, or wait for the task that is doing it.
 
-        Returns ``True`` when a step completed (here or in another task),
+        Without a ``reader`` (``output()``, a handle, any other caller):
+        returns ``True`` when a step completed (here or in another task),
         ``False`` once the run has ended.
 
-        ``reader`` is the projection reader asking (it has ``_cursor`` and
-        ``_log``), or ``None`` (``output()``, a handle, any other caller).
+        ``reader`` is a projection reader (``_AsyncChannelIterator``, with
+        ``_cursor`` and ``_log``) asking for its next item: the step returns
+        that item, stepping again as long as the reader has none, and raises
+        the log's error or ``StopAsyncIteration`` at its end.  One coroutine
+        per item: the reader's ``__anext__`` awaits this directly.
+
         A reader that finds the pump busy waits until its own log has an item
         or closes, instead of waking after every step; a reader that pumps
         keeps pulling while the parts it dispatches give nobody anything to
@@ -609,84 +616,115 @@ class _AsyncPump:
         events are pushed to it only once its parent saw them, so the
         window restarts with every new handle, at any depth.
         """
-        if self.exhausted:
-            if self.pumping or self.closing is not None:
-                await self.wait_finished()
-            return False
-        children = self.mux._shared.children
-        if children != self.children_seen:  # a handle was made: settle
-            self.children_seen = children
-            self.settle = _SETTLE_STEPS
-        if self.settle:
-            reader = None
-        if self.pumping:
-            return await self.wait_step(reader)
-        if self.settle:
-            self.settle -= 1
-        loop = self.loop
-        if loop is None:
-            loop = self.loop = _get_running_loop()
-        task = _task_of(loop)
-        if task is None:  # not a task of the run's loop: another loop?
-            self.check_loop()
-        self.pumping = True
-        self.pump_task = task
-        mux = self.mux
-        shared = mux._shared
-        pulling = False
-        try:
-            while True:
-                if self.yield_next or self.deferred or self.bounded:
-                    if self.yield_next or self.deferred:
-                        # Before the first part, and after a step that woke
-                        # other consumers, let them run: tasks started together
-                        # (gather) subscribe before anything is dispatched
-                        # (pushes to a projection nobody subscribes to are not
-                        # stored), and a consumer whose data just arrived reads
-                        # it, and subscribes to the handles it got, before the
-                        # next part is pulled.
-                        self.yield_next = False
-                        await asyncio.sleep(0)
-                    if self.deferred:
-                        await mux._aflush_deferred()
-                        return True
-                    if self.bounded:
-                        await self.wait_for_room()
-                    if self.exhausted:
-                        return False
-                # (the end of the run and abort() both clear ``graph_aiter``)
-                graph_aiter = self.graph_aiter
-                if graph_aiter is None:
+        ended = False  # (a reader's) the run has ended
+        cursor = reader._cursor if reader is not None else None
+        while True:
+            if cursor is not None:
+                # the reader's item, once a step gave it one
+                if cursor.pending:
+                    return reader._take()
+                if reader._log.closed:
+                    reader._ended()  # raises
+                if ended:
+                    raise StopAsyncIteration
+            if self.exhausted:
+                if self.pumping or self.closing is not None:
+                    await self.wait_finished()
+                if reader is None:
                     return False
-                pulling = True
-                try:
-                    part = await graph_aiter.__anext__()
-                except StopAsyncIteration:  # the graph's own exhaustion
-                    return await self.finish()
-                route = self.dispatch(part)
-                if route is not None:
-                    await mux._adispatch(route[0], route[1], route[2])
-                pulling = False
-                # (the common cases first: no reader, or the reader's item)
-                if reader is None or reader._cursor.pending:
-                    return True
-                if self.waiters or self.deferred or reader._log.closed:
-                    return True
-                if shared.children != self.children_seen:  # a new handle (see the docstring)
-                    return True
-                if self.readers and self.any_reader_ready():
-                    return True
-                # nothing to read for anyone: pull the next part at once
-        except asyncio.CancelledError as exc:
-            return await self.after_cancel(exc, pulling)
-        except BaseException as exc:
-            return await self.after_error(exc)
-        finally:
-            if self.waiters or self.readers or self.settled is not None:
-                self.end_step()
-            else:  # (end_step, inline for the common case)
-                self.pumping = False
-                self.pump_task = None
+                ended = True
+                continue
+            shared = self.shared
+            if shared.children != self.children_seen:  # a handle was made: settle
+                self.children_seen = shared.children
+                self.settle = _SETTLE_STEPS
+            # whose data ends the step: the reader's, but nobody's in particular
+            # while a new handle settles
+            settle = self.settle
+            own = None if settle else reader
+            if self.pumping:
+                more = await self.wait_step(own)
+                if reader is None:
+                    return more
+                ended = not more
+                continue
+            if settle:
+                self.settle = settle - 1
+            loop = self.loop
+            if loop is None:
+                loop = self.loop = _get_running_loop()
+            task = _task_of(loop)
+            if task is None:  # not a task of the run's loop: another loop?
+                self.check_loop()
+            self.pumping = True
+            self.pump_task = task
+            pulling = False
+            try:
+                while True:
+                    if self.yield_next or self.deferred or self.bounded:
+                        if self.yield_next or self.deferred:
+                            # Before the first part, and after a step that woke
+                            # other consumers, let them run: tasks started together
+                            # (gather) subscribe before anything is dispatched
+                            # (pushes to a projection nobody subscribes to are not
+                            # stored), and a consumer whose data just arrived reads
+                            # it, and subscribes to the handles it got, before the
+                            # next part is pulled.
+                            self.yield_next = False
+                            await asyncio.sleep(0)
+                        if self.deferred:
+                            await self.mux._aflush_deferred()
+                            more = True
+                            break
+                        if self.bounded:
+                            await self.wait_for_room()
+                        if self.exhausted:
+                            more = False
+                            break
+                    # (the end of the run and abort() both clear ``graph_aiter``)
+                    graph_aiter = self.graph_aiter
+                    if graph_aiter is None:
+                        more = False
+                        break
+                    pulling = True
+                    try:
+                        part = await graph_aiter.__anext__()
+                    except StopAsyncIteration:  # the graph's own exhaustion
+                        more = await self.finish()
+                        break
+                    route = self.dispatch(part)
+                    if route is not None:
+                        await self.mux._adispatch(route[0], route[1], route[2])
+                    pulling = False
+                    more = True
+                    # (the common cases first: the reader's item, no reader)
+                    if cursor is not None and cursor.pending:
+                        item = next(cursor)  # (``reader._take()``, inline)
+                        if reader._bp is not None:
+                            reader._bp.wake()
+                        return item
+                    if own is None:
+                        break
+                    if self.waiters or self.deferred or own._log.closed:
+                        break
+                    if shared.children != self.children_seen:  # a new handle (see the docstring)
+                        break
+                    if self.readers and self.any_reader_ready():
+                        break
+                    # nothing to read for anyone: pull the next part at once
+            except asyncio.CancelledError as exc:
+                more = await self.after_cancel(exc, pulling)
+            except BaseException as exc:
+                more = await self.after_error(exc)
+            finally:
+                if self.waiters or self.readers or self.settled is not None:
+                    self.end_step()
+                else:  # (end_step, inline for the common case)
+                    self.pumping = False
+                    self.pump_task = None
+            if reader is None:
+                return more
+            ended = not more
 
     def any_reader_ready(self) -> bool:
         for waiter, reader in self.readers:

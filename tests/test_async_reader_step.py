@@ -1,0 +1,270 @@
+"""An async projection reader awaits its run's pump step directly, and the
+step returns the reader's next item (``_AsyncPump.step(reader)``, issue 10).
+
+Every test compares that route with the general one: the same run whose
+pump readers cannot hand themselves to (a plain wrapper around the step,
+as the Redis publisher installs), so each reader pumps, gets ``True`` /
+``False`` back and reads its log itself.  Items, order, errors and
+cancellation outcomes must be the same on both, on both backends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, Dict, List, Optional, Tuple
+
+import pytest
+
+from helpers import areplay, arun, custom, updates, values
+from langstream import astream_events
+from langstream.transformers import CustomTransformer, UpdatesTransformer
+
+ROUTES = ("direct", "general")
+
+
+def _parts(n: int = 12) -> List[Dict[str, Any]]:
+    out: List[Dict[str, Any]] = []
+    for i in range(n):
+        out.append(values({"i": i}))
+        if i % 2:
+            out.append(updates({"node": {"i": i}}))
+        if i % 3 == 0:
+            out.append(custom({"c": i}))
+    return out
+
+
+def _open(aparts: Any, route: str, transformers: Any = (), **kwargs: Any) -> Any:
+    run = astream_events(aparts, transformers=[UpdatesTransformer, CustomTransformer,
+                                               *transformers], **kwargs)
+    if route == "general":
+        step = run._pump.step
+
+        async def plain_step() -> bool:  # (no ``__self__``: readers pump, then read)
+            return await step()
+
+        run._mux.bind_apump(plain_step)
+    return run
+
+
+async def _read(it: Any, limit: Optional[int] = None,
+                items: Optional[List[Any]] = None) -> Tuple[List[Any], Any]:
+    """``(items, error)`` of an async iterator: up to ``limit`` items, then what
+    ended it (``items``: the list to read into, kept if the reading is cancelled)."""
+    if items is None:
+        items = []
+    while limit is None or len(items) < limit:
+        try:
+            items.append(await it.__anext__())
+        except StopAsyncIteration:
+            return items, "end"
+        except Exception as exc:  # noqa: BLE001 - returned to the test
+            return items, (type(exc).__name__, str(exc))
+    return items, None
+
+
+def _both(make: Any) -> Any:
+    """Run ``make(route)`` on both routes; assert they agree; return the result."""
+    results = {route: arun(make(route)) for route in ROUTES}
+    assert results["direct"] == results["general"]
+    return results["direct"]
+
+
+def _events(items: List[Any]) -> List[Any]:
+    return [(e["method"], tuple(e["params"]["namespace"]), e["params"]["data"]) for e in items]
+
+
+def test_the_direct_route_is_taken(backend: str) -> None:
+    """(The comparison below is not vacuous: a reader awaits the pump's step itself.)"""
+
+    async def direct() -> Any:
+        run = astream_events(areplay(_parts(2)))
+        it = run.values.__aiter__()
+        awaitable = it.__anext__()
+        assert awaitable.cr_code is run._pump.step.__code__  # the pump's step itself
+        return await awaitable
+
+    assert arun(direct()) == {"i": 0}
+
+
+@pytest.mark.parametrize("yield_every", [0, 1, 3])
+def test_one_reader_same_items_error_and_end(backend: str, yield_every: int) -> None:
+    async def main(route: str) -> Any:
+        run = _open(areplay(_parts(), ValueError("boom"), yield_every=yield_every), route)
+        it = run.values.__aiter__()
+        got = await _read(it)
+        again = await _read(it)  # reading on after the error: the error again
+        return got, again
+
+    got, again = _both(main)
+    assert got == ([{"i": i} for i in range(12)], ("ValueError", "boom"))
+    assert again == ([], ("ValueError", "boom"))
+
+
+def test_end_is_repeated(backend: str) -> None:
+    async def main(route: str) -> Any:
+        run = _open(areplay(_parts(3)), route)
+        it = run.updates.__aiter__()
+        return await _read(it), await _read(it)
+
+    assert _both(main) == (([{"node": {"i": 1}}], "end"), ([], "end"))
+
+
+@pytest.mark.parametrize("yield_every", [0, 2])
+def test_concurrent_readers_each_get_their_own_items_in_order(backend: str,
+                                                             yield_every: int) -> None:
+    parts = _parts()
+
+    async def main(route: str) -> Any:
+        run = _open(areplay(parts, yield_every=yield_every), route)
+        its = (run.values.__aiter__(), run.updates.__aiter__(), run.custom.__aiter__(),
+               run.__aiter__())
+        v, u, c, log = await asyncio.gather(*(_read(it) for it in its))
+        return v, u, c, (_events(log[0]), log[1])
+
+    v, u, c, log = _both(main)
+    assert v == ([{"i": i} for i in range(12)], "end")
+    assert u == ([{"node": {"i": i}} for i in range(1, 12, 2)], "end")
+    assert c == ([{"c": i} for i in range(0, 12, 3)], "end")
+    assert [m for m, _, _ in log[0]].count("values") == 12
+
+
+def test_a_reader_subscribing_halfway_sees_what_follows(backend: str) -> None:
+    async def main(route: str) -> Any:
+        run = _open(areplay(_parts()), route)
+        first = await _read(run.values.__aiter__(), limit=5)
+        log_it = run.__aiter__()  # the raw main log, subscribed halfway
+        upd_it = run.updates.__aiter__()
+        rest = await asyncio.gather(_read(log_it), _read(upd_it))
+        return first, (_events(rest[0][0]), rest[0][1]), rest[1]
+
+    first, log, upd = _both(main)
+    assert first == ([{"i": i} for i in range(5)], None)
+    assert log[1] == "end"
+    assert [d for m, _, d in log[0] if m == "values"] == [{"i": i} for i in range(5, 12)]
+    assert upd[0] == [{"node": {"i": i}} for i in range(5, 12, 2)]
+
+
+def _blocking_graph(parts: List[Dict[str, Any]], at: int, gate: Dict[str, Any]) -> Any:
+    async def graph() -> Any:
+        try:
+            for i, p in enumerate(parts):
+                if i == at:
+                    gate["waiting"].set()
+                    await gate["release"].wait()
+                yield dict(p)
+        finally:
+            gate["closed"] = True
+
+    return graph()
+
+
+def test_cancel_while_pulling_ends_the_run_with_a_clear_error(backend: str) -> None:
+    parts = [values({"i": i}) for i in range(6)]
+
+    async def main(route: str) -> Any:
+        gate = {"waiting": asyncio.Event(), "release": asyncio.Event(), "closed": False}
+        run = _open(_blocking_graph(parts, 3, gate), route)
+        it = run.values.__aiter__()
+        other = run.updates.__aiter__()
+        read: List[Any] = []
+        task = asyncio.ensure_future(_read(it, items=read))
+        await gate["waiting"].wait()  # the reader's task is inside the pull
+        task.cancel()
+        try:
+            await task
+            cancelled = False
+        except asyncio.CancelledError:
+            cancelled = True
+        return cancelled, read, await _read(other), await _read(it), gate["closed"]
+
+    cancelled, read, other, again, closed = _both(main)
+    assert cancelled and closed
+    assert read == [{"i": i} for i in range(3)]
+    assert other[0] == [] and other[1][0] == "RuntimeError"
+    assert "cancelled while the graph was producing" in other[1][1]
+    # the cancelled reader reads on: the same error
+    assert again == ([], other[1])
+
+
+def test_cancel_while_waiting_for_another_pump_loses_nothing(backend: str) -> None:
+    parts = [values({"i": i}) if i % 2 == 0 else updates({"n": {"i": i}}) for i in range(10)]
+
+    async def main(route: str) -> Any:
+        gate = {"waiting": asyncio.Event(), "release": asyncio.Event(), "closed": False}
+        run = _open(_blocking_graph(parts, 4, gate), route)
+        vals = run.values.__aiter__()
+        upds = run.updates.__aiter__()
+        first = await _read(upds, limit=1)  # pumps values 0, updates 1
+        pumping = asyncio.ensure_future(_read(vals))  # pumps until the gate
+        await gate["waiting"].wait()
+        kept: List[Any] = []
+        waiting = asyncio.ensure_future(_read(upds, items=kept))  # waits for the pumping task
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        waiting.cancel()
+        try:
+            await waiting
+            cancelled = False
+        except asyncio.CancelledError:
+            cancelled = True
+        gate["release"].set()
+        rest = await _read(upds)
+        return first, cancelled, (kept + rest[0], rest[1]), await pumping
+
+    first, cancelled, upd, vals = _both(main)
+    assert first == ([{"n": {"i": 1}}], None)
+    assert cancelled
+    # what the cancelled read had, then what the next read gets: nothing lost
+    assert upd == ([{"n": {"i": i}} for i in (3, 5, 7, 9)], "end")
+    assert vals == ([{"i": i} for i in (0, 2, 4, 6, 8)], "end")
+
+
+@pytest.mark.parametrize("maxlen", [1, 2])
+def test_maxlen_backpressure_with_a_slow_reader(backend: str, maxlen: int) -> None:
+    parts = _parts(20)
+
+    async def main(route: str) -> Any:
+        run = _open(areplay(parts), route, maxlen=maxlen)
+        vals = run.values.__aiter__()
+        log = run.__aiter__()
+
+        async def slow(it: Any) -> Any:
+            items: List[Any] = []
+            while True:
+                try:
+                    items.append(await it.__anext__())
+                except StopAsyncIteration:
+                    return items
+                await asyncio.sleep(0)
+                await asyncio.sleep(0)
+
+        v, events = await asyncio.gather(slow(vals), _read(log))
+        return v, (_events(events[0]), events[1])
+
+    v, log = _both(main)
+    assert v == [{"i": i} for i in range(20)]
+    assert log[1] == "end"
+    assert [d for m, _, d in log[0] if m == "values"] == v
+
+
+def test_transformer_error_reaches_every_reader(backend: str) -> None:
+    from langstream import StreamTransformer
+
+    class Bad(StreamTransformer):
+        def init(self) -> Dict[str, Any]:
+            return {}
+
+        def process(self, event: Any) -> bool:
+            if event["method"] == "updates":
+                raise KeyError("bad transformer")
+            return True
+
+    async def main(route: str) -> Any:
+        run = _open(areplay(_parts()), route, transformers=[Bad])
+        v, log = await asyncio.gather(_read(run.values.__aiter__()), _read(run.__aiter__()))
+        return v, (_events(log[0]), log[1])
+
+    v, log = _both(main)
+    assert v[1] == log[1] and v[1][0] == "KeyError"
+    assert [m for m, _, _ in log[0]] == ["values", "custom", "values"]
+    assert v[0] == [{"i": 0}, {"i": 1}]
