@@ -532,6 +532,11 @@ def test_serve_demo_publishes_a_run_with_tokens(redis_server):  # noqa: F811
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         line = proc.stdout.readline()
+        if not line:  # (the server ended before printing: say why)
+            proc.wait(15)
+            raise AssertionError(
+                f"serve --demo exited {proc.returncode} before printing its URL; "
+                f"stderr: {proc.stderr.read()[-2000:]}")
         assert line.strip() == f"demo run: http://127.0.0.1:{port}/runs/{key.replace(':', '%3A')}"
         wait_for(lambda: redis_server.client.exists(key), what="the demo run")
         client = SSEClient(port, f"/runs/{key}/events?methods=messages,lifecycle")
