@@ -30,18 +30,8 @@ from langstream.transformers import (
 
 LANES = ["sync", "async"]
 
-
-class _SlowLifecycle(LifecycleTransformer):
-    def process(self, event):
-        return super().process(event)
-
-
-class _SlowSubgraphs(SubgraphTransformer):
-    def process(self, event):
-        return super().process(event)
-
-    async def aprocess(self, event):
-        return await super().aprocess(event)
+# the trackers as subclasses overriding process (never routed fast)
+from test_fast_paths import _SlowLifecycle, _SlowSubgraphs  # noqa: E402
 
 
 FAST = [ValuesTransformer, UpdatesTransformer, CustomTransformer, LifecycleTransformer,
