@@ -190,6 +190,16 @@ def _stray_stop(transformer: Any, hook: str, exc: BaseException) -> RuntimeError
 _STOPS = (StopIteration, StopAsyncIteration)
 
 
+def _factory_stop(factory: Any, scope: Tuple[str, ...], exc: BaseException) -> RuntimeError:
+    """The error a factory's ``StopIteration``/``StopAsyncIteration`` becomes
+    (as for a transformer's, see ``_stray_stop``): it names the factory."""
+    name = getattr(factory, "__qualname__", None) or repr(factory)
+    return RuntimeError(
+        f"transformer factory {name} raised {type(exc).__name__} while building the "
+        f"pipeline of scope {scope!r}; only the graph's own exhaustion may end a run"
+    )
+
+
 def _is_stop(exc: BaseException) -> bool:
     """A stop, or the ``RuntimeError`` PEP 479 made of one inside a coroutine
     (e.g. the default ``aprocess``/``afinalize`` calling a sync hook)."""
@@ -415,7 +425,11 @@ class StreamMux:
         rest: List[Any] = []
         if factories is not None:
             for factory in factories:
-                transformer = _check_transformer(factory(scope), "factory", factory)
+                try:
+                    made = factory(scope)
+                except _STOPS as exc:  # (it would read as the end of the run)
+                    raise _factory_stop(factory, scope, exc) from exc
+                transformer = _check_transformer(made, "factory", factory)
                 (pre if getattr(transformer, "before_builtins", False) else rest).append(
                     transformer
                 )

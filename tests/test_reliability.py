@@ -972,3 +972,29 @@ def test_teardown_of_deep_subgraphs_is_iterative(backend, lane, how):
         arun(main())
     assert len(depths) == MAX_NAMESPACE_DEPTH + 1
     assert max(depths.values()) - min(depths.values()) < 25, depths
+
+
+@pytest.mark.parametrize("stop", [StopIteration, StopAsyncIteration])
+@pytest.mark.parametrize("lane", LANES)
+def test_a_factory_stop_names_the_factory_not_the_subgraph_tracker(backend, lane, stop):
+    """A factory that raises StopIteration while a subgraph's pipeline is
+    built fails the run with a RuntimeError naming that factory (not the
+    subgraph tracker that happened to be building the child)."""
+    class Picky(StreamTransformer):
+        supports_sync = True
+
+        def __init__(self, scope=()):
+            if scope:
+                raise stop("no child scopes here")
+            super().__init__(scope)
+
+        def init(self):
+            return {}
+
+        def process(self, event):
+            return True
+
+    _, _, out_err = _run_lane(lane, _sub_parts(), transformers=[Picky])
+    assert type(out_err) is RuntimeError and isinstance(out_err.__cause__, stop)
+    assert "factory" in str(out_err) and "Picky" in str(out_err)
+    assert "SubgraphTransformer" not in str(out_err) and "('sub:t1',)" in str(out_err)
