@@ -913,15 +913,9 @@ class SubgraphTransformer(_SubtreeTracker):
         task_id = data.get("id")
         return isinstance(task_id, str) and (self.scope, task_id) in self._by_task
 
-    def _fast_part(self, part: Mapping[str, Any]) -> bool:
-        """``process`` of a ``tasks`` part at the scope (sync lane)."""
-        data = part["data"]
-        self._record_tool_call(data)
-        if self._by_task:
-            ended = self._ended(self._scope_list, data)
-            if ended is not None:
-                self._on_terminal(*ended)
-        return False
+    # the tracker's own (declared here too: a ``_fast_part`` is trusted only
+    # when its class also defines ``process``/``aprocess`` or derives from it)
+    _fast_part = _SubtreeTracker._fast_part
 
     def _fast_handler_below(self, method: str, ns: Tuple[str, ...]) -> Optional[Tuple[Any, ...]]:
         """``process`` of parts below the scope, as ops: the tool-call

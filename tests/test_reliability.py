@@ -170,9 +170,9 @@ def _sub_parts():
     ]
 
 
-@pytest.mark.parametrize("exc_type", [RuntimeError, ValueError, KeyError, StopIteration])
-@pytest.mark.parametrize("lane", LANES)
-def test_factory_error_for_a_subgraph_scope_fails_the_run(backend, lane, exc_type):
+def _picky(exc_type):
+    """A transformer class (its own factory) that raises ``exc_type`` when
+    built for any scope but the root."""
     class Picky(StreamTransformer):
         supports_sync = True
 
@@ -187,7 +187,13 @@ def test_factory_error_for_a_subgraph_scope_fails_the_run(backend, lane, exc_typ
         def process(self, event):
             return True
 
-    _, _, out_err = _run_lane(lane, _sub_parts(), transformers=[Picky])
+    return Picky
+
+
+@pytest.mark.parametrize("exc_type", [RuntimeError, ValueError, KeyError, StopIteration])
+@pytest.mark.parametrize("lane", LANES)
+def test_factory_error_for_a_subgraph_scope_fails_the_run(backend, lane, exc_type):
+    _, _, out_err = _run_lane(lane, _sub_parts(), transformers=[_picky(exc_type)])
     assert out_err is not None
     if exc_type is StopIteration:
         assert type(out_err) is RuntimeError and isinstance(out_err.__cause__, StopIteration)
@@ -980,21 +986,7 @@ def test_a_factory_stop_names_the_factory_not_the_subgraph_tracker(backend, lane
     """A factory that raises StopIteration while a subgraph's pipeline is
     built fails the run with a RuntimeError naming that factory (not the
     subgraph tracker that happened to be building the child)."""
-    class Picky(StreamTransformer):
-        supports_sync = True
-
-        def __init__(self, scope=()):
-            if scope:
-                raise stop("no child scopes here")
-            super().__init__(scope)
-
-        def init(self):
-            return {}
-
-        def process(self, event):
-            return True
-
-    _, _, out_err = _run_lane(lane, _sub_parts(), transformers=[Picky])
+    _, _, out_err = _run_lane(lane, _sub_parts(), transformers=[_picky(stop)])
     assert type(out_err) is RuntimeError and isinstance(out_err.__cause__, stop)
     assert "factory" in str(out_err) and "Picky" in str(out_err)
     assert "SubgraphTransformer" not in str(out_err) and "('sub:t1',)" in str(out_err)
