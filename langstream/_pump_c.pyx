@@ -11,7 +11,7 @@ event when nothing can observe that event.  Used for runs whose logs are the
 C event log (it calls that log's C-level API directly).
 """
 
-from cpython.dict cimport PyDict_GetItem
+from cpython.dict cimport PyDict_Contains, PyDict_GetItem
 from cpython.long cimport PyLong_FromLongLong
 from libc.time cimport time_t
 from cpython.object cimport PyObject
@@ -43,9 +43,13 @@ from langstream.transformers import (
     CheckpointsTransformer,
     CustomTransformer,
     DebugTransformer,
+    LifecycleTransformer,
+    SubgraphTransformer,
     TasksTransformer,
     UpdatesTransformer,
     ValuesTransformer,
+    _SubtreeTracker,
+    _TaskBelow,
 )
 
 # built-in projections whose ``_fast_part`` the pump runs inline (exact types
@@ -56,6 +60,26 @@ cdef dict _PLAIN_FAST = {
     for cls in (UpdatesTransformer, CustomTransformer, CheckpointsTransformer,
                 DebugTransformer, TasksTransformer)
 }
+
+
+# the built-in subtree trackers, whose ``tasks`` handlers the pump skips for
+# parts that change nothing they keep (``transformers._idle_task_part``)
+cdef object _TRACKER_FAST = _SubtreeTracker._fast_part
+cdef tuple _TRACKERS = (LifecycleTransformer, SubgraphTransformer)
+
+
+cdef bint _idle_task_part(object tracker, object data):
+    """``transformers._idle_task_part`` (the same test, in C)."""
+    cdef PyObject* found
+    if type(data) is not dict:
+        return False
+    if PyDict_Contains(data, "result"):
+        return not tracker._by_task and not tracker._tool_calls
+    found = PyDict_GetItem(data, "input")
+    if found == NULL or type(<object>found) is not dict:
+        return False
+    found = PyDict_GetItem(<object>found, "tool_call")
+    return found == NULL or <object>found is None
 
 
 cdef Py_ssize_t _MAX_DEPTH = MAX_NAMESPACE_DEPTH
@@ -69,8 +93,11 @@ cdef class _Op:
     cdef int kind          # 0: call ``target(part)``; 1: values; 2: plain projection;
                            # 3: hand the part to a child mux (below the scope);
                            # 4: the route's guards (checked before any op; no op)
-    cdef object target     # the handler (0), the transformer (1, 2), the child's
+                           # 5: a built-in tracker's ``tasks`` handler (returns
+                           # False), called unless the part is idle for it
+    cdef object target     # the handler (0, 5), the transformer (1, 2), the child's
                            # dispatcher (3), the mux._Guards (4)
+    cdef object tracker    # the handler's tracker (5)
     cdef object channel    # its StreamChannel (1, 2)
     cdef EventLog log      # that channel's log (1, 2)
 
@@ -90,8 +117,20 @@ cdef tuple _compile(tuple handlers):
             op.target = handler
             ops.append(op)
             continue
+        if type(handler) is _TaskBelow and type(handler.tracker) in _TRACKERS:
+            op.kind = 5
+            op.target = handler
+            op.tracker = handler.tracker
+            ops.append(op)
+            continue
         owner = getattr(handler, "__self__", None)
         func = getattr(handler, "__func__", None)
+        if func is _TRACKER_FAST and type(owner) in _TRACKERS:
+            op.kind = 5
+            op.target = handler
+            op.tracker = owner
+            ops.append(op)
+            continue
         channel = getattr(owner, "_log", None)
         log = getattr(channel, "_log", None)
         if type(log) is EventLog and type(owner) is ValuesTransformer and func is _VALUES_FAST:
@@ -269,6 +308,11 @@ cdef class PartDispatcher:
                     ev = child.route(part, method, ns, n, data, ev, True)
                 continue
             if op.kind == 4:  # (the guards: checked above)
+                continue
+            if op.kind == 5:  # (it returns False: the part stays out of the log)
+                keep = False
+                if not _idle_task_part(op.tracker, data):
+                    op.target(part)
                 continue
             if op.kind == 1:  # ValuesTransformer._fast_part, inline
                 # (routed only for values parts at scope: ``interrupts``

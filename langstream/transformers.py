@@ -643,6 +643,8 @@ class _SubtreeTracker(StreamTransformer):
     def _fast_part(self, part: Mapping[str, Any]) -> bool:
         """``process`` of a ``tasks`` part at the scope (routed only for those)."""
         data = part["data"]
+        if _idle_task_part(self, data):
+            return False
         self._record_tool_call(data)
         if self._by_task:
             ended = self._ended(self._scope_list, data)
@@ -707,6 +709,19 @@ class _SubtreeTracker(StreamTransformer):
         self._close_open(status, error)
 
 
+def _idle_task_part(tracker: _SubtreeTracker, data: Any) -> bool:
+    """Whether a ``tasks`` part's data changes nothing ``tracker`` keeps: a
+    task start that runs no tool call, or a result while no tool call and
+    no subgraph waits for one (most ``tasks`` parts; checked before the
+    bookkeeping calls, which cost more than the check)."""
+    if type(data) is not dict:
+        return False
+    if "result" in data:
+        return not tracker._by_task and not tracker._tool_calls
+    payload = data.get("input")
+    return type(payload) is dict and payload.get("tool_call") is None
+
+
 class _TaskBelow:
     """A tracker's ``process`` of ``tasks`` parts at one namespace below its
     scope (already discovered): the tool-call bookkeeping, and the end of
@@ -721,6 +736,8 @@ class _TaskBelow:
     def __call__(self, part: Mapping[str, Any]) -> bool:
         tracker = self.tracker
         data = part["data"]
+        if _idle_task_part(tracker, data):
+            return False
         tracker._record_tool_call(data)
         ended = tracker._ended(self.ns, data)
         if ended is not None:

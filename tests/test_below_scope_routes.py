@@ -410,3 +410,66 @@ def test_route_shapes_are_shared_but_never_keep_a_transformer_alive(backend):
     del picky, mux, child_a, child_b
     gc.collect()
     assert ref() is None
+
+
+def _tool_call_parts():
+    """Agents calling tools that run subagents, two levels deep: task starts
+    whose input names a tool call (one as a dict, one as a list of calls),
+    subagents named by ``lc_agent_name``, results that end tasks while tool
+    calls are pending, and plain task starts and results in between."""
+    def start(ns, tid, name, payload=None, agent=None):
+        data = {"id": tid, "name": name, "input": payload if payload is not None else {},
+                "triggers": ()}
+        if agent is not None:
+            data["metadata"] = {"lc_agent_name": agent}
+        return {"type": "tasks", "ns": ns, "data": data}
+
+    a = ("tools:p1",)
+    b = a + ("tools:q1",)
+    c = ("tools:p2",)
+    return [
+        {"type": "values", "ns": (), "data": {"s": 0}, "interrupts": ()},
+        start((), "m1", "model"),
+        _task((), "m1", "model"),
+        start((), "p1", "tools", {"tool_call": {"id": "call_1", "name": "research"}}),
+        start(a, "r1", "model", agent="researcher"),
+        {"type": "values", "ns": a, "data": {"a": 0}, "interrupts": ()},
+        _task(a, "r1", "model"),
+        start(a, "q1", "tools", [{"id": "call_2", "name": "lookup"}, {"id": "call_3"}]),
+        start(b, "h1", "model", agent="helper"),
+        {"type": "custom", "ns": b, "data": "h-working"},
+        _task(b, "h1", "model"),
+        start(a, "plain", "model"),
+        _task(a, "plain", "model"),
+        _task(a, "q1", "tools"),
+        {"type": "values", "ns": a, "data": {"a": 1}, "interrupts": ()},
+        _task((), "p1", "tools"),
+        start((), "p2", "tools", {"tool_call": {"id": "call_4", "name": "research"}}),
+        start((), "p3", "tools", {"tool_call": {"id": "call_5", "name": "unused"}}),
+        start(c, "r2", "model", agent="researcher"),
+        _task(c, "r2", "model", error="tool broke"),
+        _task((), "p3", "tools"),
+        _task((), "p2", "tools"),
+        {"type": "values", "ns": (), "data": {"s": 1}, "interrupts": ()},
+    ]
+
+
+@pytest.mark.parametrize("lane", LANES)
+def test_tool_call_causes_on_the_fast_route_match_the_event_path(backend, lane):
+    """The trackers' ``tasks`` handlers skip the parts that change nothing
+    they keep; subagents started by tool calls at every depth still name
+    the tool call, exactly as on the event path."""
+    parts = _tool_call_parts()
+    fast = _observe(parts, FAST, lane)
+    slow = _observe(parts, SLOW, lane)
+    assert fast == slow
+    causes = [(tuple(p["namespace"]), p.get("cause"), p.get("graph_name"))
+              for p in fast["lifecycle"] if p["event"] == "started"]
+    assert causes == [
+        (("tools:p1",), {"type": "toolCall", "tool_call_id": "call_1"}, "researcher"),
+        (("tools:p1", "tools:q1"), {"type": "toolCall", "tool_call_id": "call_2"}, "helper"),
+        (("tools:p2",), {"type": "toolCall", "tool_call_id": "call_4"}, "researcher"),
+    ]
+    nested = fast["handles"][0][3]["lifecycle"]
+    assert [(p["event"], p.get("cause")) for p in nested if p["event"] == "started"] == [
+        ("started", {"type": "toolCall", "tool_call_id": "call_2"})]
