@@ -77,6 +77,7 @@ cdef dict _PLAIN_FAST = {
 # the built-in subtree trackers, whose ``tasks`` handlers the pump skips for
 # parts that change nothing they keep (``transformers._idle_task_part``)
 cdef object _TRACKER_FAST = _SubtreeTracker._fast_part
+cdef object _TRACKER_RECORD = _SubtreeTracker._record_part
 cdef tuple _TRACKERS = (LifecycleTransformer, SubgraphTransformer)
 
 
@@ -137,7 +138,7 @@ cdef tuple _compile(tuple handlers):
             continue
         owner = getattr(handler, "__self__", None)
         func = getattr(handler, "__func__", None)
-        if func is _TRACKER_FAST and type(owner) in _TRACKERS:
+        if (func is _TRACKER_FAST or func is _TRACKER_RECORD) and type(owner) in _TRACKERS:
             op.kind = 5
             op.target = handler
             op.tracker = owner

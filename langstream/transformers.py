@@ -665,7 +665,9 @@ class _SubtreeTracker(StreamTransformer):
 
     def _record_part(self, part: Mapping[str, Any]) -> bool:
         """The tool-call bookkeeping of a ``tasks`` part below the scope."""
-        self._record_tool_call(part["data"])
+        data = part["data"]
+        if not _idle_task_part(self, data):
+            self._record_tool_call(data)
         return False
 
     def process(self, event: ProtocolEvent) -> bool:
