@@ -600,3 +600,439 @@ cdef class Interleaver:
     def __del__(self):
         if self.fallback is None and self.readers is not None:
             self._release()
+
+
+# ------------------------------------------------------------ async reader step
+#
+# ``AsyncReaderStep`` is ``await _AsyncPump.step(reader)`` (run_stream.py) for
+# an unbounded projection reader of a run on the C event log, compiled for
+# the common case: the pump is free and nothing is pending (no handle
+# settling, no postponed forward, no bounded log, no consumer to let run
+# first).  Then it pulls the graph's next part itself, dispatches it with the
+# compiled ``PartDispatcher`` and returns the reader's item, as the step's
+# inner loop does; it drives the graph's ``__anext__()`` awaitable directly,
+# so an item costs no coroutine frame.  In every other case it hands over to
+# the Python step: before any change (``pump.step(reader)``, a fresh step),
+# or in the middle of its step (``pump.resume(...)``: the event path of a
+# part, or an error or cancellation raised by the pull or the dispatch),
+# after which it only forwards.  The pump's state is read and written in its
+# ``__slots__`` directly (their offsets are looked up once per class), so the
+# Python step and this one share one state, field for field.
+
+cimport cython
+from cpython.object cimport PyTypeObject
+from cpython.ref cimport Py_INCREF, Py_XDECREF
+
+cdef extern from "structmember.h":
+    ctypedef struct PyMemberDef:
+        const char* name
+        int type
+        Py_ssize_t offset
+        int flags
+    int T_OBJECT_EX
+    int READONLY
+
+cdef extern from "Python.h":
+    ctypedef struct PyMemberDescrObject:
+        PyMemberDef* d_member
+
+cdef extern from *:
+    """
+    /* 1: the iterator yielded *out; 0: it returned *out; -1: it raised. */
+    static int ls_send(PyObject *iter, PyObject *arg, PyObject **out) {
+    #if PY_VERSION_HEX >= 0x030A0000
+        PySendResult r = PyIter_Send(iter, arg, out);
+        return r == PYGEN_NEXT ? 1 : (r == PYGEN_RETURN ? 0 : -1);
+    #else
+        if (arg == Py_None && PyIter_Check(iter))
+            *out = Py_TYPE(iter)->tp_iternext(iter);
+        else
+            *out = PyObject_CallMethod(iter, "send", "O", arg);
+        if (*out != NULL)
+            return 1;
+        return _PyGen_FetchStopIterationValue(out) == 0 ? 0 : -1;
+    #endif
+    }
+    """
+    int ls_send(object it, object arg, PyObject** out) except -1
+
+cdef extern from *:
+    """
+    /* The type's am_send (Python >= 3.10): an awaiting coroutine gets the
+       result without a StopIteration (PyIter_Send uses it). */
+    static void ls_set_am_send(PyTypeObject *t, void *fn) {
+    #if PY_VERSION_HEX >= 0x030A0000
+        if (t->tp_as_async != NULL)
+            t->tp_as_async->am_send = (sendfunc)fn;
+    #endif
+    }
+    """
+    void ls_set_am_send(PyTypeObject* t, void* fn)
+
+cdef extern from *:
+    """
+    /* aiter.__anext__() through the type's slot (no bound method). */
+    static PyObject *ls_anext(PyObject *aiter) {
+        PyTypeObject *t = Py_TYPE(aiter);
+        if (t->tp_as_async != NULL && t->tp_as_async->am_anext != NULL)
+            return t->tp_as_async->am_anext(aiter);
+        return PyObject_CallMethod(aiter, "__anext__", NULL);
+    }
+    """
+    object ls_anext(object aiter)
+
+
+class _Slotted:
+    __slots__ = ("x",)
+
+cdef object _MEMBER_DESCRIPTOR = type(_Slotted.__dict__["x"])
+cdef object _AGAIN = object()  # (a pump step ended without the reader's item)
+
+# what ``AsyncReaderStep`` hands ``_AsyncPump.resume`` over for
+cdef int _RESUME_ROUTE = 0  # a part for the event path: (event, method, at_scope)
+cdef int _RESUME_END = 1    # the graph is exhausted
+cdef int _RESUME_ERROR = 2  # the pull or the dispatch raised this
+
+
+cdef Py_ssize_t _slot_offset(type cls, str name) except -1:
+    """Where the ``__slots__`` attribute ``name`` of ``cls`` lives in its instances."""
+    cdef PyMemberDef* member
+    descr = None
+    for klass in cls.__mro__:
+        descr = klass.__dict__.get(name)
+        if descr is not None:
+            break
+    if type(descr) is not _MEMBER_DESCRIPTOR:
+        raise TypeError(f"{cls.__name__}.{name} is not a __slots__ attribute")
+    member = (<PyMemberDescrObject*><PyObject*>descr).d_member
+    if member.type != T_OBJECT_EX or member.flags & READONLY:
+        raise TypeError(f"{cls.__name__}.{name} is not a writable object slot")
+    return member.offset
+
+
+cdef inline object _get(object obj, Py_ssize_t offset):
+    cdef PyObject* value = (<PyObject**>((<char*><PyObject*>obj) + offset))[0]
+    if value == NULL:
+        raise AttributeError(offset)
+    return <object>value
+
+
+cdef inline void _put(object obj, Py_ssize_t offset, object value):
+    cdef PyObject** slot = <PyObject**>((<char*><PyObject*>obj) + offset)
+    cdef PyObject* old = slot[0]
+    Py_INCREF(value)
+    slot[0] = <PyObject*>value
+    Py_XDECREF(old)
+
+
+cdef class _PumpLayout:
+    """The slot offsets of one ``_AsyncPump`` class (and of its ``_Shared``)."""
+
+    cdef Py_ssize_t exhausted, pumping, pump_task, loop, yield_next, graph_aiter
+    cdef Py_ssize_t waiters, readers, settled, children_seen, settle, children
+
+    def __cinit__(self, type pump_cls, type shared_cls):
+        self.exhausted = _slot_offset(pump_cls, "exhausted")
+        self.pumping = _slot_offset(pump_cls, "pumping")
+        self.pump_task = _slot_offset(pump_cls, "pump_task")
+        self.loop = _slot_offset(pump_cls, "loop")
+        self.yield_next = _slot_offset(pump_cls, "yield_next")
+        self.graph_aiter = _slot_offset(pump_cls, "graph_aiter")
+        self.waiters = _slot_offset(pump_cls, "waiters")
+        self.readers = _slot_offset(pump_cls, "readers")
+        self.settled = _slot_offset(pump_cls, "settled")
+        self.children_seen = _slot_offset(pump_cls, "children_seen")
+        self.settle = _slot_offset(pump_cls, "settle")
+        self.children = _slot_offset(shared_cls, "children")
+
+
+cdef dict _LAYOUTS = {}
+
+
+cdef class ReaderSteps:
+    """``_AsyncPump.reader_steps()``: called with a reader, makes its
+    ``AsyncReaderStep`` (one per item)."""
+
+    cdef object pump
+    cdef object shared
+    cdef list deferred
+    cdef list bounded
+    cdef PartDispatcher dispatcher
+    cdef object task_of
+    cdef dict tasks  # the loop -> task dict when ``task_of`` is its ``get``
+    cdef _PumpLayout layout
+
+    def __cinit__(self, pump, PartDispatcher dispatcher, task_of):
+        key = (type(pump), type(pump.shared))
+        layout = _LAYOUTS.get(key)
+        if layout is None:
+            layout = _LAYOUTS[key] = _PumpLayout(*key)
+        self.layout = <_PumpLayout>layout
+        self.pump = pump
+        self.shared = pump.shared
+        self.deferred = pump.deferred
+        self.bounded = pump.bounded
+        self.dispatcher = dispatcher
+        self.task_of = task_of
+        owner = getattr(task_of, "__self__", None)
+        if type(owner) is dict and getattr(task_of, "__name__", None) == "get":
+            self.tasks = <dict>owner
+
+    def __call__(self, reader):
+        cursor = reader._cursor
+        log = reader._log
+        if type(cursor) is not Cursor or type(log) is not EventLog:
+            return self.pump.step(reader)  # (a log of the pure backend)
+        cdef AsyncReaderStep step = AsyncReaderStep.__new__(AsyncReaderStep)
+        step.steps = self
+        step.reader = reader
+        step.cursor = <Cursor>cursor
+        step.log = <EventLog>log
+        return step
+
+
+@cython.final
+@cython.freelist(8)
+cdef class AsyncReaderStep:
+    """The awaitable of one ``__anext__`` of an unbounded projection reader
+    (see the notes above): returns the reader's next item."""
+
+    cdef ReaderSteps steps
+    cdef object reader
+    cdef Cursor cursor
+    cdef EventLog log
+    cdef object aw       # the graph's __anext__() awaitable under way (state 1)
+    cdef object inner    # the Python coroutine it handed over to (state 2)
+    cdef int state       # 0 not started; 1 pulling; 2 handed over; 3 done
+
+    def __await__(self):
+        return self
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        return self._out(None, None)
+
+    def send(self, value):
+        return self._out(value, None)
+
+    def throw(self, typ, val=None, tb=None):
+        if val is None:
+            exc = typ() if isinstance(typ, type) else typ
+        elif isinstance(val, BaseException):
+            exc = val
+        else:
+            exc = typ(val)
+        if tb is not None:
+            exc = exc.with_traceback(tb)
+        return self._out(None, exc)
+
+    def close(self):
+        """Like a coroutine's ``close()``: ``GeneratorExit`` where it waits
+        (pulling: the Python step's handling of it ends the step)."""
+        cdef ReaderSteps s = self.steps
+        state = self.state
+        self.state = 3
+        if state == 2:
+            inner = self.inner
+            self.inner = None
+            inner.close()
+        elif state == 1:
+            aw = self.aw
+            self.aw = None
+            try:
+                aw.close()
+            finally:
+                coro = s.pump.resume(self.reader, _RESUME_ERROR, GeneratorExit(), True)
+                try:
+                    coro.send(None)
+                except (GeneratorExit, StopIteration):
+                    pass
+                else:
+                    coro.close()
+                    raise RuntimeError("coroutine ignored GeneratorExit")
+
+    def __del__(self):
+        if self.state == 1 or self.state == 2:
+            self.close()
+
+    cdef object _out(self, object value, object exc):
+        out = self._step(value, exc)
+        if self.state == 3:
+            raise StopIteration(out)
+        return out
+
+    cdef object _step(self, object value, object exc):
+        if self.state == 2:
+            return self._forward(value, exc)
+        if self.state == 1:
+            out = self._drive(value, exc)
+        elif self.state == 0:
+            if exc is not None:
+                self.state = 3
+                raise exc
+            out = _AGAIN
+        else:
+            raise RuntimeError("cannot reuse already awaited coroutine")
+        while out is _AGAIN:
+            out = self._begin()
+        return out
+
+    cdef object _forward(self, object value, object exc):
+        cdef PyObject* res = NULL
+        cdef int r
+        inner = self.inner
+        try:
+            if exc is not None:
+                return inner.throw(exc)
+            r = ls_send(inner, value, &res)
+        except BaseException:
+            self.state = 3
+            self.inner = None
+            raise
+        out = <object>res
+        Py_XDECREF(res)
+        if r == 0:
+            self.state = 3
+            self.inner = None
+        return out
+
+    cdef object _hand_over(self, object coro):
+        self.inner = coro
+        self.state = 2
+        return self._forward(None, None)
+
+    cdef object _hand_over_resume(self, int kind, object what, bint pulling):
+        cdef ReaderSteps s = self.steps
+        return self._hand_over(s.pump.resume(self.reader, kind, what, pulling))
+
+    cdef object _begin(self):
+        """Between pump steps: the reader's item, or a step of its own."""
+        cdef ReaderSteps s = self.steps
+        cdef _PumpLayout lay = s.layout
+        cdef uint64_t seq
+        cdef PyObject* found
+        cdef Cursor cursor = self.cursor
+        pump = s.pump
+        if cursor.log is not None and ls_ring_peek(&cursor.log.ring, &cursor.c, &seq):
+            item = next(cursor)
+            self.state = 3
+            return item
+        if (self.log.is_closed() or _get(pump, lay.exhausted)
+                or _get(pump, lay.pumping) or _get(pump, lay.settle)
+                or _get(s.shared, lay.children) != _get(pump, lay.children_seen)
+                or _get(pump, lay.yield_next) or s.deferred or s.bounded):
+            return self._hand_over(pump.step(self.reader))
+        loop = _get(pump, lay.loop)
+        graph_aiter = _get(pump, lay.graph_aiter)
+        if loop is None or graph_aiter is None:
+            return self._hand_over(pump.step(self.reader))
+        if s.tasks is not None:
+            found = PyDict_GetItem(s.tasks, loop)
+            task = <object>found if found != NULL else None
+        else:
+            task = s.task_of(loop)
+        if task is None:  # (not a task of the run's loop: the step says why)
+            return self._hand_over(pump.step(self.reader))
+        _put(pump, lay.pumping, True)
+        _put(pump, lay.pump_task, task)
+        try:
+            self.aw = ls_anext(graph_aiter)
+        except BaseException as exc:
+            return self._hand_over_resume(_RESUME_ERROR, exc, True)
+        self.state = 1
+        return self._drive(None, None)
+
+    cdef void _end_step(self) except *:
+        """The ``finally`` of the Python step."""
+        cdef ReaderSteps s = self.steps
+        cdef _PumpLayout lay = s.layout
+        pump = s.pump
+        if (_get(pump, lay.waiters) or _get(pump, lay.readers)
+                or _get(pump, lay.settled) is not None):
+            pump.end_step()
+        else:
+            _put(pump, lay.pumping, False)
+            _put(pump, lay.pump_task, None)
+
+    cdef object _drive(self, object value, object exc):
+        """Pulling (state 1): advance the graph's awaitable with ``value``
+        or ``exc``; dispatch each part it returns, until the reader has an
+        item (returned), the awaitable waits (what it yields is returned),
+        the step ends without the item (``_AGAIN``) or hands over."""
+        cdef ReaderSteps s = self.steps
+        cdef _PumpLayout lay = s.layout
+        cdef PyObject* res
+        cdef int r
+        cdef uint64_t seq
+        cdef Cursor cursor = self.cursor
+        pump = s.pump
+        while True:
+            res = NULL
+            try:
+                if exc is not None:
+                    thrown = exc
+                    exc = None
+                    try:
+                        return self.aw.throw(thrown)
+                    except StopIteration as stop:
+                        part = stop.value
+                else:
+                    r = ls_send(self.aw, value, &res)
+                    part = <object>res
+                    Py_XDECREF(res)
+                    if r == 1:  # it waits: so does the task
+                        return part
+            except StopAsyncIteration:  # the graph's own exhaustion
+                self.aw = None
+                return self._hand_over_resume(_RESUME_END, None, True)
+            except BaseException as error:
+                self.aw = None
+                return self._hand_over_resume(_RESUME_ERROR, error, True)
+            self.aw = None
+            try:
+                route = s.dispatcher.dispatch(part)
+            except BaseException as error:
+                return self._hand_over_resume(_RESUME_ERROR, error, True)
+            if route is not None:
+                return self._hand_over_resume(_RESUME_ROUTE, route, True)
+            if cursor.log is not None and ls_ring_peek(&cursor.log.ring, &cursor.c, &seq):
+                try:
+                    item = next(cursor)
+                except BaseException as error:
+                    return self._hand_over_resume(_RESUME_ERROR, error, False)
+                self._end_step()
+                self.state = 3
+                return item
+            if (_get(pump, lay.waiters) or s.deferred or self.log.is_closed()
+                    or _get(s.shared, lay.children) != _get(pump, lay.children_seen)
+                    or (_get(pump, lay.readers) and pump.any_reader_ready())
+                    or _get(pump, lay.yield_next) or s.bounded):
+                self._end_step()
+                self.state = 0
+                return _AGAIN
+            graph_aiter = _get(pump, lay.graph_aiter)
+            if graph_aiter is None:
+                self._end_step()
+                self.state = 0
+                return _AGAIN
+            # nothing to read for anyone: pull the next part at once
+            try:
+                self.aw = ls_anext(graph_aiter)
+            except BaseException as error:
+                return self._hand_over_resume(_RESUME_ERROR, error, True)
+            value = None
+
+
+cdef int _reader_step_send(object self, object arg, PyObject** out) except -1:
+    """``AsyncReaderStep``'s am_send: 1 with what it yields, 0 with the
+    reader's item, -1 with its error set (``PySendResult``)."""
+    cdef AsyncReaderStep step = <AsyncReaderStep>self
+    value = step._step(arg, None)
+    Py_INCREF(value)
+    out[0] = <PyObject*>value
+    return 0 if step.state == 3 else 1
+
+
+ls_set_am_send(<PyTypeObject*>AsyncReaderStep, <void*>_reader_step_send)

@@ -124,7 +124,7 @@ class _AsyncChannelIterator(Generic[T]):
     """``async for`` over one cursor of a channel's log, pumping when empty."""
 
     __slots__ = ("_cursor", "_channel", "_log", "_bp", "_state",
-                 "_task", "_more", "_for_me", "_step", "__weakref__")
+                 "_task", "_more", "_for_me", "_step", "_call", "__weakref__")
 
     def __init__(self, channel: StreamChannel[T]) -> None:
         self._channel = channel
@@ -168,9 +168,8 @@ class _AsyncChannelIterator(Generic[T]):
         directly, one coroutine per item; a bounded one goes through
         ``_anext``, which ends in the same step (and any other pump there).
         """
-        step = self._step
-        if step is self._channel._arequest_more:
-            return step(self)  # type: ignore[no-any-return]
+        if self._step is self._channel._arequest_more:
+            return self._call(self)  # type: ignore[no-any-return]
         return self._anext()
 
     async def _anext(self) -> T:
@@ -227,9 +226,13 @@ class _AsyncChannelIterator(Generic[T]):
         cancelled into another state nor released: see ``_Backpressure``).
         """
         self._more = more
-        self._for_me = getattr(getattr(more, "__self__", None),
-                               "_steps_for_readers", False) is True
+        pump = getattr(more, "__self__", None)
+        self._for_me = getattr(pump, "_steps_for_readers", False) is True
         self._step = more if self._for_me and self._bp is None else _NO_STEP
+        # what ``__anext__`` calls with the reader: the pump's compiled
+        # reader step where it has one, else its step
+        steps = pump.reader_steps() if self._step is more else None
+        self._call = more if steps is None else steps
 
     def _take(self) -> T:
         """The pending item (``cursor.pending`` is true)."""

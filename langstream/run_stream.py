@@ -22,6 +22,7 @@ from typing import (
     Any,
     AsyncIterable,
     AsyncIterator,
+    Awaitable,
     Callable,
     Dict,
     Generator,
@@ -48,7 +49,6 @@ from langstream.transformers import (
 )
 
 if TYPE_CHECKING:  # pragma: no cover
-    from collections.abc import Awaitable
     from types import TracebackType
 
     from langstream.protocol import StreamPart
@@ -73,6 +73,7 @@ __all__ = [
 _logger = logging.getLogger("langstream")
 _CEventLog = _PartDispatcher = _SyncPump = None
 _Interleaver: Any = None
+_ReaderSteps: Any = None
 if _el.BACKEND == "c":  # not with LANGSTREAM_NO_EXTENSIONS, PyPy or no compiler
     try:
         from langstream._eventlog_c import EventLog as _CEventLog
@@ -83,8 +84,9 @@ if _el.BACKEND == "c":  # not with LANGSTREAM_NO_EXTENSIONS, PyPy or no compiler
     else:
         try:
             from langstream._pump_c import Interleaver as _Interleaver
+            from langstream._pump_c import ReaderSteps as _ReaderSteps
         except ImportError:  # pragma: no cover - a pump built before it existed
-            _Interleaver = None
+            _Interleaver = _ReaderSteps = None
 
 
 def _compiled_pump_fits(mux: StreamMux) -> bool:
@@ -725,6 +727,52 @@ class _AsyncPump:
             if reader is None:
                 return more
             ended = not more
+
+    def reader_steps(self) -> Optional[Callable[[Any], Awaitable[Any]]]:
+        """What an unbounded projection reader calls instead of ``step(reader)``:
+        the compiled twin of this step's common case (``_pump_c.ReaderSteps``),
+        for a run on the C event log; ``None`` elsewhere (then ``step``)."""
+        dispatcher = getattr(self.dispatch, "__self__", None)
+        if _ReaderSteps is None or type(dispatcher) is not _PartDispatcher:
+            return None
+        return _ReaderSteps(self, dispatcher, _task_of)  # type: ignore[no-any-return]
+
+    async def resume(self, reader: Any, kind: int, what: Any, pulling: bool) -> Any:
+        """The rest of a step that the compiled reader step began and hands
+        over (it holds the pump): ``kind`` 0, the event path of the part
+        routed ``what``; 1, the graph is exhausted; 2, the pull or the
+        dispatch raised ``what``.  Handled as ``step`` handles them; then
+        returns the reader's item as ``step(reader)`` does."""
+        cursor = reader._cursor
+        more = True
+        try:
+            if kind == 0:
+                await self.mux._adispatch(what[0], what[1], what[2])
+                pulling = False
+                if cursor.pending:
+                    item = next(cursor)  # (an unbounded reader: ``_take``)
+                    return item
+            elif kind == 1:
+                more = await self.finish()
+            else:
+                raise what
+        except asyncio.CancelledError as exc:
+            more = await self.after_cancel(exc, pulling)
+        except BaseException as exc:
+            more = await self.after_error(exc)
+        finally:
+            if self.waiters or self.readers or self.settled is not None:
+                self.end_step()
+            else:
+                self.pumping = False
+                self.pump_task = None
+        if cursor.pending:
+            return reader._take()
+        if reader._log.closed:
+            reader._ended()  # raises
+        if not more:
+            raise StopAsyncIteration
+        return await self.step(reader)
 
     def any_reader_ready(self) -> bool:
         for waiter, reader in self.readers:

@@ -1,25 +1,43 @@
 """An async projection reader awaits its run's pump step directly, and the
-step returns the reader's next item (``_AsyncPump.step(reader)``, issue 10).
+step returns the reader's next item (``_AsyncPump.step(reader)``, issue 10);
+on the C event log the reader awaits the compiled twin of that step's
+common case (``_pump_c.AsyncReaderStep``), which hands over to the step for
+everything else.
 
-Every test compares that route with the general one: the same run whose
-pump readers cannot hand themselves to (a plain wrapper around the step,
-as the Redis publisher installs), so each reader pumps, gets ``True`` /
-``False`` back and reads its log itself.  Items, order, errors and
-cancellation outcomes must be the same on both, on both backends.
+Every test compares three routes: ``direct`` (as a reader is made: the
+compiled step where there is one), ``step`` (the Python step itself) and
+the general one: the same run whose pump readers cannot hand themselves to
+(a plain wrapper around the step, as the Redis publisher installs), so each
+reader pumps, gets ``True`` / ``False`` back and reads its log itself.
+Items, order, errors and cancellation outcomes must be the same on all
+three, on both backends.
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Dict, List, Optional, Tuple
+import contextlib
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import pytest
 
 from helpers import areplay, arun, custom, updates, values
-from langstream import astream_events
+from langstream import astream_events, run_stream
 from langstream.transformers import CustomTransformer, UpdatesTransformer
 
-ROUTES = ("direct", "general")
+ROUTES = ("direct", "step", "general")
+
+
+@contextlib.contextmanager
+def _route(route: str) -> Iterator[None]:
+    """On the ``step`` route the readers made get no compiled step."""
+    saved = run_stream._ReaderSteps
+    if route == "step":
+        run_stream._ReaderSteps = None
+    try:
+        yield
+    finally:
+        run_stream._ReaderSteps = saved
 
 
 def _parts(n: int = 12) -> List[Dict[str, Any]]:
@@ -64,8 +82,12 @@ async def _read(it: Any, limit: Optional[int] = None,
 
 def _both(make: Any) -> Any:
     """Run ``make(route)`` on both routes; assert they agree; return the result."""
-    results = {route: arun(make(route)) for route in ROUTES}
+    results = {}
+    for route in ROUTES:
+        with _route(route):
+            results[route] = arun(make(route))
     assert results["direct"] == results["general"]
+    assert results["step"] == results["general"]
     return results["direct"]
 
 
@@ -73,17 +95,24 @@ def _events(items: List[Any]) -> List[Any]:
     return [(e["method"], tuple(e["params"]["namespace"]), e["params"]["data"]) for e in items]
 
 
-def test_the_direct_route_is_taken(backend: str) -> None:
-    """(The comparison below is not vacuous: a reader awaits the pump's step itself.)"""
+@pytest.mark.parametrize("route", ["direct", "step"])
+def test_the_direct_routes_are_taken(backend: str, route: str) -> None:
+    """(The comparisons below are not vacuous: a reader awaits the compiled
+    step on the C event log, else the pump's step itself.)"""
 
     async def direct() -> Any:
         run = astream_events(areplay(_parts(2)))
         it = run.values.__aiter__()
         awaitable = it.__anext__()
-        assert awaitable.cr_code is run._pump.step.__code__  # the pump's step itself
+        if backend == "c" and route == "direct":
+            assert type(awaitable).__name__ == "AsyncReaderStep"
+            assert asyncio.iscoroutine(awaitable)  # (create_task takes it)
+        else:
+            assert awaitable.cr_code is run._pump.step.__code__  # the pump's step itself
         return await awaitable
 
-    assert arun(direct()) == {"i": 0}
+    with _route(route):
+        assert arun(direct()) == {"i": 0}
 
 
 @pytest.mark.parametrize("yield_every", [0, 1, 3])
@@ -268,3 +297,74 @@ def test_transformer_error_reaches_every_reader(backend: str) -> None:
     assert v[1] == log[1] and v[1][0] == "KeyError"
     assert [m for m, _, _ in log[0]] == ["values", "custom", "values"]
     assert v[0] == [{"i": 0}, {"i": 1}]
+
+
+def test_closing_a_read_while_it_pulls_ends_the_run_like_the_step(backend: str) -> None:
+    """A read's awaitable closed while the graph is producing (its awaiting
+    coroutine was dropped): ``GeneratorExit`` where it pulled, the pump is
+    free again and every reader gets the run's end, as on the step."""
+    parts = [values({"i": i}) for i in range(6)]
+
+    async def main(route: str) -> Any:
+        gate = {"waiting": asyncio.Event(), "release": asyncio.Event(), "closed": False}
+        run = _open(_blocking_graph(parts, 3, gate), route)
+        it = run.values.__aiter__()
+        other = run.updates.__aiter__()
+        got = [await it.__anext__() for _ in range(3)]
+        awaitable = it.__anext__()
+        waits_on = awaitable.send(None)  # the graph waits at the gate
+        pumping = run._pump.pumping
+        awaitable.close()
+        ends = []
+        for reader in (other, it):
+            try:
+                ends.append(await _read(reader))
+            except BaseException as exc:  # noqa: BLE001 - GeneratorExit is the run's error
+                ends.append(repr(exc))
+        return got, isinstance(waits_on, asyncio.Future), pumping, run._pump.pumping, ends
+
+    got, waited, pumping_before, pumping_after, ends = _both(main)
+    assert got == [{"i": i} for i in range(3)]
+    assert waited and pumping_before and not pumping_after
+    assert ends == ["GeneratorExit()", "GeneratorExit()"]
+
+
+def test_a_read_runs_as_a_task_and_is_cancelled_like_the_step(backend: str) -> None:
+    """``asyncio.create_task(reader.__anext__())`` works on every route (the
+    compiled step is a coroutine to asyncio), and cancelling that task while
+    the graph produces ends the run with the step's clear error."""
+    parts = [values({"i": i}) for i in range(6)]
+
+    async def main(route: str) -> Any:
+        gate = {"waiting": asyncio.Event(), "release": asyncio.Event(), "closed": False}
+        run = _open(_blocking_graph(parts, 1, gate), route)
+        it = run.values.__aiter__()
+        first = await asyncio.create_task(it.__anext__())
+        task = asyncio.create_task(it.__anext__())
+        await gate["waiting"].wait()
+        task.cancel()
+        try:
+            await task
+            outcome = "done"
+        except asyncio.CancelledError:
+            outcome = "cancelled"
+        return first, outcome, await _read(run.updates.__aiter__()), gate["closed"]
+
+    first, outcome, after, closed = _both(main)
+    assert first == {"i": 0} and outcome == "cancelled" and closed
+    assert after[0] == [] and "cancelled while the graph was producing" in after[1][1]
+
+
+def test_an_awaited_read_cannot_be_awaited_again(backend: str) -> None:
+    async def main(route: str) -> Any:
+        run = _open(areplay(_parts(3)), route)
+        it = run.values.__aiter__()
+        awaitable = it.__anext__()
+        item = await awaitable
+        try:
+            await awaitable
+        except RuntimeError as exc:
+            return item, "cannot reuse" in str(exc)
+        return item, False
+
+    assert _both(main) == ({"i": 0}, True)
