@@ -390,7 +390,10 @@ class StreamMux:
         # async dispatch calls their process directly)
         self._direct: set = set()
         self._routes: Dict[Tuple[str, bool], Tuple[Any, ...]] = {}
-        self._fast_routes: Dict[Tuple[str, bool], Optional[Tuple[Callable[[Any], None], ...]]] = {}
+        # keyed by the method for routes at the scope (the per-part lookup:
+        # a str caches its hash, a tuple is hashed again on every lookup),
+        # by (method, False) below it
+        self._fast_routes: Dict[Any, Optional[Tuple[Callable[[Any], None], ...]]] = {}
         # routes of parts below the scope, per method and namespace (tuple):
         # the ops, or None for the event path; valid for one tree epoch
         self._below: Dict[str, Dict[Tuple[str, ...], Optional[Tuple[Any, ...]]]] = {}
@@ -661,7 +664,7 @@ class StreamMux:
         return {id(t) for t, r in zip(self._transformers, routers) if r is not None}
 
     def _fast_route(self, method: str, at_scope: bool) -> Optional[Tuple[Callable[[Any], None], ...]]:
-        key = (method, at_scope)
+        key = method if at_scope else (method, False)
         if key not in self._fast_routes:
             handlers: Optional[List[Any]] = []
             checks: List[Callable[[Any], bool]] = []
@@ -704,8 +707,10 @@ class StreamMux:
         by_ns = self._below.get(method)
         if by_ns is None:
             by_ns = self._below[method] = {}
-        elif namespace in by_ns:
-            return by_ns[namespace]
+        else:
+            route = by_ns.get(namespace, _UNSET)  # (one tuple hash per part)
+            if route is not _UNSET:
+                return route
         ops: Optional[List[Any]] = []
         checks: List[Callable[[Any], bool]] = []
         routed = self._routed_ids()
@@ -746,7 +751,7 @@ class StreamMux:
     def _route_for(self, method: str, namespace: Any) -> Optional[Tuple[Any, ...]]:
         """The fast route of a part at ``namespace`` (a tuple or list), or None."""
         if len(namespace) == len(self._scope_list) and list(namespace) == self._scope_list:
-            fast = self._fast_routes.get((method, True), False)
+            fast = self._fast_routes.get(method, False)
             return self._fast_route(method, True) if fast is False else fast
         return self._below_route(method, tuple(namespace))
 
@@ -772,7 +777,7 @@ class StreamMux:
                 if interrupts:
                     self._interrupted = True
                     self._interrupts.extend(interrupts)
-            fast = self._fast_routes.get((method, True), False)
+            fast = self._fast_routes.get(method, False)
             if fast is False:
                 fast = self._fast_route(method, True)
         else:
@@ -823,13 +828,19 @@ class StreamMux:
         """Run a fast route's ops on ``part``, then the main log's rules;
         returns the protocol event if one was built (here or below)."""
         keep = True
-        for op in fast:
-            if type(op) is _Forward:
-                child = op.mux
-                if not child._events._log.closed:
-                    event = child._take_part(part, method, namespace, data, event)
-            elif op(part) is False:
-                keep = False
+        if len(fast) == 1 and type(fast[0]) is not _Forward:
+            # the common route, one handler: called without the loop (on PyPy
+            # a loop run once per part is compiled apart from the pump and
+            # entered through a call every time)
+            keep = fast[0](part) is not False
+        else:
+            for op in fast:
+                if type(op) is _Forward:
+                    child = op.mux
+                    if not child._events._log.closed:
+                        event = child._take_part(part, method, namespace, data, event)
+                elif op(part) is False:
+                    keep = False
         if not keep:  # (like a process() returning False)
             return event
         log = self._events._log

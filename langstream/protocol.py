@@ -130,16 +130,6 @@ def _as_str(value: str) -> str:
     return value if type(value) is str else str.__str__(value)
 
 
-def _check_interrupts(part: Any) -> None:
-    """``interrupts``, wherever present, is a tuple or list (subclasses too)."""
-    if "interrupts" in part:
-        interrupts = part["interrupts"]
-        if type(interrupts) is not tuple and type(interrupts) is not list and (
-            not isinstance(interrupts, (tuple, list))
-        ):
-            raise _malformed(part)
-
-
 def split_part(part: Any) -> "tuple[str, List[str], Any]":
     """Validate a stream part; return ``(method, namespace list, data)``.
 
@@ -171,7 +161,11 @@ def split_part(part: Any) -> "tuple[str, List[str], Any]":
     ):
         raise _malformed(part)
     if "interrupts" in part:
-        _check_interrupts(part)
+        interrupts = part["interrupts"]
+        if type(interrupts) is not tuple and type(interrupts) is not list and (
+            not isinstance(interrupts, (tuple, list))
+        ):
+            raise _malformed(part)
     if not ns:
         return method, [], data
     if len(ns) > MAX_NAMESPACE_DEPTH:

@@ -766,6 +766,140 @@ def test_threaded_close_while_pushing(eventlog, fast_switching):
             log.push(0)
 
 
+@pytest.fixture(params=["default", "other"])
+def lock_impl(request, eventlog, monkeypatch):
+    """On the pure twin, run once more with the other kind of lock than this
+    interpreter's (``Lock`` on CPython, ``RLock`` on PyPy): both are used."""
+    if request.param == "other":
+        if not eventlog.__name__.endswith("_py"):
+            pytest.skip("pure twin only")
+        other = threading.Lock if eventlog._new_lock is threading.RLock else threading.RLock
+        monkeypatch.setattr(eventlog, "_new_lock", other)
+    return request.param
+
+
+@pytest.mark.parametrize("maxlen", [None, 8])
+def test_threaded_readers_and_pushers(eventlog, maxlen, lock_impl, fast_switching):
+    """Threads pushing to one log while other threads each read their own
+    cursor (``peek_seq`` then ``next``, the lock-free checks of both): every
+    item pushed after a cursor opened is read by it or counted in a
+    ``StreamLagError`` (bounded log), in sequence order, each pusher's items
+    in their order."""
+    n_pushers, per_pusher, n_readers = 3, 20_000, 3
+    log = eventlog.EventLog(maxlen)
+    cursors = [log.cursor() for _ in range(n_readers)]
+    results = [None] * n_readers
+    pushed = [[] for _ in range(n_pushers)]
+
+    def push(t):
+        out = pushed[t]
+        for i in range(per_pusher):
+            out.append(log.push((t, i)))
+
+    def read(r):
+        cur = cursors[r]
+        seqs, items, missed = [], [], 0
+        while True:
+            seq = cur.peek_seq()
+            try:
+                item = next(cur)
+            except StreamLagError as exc:
+                missed += exc.missed
+                continue
+            except StopIteration:
+                if log.closed and cur.pending == 0:
+                    try:
+                        items.append(next(cur))
+                    except StopIteration:
+                        break
+                continue
+            if seq is not None:
+                seqs.append(seq)
+            items.append(item)
+        results[r] = (seqs, items, missed)
+
+    readers = [threading.Thread(target=read, args=(r,)) for r in range(n_readers)]
+    for th in readers:
+        th.start()
+    _run_threads(n_pushers, push)
+    log.close()
+    for th in readers:
+        th.join()
+    total = n_pushers * per_pusher
+    assert sorted(s for out in pushed for s in out) == list(range(1, total + 1))
+    for seqs, items, missed in results:
+        assert len(items) + missed == total
+        if maxlen is None:
+            assert missed == 0
+        assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
+        for t in range(n_pushers):
+            mine = [i for (tt, i) in items if tt == t]
+            assert mine == sorted(mine) and len(set(mine)) == len(mine)
+    assert log.cursor_count == n_readers
+    for cur in cursors:
+        cur.close()
+    assert len(log) == 0
+
+
+def test_threads_sharing_one_cursor(eventlog, lock_impl, fast_switching):
+    """Several threads reading through one cursor while another pushes: each
+    item is read exactly once (a thread whose item another took first waits
+    for the next one)."""
+    n, n_readers = 30_000, 3
+    log = eventlog.EventLog()
+    cur = log.cursor()
+    got = [[] for _ in range(n_readers)]
+
+    def read(r):
+        out = got[r]
+        while True:
+            try:
+                out.append(next(cur))
+            except StopIteration:
+                if log.closed and cur.pending == 0:
+                    return
+
+    readers = [threading.Thread(target=read, args=(r,)) for r in range(n_readers)]
+    for th in readers:
+        th.start()
+    for i in range(n):
+        log.push(i)
+    log.close()
+    for th in readers:
+        th.join()
+    assert sorted(x for out in got for x in out) == list(range(n))
+    for out in got:
+        assert out == sorted(out)
+
+
+def test_cursor_finalized_while_its_log_is_locked(eventlog, lock_impl):
+    """Pure twin: a cursor the collector finalizes while this very thread
+    holds its log's lock (as when a collection runs inside ``push``) hands
+    its hold over instead of changing the log under the lock (or blocking
+    on it); the next operation releases it."""
+    if not eventlog.__name__.endswith("_py"):
+        pytest.skip("pure twin only (the C twin has no lock: the GIL serializes it)")
+    log = eventlog.EventLog()
+    keep = log.cursor()
+    cur = log.cursor()
+    item = Obj(1)
+    ref = weakref.ref(item)
+    log.push(item)
+    del item
+    assert next(keep).n == 1  # only ``cur`` still needs the item
+    with log._lock:
+        del cur
+        collect()
+        assert log.cursor_count == 1  # counted out at once
+        assert len(log._items) == 1 and len(log._states) == 2  # not changed under the lock
+    assert len(log) == 0  # the next operation released its hold
+    collect()
+    assert ref() is None
+    assert log.cursor_count == 1 and keep.pending == 0
+    log.push(Obj(2))
+    assert next(keep).n == 2
+
+
 # -- backend selection ----------------------------------------------------------
 
 
