@@ -687,6 +687,9 @@ class _Slotted:
 
 cdef object _MEMBER_DESCRIPTOR = type(_Slotted.__dict__["x"])
 cdef object _AGAIN = object()  # (a pump step ended without the reader's item)
+# what ``_AsyncPump.resume`` returns when the step it finished gave the
+# reader nothing: the compiled step goes on
+RESUME_AGAIN = _AGAIN
 
 # what ``AsyncReaderStep`` hands ``_AsyncPump.resume`` over for
 cdef int _RESUME_ROUTE = 0  # a part for the event path: (event, method, at_scope)
@@ -865,8 +868,8 @@ cdef class AsyncReaderStep:
 
     cdef object _step(self, object value, object exc):
         if self.state == 2:
-            return self._forward(value, exc)
-        if self.state == 1:
+            out = self._forward(value, exc)
+        elif self.state == 1:
             out = self._drive(value, exc)
         elif self.state == 0:
             if exc is not None:
@@ -894,8 +897,10 @@ cdef class AsyncReaderStep:
         out = <object>res
         Py_XDECREF(res)
         if r == 0:
-            self.state = 3
             self.inner = None
+            # (``resume`` ended the step it finished without an item for
+            # the reader: the next step is this one's again)
+            self.state = 0 if out is _AGAIN else 3
         return out
 
     cdef object _hand_over(self, object coro):

@@ -74,6 +74,7 @@ _logger = logging.getLogger("langstream")
 _CEventLog = _PartDispatcher = _SyncPump = None
 _Interleaver: Any = None
 _ReaderSteps: Any = None
+_RESUME_AGAIN: Any = None
 if _el.BACKEND == "c":  # not with LANGSTREAM_NO_EXTENSIONS, PyPy or no compiler
     try:
         from langstream._eventlog_c import EventLog as _CEventLog
@@ -84,6 +85,7 @@ if _el.BACKEND == "c":  # not with LANGSTREAM_NO_EXTENSIONS, PyPy or no compiler
     else:
         try:
             from langstream._pump_c import Interleaver as _Interleaver
+            from langstream._pump_c import RESUME_AGAIN as _RESUME_AGAIN
             from langstream._pump_c import ReaderSteps as _ReaderSteps
         except ImportError:  # pragma: no cover - a pump built before it existed
             _Interleaver = _ReaderSteps = None
@@ -742,7 +744,9 @@ class _AsyncPump:
         over (it holds the pump): ``kind`` 0, the event path of the part
         routed ``what``; 1, the graph is exhausted; 2, the pull or the
         dispatch raised ``what``.  Handled as ``step`` handles them; then
-        returns the reader's item as ``step(reader)`` does."""
+        returns the reader's item, raises its end as ``step(reader)`` does,
+        or, with neither yet, ``_pump_c.RESUME_AGAIN``: the compiled step
+        takes the next step."""
         cursor = reader._cursor
         more = True
         try:
@@ -772,7 +776,7 @@ class _AsyncPump:
             reader._ended()  # raises
         if not more:
             raise StopAsyncIteration
-        return await self.step(reader)
+        return _RESUME_AGAIN
 
     def any_reader_ready(self) -> bool:
         for waiter, reader in self.readers:
