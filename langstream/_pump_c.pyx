@@ -753,8 +753,8 @@ cdef dict _LAYOUTS = {}
 
 
 cdef class ReaderSteps:
-    """``_AsyncPump.reader_steps()``: called with a reader, makes its
-    ``AsyncReaderStep`` (one per item)."""
+    """``_AsyncPump.reader_steps()``: the maker of one reader's
+    ``AsyncReaderStep`` (one per item), ``make(reader)``."""
 
     cdef object pump
     cdef object shared
@@ -764,6 +764,8 @@ cdef class ReaderSteps:
     cdef object task_of
     cdef dict tasks  # the loop -> task dict when ``task_of`` is its ``get``
     cdef _PumpLayout layout
+    cdef Cursor cursor  # the reader's (fixed for it), once seen
+    cdef EventLog log
 
     def __cinit__(self, pump, PartDispatcher dispatcher, task_of):
         key = (type(pump), type(pump.shared))
@@ -781,16 +783,20 @@ cdef class ReaderSteps:
         if type(owner) is dict and getattr(task_of, "__name__", None) == "get":
             self.tasks = <dict>owner
 
-    def __call__(self, reader):
-        cursor = reader._cursor
-        log = reader._log
-        if type(cursor) is not Cursor or type(log) is not EventLog:
-            return self.pump.step(reader)  # (a log of the pure backend)
+    def make(self, reader):
+        """The awaitable of ``reader``'s next item (always the same reader)."""
+        if self.cursor is None:
+            cursor = reader._cursor
+            log = reader._log
+            if type(cursor) is not Cursor or type(log) is not EventLog:
+                return self.pump.step(reader)  # (a log of the pure backend)
+            self.cursor = <Cursor>cursor
+            self.log = <EventLog>log
         cdef AsyncReaderStep step = AsyncReaderStep.__new__(AsyncReaderStep)
         step.steps = self
         step.reader = reader
-        step.cursor = <Cursor>cursor
-        step.log = <EventLog>log
+        step.cursor = self.cursor
+        step.log = self.log
         return step
 
 

@@ -731,13 +731,14 @@ class _AsyncPump:
             ended = not more
 
     def reader_steps(self) -> Optional[Callable[[Any], Awaitable[Any]]]:
-        """What an unbounded projection reader calls instead of ``step(reader)``:
-        the compiled twin of this step's common case (``_pump_c.ReaderSteps``),
-        for a run on the C event log; ``None`` elsewhere (then ``step``)."""
+        """What one unbounded projection reader calls instead of
+        ``step(reader)``: the compiled twin of this step's common case
+        (``_pump_c.ReaderSteps``), for a run on the C event log; ``None``
+        elsewhere (then ``step``)."""
         dispatcher = getattr(self.dispatch, "__self__", None)
         if _ReaderSteps is None or type(dispatcher) is not _PartDispatcher:
             return None
-        return _ReaderSteps(self, dispatcher, _task_of)  # type: ignore[no-any-return]
+        return _ReaderSteps(self, dispatcher, _task_of).make  # type: ignore[no-any-return]
 
     async def resume(self, reader: Any, kind: int, what: Any, pulling: bool) -> Any:
         """The rest of a step that the compiled reader step began and hands
