@@ -280,6 +280,45 @@ def _give_back(pool: Any, conn: Any) -> None:
         pass
 
 
+# async give-backs under way: a task the loop holds only weakly must not be
+# collected before it has returned its connection
+_GIVING_BACK: "set[asyncio.Task[None]]" = set()
+
+
+async def _aput_back(pool: Any, conn: Any, broken: bool) -> None:
+    try:
+        if broken:
+            await conn.disconnect(nowait=True)
+    finally:
+        await pool.release(conn)
+
+
+def _start_put_back(pool: Any, conn: Any, broken: bool) -> "asyncio.Task[None]":
+    """Return ``conn`` to ``pool`` in a task of its own: no cancel can stop it halfway."""
+    task = asyncio.ensure_future(_aput_back(pool, conn, broken))
+    _GIVING_BACK.add(task)
+    task.add_done_callback(_put_back_done)
+    return task
+
+
+def _put_back_done(task: "asyncio.Task[None]") -> None:
+    _GIVING_BACK.discard(task)
+    if not task.cancelled():
+        task.exception()  # retrieved: reported by whoever awaited it, if anyone
+
+
+def _agive_back(loop: asyncio.AbstractEventLoop, pool: Any, conn: Any) -> None:
+    """A dropped async publisher's connection, at garbage collection (any thread).
+
+    Nothing can be awaited here: the loop that owns the connection gives it
+    back in a task.  A closed loop took its sockets down with it.
+    """
+    try:
+        loop.call_soon_threadsafe(_start_put_back, pool, conn, True)
+    except RuntimeError:  # the loop is closed
+        pass
+
+
 def _can_pipeline(client: Any) -> bool:
     """Whether the publisher can take a connection of its own from ``client``'s pool."""
     if getattr(client, "connection", None) is not None:  # single_connection_client
@@ -559,16 +598,21 @@ class _Publisher:
                 conn = self.conn = await pool.get_connection()
             except TypeError:  # redis-py < 5.3 wants a command name
                 conn = self.conn = await pool.get_connection("XADD")
+            # a run dropped before its end gives the connection back when collected
+            self.finalizer = weakref.finalize(
+                self, _agive_back, asyncio.get_running_loop(), pool, conn)
         return conn
 
     async def _arelease(self, broken: bool) -> None:
         conn, self.conn = self.conn, None
         if conn is not None:
-            try:
-                if broken:
-                    await conn.disconnect(nowait=True)
-            finally:
-                await self.client.connection_pool.release(conn)
+            if self.finalizer is not None:
+                self.finalizer.detach()
+                self.finalizer = None
+            # shielded: a cancel of this writer (even a second one, while it
+            # gives the connection back) does not stop the give-back halfway
+            await asyncio.shield(
+                _start_put_back(self.client.connection_pool, conn, broken))
 
     async def _aio(self, limit: int) -> None:
         window = self.window
@@ -633,8 +677,8 @@ class _Publisher:
                     if self.direct:
                         try:
                             await self._arelease(True)
-                        except BaseException:  # noqa: BLE001 - cancelled again
-                            self.conn = None
+                        except BaseException:  # noqa: BLE001 - cancelled again: the
+                            pass  # give-back goes on in its own task
                     raise
                 self._raise_encode_error()
                 return
