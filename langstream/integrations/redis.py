@@ -33,7 +33,7 @@ import logging
 import time
 import weakref
 from collections import deque
-from typing import Any, Deque, Dict, List, Optional, Tuple
+from typing import Any, Deque, Dict, Iterator, List, Optional, Tuple
 
 from langstream import wire
 from langstream.channel import StreamChannel
@@ -945,36 +945,25 @@ class _RemoteSubgraphs(StreamTransformer):
         self._failing = []
         return failing
 
-    def process(self, event: Any) -> bool:
-        for handle, error in self._take_failing():
-            self._mark(handle, "failed", error)
-            handle._mux.fail(RuntimeError(error or "subgraph failed"))
-        what, target, payload = self._target(event)
-        if what == "forward":
-            if target is not None and not target._mux._events._log.closed:
-                target._mux.push(event)
-        elif what == "started":
-            if target not in self._handles:
-                self._start(target, payload)
-        elif what == "ended":
-            handle = self._handles.pop(target, None)
-            if handle is not None:
-                status = payload.get("event")
-                if status == "failed":
-                    self._failing.append((handle, payload.get("error")))
-                else:
-                    self._mark(handle, status, None)
-                    handle._mux.close()
-        return True
+    # The router decides, its two lanes act: each step below yields what to
+    # do to a child mux, ``(mux, "push" | "close" | "fail", argument)``, and
+    # goes on only once the lane has done it (so it sees its effect).
 
-    async def aprocess(self, event: Any) -> bool:
-        for handle, error in self._take_failing():
-            self._mark(handle, "failed", error)
-            await handle._mux.afail(RuntimeError(error or "subgraph failed"))
+    def _fail_failing(self, err: Optional[BaseException] = None,
+                      error: Optional[str] = None) -> Iterator[Tuple[Any, str, Any]]:
+        """Fail the handles whose 'failed' payload arrived (with ``err`` when
+        it is the run's own error reaching them, its text ``error``)."""
+        for handle, _error in self._take_failing():
+            self._mark(handle, "failed", _error)
+            same = err is not None and _error == error
+            yield handle._mux, "fail", err if same else RuntimeError(_error or "subgraph failed")
+
+    def _route(self, event: Any) -> Iterator[Tuple[Any, str, Any]]:
+        yield from self._fail_failing()
         what, target, payload = self._target(event)
         if what == "forward":
             if target is not None and not target._mux._events._log.closed:
-                await target._mux.apush(event)
+                yield target._mux, "push", event
         elif what == "started":
             if target not in self._handles:
                 self._start(target, payload)
@@ -986,48 +975,65 @@ class _RemoteSubgraphs(StreamTransformer):
                     self._failing.append((handle, payload.get("error")))
                 else:
                     self._mark(handle, status, None)
-                    await handle._mux.aclose()
-        return True
+                    yield handle._mux, "close", None
 
     def _open(self) -> List[Any]:
         handles = [h for h in reversed(list(self._handles.values())) if not h._seen_terminal]
         self._handles.clear()
         return handles
 
-    def finalize(self) -> None:
-        for handle, error in self._take_failing():
-            self._mark(handle, "failed", error)
-            handle._mux.fail(RuntimeError(error or "subgraph failed"))
+    def _finish(self) -> Iterator[Tuple[Any, str, Any]]:
+        yield from self._fail_failing()
         for handle in self._open():
             self._mark(handle, "completed", None)
-            handle._mux.close()
+            yield handle._mux, "close", None
+
+    def _fail_all(self, err: BaseException) -> Iterator[Tuple[Any, str, Any]]:
+        status, error = _status_from_exception(err)
+        yield from self._fail_failing(err, error)
+        for handle in self._open():
+            self._mark(handle, status, error)
+            yield handle._mux, "fail", err
+
+    @staticmethod
+    def _act(steps: Iterator[Tuple[Any, str, Any]]) -> None:
+        for mux, what, arg in steps:
+            if what == "push":
+                mux.push(arg)
+            elif what == "close":
+                mux.close()
+            else:
+                mux.fail(arg)
+
+    @staticmethod
+    async def _aact(steps: Iterator[Tuple[Any, str, Any]]) -> None:
+        for mux, what, arg in steps:
+            if what == "push":
+                await mux.apush(arg)
+            elif what == "close":
+                await mux.aclose()
+            else:
+                await mux.afail(arg)
+
+    def process(self, event: Any) -> bool:
+        self._act(self._route(event))
+        return True
+
+    async def aprocess(self, event: Any) -> bool:
+        await self._aact(self._route(event))
+        return True
+
+    def finalize(self) -> None:
+        self._act(self._finish())
 
     async def afinalize(self) -> None:
-        for handle, error in self._take_failing():
-            self._mark(handle, "failed", error)
-            await handle._mux.afail(RuntimeError(error or "subgraph failed"))
-        for handle in self._open():
-            self._mark(handle, "completed", None)
-            await handle._mux.aclose()
+        await self._aact(self._finish())
 
     def fail(self, err: BaseException) -> None:
-        status, error = _status_from_exception(err)
-        for handle, _error in self._take_failing():
-            self._mark(handle, "failed", _error)
-            handle._mux.fail(err if _error == error else RuntimeError(_error or "subgraph failed"))
-        for handle in self._open():
-            self._mark(handle, status, error)
-            handle._mux.fail(err)
+        self._act(self._fail_all(err))
 
     async def afail(self, err: BaseException) -> None:
-        status, error = _status_from_exception(err)
-        for handle, _error in self._take_failing():
-            self._mark(handle, "failed", _error)
-            await handle._mux.afail(
-                err if _error == error else RuntimeError(_error or "subgraph failed"))
-        for handle in self._open():
-            self._mark(handle, status, error)
-            await handle._mux.afail(err)
+        await self._aact(self._fail_all(err))
 
 
 def _remote_factories(flags: _Flags) -> List[Any]:
@@ -1202,15 +1208,7 @@ class _Source:
                     doc["interrupts"] = wire.decode_value(doc["interrupts"])
             except ValueError as exc:
                 raise ValueError(f"bad {where}: not a valid end entry: {exc}") from None
-            last_needed = seq if is_end else seq - 1
-            if last_needed > self.last_seq:
-                missed = last_needed - self.last_seq
-                self.last_seq = last_needed
-                raise StreamLagError(
-                    missed,
-                    f"{missed} event(s) of the run at Redis key {self.key!r} were trimmed "
-                    f"before this reader read them (it continues at {entry_id})",
-                )
+            self._check_gap(seq, entry_id)  # every event up to the end's seq was read
             self.buffer.popleft()
             return _END, doc
         try:
@@ -1221,7 +1219,14 @@ class _Source:
             raise ValueError(f"bad {where}: its wire seq is {event['seq']}")
         if seq <= self.last_seq:
             raise ValueError(f"bad {where}: seq {seq} arrives after seq {self.last_seq}")
-        last_needed = seq if is_end else seq - 1
+        self._check_gap(seq - 1, entry_id)  # every event before this one was read
+        self.buffer.popleft()
+        self.last_seq = seq
+        return event, None
+
+    def _check_gap(self, last_needed: int, entry_id: str) -> None:
+        """``StreamLagError`` (once: the reader then goes on at ``entry_id``)
+        when events up to ``last_needed`` were trimmed before this reader got them."""
         if last_needed > self.last_seq:
             missed = last_needed - self.last_seq
             self.last_seq = last_needed
@@ -1230,9 +1235,6 @@ class _Source:
                 f"{missed} event(s) of the run at Redis key {self.key!r} were trimmed "
                 f"before this reader read them (it continues at {entry_id})",
             )
-        self.buffer.popleft()
-        self.last_seq = seq
-        return event, None
 
 
 def _apply_end(mux: StreamMux, doc: Dict[str, Any]) -> Optional[BaseException]:
