@@ -945,9 +945,9 @@ class _RemoteSubgraphs(StreamTransformer):
         self._failing = []
         return failing
 
-    # The router decides, its two lanes act: each step below yields what to
-    # do to a child mux, ``(mux, "push" | "close" | "fail", argument)``, and
-    # goes on only once the lane has done it (so it sees its effect).
+    # The router decides, its two lanes act: what to do to a child mux is
+    # ``(mux, "push" | "close" | "fail", argument)``; a sequence of them is
+    # yielded one at a time, each done by the lane before the next is decided.
 
     def _fail_failing(self, err: Optional[BaseException] = None,
                       error: Optional[str] = None) -> Iterator[Tuple[Any, str, Any]]:
@@ -958,12 +958,12 @@ class _RemoteSubgraphs(StreamTransformer):
             same = err is not None and _error == error
             yield handle._mux, "fail", err if same else RuntimeError(_error or "subgraph failed")
 
-    def _route(self, event: Any) -> Iterator[Tuple[Any, str, Any]]:
-        yield from self._fail_failing()
+    def _child_action(self, event: Any) -> Optional[Tuple[Any, str, Any]]:
+        """What ``event`` asks of a child mux, if anything (after ``_fail_failing``)."""
         what, target, payload = self._target(event)
         if what == "forward":
             if target is not None and not target._mux._events._log.closed:
-                yield target._mux, "push", event
+                return target._mux, "push", event
         elif what == "started":
             if target not in self._handles:
                 self._start(target, payload)
@@ -975,7 +975,8 @@ class _RemoteSubgraphs(StreamTransformer):
                     self._failing.append((handle, payload.get("error")))
                 else:
                     self._mark(handle, status, None)
-                    yield handle._mux, "close", None
+                    return handle._mux, "close", None
+        return None
 
     def _open(self) -> List[Any]:
         handles = [h for h in reversed(list(self._handles.values())) if not h._seen_terminal]
@@ -996,44 +997,56 @@ class _RemoteSubgraphs(StreamTransformer):
             yield handle._mux, "fail", err
 
     @staticmethod
-    def _act(steps: Iterator[Tuple[Any, str, Any]]) -> None:
-        for mux, what, arg in steps:
-            if what == "push":
-                mux.push(arg)
-            elif what == "close":
-                mux.close()
-            else:
-                mux.fail(arg)
+    def _act(mux: Any, what: str, arg: Any) -> None:
+        if what == "push":
+            mux.push(arg)
+        elif what == "close":
+            mux.close()
+        else:
+            mux.fail(arg)
 
     @staticmethod
-    async def _aact(steps: Iterator[Tuple[Any, str, Any]]) -> None:
-        for mux, what, arg in steps:
-            if what == "push":
-                await mux.apush(arg)
-            elif what == "close":
-                await mux.aclose()
-            else:
-                await mux.afail(arg)
+    async def _aact(mux: Any, what: str, arg: Any) -> None:
+        if what == "push":
+            await mux.apush(arg)
+        elif what == "close":
+            await mux.aclose()
+        else:
+            await mux.afail(arg)
 
     def process(self, event: Any) -> bool:
-        self._act(self._route(event))
+        if self._failing:
+            for action in self._fail_failing():
+                self._act(*action)
+        action = self._child_action(event)
+        if action is not None:
+            self._act(*action)
         return True
 
     async def aprocess(self, event: Any) -> bool:
-        await self._aact(self._route(event))
+        if self._failing:
+            for action in self._fail_failing():
+                await self._aact(*action)
+        action = self._child_action(event)
+        if action is not None:
+            await self._aact(*action)
         return True
 
     def finalize(self) -> None:
-        self._act(self._finish())
+        for action in self._finish():
+            self._act(*action)
 
     async def afinalize(self) -> None:
-        await self._aact(self._finish())
+        for action in self._finish():
+            await self._aact(*action)
 
     def fail(self, err: BaseException) -> None:
-        self._act(self._fail_all(err))
+        for action in self._fail_all(err):
+            self._act(*action)
 
     async def afail(self, err: BaseException) -> None:
-        await self._aact(self._fail_all(err))
+        for action in self._fail_all(err):
+            await self._aact(*action)
 
 
 def _remote_factories(flags: _Flags) -> List[Any]:
@@ -1224,6 +1237,35 @@ class _Source:
         self.last_seq = seq
         return event, None
 
+    def take_held(self) -> Optional[BaseException]:
+        """The error a pump step met after its events, for the next step: a
+        lag is raised now, another error is returned (it ends the run)."""
+        held, self.held = self.held, None
+        if isinstance(held, StreamLagError):
+            raise held
+        return held
+
+    def step_item(self, mux: StreamMux, pushed: bool) -> Tuple[Any, Any]:
+        """The next buffered entry for a pump step that ``pushed`` events already.
+
+        ``(event, None)``: push it.  ``(None, None)``: the step stops here (an
+        error met after its events is held for the next step).  ``(_END,
+        err)``: the run ends here, completed (``err`` None) or failed.  A lag
+        met before any event of the step is raised.
+        """
+        try:
+            event, end = self.next_item()
+        except Exception as exc:  # noqa: BLE001 - lag, or a bad entry (ends the run)
+            if pushed:
+                self.held = exc
+                return None, None
+            if isinstance(exc, StreamLagError):
+                raise
+            return _END, exc
+        if event is _END:
+            return _END, _apply_end(mux, end)
+        return event, None
+
     def _check_gap(self, last_needed: int, entry_id: str) -> None:
         """``StreamLagError`` (once: the reader then goes on at ``entry_id``)
         when events up to ``last_needed`` were trimmed before this reader got them."""
@@ -1281,11 +1323,8 @@ class _RemoteRun(_RemoteInfo, GraphRunStream):
         if self._exhausted:
             return False
         source = self._source
-        held = source.held
+        held = source.take_held()
         if held is not None:  # met by the previous step, after its events
-            source.held = None
-            if isinstance(held, StreamLagError):
-                raise held
             self._end(held)
             return False
         if not source.buffer:
@@ -1300,21 +1339,14 @@ class _RemoteRun(_RemoteInfo, GraphRunStream):
                 return True
         flags = self._flags
         flags.new_handle = False
-        push = self._mux.push
+        mux = self._mux
+        push = mux.push
         pushed = False
         while source.buffer:
-            try:
-                event, end = source.next_item()
-            except Exception as exc:  # noqa: BLE001 - lag, or a bad entry (ends the run)
-                if pushed:
-                    source.held = exc
-                    return True
-                if isinstance(exc, StreamLagError):
-                    raise
-                self._end(exc)
-                return False
+            event, err = source.step_item(mux, pushed)
+            if event is None:
+                return True
             if event is _END:
-                err = _apply_end(self._mux, end)
                 if err is None:
                     self._finish()
                 else:
@@ -1372,11 +1404,8 @@ class _AsyncRemoteRun(_RemoteInfo, AsyncGraphRunStream):
                 return False
         source = self._source
         mux = self._mux
-        held = source.held
+        held = source.take_held()
         if held is not None:  # met by the previous step, after its events
-            source.held = None
-            if isinstance(held, StreamLagError):
-                raise held
             await pump.end(held)
             return False
         if not source.buffer:
@@ -1403,18 +1432,10 @@ class _AsyncRemoteRun(_RemoteInfo, AsyncGraphRunStream):
         apush = mux.apush
         pushed = False
         while source.buffer:
-            try:
-                event, end = source.next_item()
-            except Exception as exc:  # noqa: BLE001 - lag, or a bad entry (ends the run)
-                if pushed:
-                    source.held = exc
-                    return True
-                if isinstance(exc, StreamLagError):
-                    raise
-                await pump.end(exc)
-                return False
+            event, err = source.step_item(mux, pushed)
+            if event is None:
+                return True
             if event is _END:
-                err = _apply_end(mux, end)
                 if err is None:
                     await pump.finish()
                 else:
