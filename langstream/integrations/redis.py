@@ -442,12 +442,16 @@ class _Publisher:
                     f"Redis refused entry {entry[0]} of key {self.key!r}: {result}"
                 )
 
-    def _give_up(self, exc: BaseException, elapsed: float) -> PublishConnectionError:
-        return PublishConnectionError(
-            self.key,
-            f"cannot publish run events to Redis key {self.key!r}: {exc} "
-            f"(retried for {elapsed:.1f} s; retry_for={self.retry_for:g})",
-        )
+    def _check_budget(self, exc: BaseException, start: float, delay: float) -> None:
+        """``PublishConnectionError`` when waiting ``delay`` more seconds before
+        the next try would go past ``retry_for`` (counted from ``start``)."""
+        elapsed = time.monotonic() - start
+        if elapsed + delay > self.retry_for:
+            raise PublishConnectionError(
+                self.key,
+                f"cannot publish run events to Redis key {self.key!r}: {exc} "
+                f"(retried for {elapsed:.1f} s; retry_for={self.retry_for:g})",
+            ) from exc
 
     def _queue(self) -> int:
         """Queue the new entries as one batch; return how many batches may stay unconfirmed.
@@ -544,9 +548,7 @@ class _Publisher:
                 self._lost_connection()
                 if self.direct:
                     self._release(True)
-                elapsed = time.monotonic() - start
-                if elapsed + delay > self.retry_for:
-                    raise self._give_up(exc, elapsed) from exc
+                self._check_budget(exc, start, delay)
                 time.sleep(delay)
                 delay = min(delay * 2, 1.0)
                 continue
@@ -570,23 +572,34 @@ class _Publisher:
             self.last_encode_error = exc
             raise exc
 
+    def _write_failed(self, exc: BaseException) -> bool:
+        """After a failed write: True while the run is open (the lane then
+        fails the run with ``exc``); after its end, ``exc`` is kept for the
+        consumer that drives the end (see ``_raise_late``) and logged."""
+        # unencodable data fails the run, which is still published (its end
+        # entry names the error); a Redis failure stops publishing
+        self.broken = not self._unencodable(exc)
+        if not self.log.closed:
+            return True
+        self.error = exc
+        _logger.error("langstream: %s", exc)
+        return False
+
+    def _raise_late(self, at_end_raise: bool) -> None:
+        if at_end_raise and self.error is not None and not self.raised:
+            self.raised = True
+            raise self.error
+
     def after_step(self, at_end_raise: bool) -> None:
         """Publish what the last step produced; see ``_SyncStep``."""
         if not self.broken:
             try:
                 self.write()
             except Exception as exc:  # noqa: BLE001 - fails the run, or raised
-                # unencodable data fails the run, which is still published
-                # (its end entry names the error); a Redis failure stops it
-                self.broken = not self._unencodable(exc)
-                if not self.log.closed:
+                if self._write_failed(exc):
                     self.run._end(exc)
                     return
-                self.error = exc
-                _logger.error("langstream: %s", exc)
-        if at_end_raise and self.error is not None and not self.raised:
-            self.raised = True
-            raise self.error
+        self._raise_late(at_end_raise)
 
     # -- async lane -----------------------------------------------------------
 
@@ -665,9 +678,7 @@ class _Publisher:
                     self._lost_connection()
                     if self.direct:
                         await self._arelease(True)
-                    elapsed = time.monotonic() - start
-                    if elapsed + delay > self.retry_for:
-                        raise self._give_up(exc, elapsed) from exc
+                    self._check_budget(exc, start, delay)
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, 1.0)
                     continue
@@ -688,15 +699,10 @@ class _Publisher:
             try:
                 await self.awrite()
             except Exception as exc:  # noqa: BLE001 - fails the run, or raised
-                self.broken = not self._unencodable(exc)
-                if not self.log.closed:
+                if self._write_failed(exc):
                     await self.run._pump.end(exc)
                     return
-                self.error = exc
-                _logger.error("langstream: %s", exc)
-        if at_end_raise and self.error is not None and not self.raised:
-            self.raised = True
-            raise self.error
+        self._raise_late(at_end_raise)
 
 
 class _SyncStep:
