@@ -345,6 +345,42 @@ def drained_graph():
         {"control": control}
 
 
+def chat_writer_graph():
+    """A streaming model at the root, then a subgraph whose node writes to the
+    stream writer around a second streamed reply: tokens, custom events,
+    subgraph lifecycle, tasks and values in one run."""
+    model = ScriptedChatModel(replies=[
+        {"text": "hello there world"},
+        {"text": "deep inside the subgraph now"},
+    ])
+
+    def talk(state: MessagesState) -> Dict[str, Any]:
+        return {"messages": [model.invoke(state["messages"])]}
+
+    def research(state: MessagesState) -> Dict[str, Any]:
+        write = get_stream_writer()
+        write({"progress": "searching"})
+        reply = model.invoke(state["messages"])
+        write({"note": "found it"})
+        return {"messages": [reply]}
+
+    sub = _chain(MessagesState, research=research)
+    outer = _chain(MessagesState, talk=talk, dig=sub.compile())
+    return outer.compile(), {"messages": [HumanMessage("hi", id="h1")]}, None, {}
+
+
+def _chain(state: Any, **nodes: Any) -> Any:
+    """A StateGraph of ``nodes`` run one after the other, in keyword order."""
+    g = StateGraph(state)
+    previous = START
+    for name, node in nodes.items():
+        g.add_node(name, node)
+        g.add_edge(previous, name)
+        previous = name
+    g.add_edge(previous, END)
+    return g
+
+
 def failing_model_graph():
     """A model that raises after two tokens."""
     model = ScriptedChatModel(replies=[{"text": "one two three four", "fail_after": 2}])

@@ -20,6 +20,7 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import pytest
 
+from langstream import StreamChannel, StreamTransformer
 from langstream.server._browser import Chromium as _Chromium
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
@@ -70,11 +71,11 @@ def redis_server(redis_url: str) -> Iterator[RedisHandle]:
 
 def publish_run(client: Any, key: str, parts: Any, *, delay: float = 0.0,
                 error: Optional[BaseException] = None, end: bool = True,
-                lane: str = "sync") -> List[Dict[str, Any]]:
-    """Run ``parts`` through a langstream run published to ``key`` with
-    ``langstream.integrations.redis.publish`` (sync or async lane); return
-    the main-log events.  ``end=False`` removes the terminal entry afterwards,
-    so the run looks still in progress to readers."""
+                lane: str = "sync", transformers: Sequence[Any] = ()) -> List[Dict[str, Any]]:
+    """Run ``parts`` through a langstream run (with ``transformers``) published
+    to ``key`` with ``langstream.integrations.redis.publish`` (sync or async
+    lane); return the main-log events.  ``end=False`` removes the terminal
+    entry afterwards, so the run looks still in progress to readers."""
     from langstream import astream_events, stream_events
     from langstream.integrations.redis import publish
 
@@ -89,7 +90,8 @@ def publish_run(client: Any, key: str, parts: Any, *, delay: float = 0.0,
     client.delete(key)
     events: List[Dict[str, Any]] = []
     if lane == "sync":
-        with publish(stream_events(source()), client, key) as run:
+        with publish(stream_events(source(), transformers=list(transformers)), client,
+                     key) as run:
             try:
                 for event in run:
                     events.append(event)
@@ -112,7 +114,8 @@ def publish_run(client: Any, key: str, parts: Any, *, delay: float = 0.0,
             aclient = aioredis.Redis(connection_pool=aioredis.ConnectionPool(
                 **client.connection_pool.connection_kwargs))
             try:
-                async with publish(astream_events(asource()), aclient, key) as run:
+                async with publish(astream_events(asource(), transformers=list(transformers)),
+                                   aclient, key) as run:
                     try:
                         async for event in run:
                             events.append(event)
@@ -127,6 +130,40 @@ def publish_run(client: Any, key: str, parts: Any, *, delay: float = 0.0,
     if not end:
         assert client.xdel(key, f"{last}-1") == 1
     return events
+
+
+class Progress(StreamTransformer):
+    """``custom`` parts whose data has ``"progress"`` leave the main log as
+    ``custom:progress`` events only (the named channel of a transformer that
+    is not native); other ``custom`` parts stay ``custom`` events."""
+
+    def __init__(self, scope: Tuple[str, ...] = ()) -> None:
+        super().__init__(scope)
+        self.channel: StreamChannel[Any] = StreamChannel("progress")
+
+    def init(self) -> Dict[str, Any]:
+        return {"progress": self.channel}
+
+    def process(self, event: Any) -> bool:
+        data = event["params"]["data"]
+        if event["method"] == "custom" and isinstance(data, dict) and "progress" in data:
+            self.channel.push(data)
+            return False
+        return True
+
+
+def progress_run(n: int = 6) -> List[Dict[str, Any]]:
+    """Stream parts for a run with ``Progress``: values, ``custom:progress``
+    events (the last event of the run among them) and a few plain ``custom``."""
+    parts: List[Dict[str, Any]] = [{"type": "values", "ns": (), "data": {"step": 0},
+                                    "interrupts": ()}]
+    for i in range(1, n + 1):
+        parts.append({"type": "custom", "ns": (), "data": {"progress": i}})
+        if i % 3 == 0:
+            parts.append({"type": "custom", "ns": (), "data": {"note": f"n{i}"}})
+            parts.append({"type": "values", "ns": (), "data": {"step": i}, "interrupts": ()})
+    parts.append({"type": "custom", "ns": (), "data": {"progress": "done"}})
+    return parts
 
 
 def token_run(text_tokens: Sequence[str], *, calls: int = 1, sub: bool = True) -> List[Dict[str, Any]]:

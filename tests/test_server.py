@@ -15,10 +15,12 @@ import pytest
 
 from redis_helpers import redis_url  # noqa: F401  (fixture)
 from server_support import (
+    Progress,
     SSEClient,
     ServerThread,
     get,
     need_server_extra,
+    progress_run,
     publish_run,
     redis_server,  # noqa: F401  (fixture)
     serve_subprocess,
@@ -117,6 +119,45 @@ def test_empty_run_ends_with_zero_last_seq(redis_server, app_server, key):  # no
 
 
 # -- resume ------------------------------------------------------------------------
+
+def test_unnamed_frames_carry_every_method_and_resume_after_any_of_them(
+        redis_server, app_server, key, backend, lane):  # noqa: F811
+    """``?event=message`` (what the live page asks for): every method event,
+    ``custom:<name>`` included, is an unnamed SSE message with its seq as id,
+    so one ``onmessage`` sees them all; resuming after a ``custom:*`` seq,
+    by Last-Event-ID or ``?after=``, gives exactly the rest."""
+    events = publish_run(redis_server.client, key, progress_run(), transformers=[Progress],
+                         lane=lane)
+    methods = [e["method"] for e in events]
+    assert methods.count("custom:progress") == 7 and methods[-1] == "custom:progress"
+    assert "custom" in methods and "values" in methods
+    n = len(events)
+    client = SSEClient(app_server.port, f"/runs/{key}/events?event=message")
+    *evs, end = client.events()
+    client.close()
+    assert [f.get("event") for f in evs] == [None] * n  # dispatched as "message"
+    assert [int(f["id"]) for f in evs] == list(range(1, n + 1))
+    assert [json.loads(f["data"])["method"] for f in evs] == methods
+    assert end["event"] == "end" and end["id"] == str(n)
+    # without the parameter every frame is named by its method, custom:* included
+    client = SSEClient(app_server.port, f"/runs/{key}/events")
+    assert [f["event"] for f in client.events()] == methods + ["end"]
+    client.close()
+    for k in [e["seq"] for e in events if e["method"] == "custom:progress"]:
+        for path, headers in ((f"/runs/{key}/events?event=message", {"Last-Event-ID": str(k)}),
+                              (f"/runs/{key}/events?event=message&after={k}", {})):
+            client = SSEClient(app_server.port, path, headers)
+            frames = client.events()
+            client.close()
+            assert _ids(frames) == list(range(k + 1, n + 1)), (k, path)
+            assert frames[-1]["event"] == "end"
+    # filters work the same on unnamed frames
+    client = SSEClient(app_server.port, f"/runs/{key}/events?event=message&methods=custom:progress")
+    frames = client.events()
+    client.close()
+    assert _ids(frames) == [e["seq"] for e in events if e["method"] == "custom:progress"]
+
+
 
 def test_resume_from_every_last_event_id_exactly_once(redis_server, app_server, key, backend, lane):  # noqa: F811
     events = _published(redis_server, key, backend, lane)
@@ -338,6 +379,8 @@ def test_client_disconnect_mid_stream_ends_server_task(redis_server, app_server,
     ("/runs/{key}/events?namespace=", {}, 400, ["namespace"]),
     ("/runs/{key}/events?method=values", {}, 400, ["unknown query parameter", "'method'"]),
     ("/runs/{key}/events?after=1&after=2", {}, 400, ["'after'", "more than once"]),
+    ("/runs/{key}/events?event=custom", {}, 400, ["event", "'message'", "'custom'"]),
+    ("/runs/{key}?event=", {}, 400, ["event", "''"]),
     ("/runs/{string}/events", {}, 409, ["{string}", "not a run stream"]),
     ("/runs/{key}?methods=nope", {}, 400, ["unknown method"]),
 ])

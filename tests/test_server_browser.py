@@ -18,7 +18,9 @@ from server_support import (
     ROOT,
     Chromium,
     CuttableProxy,
+    Progress,
     ServerThread,
+    progress_run,
     publish_run,
     redis_server,  # noqa: F401  (fixture)
     token_run,
@@ -30,7 +32,7 @@ DOM_STATE = """JSON.stringify((function () {
   if (!s || !document.getElementById('conn')) { return {}; }
   var q = function (sel) { return Array.prototype.slice.call(document.querySelectorAll(sel)); };
   return {
-    lastSeq: s.lastSeq, duplicates: s.duplicates, reconnects: s.reconnects, ended: s.ended,
+    lastSeq: s.lastSeq, received: s.received, duplicates: s.duplicates, reconnects: s.reconnects, ended: s.ended,
     connection: document.getElementById('conn').dataset.state,
     status: document.getElementById('run-status').textContent,
     lastSeqText: document.getElementById('last-seq').textContent,
@@ -57,12 +59,15 @@ class _GatedParts:
             yield part
 
 
-@pytest.mark.parametrize("lane", ["sync", "async"])
-def test_page_reconnects_and_shows_every_token_once(redis_server, backend, lane, tmp_path):  # noqa: F811
+def _follow_gated_run(redis_server, tmp_path, lane, parts, gate_at, reached, what,  # noqa: F811
+                      screenshot=None, **publish_kw):
+    """Publish ``parts`` (stopping before part ``gate_at`` until released)
+    while the page follows the run through a proxy; once ``reached(state)``,
+    cut the connection, wait for the page to notice, release the producer and
+    wait for the end.  Returns (state at the gate, final state, the
+    published events, connections the proxy accepted)."""
     from langstream.server import create_app
 
-    tokens = [f"tok{i} " for i in range(30)]
-    parts = token_run(tokens, calls=2)
     gate = threading.Event()
     key = f"browser:{uuid.uuid4().hex[:10]}"
     published = []
@@ -72,8 +77,9 @@ def test_page_reconnects_and_shows_every_token_once(redis_server, backend, lane,
     producer = None
     try:
         def produce():
-            gated = _GatedParts(parts, len(parts) // 2, gate)
-            published.extend(publish_run(redis_server.client, key, gated, delay=0.01, lane=lane))
+            gated = _GatedParts(parts, gate_at, gate)
+            published.extend(publish_run(redis_server.client, key, gated, lane=lane,
+                                         **publish_kw))
 
         producer = threading.Thread(target=produce, daemon=True)
         producer.start()
@@ -85,17 +91,17 @@ def test_page_reconnects_and_shows_every_token_once(redis_server, backend, lane,
             return json.loads(browser.evaluate(DOM_STATE) or "{}")
 
         # the page follows the live run up to the gate, then the connection is cut
-        wait_for(lambda: state().get("lastSeq", 0) >= 20 and state()["connection"] == "live",
-                 timeout=30, what="the page to stream")
+        wait_for(lambda: reached(state()), timeout=30, what=what)
         before = state()
         assert not before["ended"]
         assert proxy.cut() > 0
         wait_for(lambda: state()["reconnects"] >= 1, timeout=15, what="the page to notice the cut")
-        gate.set()  # the second half is published after the cut
+        gate.set()  # the rest is published after the cut
         wait_for(lambda: state()["ended"], timeout=60, what="the page to see the end")
         producer.join(30)
         final = state()
-        browser.screenshot(os.path.join(ROOT, "build", f"server-browser-{backend}-{lane}.png"))
+        if screenshot:
+            browser.screenshot(os.path.join(ROOT, "build", screenshot))
     finally:
         gate.set()
         if browser is not None:
@@ -104,8 +110,19 @@ def test_page_reconnects_and_shows_every_token_once(redis_server, backend, lane,
         app.stop()
         if producer is not None:
             producer.join(30)
+    return before, final, published, proxy.accepted
 
-    assert proxy.accepted >= 2  # page + stream, then the reconnect
+
+@pytest.mark.parametrize("lane", ["sync", "async"])
+def test_page_reconnects_and_shows_every_token_once(redis_server, backend, lane, tmp_path):  # noqa: F811
+    tokens = [f"tok{i} " for i in range(30)]
+    parts = token_run(tokens, calls=2)
+    before, final, published, accepted = _follow_gated_run(
+        redis_server, tmp_path, lane, parts, len(parts) // 2,
+        lambda st: st.get("lastSeq", 0) >= 20 and st["connection"] == "live",
+        "the page to stream", screenshot=f"server-browser-{backend}-{lane}.png", delay=0.01)
+
+    assert accepted >= 2  # page + stream, then the reconnect
     assert final["reconnects"] >= 1 and final["duplicates"] == 0
     assert final["connection"] == "closed" and final["status"] == "completed"
     assert final["lastSeq"] == published[-1]["seq"] and final["lastSeqText"] == str(final["lastSeq"])
@@ -126,6 +143,39 @@ def test_page_reconnects_and_shows_every_token_once(redis_server, backend, lane,
     assert json.loads(final["values"]) == final_values
     assert final["tree"] == [["research:t-1", "completed"]]
     assert before["lastSeq"] < final["lastSeq"]
+
+
+@pytest.mark.parametrize("lane", ["sync", "async"])
+def test_page_counts_custom_events_for_its_last_seq_and_resume(redis_server, backend, lane,
+                                                                tmp_path):  # noqa: F811
+    """Events of a ``custom:<name>`` channel count like any other: the page's
+    last seq is that of a ``custom:progress`` event while the run waits right
+    after one, the page resumes after it when the connection is cut, and in
+    the end it has received every event of the run exactly once."""
+    from langstream import stream_events
+
+    from helpers import replay
+
+    parts = progress_run(12)
+    # the producer stops right after a custom:progress event, past the middle
+    gate_at = next(i for i in range(len(parts) // 2, len(parts))
+                   if parts[i - 1]["type"] == "custom" and "progress" in parts[i - 1]["data"])
+    before_gate = list(stream_events(replay(parts[:gate_at]), transformers=[Progress]))
+    assert before_gate[-1]["method"] == "custom:progress"
+    gate_seq = before_gate[-1]["seq"]
+    at_gate, final, published, _ = _follow_gated_run(
+        redis_server, tmp_path, lane, parts, gate_at, lambda st: st.get("lastSeq") == gate_seq,
+        f"the page's last seq to reach the custom:progress event at seq {gate_seq}",
+        transformers=[Progress])
+
+    assert [e["method"] for e in published[:gate_seq]] == [e["method"] for e in before_gate]
+    assert at_gate["lastSeqText"] == str(gate_seq)
+    assert at_gate["received"] == gate_seq and at_gate["duplicates"] == 0
+    assert published[-1]["method"] == "custom:progress"
+    assert final["lastSeq"] == published[-1]["seq"] and final["lastSeqText"] == str(final["lastSeq"])
+    assert final["received"] == len(published) and final["duplicates"] == 0
+    assert final["reconnects"] >= 1 and final["status"] == "completed"
+    assert json.loads(final["values"]) == {"step": 12}
 
 
 @pytest.mark.parametrize("outcome", ["failed", "interrupted"])

@@ -33,7 +33,7 @@ import logging
 import time
 import weakref
 from collections import deque
-from typing import Any, Deque, Dict, List, Optional, Tuple
+from typing import Any, Deque, Dict, Iterator, List, Optional, Tuple
 
 from langstream import wire
 from langstream.channel import StreamChannel
@@ -280,6 +280,45 @@ def _give_back(pool: Any, conn: Any) -> None:
         pass
 
 
+# async give-backs under way: a task the loop holds only weakly must not be
+# collected before it has returned its connection
+_GIVING_BACK: "set[asyncio.Task[None]]" = set()
+
+
+async def _aput_back(pool: Any, conn: Any, broken: bool) -> None:
+    try:
+        if broken:
+            await conn.disconnect(nowait=True)
+    finally:
+        await pool.release(conn)
+
+
+def _start_put_back(pool: Any, conn: Any, broken: bool) -> "asyncio.Task[None]":
+    """Return ``conn`` to ``pool`` in a task of its own: no cancel can stop it halfway."""
+    task = asyncio.ensure_future(_aput_back(pool, conn, broken))
+    _GIVING_BACK.add(task)
+    task.add_done_callback(_put_back_done)
+    return task
+
+
+def _put_back_done(task: "asyncio.Task[None]") -> None:
+    _GIVING_BACK.discard(task)
+    if not task.cancelled():
+        task.exception()  # retrieved: reported by whoever awaited it, if anyone
+
+
+def _agive_back(loop: asyncio.AbstractEventLoop, pool: Any, conn: Any) -> None:
+    """A dropped async publisher's connection, at garbage collection (any thread).
+
+    Nothing can be awaited here: the loop that owns the connection gives it
+    back in a task.  A closed loop took its sockets down with it.
+    """
+    try:
+        loop.call_soon_threadsafe(_start_put_back, pool, conn, True)
+    except RuntimeError:  # the loop is closed
+        pass
+
+
 def _can_pipeline(client: Any) -> bool:
     """Whether the publisher can take a connection of its own from ``client``'s pool."""
     if getattr(client, "connection", None) is not None:  # single_connection_client
@@ -403,12 +442,16 @@ class _Publisher:
                     f"Redis refused entry {entry[0]} of key {self.key!r}: {result}"
                 )
 
-    def _give_up(self, exc: BaseException, elapsed: float) -> PublishConnectionError:
-        return PublishConnectionError(
-            self.key,
-            f"cannot publish run events to Redis key {self.key!r}: {exc} "
-            f"(retried for {elapsed:.1f} s; retry_for={self.retry_for:g})",
-        )
+    def _check_budget(self, exc: BaseException, start: float, delay: float) -> None:
+        """``PublishConnectionError`` when waiting ``delay`` more seconds before
+        the next try would go past ``retry_for`` (counted from ``start``)."""
+        elapsed = time.monotonic() - start
+        if elapsed + delay > self.retry_for:
+            raise PublishConnectionError(
+                self.key,
+                f"cannot publish run events to Redis key {self.key!r}: {exc} "
+                f"(retried for {elapsed:.1f} s; retry_for={self.retry_for:g})",
+            ) from exc
 
     def _queue(self) -> int:
         """Queue the new entries as one batch; return how many batches may stay unconfirmed.
@@ -505,9 +548,7 @@ class _Publisher:
                 self._lost_connection()
                 if self.direct:
                     self._release(True)
-                elapsed = time.monotonic() - start
-                if elapsed + delay > self.retry_for:
-                    raise self._give_up(exc, elapsed) from exc
+                self._check_budget(exc, start, delay)
                 time.sleep(delay)
                 delay = min(delay * 2, 1.0)
                 continue
@@ -531,23 +572,34 @@ class _Publisher:
             self.last_encode_error = exc
             raise exc
 
+    def _write_failed(self, exc: BaseException) -> bool:
+        """After a failed write: True while the run is open (the lane then
+        fails the run with ``exc``); after its end, ``exc`` is kept for the
+        consumer that drives the end (see ``_raise_late``) and logged."""
+        # unencodable data fails the run, which is still published (its end
+        # entry names the error); a Redis failure stops publishing
+        self.broken = not self._unencodable(exc)
+        if not self.log.closed:
+            return True
+        self.error = exc
+        _logger.error("langstream: %s", exc)
+        return False
+
+    def _raise_late(self, at_end_raise: bool) -> None:
+        if at_end_raise and self.error is not None and not self.raised:
+            self.raised = True
+            raise self.error
+
     def after_step(self, at_end_raise: bool) -> None:
         """Publish what the last step produced; see ``_SyncStep``."""
         if not self.broken:
             try:
                 self.write()
             except Exception as exc:  # noqa: BLE001 - fails the run, or raised
-                # unencodable data fails the run, which is still published
-                # (its end entry names the error); a Redis failure stops it
-                self.broken = not self._unencodable(exc)
-                if not self.log.closed:
+                if self._write_failed(exc):
                     self.run._end(exc)
                     return
-                self.error = exc
-                _logger.error("langstream: %s", exc)
-        if at_end_raise and self.error is not None and not self.raised:
-            self.raised = True
-            raise self.error
+        self._raise_late(at_end_raise)
 
     # -- async lane -----------------------------------------------------------
 
@@ -559,16 +611,21 @@ class _Publisher:
                 conn = self.conn = await pool.get_connection()
             except TypeError:  # redis-py < 5.3 wants a command name
                 conn = self.conn = await pool.get_connection("XADD")
+            # a run dropped before its end gives the connection back when collected
+            self.finalizer = weakref.finalize(
+                self, _agive_back, asyncio.get_running_loop(), pool, conn)
         return conn
 
     async def _arelease(self, broken: bool) -> None:
         conn, self.conn = self.conn, None
         if conn is not None:
-            try:
-                if broken:
-                    await conn.disconnect(nowait=True)
-            finally:
-                await self.client.connection_pool.release(conn)
+            if self.finalizer is not None:
+                self.finalizer.detach()
+                self.finalizer = None
+            # shielded: a cancel of this writer (even a second one, while it
+            # gives the connection back) does not stop the give-back halfway
+            await asyncio.shield(
+                _start_put_back(self.client.connection_pool, conn, broken))
 
     async def _aio(self, limit: int) -> None:
         window = self.window
@@ -621,9 +678,7 @@ class _Publisher:
                     self._lost_connection()
                     if self.direct:
                         await self._arelease(True)
-                    elapsed = time.monotonic() - start
-                    if elapsed + delay > self.retry_for:
-                        raise self._give_up(exc, elapsed) from exc
+                    self._check_budget(exc, start, delay)
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, 1.0)
                     continue
@@ -633,8 +688,8 @@ class _Publisher:
                     if self.direct:
                         try:
                             await self._arelease(True)
-                        except BaseException:  # noqa: BLE001 - cancelled again
-                            self.conn = None
+                        except BaseException:  # noqa: BLE001 - cancelled again: the
+                            pass  # give-back goes on in its own task
                     raise
                 self._raise_encode_error()
                 return
@@ -644,15 +699,10 @@ class _Publisher:
             try:
                 await self.awrite()
             except Exception as exc:  # noqa: BLE001 - fails the run, or raised
-                self.broken = not self._unencodable(exc)
-                if not self.log.closed:
+                if self._write_failed(exc):
                     await self.run._pump.end(exc)
                     return
-                self.error = exc
-                _logger.error("langstream: %s", exc)
-        if at_end_raise and self.error is not None and not self.raised:
-            self.raised = True
-            raise self.error
+        self._raise_late(at_end_raise)
 
 
 class _SyncStep:
@@ -901,36 +951,25 @@ class _RemoteSubgraphs(StreamTransformer):
         self._failing = []
         return failing
 
-    def process(self, event: Any) -> bool:
-        for handle, error in self._take_failing():
-            self._mark(handle, "failed", error)
-            handle._mux.fail(RuntimeError(error or "subgraph failed"))
-        what, target, payload = self._target(event)
-        if what == "forward":
-            if target is not None and not target._mux._events._log.closed:
-                target._mux.push(event)
-        elif what == "started":
-            if target not in self._handles:
-                self._start(target, payload)
-        elif what == "ended":
-            handle = self._handles.pop(target, None)
-            if handle is not None:
-                status = payload.get("event")
-                if status == "failed":
-                    self._failing.append((handle, payload.get("error")))
-                else:
-                    self._mark(handle, status, None)
-                    handle._mux.close()
-        return True
+    # The router decides, its two lanes act: what to do to a child mux is
+    # ``(mux, "push" | "close" | "fail", argument)``; a sequence of them is
+    # yielded one at a time, each done by the lane before the next is decided.
 
-    async def aprocess(self, event: Any) -> bool:
-        for handle, error in self._take_failing():
-            self._mark(handle, "failed", error)
-            await handle._mux.afail(RuntimeError(error or "subgraph failed"))
+    def _fail_failing(self, err: Optional[BaseException] = None,
+                      error: Optional[str] = None) -> Iterator[Tuple[Any, str, Any]]:
+        """Fail the handles whose 'failed' payload arrived (with ``err`` when
+        it is the run's own error reaching them, its text ``error``)."""
+        for handle, _error in self._take_failing():
+            self._mark(handle, "failed", _error)
+            same = err is not None and _error == error
+            yield handle._mux, "fail", err if same else RuntimeError(_error or "subgraph failed")
+
+    def _child_action(self, event: Any) -> Optional[Tuple[Any, str, Any]]:
+        """What ``event`` asks of a child mux, if anything (after ``_fail_failing``)."""
         what, target, payload = self._target(event)
         if what == "forward":
             if target is not None and not target._mux._events._log.closed:
-                await target._mux.apush(event)
+                return target._mux, "push", event
         elif what == "started":
             if target not in self._handles:
                 self._start(target, payload)
@@ -942,48 +981,78 @@ class _RemoteSubgraphs(StreamTransformer):
                     self._failing.append((handle, payload.get("error")))
                 else:
                     self._mark(handle, status, None)
-                    await handle._mux.aclose()
-        return True
+                    return handle._mux, "close", None
+        return None
 
     def _open(self) -> List[Any]:
         handles = [h for h in reversed(list(self._handles.values())) if not h._seen_terminal]
         self._handles.clear()
         return handles
 
-    def finalize(self) -> None:
-        for handle, error in self._take_failing():
-            self._mark(handle, "failed", error)
-            handle._mux.fail(RuntimeError(error or "subgraph failed"))
+    def _finish(self) -> Iterator[Tuple[Any, str, Any]]:
+        yield from self._fail_failing()
         for handle in self._open():
             self._mark(handle, "completed", None)
-            handle._mux.close()
+            yield handle._mux, "close", None
+
+    def _fail_all(self, err: BaseException) -> Iterator[Tuple[Any, str, Any]]:
+        status, error = _status_from_exception(err)
+        yield from self._fail_failing(err, error)
+        for handle in self._open():
+            self._mark(handle, status, error)
+            yield handle._mux, "fail", err
+
+    @staticmethod
+    def _act(mux: Any, what: str, arg: Any) -> None:
+        if what == "push":
+            mux.push(arg)
+        elif what == "close":
+            mux.close()
+        else:
+            mux.fail(arg)
+
+    @staticmethod
+    async def _aact(mux: Any, what: str, arg: Any) -> None:
+        if what == "push":
+            await mux.apush(arg)
+        elif what == "close":
+            await mux.aclose()
+        else:
+            await mux.afail(arg)
+
+    def process(self, event: Any) -> bool:
+        if self._failing:
+            for action in self._fail_failing():
+                self._act(*action)
+        action = self._child_action(event)
+        if action is not None:
+            self._act(*action)
+        return True
+
+    async def aprocess(self, event: Any) -> bool:
+        if self._failing:
+            for action in self._fail_failing():
+                await self._aact(*action)
+        action = self._child_action(event)
+        if action is not None:
+            await self._aact(*action)
+        return True
+
+    def finalize(self) -> None:
+        for action in self._finish():
+            self._act(*action)
 
     async def afinalize(self) -> None:
-        for handle, error in self._take_failing():
-            self._mark(handle, "failed", error)
-            await handle._mux.afail(RuntimeError(error or "subgraph failed"))
-        for handle in self._open():
-            self._mark(handle, "completed", None)
-            await handle._mux.aclose()
+        for action in self._finish():
+            await self._aact(*action)
 
     def fail(self, err: BaseException) -> None:
-        status, error = _status_from_exception(err)
-        for handle, _error in self._take_failing():
-            self._mark(handle, "failed", _error)
-            handle._mux.fail(err if _error == error else RuntimeError(_error or "subgraph failed"))
-        for handle in self._open():
-            self._mark(handle, status, error)
-            handle._mux.fail(err)
+        for action in self._fail_all(err):
+            self._act(*action)
 
     async def afail(self, err: BaseException) -> None:
-        status, error = _status_from_exception(err)
-        for handle, _error in self._take_failing():
-            self._mark(handle, "failed", _error)
-            await handle._mux.afail(
-                err if _error == error else RuntimeError(_error or "subgraph failed"))
-        for handle in self._open():
-            self._mark(handle, status, error)
-            await handle._mux.afail(err)
+        for action in self._fail_all(err):
+            await self._aact(*action)
 
 
 def _remote_factories(flags: _Flags) -> List[Any]:
@@ -1158,15 +1227,7 @@ class _Source:
                     doc["interrupts"] = wire.decode_value(doc["interrupts"])
             except ValueError as exc:
                 raise ValueError(f"bad {where}: not a valid end entry: {exc}") from None
-            last_needed = seq if is_end else seq - 1
-            if last_needed > self.last_seq:
-                missed = last_needed - self.last_seq
-                self.last_seq = last_needed
-                raise StreamLagError(
-                    missed,
-                    f"{missed} event(s) of the run at Redis key {self.key!r} were trimmed "
-                    f"before this reader read them (it continues at {entry_id})",
-                )
+            self._check_gap(seq, entry_id)  # every event up to the end's seq was read
             self.buffer.popleft()
             return _END, doc
         try:
@@ -1177,7 +1238,43 @@ class _Source:
             raise ValueError(f"bad {where}: its wire seq is {event['seq']}")
         if seq <= self.last_seq:
             raise ValueError(f"bad {where}: seq {seq} arrives after seq {self.last_seq}")
-        last_needed = seq if is_end else seq - 1
+        self._check_gap(seq - 1, entry_id)  # every event before this one was read
+        self.buffer.popleft()
+        self.last_seq = seq
+        return event, None
+
+    def take_held(self) -> Optional[BaseException]:
+        """The error a pump step met after its events, for the next step: a
+        lag is raised now, another error is returned (it ends the run)."""
+        held, self.held = self.held, None
+        if isinstance(held, StreamLagError):
+            raise held
+        return held
+
+    def step_item(self, mux: StreamMux, pushed: bool) -> Tuple[Any, Any]:
+        """The next buffered entry for a pump step that ``pushed`` events already.
+
+        ``(event, None)``: push it.  ``(None, None)``: the step stops here (an
+        error met after its events is held for the next step).  ``(_END,
+        err)``: the run ends here, completed (``err`` None) or failed.  A lag
+        met before any event of the step is raised.
+        """
+        try:
+            event, end = self.next_item()
+        except Exception as exc:  # noqa: BLE001 - lag, or a bad entry (ends the run)
+            if pushed:
+                self.held = exc
+                return None, None
+            if isinstance(exc, StreamLagError):
+                raise
+            return _END, exc
+        if event is _END:
+            return _END, _apply_end(mux, end)
+        return event, None
+
+    def _check_gap(self, last_needed: int, entry_id: str) -> None:
+        """``StreamLagError`` (once: the reader then goes on at ``entry_id``)
+        when events up to ``last_needed`` were trimmed before this reader got them."""
         if last_needed > self.last_seq:
             missed = last_needed - self.last_seq
             self.last_seq = last_needed
@@ -1186,9 +1283,6 @@ class _Source:
                 f"{missed} event(s) of the run at Redis key {self.key!r} were trimmed "
                 f"before this reader read them (it continues at {entry_id})",
             )
-        self.buffer.popleft()
-        self.last_seq = seq
-        return event, None
 
 
 def _apply_end(mux: StreamMux, doc: Dict[str, Any]) -> Optional[BaseException]:
@@ -1235,11 +1329,8 @@ class _RemoteRun(_RemoteInfo, GraphRunStream):
         if self._exhausted:
             return False
         source = self._source
-        held = source.held
+        held = source.take_held()
         if held is not None:  # met by the previous step, after its events
-            source.held = None
-            if isinstance(held, StreamLagError):
-                raise held
             self._end(held)
             return False
         if not source.buffer:
@@ -1254,21 +1345,14 @@ class _RemoteRun(_RemoteInfo, GraphRunStream):
                 return True
         flags = self._flags
         flags.new_handle = False
-        push = self._mux.push
+        mux = self._mux
+        push = mux.push
         pushed = False
         while source.buffer:
-            try:
-                event, end = source.next_item()
-            except Exception as exc:  # noqa: BLE001 - lag, or a bad entry (ends the run)
-                if pushed:
-                    source.held = exc
-                    return True
-                if isinstance(exc, StreamLagError):
-                    raise
-                self._end(exc)
-                return False
+            event, err = source.step_item(mux, pushed)
+            if event is None:
+                return True
             if event is _END:
-                err = _apply_end(self._mux, end)
                 if err is None:
                     self._finish()
                 else:
@@ -1326,11 +1410,8 @@ class _AsyncRemoteRun(_RemoteInfo, AsyncGraphRunStream):
                 return False
         source = self._source
         mux = self._mux
-        held = source.held
+        held = source.take_held()
         if held is not None:  # met by the previous step, after its events
-            source.held = None
-            if isinstance(held, StreamLagError):
-                raise held
             await pump.end(held)
             return False
         if not source.buffer:
@@ -1357,18 +1438,10 @@ class _AsyncRemoteRun(_RemoteInfo, AsyncGraphRunStream):
         apush = mux.apush
         pushed = False
         while source.buffer:
-            try:
-                event, end = source.next_item()
-            except Exception as exc:  # noqa: BLE001 - lag, or a bad entry (ends the run)
-                if pushed:
-                    source.held = exc
-                    return True
-                if isinstance(exc, StreamLagError):
-                    raise
-                await pump.end(exc)
-                return False
+            event, err = source.step_item(mux, pushed)
+            if event is None:
+                return True
             if event is _END:
-                err = _apply_end(mux, end)
                 if err is None:
                     await pump.finish()
                 else:

@@ -17,20 +17,26 @@
     ``?namespace=research/search_docs`` keeps events whose namespace starts
     with those segments (a segment without ``:task_id`` matches any task
     of that node; a ``lifecycle`` event is matched on the namespace it
-    reports).  If history the client asked for was trimmed, an
+    reports).  ``?event=message`` sends every method event without its
+    ``event:`` line, so a browser dispatches each one, ``custom:<name>``
+    and a transformer's own methods included, to one ``message`` listener
+    (the method is in the data); ``end``, ``lag`` and ``server-error`` keep
+    their names.  If history the client asked for was trimmed, an
     ``event: lag`` (data ``{"missed": n, "next_seq": s}``) says how many
     events are gone before the stream continues at the oldest retained
     one, as ``StreamLagError`` does locally.
 ``GET /runs/{key}``
     A self-contained live page (no CDN, no build step): latest values,
     the subgraph lifecycle tree, tokens as they stream, the last seq and a
-    reconnect indicator.  Query parameters are passed on to the events URL.
+    reconnect indicator; every event it receives counts for the last seq,
+    whatever its method (it reads ``?event=message``).  Query parameters are
+    passed on to the events URL.
 ``GET /healthz``
     ``{"ok": true}`` once Redis answers ``PING``.
 
 Bad input is a 4xx with ``{"error": "<what is wrong>"}``: an unknown key
 (404), a key that is not a stream (409), a malformed ``Last-Event-ID`` /
-``after`` / ``methods`` / ``namespace`` (400), a resume point past the end
+``after`` / ``methods`` / ``namespace`` / ``event`` (400), a resume point past the end
 of a finished run (416).  Redis being unreachable is a 503.
 
 Backpressure: each SSE connection reads Redis at its client's pace, at

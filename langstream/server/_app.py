@@ -35,7 +35,7 @@ KNOWN_METHODS: FrozenSet[str] = frozenset(
 """Methods ``?methods=`` accepts, besides ``custom:<name>`` and the app's
 ``extra_methods``."""
 
-_QUERY_PARAMS = ("after", "methods", "namespace")
+_QUERY_PARAMS = ("after", "methods", "namespace", "event")
 _MAX_ID_DIGITS = 19  # fits a signed 64-bit seq; longer ids are malformed
 # Below any sane socket timeout of the client (redis-py 8 defaults to 5 s):
 # a blocking read longer than that would fail as a timeout on an idle run.
@@ -77,6 +77,15 @@ def _parse_methods(value: str, extra: FrozenSet[str]) -> FrozenSet[str]:
     return frozenset(out)
 
 
+def _parse_event(value: str) -> bool:
+    """``?event=message``: whether method events keep their ``event:`` line (no)."""
+    if value.strip() != "message":
+        raise _BadRequest(
+            400, f"event must be 'message' (every method event sent as an unnamed SSE "
+                 f"message, its method in the data), got {value!r}")
+    return False
+
+
 def _parse_namespace(value: str) -> Tuple[str, ...]:
     segments = tuple(value.strip("/").split("/")) if value.strip("/") else ()
     if not segments or any(not s for s in segments):
@@ -116,9 +125,11 @@ def _data_lines(payload: str) -> str:
     return "".join(f"data: {line}\n" for line in lines)
 
 
-def _frame(seq: Optional[int], event: str, payload: str) -> str:
+def _frame(seq: Optional[int], event: Optional[str], payload: str) -> str:
     head = f"id: {seq}\n" if seq is not None else ""
-    return f"{head}event: {event}\n{_data_lines(payload)}\n"
+    if event is not None:  # without it, a browser dispatches a "message"
+        head += f"event: {event}\n"
+    return f"{head}{_data_lines(payload)}\n"
 
 
 # -- shared state --------------------------------------------------------------
@@ -239,12 +250,13 @@ class _EventStream:
     """ASGI response that streams one run; ends when the client leaves."""
 
     def __init__(self, hub: _Hub, key: str, after: int, methods: Optional[FrozenSet[str]],
-                 namespace: Optional[Tuple[str, ...]]) -> None:
+                 namespace: Optional[Tuple[str, ...]], named: bool = True) -> None:
         self.hub = hub
         self.key = key
         self.after = after
         self.methods = methods
         self.namespace = namespace
+        self.named = named  # method events carry ``event: <method>``
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         producer = asyncio.ensure_future(self._produce(send))
@@ -307,6 +319,7 @@ class _EventStream:
         key = self.key
         methods = self.methods
         prefix = self.namespace
+        named = self.named
         pos = self.after  # last seq the client has
         start = f"{pos}-1"  # first id after "<pos>-0"
         last_write = time.monotonic()
@@ -353,7 +366,7 @@ class _EventStream:
                             ns = event["data"].get("namespace", ns)
                         if not _ns_matches(ns, prefix):
                             continue
-                    out.append(_frame(seq, str(method), payload))
+                    out.append(_frame(seq, str(method) if named else None, payload))
                 if out:
                     await self._body(send, "".join(out))
                     last_write = time.monotonic()
@@ -519,7 +532,7 @@ def create_app(
     def error(status: int, message: str) -> Response:
         return JSONResponse({"error": message}, status_code=status)
 
-    def parse_query(request: Request) -> Tuple[Optional[FrozenSet[str]], Optional[Tuple[str, ...]], Optional[int]]:
+    def parse_query(request: Request) -> Tuple[Optional[FrozenSet[str]], Optional[Tuple[str, ...]], Optional[int], bool]:
         params = request.query_params
         for name in params.keys():
             if name not in _QUERY_PARAMS:
@@ -531,7 +544,8 @@ def create_app(
         methods = _parse_methods(params["methods"], extra) if "methods" in params else None
         namespace = _parse_namespace(params["namespace"]) if "namespace" in params else None
         after = _parse_seq(params["after"], "after") if "after" in params else None
-        return methods, namespace, after
+        named = _parse_event(params["event"]) if "event" in params else True
+        return methods, namespace, after, named
 
     async def check_key(key: str) -> Any:
         if not key:
@@ -548,7 +562,7 @@ def create_app(
         key = request.path_params["key"]
         ensure_client()
         try:
-            methods, namespace, after = parse_query(request)
+            methods, namespace, after, named = parse_query(request)
             header = request.headers.get("last-event-id")
             if header is not None:
                 after = _parse_seq(header, "Last-Event-ID")
@@ -566,7 +580,7 @@ def create_app(
             return error(exc.status, exc.message)
         except (RedisError, OSError) as exc:
             return error(503, f"Redis is unavailable: {type(exc).__name__}: {exc}")
-        return _EventStream(hub, key, after, methods, namespace)
+        return _EventStream(hub, key, after, methods, namespace, named)
 
     async def page(request: Request) -> Any:
         key = request.path_params["key"]

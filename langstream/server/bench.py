@@ -232,9 +232,11 @@ class _LatencyRedis(threading.Thread):
 
 _BROWSER_HOOK = """(function () {
   window.__lat = [];
-  window.langstream.es.addEventListener('messages', function (e) {
+  window.langstream.es.addEventListener('message', function (e) {
     var now = performance.timeOrigin + performance.now();
-    var d = JSON.parse(e.data).data;
+    var ev = JSON.parse(e.data);
+    if (ev.method !== 'messages') { return; }
+    var d = ev.data;
     var pair = (d && d.__ls__ === 'tuple') ? d.v : d;
     if (pair && pair[1] && pair[1].t_push) { window.__lat.push(now - pair[1].t_push * 1000); }
   });

@@ -4,12 +4,10 @@
   "use strict";
 
   var $ = function (id) { return document.getElementById(id); };
-  var METHODS = ["values", "updates", "messages", "lifecycle", "custom", "tasks",
-                 "checkpoints", "debug"];
-
   // State the page renders from; exposed read-only-ish for tests and debugging.
   var state = {
-    lastSeq: 0,        // seq of the last event received
+    lastSeq: 0,        // seq of the last event received, whatever its method
+    received: 0,       // events received (each once)
     duplicates: 0,     // events received twice (must stay 0)
     reconnects: 0,     // times the connection dropped and was re-established
     ended: false,
@@ -29,6 +27,11 @@
   var base = location.pathname.replace(/\/+$/, "") + "/events";
   var filters = new URLSearchParams(location.search);
   filters.delete("after");
+  // Every method event arrives as an unnamed SSE "message" (its method is in
+  // the data): an EventSource dispatches a named event only to a listener of
+  // that name, and custom:<name> or a transformer's own method cannot be
+  // listed in advance.  So every event counts for the last seq and for resume.
+  filters.set("event", "message");
 
   function eventsUrl(after) {
     var q = new URLSearchParams(filters);
@@ -195,12 +198,14 @@
     var seq = Number(e.lastEventId);
     if (!(seq > state.lastSeq)) { state.duplicates += 1; return; }
     state.lastSeq = seq;
+    state.received += 1;
     $("last-seq").textContent = String(seq);
     var ev;
     try { ev = JSON.parse(e.data); } catch (err) { problem("bad event data at seq " + seq); return; }
-    if (e.type === "messages") { onMessages(ev, seq); }
-    else if (e.type === "lifecycle") { onLifecycle(ev); }
-    else if (e.type === "values") { onValues(ev); }
+    var method = ev && ev.method;
+    if (method === "messages") { onMessages(ev, seq); }
+    else if (method === "lifecycle") { onLifecycle(ev); }
+    else if (method === "values") { onValues(ev); }
   }
 
   function onEnd(e) {
@@ -254,7 +259,7 @@
         setTimeout(connect, 2000);
       }
     };
-    METHODS.forEach(function (m) { es.addEventListener(m, onEvent); });
+    es.addEventListener("message", onEvent);
     es.addEventListener("end", onEnd);
     es.addEventListener("lag", function (e) {
       var d = JSON.parse(e.data);
