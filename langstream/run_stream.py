@@ -766,11 +766,7 @@ class _AsyncPump:
         except BaseException as exc:
             more = await self.after_error(exc)
         finally:
-            if self.waiters or self.readers or self.settled is not None:
-                self.end_step()
-            else:
-                self.pumping = False
-                self.pump_task = None
+            self.end_step()
         if cursor.pending:
             return reader._take()
         if reader._log.closed:

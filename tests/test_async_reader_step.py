@@ -368,3 +368,26 @@ def test_an_awaited_read_cannot_be_awaited_again(backend: str) -> None:
         return item, False
 
     assert _both(main) == ({"i": 0}, True)
+
+
+def test_reads_under_a_tracer_get_the_same_items(backend: str) -> None:
+    """With a trace function set (coverage, debuggers), an awaiting coroutine
+    takes a read's result through ``send``/``__next__`` and ``StopIteration``
+    instead of the fast protocol: the items are the same."""
+    import sys
+
+    def tracer(frame: Any, event: str, arg: Any) -> Any:
+        return tracer
+
+    async def main(route: str) -> Any:
+        run = _open(areplay(_parts(), ValueError("boom"), yield_every=3), route)
+        return await _read(run.values.__aiter__())
+
+    previous = sys.gettrace()
+    sys.settrace(tracer)
+    try:
+        traced = _both(main)
+    finally:
+        sys.settrace(previous)
+    assert traced == _both(main)
+    assert traced == ([{"i": i} for i in range(12)], ("ValueError", "boom"))
