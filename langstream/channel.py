@@ -165,8 +165,10 @@ class _AsyncChannelIterator(Generic[T]):
 
         A run's own pump reads for the reader (``_AsyncPump.step(reader)``
         returns the reader's next item): an unbounded reader awaits that step
-        directly, one coroutine per item; a bounded one goes through
-        ``_anext``, which ends in the same step (and any other pump there).
+        directly, one coroutine per item (on the C event log the step's
+        compiled twin, ``_pump_c.AsyncReaderStep``: no coroutine); a bounded
+        one goes through ``_anext``, which ends in the same step (and any
+        other pump there).
         """
         if self._step is self._channel._arequest_more:
             return self._call(self)  # type: ignore[no-any-return]
