@@ -187,12 +187,17 @@ def _blocking_graph(parts: List[Dict[str, Any]], at: int, gate: Dict[str, Any]) 
     return graph()
 
 
+def _gated(parts: List[Dict[str, Any]], at: int, route: str) -> Tuple[Any, Dict[str, Any]]:
+    """A run of ``_blocking_graph`` on ``route`` (in a running loop), and its gate."""
+    gate = {"waiting": asyncio.Event(), "release": asyncio.Event(), "closed": False}
+    return _open(_blocking_graph(parts, at, gate), route), gate
+
+
 def test_cancel_while_pulling_ends_the_run_with_a_clear_error(backend: str) -> None:
     parts = [values({"i": i}) for i in range(6)]
 
     async def main(route: str) -> Any:
-        gate = {"waiting": asyncio.Event(), "release": asyncio.Event(), "closed": False}
-        run = _open(_blocking_graph(parts, 3, gate), route)
+        run, gate = _gated(parts, 3, route)
         it = run.values.__aiter__()
         other = run.updates.__aiter__()
         read: List[Any] = []
@@ -219,8 +224,7 @@ def test_cancel_while_waiting_for_another_pump_loses_nothing(backend: str) -> No
     parts = [values({"i": i}) if i % 2 == 0 else updates({"n": {"i": i}}) for i in range(10)]
 
     async def main(route: str) -> Any:
-        gate = {"waiting": asyncio.Event(), "release": asyncio.Event(), "closed": False}
-        run = _open(_blocking_graph(parts, 4, gate), route)
+        run, gate = _gated(parts, 4, route)
         vals = run.values.__aiter__()
         upds = run.updates.__aiter__()
         first = await _read(upds, limit=1)  # pumps values 0, updates 1
@@ -306,8 +310,7 @@ def test_closing_a_read_while_it_pulls_ends_the_run_like_the_step(backend: str) 
     parts = [values({"i": i}) for i in range(6)]
 
     async def main(route: str) -> Any:
-        gate = {"waiting": asyncio.Event(), "release": asyncio.Event(), "closed": False}
-        run = _open(_blocking_graph(parts, 3, gate), route)
+        run, gate = _gated(parts, 3, route)
         it = run.values.__aiter__()
         other = run.updates.__aiter__()
         got = [await it.__anext__() for _ in range(3)]
@@ -336,8 +339,7 @@ def test_a_read_runs_as_a_task_and_is_cancelled_like_the_step(backend: str) -> N
     parts = [values({"i": i}) for i in range(6)]
 
     async def main(route: str) -> Any:
-        gate = {"waiting": asyncio.Event(), "release": asyncio.Event(), "closed": False}
-        run = _open(_blocking_graph(parts, 1, gate), route)
+        run, gate = _gated(parts, 1, route)
         it = run.values.__aiter__()
         first = await asyncio.create_task(it.__anext__())
         task = asyncio.create_task(it.__anext__())
