@@ -373,7 +373,9 @@ cdef class PartDispatcher:
             if found != NULL:
                 return <object>found
         fast = self.mux._below_route(method, key)
-        compiled = _SLOW if fast is None else _compile(fast)
+        if fast is None:  # (never kept: see ``StreamMux._below_route``)
+            return _SLOW
+        compiled = _compile(fast)
         if self.shared.epoch == epoch:
             by_ns[key] = compiled
         return compiled

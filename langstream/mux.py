@@ -236,10 +236,10 @@ class _Shared:
         # new handle, so the async pump lets consumers subscribe before it
         # pulls on (pushes to a log nobody subscribes to are not stored)
         self.children = 0
-        # bumped whenever the tree's routing facts change (a namespace
-        # discovered or ended anywhere, a transformer registered on any mux):
-        # every mux's per-namespace routes below its scope are then
-        # recomputed (see ``StreamMux._below_route``)
+        # bumped whenever a kept route may have become wrong (a namespace
+        # ended anywhere, a transformer registered on any mux): every mux's
+        # per-namespace routes below its scope are then recomputed (see
+        # ``StreamMux._below_route``; a discovery changes no kept route)
         self.epoch = 0
 
 
@@ -743,7 +743,12 @@ class StreamMux:
                 ops.append(op)  # type: ignore[union-attr]
             if ops is None:
                 break
-        route = _with_guards(ops, checks) if ops is not None else None
+        if ops is None:
+            # (not kept: the part takes the event path, and when it discovers
+            # a namespace the next part's route differs; a discovery changes
+            # no route that is kept, so it does not move the epoch)
+            return None
+        route = _with_guards(ops, checks)
         if self._below_epoch == self._shared.epoch:  # (a child's route may have moved it)
             by_ns[namespace] = route
         return route

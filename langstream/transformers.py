@@ -500,15 +500,15 @@ class _SubtreeTracker(StreamTransformer):
         self._tool_calls: Dict[str, str] = {}
         # the cause of the namespace being started (read by _on_started)
         self._pending_cause: Optional[LifecycleCause] = None
-        # the state its mux tree shares (set at registration): every change
-        # of what is open bumps its epoch (routes below a scope depend on it)
+        # the state its mux tree shares (set at registration): a namespace
+        # that ends bumps its epoch (routes below a scope depend on it)
         self._tree: Any = None
 
     def _on_register(self, mux: Any) -> None:
         self._tree = mux._shared
 
     def _changed(self) -> None:
-        """What is open changed: the routes below every scope are stale."""
+        """Something open ended: the routes below every scope are stale."""
         tree = self._tree
         if tree is not None:
             tree.epoch += 1
@@ -560,8 +560,10 @@ class _SubtreeTracker(StreamTransformer):
         for key in keys:
             if key in self._seen:
                 continue
+            # (no route changes: a part that discovers takes the event path,
+            # and routes that would discover are never kept, see
+            # ``StreamMux._below_route``)
             self._seen.add(key)
-            self._changed()
             graph_name, task_id = parse_segment(key[-1])
             cause: Optional[LifecycleCause] = None
             if agent is not None and key == keys[-1]:
