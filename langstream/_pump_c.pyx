@@ -896,19 +896,24 @@ cdef class AsyncReaderStep:
         inner = self.inner
         try:
             if exc is not None:
-                return inner.throw(exc)
-            r = ls_send(inner, value, &res)
+                try:
+                    return inner.throw(exc)
+                except StopIteration as stop:  # (it returned after all)
+                    out = stop.value
+            else:
+                r = ls_send(inner, value, &res)
+                out = <object>res
+                Py_XDECREF(res)
+                if r == 1:
+                    return out
         except BaseException:
             self.state = 3
             self.inner = None
             raise
-        out = <object>res
-        Py_XDECREF(res)
-        if r == 0:
-            self.inner = None
-            # (``resume`` ended the step it finished without an item for
-            # the reader: the next step is this one's again)
-            self.state = 0 if out is _AGAIN else 3
+        self.inner = None
+        # (``resume`` ended the step it finished without an item for the
+        # reader: the next step is this one's again)
+        self.state = 0 if out is _AGAIN else 3
         return out
 
     cdef object _hand_over(self, object coro):
@@ -929,9 +934,8 @@ cdef class AsyncReaderStep:
         cdef Cursor cursor = self.cursor
         pump = s.pump
         if cursor.log is not None and ls_ring_peek(&cursor.log.ring, &cursor.c, &seq):
-            item = next(cursor)
             self.state = 3
-            return item
+            return next(cursor)
         if (self.log.is_closed() or _get(pump, lay.exhausted)
                 or _get(pump, lay.pumping) or _get(pump, lay.settle)
                 or _get(s.shared, lay.children) != _get(pump, lay.children_seen)
