@@ -142,6 +142,8 @@ class MessagesTransformer(StreamTransformer):
             extra).
     """
 
+    _plain_instances = True
+
     _native = True
     required_stream_modes = ("messages",)
     _key = "messages"
@@ -327,6 +329,8 @@ class AllMessagesTransformer(MessagesTransformer):
     levels down).  Not in the default pipeline: register it with
     ``transformers=[AllMessagesTransformer]``.
     """
+
+    _plain_instances = True
 
     _key = "all_messages"
 

@@ -126,6 +126,44 @@ def _router(transformer: Any) -> Optional[Callable[[str, bool], bool]]:
     return router
 
 
+class _Facts:
+    """What registration asks of a transformer, answered once for a class
+    whose instances are plain (see ``_plain_facts``)."""
+
+    __slots__ = ("needs_loop", "router", "direct", "native", "pre", "on_register")
+
+    def __init__(self, transformer: Any) -> None:
+        cls = type(transformer)
+        _check_transformer(transformer, "factory", None)
+        self.needs_loop = _needs_event_loop(transformer)
+        self.router = _router(transformer)
+        self.direct = _calls_process(transformer)
+        self.native = bool(getattr(transformer, "_native", False))
+        self.pre = bool(getattr(transformer, "before_builtins", False))
+        self.on_register = getattr(cls, "_on_register", None)
+
+
+# class -> its ``_Facts``, or None: the class does not promise plain instances
+_FACTS_BY_CLASS: Dict[type, Optional[_Facts]] = {}
+
+
+def _plain_facts(transformer: Any) -> Optional[_Facts]:
+    """The registration answers of ``transformer``'s class, when the class
+    says (``_plain_instances = True`` in its own body, not inherited) that
+    its instances hold none of the hooks and flags registration reads, so
+    the answers are the class's.  The built-in transformers say so: a child
+    mux per subgraph then registers them without asking each instance again.
+    A subclass asks per instance unless it says so itself."""
+    cls = type(transformer)
+    try:
+        return _FACTS_BY_CLASS[cls]
+    except KeyError:
+        pass
+    facts = _Facts(transformer) if cls.__dict__.get("_plain_instances") is True else None
+    _FACTS_BY_CLASS[cls] = facts
+    return facts
+
+
 def _refuse_foreign_channels(transformer: Any, projection: Dict[str, Any]) -> None:
     """Refuse projections that are LangGraph's own ``StreamChannel``.
 
@@ -432,10 +470,16 @@ class StreamMux:
                     made = factory(scope)
                 except _STOPS as exc:  # (it would read as the end of the run)
                     raise _factory_stop(factory, scope, exc) from exc
-                transformer = _check_transformer(made, "factory", factory)
-                (pre if getattr(transformer, "before_builtins", False) else rest).append(
-                    transformer
-                )
+                # (the class as its own factory: no code but the class's ran
+                # on the instance, so a plain class's answers are its own)
+                facts = _plain_facts(made) if factory is type(made) else None
+                if facts is None:
+                    transformer = _check_transformer(made, "factory", factory)
+                    (pre if getattr(transformer, "before_builtins", False) else rest).append(
+                        (transformer, None)
+                    )
+                else:
+                    (pre if facts.pre else rest).append((made, facts))
             self._register_all((*pre, *rest) if pre else rest)
             pre = []
             rest = []
@@ -447,26 +491,34 @@ class StreamMux:
                 )
             for transformer in (*pre, *rest):
                 self._register(transformer)
+        self._routed: Any = _UNSET  # (``_routed_ids``, computed on first use)
 
     # ------------------------------------------------------------ registration
 
     def _register(self, transformer: Any) -> None:
         """Register one more transformer (at construction, or mid-run)."""
-        self._register_all((transformer,))
+        self._register_all(((transformer, None),))
         # (mid-run, routes below a parent's scope may go through here; the
         # factories' transformers of a new child mux change no route in use)
         self._shared.epoch += 1
 
     def _register_all(self, entries: Any) -> None:
-        """Register transformers in order (``_register``, one after the other)."""
+        """Register transformers in order (``_register``, one after the other).
+
+        ``entries`` holds ``(transformer, facts)`` pairs: the class's answers
+        (``_plain_facts``) when the transformer is a plain instance just made
+        by its class, else ``None`` (each is asked).
+        """
         is_async = self.is_async
         my_scope = self.scope
         transformers = self._transformers
         routers = self._routers
         extensions = self.extensions
         by_key = self._transformer_by_key
-        for transformer in entries:
-            if not is_async and _needs_event_loop(transformer):
+        for transformer, facts in entries:
+            if not is_async and (
+                _needs_event_loop(transformer) if facts is None else facts.needs_loop
+            ):
                 raise RuntimeError(
                     f"{type(transformer).__name__} requires an async run: it needs a "
                     "running event loop (it overrides aprocess/afinalize/afail or sets "
@@ -492,17 +544,22 @@ class StreamMux:
                     f"Transformer {type(transformer).__name__} returned projection keys "
                     f"that conflict with already-registered keys: {listed}"
                 )
-            native = bool(getattr(transformer, "_native", False))
+            native = bool(getattr(transformer, "_native", False)) if facts is None else facts.native
             transformers.append(transformer)
             # routing predicates speak of the transformer's own scope: trust them
             # only when it is this mux's
             scope = getattr(transformer, "scope", ())
-            same_scope = (scope if type(scope) is tuple else tuple(scope)) == my_scope
-            routers.append(_router(transformer) if same_scope else None)
-            if is_async and _calls_process(transformer):
+            if (scope if type(scope) is tuple else tuple(scope)) != my_scope:
+                routers.append(None)
+            else:
+                routers.append(_router(transformer) if facts is None else facts.router)
+            if is_async and (_calls_process(transformer) if facts is None else facts.direct):
                 self._direct.add(id(transformer))  # (the mux keeps it: the id stays its own)
-            self._routes.clear()
-            self._fast_routes.clear()
+            self._routed = _UNSET
+            if self._routes:
+                self._routes.clear()
+            if self._fast_routes:
+                self._fast_routes.clear()
             for listener in self._route_listeners:
                 listener._invalidate()
             for key, value in projection.items():
@@ -513,9 +570,12 @@ class StreamMux:
                 by_key[key] = transformer
             if native:
                 self.native_keys.update(projection)
-            on_register = getattr(transformer, "_on_register", None)
-            if on_register is not None:
-                on_register(self)
+            if facts is None:
+                on_register = getattr(transformer, "_on_register", None)
+                if on_register is not None:
+                    on_register(self)
+            elif facts.on_register is not None:
+                facts.on_register(transformer, self)
 
     def _adopt_channel(self, key: str, channel: StreamChannel[Any], native: bool) -> None:
         is_async = self.is_async
@@ -658,10 +718,14 @@ class StreamMux:
     def _routed_ids(self) -> Optional[set]:
         """The ids of the transformers with a trusted router (only they may
         have fast handlers), or ``None`` when every one has one."""
-        routers = self._routers
-        if None not in routers:
-            return None
-        return {id(t) for t, r in zip(self._transformers, routers) if r is not None}
+        routed = self._routed
+        if routed is _UNSET:
+            routers = self._routers
+            routed = self._routed = (
+                None if None not in routers
+                else {id(t) for t, r in zip(self._transformers, routers) if r is not None}
+            )
+        return routed
 
     def _fast_route(self, method: str, at_scope: bool) -> Optional[Tuple[Callable[[Any], None], ...]]:
         key = method if at_scope else (method, False)

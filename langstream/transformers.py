@@ -105,6 +105,11 @@ class StreamTransformer(ABC):
         before_builtins: register ahead of the other transformers of its
             group (for transformers that mutate events).
         _native: expose its projection keys as run-stream attributes.
+        _plain_instances: read from the class's own body only (a subclass
+            does not inherit it): its ``__init__`` sets none of the hooks
+            and flags registration reads on the instance, so a mux asks the
+            class once instead of every instance (the built-ins set it;
+            ``langstream.mux._plain_facts``).
     """
 
     requires_async: ClassVar[bool] = False
@@ -342,6 +347,8 @@ class ValuesTransformer(_ScopedProjection):
     subscribes (``latest``, ``interrupted``, ``interrupts``).
     """
 
+    _plain_instances = True
+
     required_stream_modes = ("values",)
     _method = "values"
     _key = "values"
@@ -403,6 +410,8 @@ class ValuesTransformer(_ScopedProjection):
 class UpdatesTransformer(_ScopedProjection):
     """``run.updates``: ``{node: update}`` after each step, at the run's scope."""
 
+    _plain_instances = True
+
     required_stream_modes = ("updates",)
     _method = "updates"
     _key = "updates"
@@ -410,6 +419,8 @@ class UpdatesTransformer(_ScopedProjection):
 
 class CustomTransformer(_ScopedProjection):
     """``run.custom``: payloads written by nodes' stream writers, at the run's scope."""
+
+    _plain_instances = True
 
     required_stream_modes = ("custom",)
     _method = "custom"
@@ -419,6 +430,8 @@ class CustomTransformer(_ScopedProjection):
 class CheckpointsTransformer(_ScopedProjection):
     """``run.checkpoints``: checkpoint payloads at the run's scope."""
 
+    _plain_instances = True
+
     required_stream_modes = ("checkpoints",)
     _method = "checkpoints"
     _key = "checkpoints"
@@ -427,6 +440,8 @@ class CheckpointsTransformer(_ScopedProjection):
 class DebugTransformer(_ScopedProjection):
     """``run.debug``: debug payloads at the run's scope."""
 
+    _plain_instances = True
+
     required_stream_modes = ("debug",)
     _method = "debug"
     _key = "debug"
@@ -434,6 +449,8 @@ class DebugTransformer(_ScopedProjection):
 
 class TasksTransformer(_ScopedProjection):
     """``run.tasks``: raw task start/result payloads at the run's scope."""
+
+    _plain_instances = True
 
     required_stream_modes = ("tasks",)
     _method = "tasks"
@@ -760,6 +777,8 @@ class LifecycleTransformer(_SubtreeTracker):
     ``error``.
     """
 
+    _plain_instances = True
+
     _native = True
 
     def __init__(self, scope: Tuple[str, ...] = ()) -> None:
@@ -824,6 +843,8 @@ class SubgraphTransformer(_SubtreeTracker):
     handle can subscribe to its projections before it arrives).
     Grandchildren appear on the child handle's own ``subgraphs``.
     """
+
+    _plain_instances = True
 
     _native = True
     supports_sync = True

@@ -195,6 +195,104 @@ def test_registration_leaves_transformer_attributes_alone(backend):
     assert values.scope == () and values._log is mux.extensions["values"]
 
 
+# ------------------------------- built-in classes answered once per class
+
+
+def _values_factory_with(**attrs):
+    """A factory (not the class itself) that changes the built-in instance."""
+    def factory(scope):
+        made = ValuesTransformer(scope)
+        for name, value in attrs.items():
+            setattr(made, name, value)
+        return made
+    return factory
+
+
+class _BelowRootOnly:
+    """A factory that builds ``factory``'s transformer only below the root."""
+
+    def __init__(self, factory):
+        self.factory = factory
+
+    def __call__(self, scope):
+        return self.factory(scope) if scope else _Counter(scope)
+
+
+def test_a_factory_that_changes_a_builtin_instance_is_read_per_instance(backend):
+    """Built-in classes are asked once (their ``__init__`` sets no hook); a
+    factory that is not the class may change the instance, and that wins,
+    at the root and in every child."""
+    strict = _values_factory_with(_needs_event_loop=lambda: True)
+    with pytest.raises(RuntimeError, match="ValuesTransformer requires an async run"):
+        StreamMux(factories=[strict])
+    root = StreamMux(factories=[ValuesTransformer, _BelowRootOnly(strict)])
+    with pytest.raises(RuntimeError, match="ValuesTransformer requires an async run"):
+        root._make_child(("a:1",))
+    quiet = StreamMux(factories=[_values_factory_with(_native=False)])
+    assert quiet.native_keys == set()
+    child = quiet._make_child(("a:1",))
+    assert child.native_keys == set()
+    plain = StreamMux(factories=[ValuesTransformer])
+    assert plain.native_keys == {"values"}
+    assert plain._make_child(("a:1",)).native_keys == {"values"}
+
+
+def test_a_prebuilt_builtin_instance_is_read_per_instance(backend):
+    """A pre-built transformer may have been changed after construction."""
+    changed = ValuesTransformer(())
+    changed._needs_event_loop = lambda: True
+    with pytest.raises(RuntimeError, match="ValuesTransformer requires an async run"):
+        StreamMux([changed])
+    routed_everywhere = ValuesTransformer(())
+    routed_everywhere._routing = lambda: None  # every event, as process sees it
+    mux = StreamMux([routed_everywhere, _Counter(())])
+    assert mux._route("updates", True) == (routed_everywhere,)
+    assert StreamMux([ValuesTransformer(())])._route("updates", True) == ()
+
+
+@pytest.mark.parametrize("lane", LANES)
+def test_a_subclass_of_a_builtin_is_asked_per_instance(backend, lane):
+    """The promise is read from the class's own body: a subclass whose
+    ``__init__`` sets a flag on the instance is not taken for its parent,
+    in the root mux and in every subgraph's."""
+
+    class StrictValues(ValuesTransformer):
+        def __init__(self, scope=()):
+            super().__init__(scope)
+            if scope:  # (only below the root: the root's instance is plain)
+                self._needs_event_loop = lambda: True
+
+    class SeenValues(ValuesTransformer):
+        _key = "seen_values"
+
+        def __init__(self, scope=()):
+            super().__init__(scope)
+            self.seen = []
+
+        def process(self, event):
+            self.seen.append(event["method"])
+            return super().process(event)
+
+    root = StreamMux(factories=[StrictValues])
+    with pytest.raises(RuntimeError, match="StrictValues requires an async run"):
+        root._make_child(("a:1",))
+    StreamMux(factories=[StrictValues], is_async=True)._make_child(("a:1",))
+    made = []
+
+    def factory(scope):
+        made.append(SeenValues(scope))
+        return made[-1]
+
+    parts = _sub_parts()
+    parts.insert(2, _part("updates", ("a:1",), {"n": {"i": 1}}))
+    output, error = _run_output(lane, parts, [factory])
+    assert error is None and output == {"i": 3}
+    # (its process overrides the class's: no route of its parent's applies,
+    # it sees every event of its mux)
+    assert [t.scope for t in made] == [(), ("a:1",)]
+    assert made[1].seen == ["values", "updates", "values"]
+
+
 # ------------------------------------- errors at a subgraph's scope only
 
 
