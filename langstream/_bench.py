@@ -76,6 +76,7 @@ from typing import (
     Optional,
     Sequence,
     Tuple,
+    Union,
 )
 
 __all__ = ["main", "Scenario", "register_scenario", "SCENARIOS"]
@@ -639,6 +640,25 @@ def _rotate(keys: List[str], r: int) -> List[str]:
     return keys[k:] + keys[:k]
 
 
+# ``--warmup auto`` (the default on PyPy): warm-up rounds go on until the
+# last STEADY_ROUNDS figures of every contender are within STEADY_SPREAD of
+# each other, for at most AUTO_WARMUP_MAX rounds or AUTO_WARMUP_SECONDS.  A
+# JIT compiles a scenario's paths over several runs (PyPy: M sync takes about
+# ten runs of 20,000 parts to settle); a fixed count would measure the
+# compilation.
+STEADY_ROUNDS = 3
+STEADY_SPREAD = 0.10
+AUTO_WARMUP_MAX = 30
+AUTO_WARMUP_SECONDS = 120.0
+AUTO = "auto"
+
+
+def steady(figures: List[float]) -> bool:
+    """True when the last ``STEADY_ROUNDS`` figures agree within ``STEADY_SPREAD``."""
+    last = figures[-STEADY_ROUNDS:]
+    return len(last) == STEADY_ROUNDS and max(last) <= min(last) * (1 + STEADY_SPREAD)
+
+
 def run_rounds(
     scenario: Scenario,
     lane: str,
@@ -646,20 +666,32 @@ def run_rounds(
     parts: List[Any],
     runs: int,
     rounds: int,
-    warmup: int,
-) -> Tuple[Dict[str, List[float]], Dict[str, int]]:
+    warmup: Union[int, str],
+) -> Tuple[Dict[str, List[float]], Dict[str, int], int]:
     """ns/part per contender per round, interleaved (the order rotates each round).
 
-    Returns the raw figures and the items each contender read per round (the
-    same in every round, else ``RuntimeError``).
+    ``warmup`` is a count of unmeasured rounds first, or ``"auto"``: until
+    every contender is steady (see ``steady``).  Returns the raw figures,
+    the items each contender read per round (the same in every round, else
+    ``RuntimeError``) and the warm-up rounds run.
     """
     keys = list(contenders)
     raw: Dict[str, List[float]] = {k: [] for k in keys}
+    warm: Dict[str, List[float]] = {k: [] for k in keys}
     items: Dict[str, int] = {}
     total = len(parts) * runs
+    auto = warmup == AUTO
+    first = -(AUTO_WARMUP_MAX if auto else int(warmup))
+    started = time.monotonic()
+    warmed = 0
     loop = asyncio.new_event_loop() if lane == "async" else None
     try:
-        for r in range(-warmup, rounds):
+        for r in range(first, rounds):
+            if r < 0 and auto and warmed and (
+                all(steady(warm[k]) for k in keys)
+                or time.monotonic() - started > AUTO_WARMUP_SECONDS
+            ):
+                continue  # (warm: on to the measured rounds)
             line = []
             for key in _rotate(keys, r):
                 gc.collect()
@@ -674,16 +706,19 @@ def run_rounds(
                         f"expected {expected if expected is not None else 'some'}")
                 items[key] = count
                 ns = elapsed / total
-                if r >= 0:
-                    raw[key].append(ns)
+                (raw if r >= 0 else warm)[key].append(ns)
                 line.append(f"{key} {ns:,.0f}")
-            tag = f"warm-up {r + warmup + 1}/{warmup}" if r < 0 else f"round {r + 1}/{rounds}"
+            if r < 0:
+                warmed += 1
+                tag = f"warm-up {warmed}" + ("" if auto else f"/{-first}")
+            else:
+                tag = f"round {r + 1}/{rounds}"
             _progress(f"[bench] {scenario.key} {lane:5} {tag}: " + ", ".join(line)
                       + f" ns/part (load {_loadavg()})")
     finally:
         if loop is not None:
             loop.close()
-    return raw, items
+    return raw, items, warmed
 
 
 # ------------------------------------------------------------ memory scenario
@@ -1335,6 +1370,19 @@ def _scenario_key(text: str) -> str:
     return key
 
 
+def _warmup_arg(text: str) -> Union[int, str]:
+    if text.strip().lower() == AUTO:
+        return AUTO
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(
+            f"--warmup must be a count >= 0 or 'auto', got {text!r}")
+    return value
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m langstream bench",
@@ -1353,8 +1401,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--run-parts", type=_positive, default=100,
                    help="parts per run of scenario C (default 100)")
     p.add_argument("--rounds", type=_positive, default=5, help="measured rounds (default 5)")
-    p.add_argument("--warmup", type=int, default=None,
-                   help="unmeasured rounds first (default 1; 3 on PyPy)")
+    p.add_argument("--warmup", type=_warmup_arg, default=None, metavar="N|auto",
+                   help="unmeasured rounds first, or 'auto': until every contender's last "
+                        f"{STEADY_ROUNDS} figures agree within {STEADY_SPREAD:.0%} (at most "
+                        f"{AUTO_WARMUP_MAX} rounds or {AUTO_WARMUP_SECONDS:.0f} s) "
+                        "(default 1; auto on PyPy, whose JIT settles over several runs)")
     p.add_argument("--json", metavar="FILE", help="write every raw figure and the machine info")
     p.add_argument("--plot", metavar="FILE.png",
                    help="one chart per scenario, ratios in the titles (needs matplotlib)")
@@ -1418,16 +1469,13 @@ def _main(args: argparse.Namespace) -> int:
         except ImportError:
             sys.stderr.write(f"error: {MATPLOTLIB_MISSING}\n")
             return 2
-    if args.warmup is not None and args.warmup < 0:
-        sys.stderr.write(f"error: --warmup must be >= 0, got {args.warmup}\n")
-        return 2
     if args.interpreters:
         if args.backend:
             sys.stderr.write("error: --interpreters picks the backends itself; drop --backend\n")
             return 2
         return run_interpreters(args, _passthrough(args))
     warmup = args.warmup if args.warmup is not None else (
-        3 if platform.python_implementation() == "PyPy" else 1)
+        AUTO if platform.python_implementation() == "PyPy" else 1)
     backends = available_backends()
     if args.backend:
         missing = [b for b in args.backend if b not in backends]
@@ -1454,6 +1502,7 @@ def _main(args: argparse.Namespace) -> int:
     raw: Dict[str, Dict[str, Dict[str, List[float]]]] = {}
     items: Dict[str, Dict[str, Dict[str, int]]] = {}
     sizes: Dict[str, Tuple[int, int]] = {}
+    warmups: Dict[str, Dict[str, int]] = {}  # warm-up rounds run per scenario and lane
     for key in dict.fromkeys(scenario_keys):
         scenario = SCENARIOS[key]
         if scenario.concurrent:
@@ -1474,9 +1523,11 @@ def _main(args: argparse.Namespace) -> int:
                 contenders[ck] = factory(ck, scenario, backends, lg)
             if lg is not None:
                 contenders[LG] = factory(LG, scenario, backends, lg)
-            r, it = run_rounds(scenario, lane, contenders, parts, runs, args.rounds, warmup)
+            r, it, warmed = run_rounds(scenario, lane, contenders, parts, runs, args.rounds,
+                                       warmup)
             raw.setdefault(key, {})[lane] = r
             items.setdefault(key, {})[lane] = it
+            warmups.setdefault(key, {})[lane] = warmed
 
     summary: Summary = {
         scen: {lane: {k: summarize(v) for k, v in table.items()} for lane, table in lanes.items()}
@@ -1509,9 +1560,11 @@ def _main(args: argparse.Namespace) -> int:
                  if not (lane == "sync" and args.async_only)
                  and not (lane == "async" and args.sync_only)]
         try:
-            tokens = _bench_tokens.run_tokens(args.tokens, args.rounds, warmup, backends,
+            # (the token scenario takes a count: ``auto`` is three rounds there)
+            token_warmup = warmup if isinstance(warmup, int) else 3
+            tokens = _bench_tokens.run_tokens(args.tokens, args.rounds, token_warmup, backends,
                                               lg is not None, lanes)
-            tokens_replay = _bench_tokens.run_replay(args.tokens, args.rounds, warmup,
+            tokens_replay = _bench_tokens.run_replay(args.tokens, args.rounds, token_warmup,
                                                      backends, lg, lanes)
         except ImportError as exc:
             sys.stderr.write(f"error: --tokens needs the langgraph extra "
@@ -1532,6 +1585,7 @@ def _main(args: argparse.Namespace) -> int:
                 "n": args.n,
                 "rounds": args.rounds,
                 "warmup": warmup,
+                "warmup_rounds": warmups,
                 "unit": "ns/part",
                 "clock": args.clock,
                 "langgraph": lg["version"] if lg else None,

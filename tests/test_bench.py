@@ -228,3 +228,48 @@ def test_bench_command_line_entry():
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert "| R " in proc.stdout
+
+
+# ------------------------------------------------------------- warm-up
+
+
+def test_steady_needs_the_last_rounds_within_the_spread():
+    n = _bench.STEADY_ROUNDS
+    assert not _bench.steady([100.0] * (n - 1))  # too few figures yet
+    assert _bench.steady([900.0, 500.0] + [100.0] * n)  # only the last ones count
+    edge = 100.0 * (1 + _bench.STEADY_SPREAD)
+    assert _bench.steady([100.0] * (n - 1) + [edge])
+    assert not _bench.steady([100.0] * (n - 1) + [edge * 1.01])
+
+
+def test_auto_warmup_stops_when_steady_and_is_recorded(tmp_path, capsys, monkeypatch):
+    """``--warmup auto`` warms up until every contender is steady (at least
+    the steady window), records the rounds run, and never more than the cap."""
+    monkeypatch.setattr(_bench, "AUTO_WARMUP_MAX", 4)
+    out = tmp_path / "bench.json"
+    assert _bench.main(["--n", "60", "--rounds", "1", "--warmup", "auto", "--no-langgraph",
+                        "--backend", "python", "--scenario", "S", "--json", str(out)]) == 0
+    doc = json.loads(out.read_text())
+    assert doc["config"]["warmup"] == "auto"
+    for lane in ("sync", "async"):
+        warmed = doc["config"]["warmup_rounds"]["S"][lane]
+        assert _bench.STEADY_ROUNDS <= warmed <= 4
+        assert len(doc["raw"]["S"][lane][_bench.LS_PY]) == 1
+    err = capsys.readouterr().err
+    assert "[bench] S sync  warm-up 3" in err and "warm-up 5" not in err
+
+
+def test_a_fixed_warmup_runs_that_many_rounds(tmp_path):
+    out = tmp_path / "bench.json"
+    assert _bench.main(["--n", "60", "--rounds", "1", "--warmup", "2", "--no-langgraph",
+                        "--backend", "python", "--scenario", "R", "--sync-only",
+                        "--json", str(out)]) == 0
+    assert json.loads(out.read_text())["config"]["warmup_rounds"] == {"R": {"sync": 2}}
+
+
+@pytest.mark.parametrize("bad", ["-1", "soon", "1.5"])
+def test_a_bad_warmup_names_the_option_and_the_value(bad, capsys):
+    with pytest.raises(SystemExit) as exc:
+        _bench.main(["--warmup", bad])
+    assert exc.value.code == 2
+    assert f"--warmup must be a count >= 0 or 'auto', got {bad!r}" in capsys.readouterr().err
