@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import weakref
 from functools import partial
 from types import FunctionType, MethodType
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence, Tuple
@@ -260,7 +261,7 @@ def _as_stop_error(transformer: Any, hook: str, exc: BaseException) -> BaseExcep
 class _Shared:
     """State shared by a root mux and all of its child muxes."""
 
-    __slots__ = ("counter", "bp", "deferred", "children", "epoch")
+    __slots__ = ("counter", "bp", "deferred", "children", "newest", "epoch")
 
     def __init__(self) -> None:
         # one sequence for every projection log, so pushes can be ordered
@@ -274,6 +275,9 @@ class _Shared:
         # new handle, so the async pump lets consumers subscribe before it
         # pulls on (pushes to a log nobody subscribes to are not stored)
         self.children = 0
+        # (a weak reference to) the child mux made last on the async lane:
+        # the pump asks whether a consumer has subscribed to it yet
+        self.newest: Any = None
         # bumped whenever a kept route may have become wrong (a namespace
         # ended anywhere, a transformer registered on any mux): every mux's
         # per-namespace routes below its scope are then recomputed (see
@@ -657,7 +661,10 @@ class StreamMux:
             _assign_seq=False,
             _shared=self._shared,
         )
-        self._shared.children += 1
+        shared = self._shared
+        shared.children += 1
+        if self.is_async:
+            shared.newest = weakref.ref(child)
         if self._pump_fn is not None:
             child.bind_pump(self._pump_fn)
         if self._apump_fn is not None:

@@ -523,10 +523,34 @@ def _interleave_release(readers: List[Tuple[str, Any, Any]], subscribed: List[An
         channel._subscribed = False
 
 
-# steps without the async pump's shortcuts after a subgraph handle is made
-# (``_AsyncPump.step``): enough loop turns for a consumer to subscribe to the
-# handle's projections from tasks it starts for them
+# loop turns the async pump gives before it forwards a new handle's first
+# event (``_AsyncPump.step``): the consumer that got the handle runs, then
+# the tasks it started for it, then the tasks those start (a nested gather),
+# so all of them subscribe before any event reaches the handle
+_FLUSH_TURNS = 3
+# steps without the async pump's shortcuts after a subgraph handle is made:
+# loop turns for a consumer that subscribes to a second projection of the
+# handle after reading the first ...
 _SETTLE_STEPS = 8
+# ... cut to these once a projection of the newest handle has a subscriber
+# (a consumer subscribes to what it wants together, in one loop body or from
+# tasks it starts together; the window then only costs the run)
+_SETTLE_SUBSCRIBED = 2
+
+
+def _newest_subscribed(shared: Any) -> bool:
+    """Whether a projection (or the main log) of the child mux made last has
+    a subscriber."""
+    ref = shared.newest
+    child = ref() if ref is not None else None
+    if child is None:
+        return False
+    if child._events._subscribed:
+        return True
+    for channel in child._channels:
+        if channel._subscribed:
+            return True
+    return False
 
 
 class _AsyncPump:
@@ -611,11 +635,14 @@ class _AsyncPump:
         task returns with its own data while readers still wait, a callback
         hands the pump on to them unless that task pumps again first.
 
+        A new handle's first event is forwarded to it at the start of the
+        next step, after ``_FLUSH_TURNS`` loop turns: a consumer that got
+        the handle subscribes to its projections when its task next runs,
+        a task it starts for them a turn later, a nested gather's a turn
+        after that; pushes to a log nobody subscribes to are not stored.
         Both shortcuts are off for the ``_SETTLE_STEPS`` steps that follow
-        the making of a subgraph handle: a consumer that got a handle
-        subscribes to its projections when its task next runs (a nested
-        consumer a few loop turns later), and pushes to a log nobody
-        subscribes to are not stored, so meanwhile every step wakes every
+        the making of a handle (``_SETTLE_SUBSCRIBED`` once one of its
+        projections has a subscriber), so meanwhile every step wakes every
         waiting consumer and goes back to the event loop.  A handle's
         events are pushed to it only once its parent saw them, so the
         window restarts with every new handle, at any depth.
@@ -645,6 +672,8 @@ class _AsyncPump:
             # whose data ends the step: the reader's, but nobody's in particular
             # while a new handle settles
             settle = self.settle
+            if settle > _SETTLE_SUBSCRIBED and _newest_subscribed(shared):
+                settle = self.settle = _SETTLE_SUBSCRIBED
             own = None if settle else reader
             if self.pumping:
                 more = await self.wait_step(own)
@@ -677,6 +706,8 @@ class _AsyncPump:
                             self.yield_next = False
                             await asyncio.sleep(0)
                         if self.deferred:
+                            for _turn in range(_FLUSH_TURNS):
+                                await asyncio.sleep(0)
                             await self.mux._aflush_deferred()
                             more = True
                             break
