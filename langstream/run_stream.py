@@ -527,7 +527,7 @@ def _interleave_release(readers: List[Tuple[str, Any, Any]], subscribed: List[An
 # event (``_AsyncPump.step``): the consumer that got the handle runs, then
 # the tasks it started for it, then the tasks those start (a nested gather),
 # so all of them subscribe before any event reaches the handle
-_FLUSH_TURNS = 3
+_FLUSH_TURNS = 2
 # steps without the async pump's shortcuts after a subgraph handle is made:
 # loop turns for a consumer that subscribes to a second projection of the
 # handle after reading the first ...
