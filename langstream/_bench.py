@@ -1403,7 +1403,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--rounds", type=_positive, default=5, help="measured rounds (default 5)")
     p.add_argument("--warmup", type=_warmup_arg, default=None, metavar="N|auto",
                    help="unmeasured rounds first, or 'auto': until every contender's last "
-                        f"{STEADY_ROUNDS} figures agree within {STEADY_SPREAD * 100:.0f}%% (at most "
+                        f"{STEADY_ROUNDS} figures agree within "
+                        f"{STEADY_SPREAD * 100:.0f}%% (at most "
                         f"{AUTO_WARMUP_MAX} rounds or {AUTO_WARMUP_SECONDS:.0f} s) "
                         "(default 1; auto on PyPy, whose JIT settles over several runs)")
     p.add_argument("--json", metavar="FILE", help="write every raw figure and the machine info")

@@ -135,7 +135,7 @@ class _Facts:
 
     def __init__(self, transformer: Any) -> None:
         cls = type(transformer)
-        _check_transformer(transformer, "factory", None)
+        _check_transformer(transformer, "factory", cls)  # (the class is the factory)
         self.needs_loop = _needs_event_loop(transformer)
         self.router = _router(transformer)
         self.direct = _calls_process(transformer)
@@ -548,7 +548,10 @@ class StreamMux:
                     f"Transformer {type(transformer).__name__} returned projection keys "
                     f"that conflict with already-registered keys: {listed}"
                 )
-            native = bool(getattr(transformer, "_native", False)) if facts is None else facts.native
+            if facts is None:
+                native = bool(getattr(transformer, "_native", False))
+            else:
+                native = facts.native
             transformers.append(transformer)
             # routing predicates speak of the transformer's own scope: trust them
             # only when it is this mux's

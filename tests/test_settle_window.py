@@ -1,16 +1,19 @@
 """Async lane: a consumer that gets a subgraph handle can subscribe to its
 projections before the subgraph's events reach them (README, "Subgraphs").
 
-For a few pump steps after a handle is made the async pump gives consumers
-loop turns instead of pulling ahead (pushes to a log nobody subscribes to
-are not stored); once a projection of the newest handle has a subscriber
-the window is cut to ``_SETTLE_SUBSCRIBED`` steps.  These tests pin the
-subscription patterns that must see every event of every handle however
-the window is cut: in the loop body, from tasks started there, from a
-nested ``gather``, a second projection one loop turn after the first, with
-other readers of the run pumping concurrently.  Every test runs on both
-event-log backends; the graph's own async generator yields to the loop at
-every part or never.
+Pushes to a log nobody subscribes to are not stored, so the async pump
+gives the loop ``_FLUSH_TURNS`` turns before it forwards a new handle's
+first event, and for a few steps after that it goes back to the loop after
+each step instead of pulling ahead (cut to ``_SETTLE_SUBSCRIBED`` steps once
+a projection of the newest handle has a subscriber).  These tests pin the
+subscription patterns that must see every event of every handle, the input
+snapshot included: in the loop body, from tasks started there, from a
+``gather`` in such a task, a second projection one loop turn after the
+first or after the first one's first item, with the handles themselves
+consumed in tasks or not, and with other readers of the run pumping
+concurrently.  Before the turns, the task patterns lost the input snapshot.
+Every test runs on both event-log backends; the graph's own async generator
+yields to the loop at every part or never.
 """
 
 from __future__ import annotations
