@@ -134,10 +134,44 @@ def ns_per(seconds: float, events: int) -> float:
     return seconds / events * 1e9
 
 
-def best_of(fn: Any, repeat: int = 3) -> float:
-    """Best wall time of ``repeat`` calls of ``fn()`` (seconds; one call in a smoke run)."""
+PYPY = platform.python_implementation() == "PyPy"
+
+# PyPy's JIT keeps compiling a scenario for several runs (M: about ten runs of
+# 20,000 parts), longer than asv's own warm-up on PyPy (1 s) and than
+# ``best_of``'s three calls: on PyPy the scenario benchmarks warm up until
+# steady, as ``python -m langstream bench --warmup auto`` does (its
+# ``steady``: the last 3 timings within 10 %), at most 30 calls or 60 s.
+STEADY_CALLS = 3
+STEADY_SPREAD = 0.10
+WARMUP_MAX_CALLS = 30
+WARMUP_MAX_SECONDS = 60.0
+# asv's ``warmup_time`` for the scenario classes' ``time_`` benchmarks
+# (-1: asv's default, 0.1 s on CPython)
+SCENARIO_WARMUP_TIME = 10.0 if PYPY else -1
+
+
+def warm_up(fn: Any) -> int:
+    """Call ``fn()`` until its last ``STEADY_CALLS`` wall times agree within
+    ``STEADY_SPREAD`` (or the caps); return the calls made."""
+    times: List[float] = []
+    start = _perf()
+    while len(times) < WARMUP_MAX_CALLS and _perf() - start < WARMUP_MAX_SECONDS:
+        t0 = _perf()
+        fn()
+        times.append(_perf() - t0)
+        last = times[-STEADY_CALLS:]
+        if len(last) == STEADY_CALLS and max(last) <= min(last) * (1 + STEADY_SPREAD):
+            break
+    return len(times)
+
+
+def best_of(fn: Any, repeat: int = 3, warm: bool = PYPY) -> float:
+    """Best wall time of ``repeat`` calls of ``fn()`` (seconds; one call in a smoke
+    run), after ``warm_up(fn)`` when ``warm`` (the default on PyPy)."""
     if SMOKE:
         repeat = 1
+    elif warm:
+        warm_up(fn)
     best = float("inf")
     for _ in range(repeat):
         t0 = _perf()

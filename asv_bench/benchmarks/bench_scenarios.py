@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any, Callable, Dict, List, Tuple
 
-from ._common import BACKENDS, SMOKE, best_of, load_backend, scale
+from ._common import BACKENDS, SCENARIO_WARMUP_TIME, SMOKE, best_of, load_backend, scale
 
 N = scale(10_000)
 C_RUNS = 20 if SMOKE else 200  # scenario C: runs of C_PARTS parts, all on one event loop
@@ -39,6 +39,8 @@ def _bench_module() -> Any:
 
 class _Base:
     """Builds one contender of one scenario; ``_once()`` runs it and returns seconds."""
+
+    warmup_time = SCENARIO_WARMUP_TIME  # (long enough for PyPy's JIT to settle)
 
     fn: Callable[[List[Any], int], Any]
     parts: List[Any]
