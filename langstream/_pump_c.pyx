@@ -1053,3 +1053,14 @@ cdef int _reader_step_send(object self, object arg, PyObject** out) except -1:
 
 
 ls_set_am_send(<PyTypeObject*>AsyncReaderStep, <void*>_reader_step_send)
+
+
+def reader_anext(self):
+    """The compiled twin of ``channel._AsyncChannelIterator.__anext__`` (the
+    same three lines, without a Python frame per item): hand the reader to
+    its run's pump step directly when the pump reads for it, else take the
+    general ``_anext``.  ``langstream.run_stream`` installs it on the class
+    (``channel._set_anext``) when this module is in use."""
+    if self._step is self._channel._arequest_more:
+        return self._call(self)
+    return self._anext()

@@ -258,6 +258,19 @@ class _AsyncChannelIterator(Generic[T]):
             self._channel._bp.wake()
 
 
+
+# the definition of ``_AsyncChannelIterator.__anext__`` (a compiled twin may
+# stand in for it on the class, see ``_set_anext``)
+_PY_ANEXT = _AsyncChannelIterator.__anext__
+
+
+def _set_anext(anext: Any) -> None:
+    """Called by ``langstream.run_stream`` with the compiled twin of
+    ``_AsyncChannelIterator.__anext__`` (``_pump_c.reader_anext``) when the
+    compiled pump is in use (``_PY_ANEXT`` puts the definition back)."""
+    _AsyncChannelIterator.__anext__ = anext  # type: ignore[method-assign]
+
+
 class StreamChannel(Generic[T]):
     """A single-subscriber projection backed by an ``EventLog``.
 

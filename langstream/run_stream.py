@@ -36,6 +36,7 @@ from typing import (
 
 from langstream import eventlog as _el
 from langstream._messages import default_message_factories, missing_messages_hint
+from langstream import channel as _channel_mod
 from langstream.channel import StreamChannel
 from langstream.mux import StreamMux, _check_scope
 from langstream.transformers import (
@@ -89,6 +90,12 @@ if _el.BACKEND == "c":  # not with LANGSTREAM_NO_EXTENSIONS, PyPy or no compiler
             from langstream._pump_c import ReaderSteps as _ReaderSteps
         except ImportError:  # pragma: no cover - a pump built before it existed
             _Interleaver = _ReaderSteps = None
+        try:
+            from langstream._pump_c import reader_anext as _reader_anext
+        except ImportError:  # pragma: no cover - a pump built before it existed
+            pass
+        else:
+            _channel_mod._set_anext(_reader_anext)
 
 
 def _compiled_pump_fits(mux: StreamMux) -> bool:

@@ -5,7 +5,8 @@ common case (``_pump_c.AsyncReaderStep``), which hands over to the step for
 everything else.
 
 Every test compares three routes: ``direct`` (as a reader is made: the
-compiled step where there is one), ``step`` (the Python step itself) and
+compiled step where there is one, awaited from the compiled twin of
+``__anext__``), ``step`` (the Python step, from the Python ``__anext__``) and
 the general one: the same run whose pump readers cannot hand themselves to
 (a plain wrapper around the step, as the Redis publisher installs), so each
 reader pumps, gets ``True`` / ``False`` back and reads its log itself.
@@ -22,7 +23,7 @@ from typing import Any, Dict, Iterator, List, Optional, Tuple
 import pytest
 
 from helpers import areplay, arun, custom, updates, values
-from langstream import astream_events, run_stream
+from langstream import astream_events, channel, run_stream
 from langstream.transformers import CustomTransformer, UpdatesTransformer
 
 ROUTES = ("direct", "step", "general")
@@ -30,14 +31,18 @@ ROUTES = ("direct", "step", "general")
 
 @contextlib.contextmanager
 def _route(route: str) -> Iterator[None]:
-    """On the ``step`` route the readers made get no compiled step."""
+    """On the ``step`` route the readers made get no compiled step, and
+    ``__anext__`` is the Python method (not its compiled twin)."""
     saved = run_stream._ReaderSteps
+    saved_anext = channel._AsyncChannelIterator.__anext__
     if route == "step":
         run_stream._ReaderSteps = None
+        channel._AsyncChannelIterator.__anext__ = channel._PY_ANEXT
     try:
         yield
     finally:
         run_stream._ReaderSteps = saved
+        channel._AsyncChannelIterator.__anext__ = saved_anext
 
 
 def _parts(n: int = 12) -> List[Dict[str, Any]]:
@@ -104,11 +109,16 @@ def test_the_direct_routes_are_taken(backend: str, route: str) -> None:
         run = astream_events(areplay(_parts(2)))
         it = run.values.__aiter__()
         awaitable = it.__anext__()
+        anext = type(it).__anext__
         if backend == "c" and route == "direct":
             assert type(awaitable).__name__ == "AsyncReaderStep"
             assert asyncio.iscoroutine(awaitable)  # (create_task takes it)
         else:
             assert awaitable.cr_code is run._pump.step.__code__  # the pump's step itself
+        if route == "step" or run_stream._ReaderSteps is None:
+            assert anext is channel._PY_ANEXT
+        else:  # (the compiled twin of ``__anext__`` where the compiled pump is)
+            assert anext is not channel._PY_ANEXT and anext.__name__ == "reader_anext"
         return await awaitable
 
     with _route(route):
