@@ -730,6 +730,18 @@ cdef inline void _put(object obj, Py_ssize_t offset, object value):
     Py_XDECREF(old)
 
 
+cdef bint _any_reader_ready(object readers) except -1:
+    """``_AsyncPump.any_reader_ready()`` (its compiled twin): whether a
+    waiting reader of ``readers`` (``(future, reader)`` pairs) has an item,
+    an ended log or a future already done."""
+    if not readers:
+        return False
+    for waiter, reader in readers:
+        if reader._cursor.pending or reader._log.closed or waiter.done():
+            return True
+    return False
+
+
 cdef class _PumpLayout:
     """The slot offsets of one ``_AsyncPump`` class (and of its ``_Shared``)."""
 
@@ -1024,7 +1036,7 @@ cdef class AsyncReaderStep:
                 return item
             if (_get(pump, lay.waiters) or s.deferred or self.log.is_closed()
                     or _get(s.shared, lay.children) != _get(pump, lay.children_seen)
-                    or (_get(pump, lay.readers) and pump.any_reader_ready())
+                    or _any_reader_ready(_get(pump, lay.readers))
                     or _get(pump, lay.yield_next) or s.bounded):
                 self._end_step()
                 self.state = 0

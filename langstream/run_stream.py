@@ -814,6 +814,9 @@ class _AsyncPump:
         return _RESUME_AGAIN
 
     def any_reader_ready(self) -> bool:
+        """Whether a waiting reader has an item, an ended log or its future
+        done (the compiled reader step asks its twin,
+        ``_pump_c._any_reader_ready``)."""
         for waiter, reader in self.readers:
             if reader._cursor.pending or reader._log.closed or waiter.done():
                 return True
