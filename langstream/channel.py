@@ -258,7 +258,6 @@ class _AsyncChannelIterator(Generic[T]):
             self._channel._bp.wake()
 
 
-
 # the definition of ``_AsyncChannelIterator.__anext__`` (a compiled twin may
 # stand in for it on the class, see ``_set_anext``)
 _PY_ANEXT = _AsyncChannelIterator.__anext__

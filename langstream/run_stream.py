@@ -34,9 +34,9 @@ from typing import (
     Tuple,
 )
 
+from langstream import channel as _channel_mod
 from langstream import eventlog as _el
 from langstream._messages import default_message_factories, missing_messages_hint
-from langstream import channel as _channel_mod
 from langstream.channel import StreamChannel
 from langstream.mux import StreamMux, _check_scope
 from langstream.transformers import (
