@@ -3,9 +3,15 @@
 On CPython, unless ``LANGSTREAM_NO_EXTENSIONS`` is set (to anything but ""
 or "0"), ``langstream/_eventlog_c.pyx`` is cythonized and compiled together
 with ``csrc/ring.c``, and ``langstream/_pump_c.pyx`` (the sync run stream's
-compiled pump) is cythonized too.  If Cython or the C compiler fails, the build prints a
-warning and goes on: langstream then runs on its pure-Python backend.  On PyPy
-no extension is built.  All metadata lives in pyproject.toml.
+compiled pump) is cythonized too.  So are the package's own Python modules
+listed in ``langstream._compiled.PY_COMPILED`` (the protocol, channels, the
+mux, the transformers, messages and run streams), each compiled unchanged
+from its ``.py`` file, which stays the pure module; the build records which
+source it compiled (``langstream/_compiled_sources.py``) so that an edited
+source is never shadowed by an older build (see ``langstream/_compiled.py``).
+If Cython or the C compiler fails, the build prints a warning and goes on:
+langstream then runs on its pure-Python backend.  On PyPy no extension is
+built.  All metadata lives in pyproject.toml.
 
 Two guards keep a wheel honest about its backend:
 
@@ -46,7 +52,11 @@ def _want_extension() -> bool:
     return os.environ.get("LANGSTREAM_NO_EXTENSIONS", "") in ("", "0")
 
 
-COMPILED = ("_eventlog_c", "_pump_c")
+# the package's Python modules compiled as they are (langstream/_compiled.py
+# names them too, and a test checks that both lists agree)
+PY_COMPILED = ("protocol", "channel", "mux", "transformers", "_messages", "run_stream")
+COMPILED = ("_eventlog_c", "_pump_c", *PY_COMPILED)
+SOURCES_RECORD = "_compiled_sources.py"
 
 
 def _remove_stale_compiled(build_lib: str) -> None:
@@ -55,6 +65,9 @@ def _remove_stale_compiled(build_lib: str) -> None:
         for path in glob.glob(os.path.join(build_lib, "langstream", name + ".*")):
             if path.endswith((".so", ".pyd")):
                 os.remove(path)
+    record = os.path.join(build_lib, "langstream", SOURCES_RECORD)
+    if os.path.exists(record):
+        os.remove(record)
 
 
 class build_py_fresh(build_py):
@@ -79,11 +92,43 @@ class optional_build_ext(build_ext):
     """``build_ext`` that never fails the install: on a compiler error it
     warns and leaves the pure-Python backend in charge."""
 
+    def finalize_options(self) -> None:
+        super().finalize_options()
+        if not self.parallel:  # (the modules compile side by side)
+            self.parallel = os.cpu_count() or 1
+
     def run(self) -> None:
         try:
             super().run()
         except Exception as exc:  # DistutilsPlatformError, CCompilerError, ...
             _warn(f"{type(exc).__name__}: {exc}")
+        if not self.dry_run:
+            self._record_sources()
+
+    def _record_sources(self) -> None:
+        """Write ``langstream/_compiled_sources.py`` beside the compiled
+        modules: size, mtime and SHA-256 of each ``.py`` compiled as is."""
+        import hashlib
+
+        folder = os.path.dirname(self.get_ext_fullpath("langstream.mux"))
+        record = os.path.join(folder, SOURCES_RECORD)
+        lines = []
+        for name in PY_COMPILED:
+            if not os.path.exists(self.get_ext_fullpath(f"langstream.{name}")):
+                continue
+            source = os.path.join(HERE, "langstream", name + ".py")
+            st = os.stat(source)
+            with open(source, "rb") as fh:
+                digest = hashlib.sha256(fh.read()).hexdigest()
+            lines.append(f"    {name!r}: ({st.st_size}, {st.st_mtime_ns}, {digest!r}),\n")
+        if not lines:
+            if os.path.exists(record):
+                os.remove(record)
+            return
+        os.makedirs(folder, exist_ok=True)
+        with open(record, "w", encoding="utf-8") as fh:
+            fh.write('"""Written by setup.py: the sources it compiled (size, mtime_ns, sha256)."""\n')
+            fh.write("SOURCES = {\n" + "".join(lines) + "}\n")
 
     def build_extension(self, ext) -> None:
         try:
@@ -117,11 +162,24 @@ def _extensions():
         include_dirs=["csrc"],  # it cimports the EventLog type, which embeds the ring
         extra_compile_args=["-O2"],
     )
+    # the package's own modules, compiled unchanged: their annotations are
+    # for type checkers (``annotation_typing`` off: Cython would otherwise
+    # reject, say, an ABCMeta where ``type`` is annotated)
+    py_modules = [
+        Extension(f"langstream.{name}", sources=[f"langstream/{name}.py"],
+                  extra_compile_args=["-O2"])
+        for name in PY_COMPILED
+    ]
     try:
         return cythonize(
             [ext, pump],
             language_level=3,
             compiler_directives={"embedsignature": True},
+        ) + cythonize(
+            py_modules,
+            language_level=3,
+            compiler_directives={"annotation_typing": False},
+            nthreads=os.cpu_count() or 1,
         )
     except BaseException as exc:  # Cython compile errors raise SystemExit-ish
         if isinstance(exc, KeyboardInterrupt):

@@ -6,6 +6,8 @@ plus typed projections (``run.values``, ``run.lifecycle``,
 The public API is that of LangGraph's ``langgraph.stream`` package.
 """
 
+# (first: it decides whether the modules below load compiled or from source)
+from langstream import _compiled  # noqa: F401  # isort: skip
 from langstream._messages import AllMessagesTransformer, MessagesTransformer
 from langstream.channel import StreamChannel
 from langstream.errors import StreamLagError

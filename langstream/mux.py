@@ -17,7 +17,7 @@ import asyncio
 import time
 import weakref
 from functools import partial
-from types import FunctionType, MethodType
+from types import MethodType
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from langstream import eventlog as _el
@@ -99,10 +99,13 @@ def _calls_process(transformer: Any) -> bool:
     cls = type(transformer)
     found = _DIRECT_BY_CLASS.get(cls)
     if found is None:
+        # (the class's function, whatever its type: compiled, this module's
+        # functions are not ``FunctionType``; a bound method's ``__func__``
+        # is compared with it below)
         aprocess = getattr(cls, "aprocess", None)
         found = _DIRECT_BY_CLASS[cls] = (
             getattr(aprocess, "_langstream_calls_process", False) is True,
-            aprocess if type(aprocess) is FunctionType else _UNSET,
+            aprocess,
         )
     if not found[0]:
         return False

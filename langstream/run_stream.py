@@ -1407,9 +1407,39 @@ def stream_events(
     return GraphRunStream(graph_iter, mux)
 
 
-async def _aiter_sync(parts: Iterable[Any]) -> AsyncIterator[Any]:
-    for part in parts:
-        yield part
+class _AsyncOverSync:
+    """A plain iterable of parts as the async iterator the async pump pulls.
+
+    A class, not an async generator: one that is never started (a run
+    refused before it pulls) must not warn, and a compiled async generator
+    would ("coroutine was never awaited").  ``aclose`` closes the iterable's
+    iterator (a generator's ``finally`` runs when the run is aborted).
+    """
+
+    __slots__ = ("_it",)
+
+    def __init__(self, parts: Iterable[Any]) -> None:
+        self._it: Optional[Iterator[Any]] = iter(parts)
+
+    def __aiter__(self) -> _AsyncOverSync:
+        return self
+
+    async def __anext__(self) -> Any:
+        it = self._it
+        if it is None:
+            raise StopAsyncIteration
+        try:
+            return next(it)
+        except StopIteration:
+            self._it = None
+            raise StopAsyncIteration from None
+
+    async def aclose(self) -> None:
+        it, self._it = self._it, None
+        if it is not None:
+            close = getattr(it, "close", None)
+            if close is not None:
+                close()
 
 
 def astream_events(
@@ -1433,7 +1463,7 @@ def astream_events(
     if hasattr(aparts, "__aiter__"):
         graph_aiter = aparts.__aiter__()  # type: ignore[union-attr]
     elif isinstance(aparts, Iterable):
-        graph_aiter = _aiter_sync(aparts)
+        graph_aiter = _AsyncOverSync(aparts)
     else:
         raise TypeError(f"aparts must be an async iterable of stream parts, got {aparts!r}")
     if stall_warning_after is not None:

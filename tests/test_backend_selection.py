@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pytest
 
+import langstream
+
 from conftest import c_backend_skip_reason
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -43,6 +45,7 @@ print(json.dumps({
     "backend": eventlog.BACKEND,
     "compiled": sorted(m for m in sys.modules
                        if m in ("langstream._eventlog_c", "langstream._pump_c")),
+    "pycompiled": list(langstream._compiled.compiled_modules()),
     "output": [out, aout],
     "warnings": [str(w.message) for w in caught],
 }))
@@ -67,6 +70,7 @@ def test_no_extensions_imports_no_compiled_module() -> None:
     got = probe(no_extensions=True)
     assert got["backend"] == "python"
     assert got["compiled"] == []
+    assert got["pycompiled"] == []
     assert got["output"] == [{"n": 2}, {"n": 2}]
     assert got["warnings"] == []
 
@@ -76,6 +80,7 @@ def test_default_backend(request: pytest.FixtureRequest) -> None:
     assert got["output"] == [{"n": 2}, {"n": 2}]
     if platform.python_implementation() != "CPython":
         assert got["backend"] == "python" and got["compiled"] == []
+        assert got["pycompiled"] == []
         assert got["warnings"] == []  # expected on PyPy: nothing to warn about
         return
     if request.config.getoption("--no-c-extensions"):
@@ -86,6 +91,9 @@ def test_default_backend(request: pytest.FixtureRequest) -> None:
     # CPython in a checkout where the suite runs: the compiled backend is built
     assert got["backend"] == "c"
     assert got["compiled"] == ["langstream._eventlog_c", "langstream._pump_c"]
+    # the package's own modules, compiled by the same build (and not older
+    # than their sources: else a warning says to rebuild)
+    assert got["pycompiled"] == list(langstream._compiled.PY_COMPILED), got["warnings"]
     assert got["warnings"] == []
 
 

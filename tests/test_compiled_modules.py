@@ -1,0 +1,179 @@
+"""The package's Python modules that the build compiles unchanged
+(``langstream._compiled``): where each is loaded from, and that an edited
+source is never shadowed by an older build.
+
+The unit tests run on every interpreter.  The end-to-end ones run a fresh
+interpreter on a copy of this checkout's package and need its compiled
+modules: they skip only where none can exist (PyPy, or a build made with
+``LANGSTREAM_NO_EXTENSIONS``).
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib.machinery
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from langstream import _compiled
+
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGE = ROOT / "langstream"
+
+
+def test_setup_compiles_the_modules_the_loader_knows() -> None:
+    tree = ast.parse((ROOT / "setup.py").read_text())
+    (listed,) = [
+        ast.literal_eval(node.value) for node in tree.body
+        if isinstance(node, ast.Assign)
+        and any(getattr(t, "id", None) == "PY_COMPILED" for t in node.targets)
+    ]
+    assert tuple(listed) == _compiled.PY_COMPILED
+    for name in listed:
+        assert (PACKAGE / f"{name}.py").is_file(), name
+
+
+# ------------------------------------------------------------- stale sources
+
+
+def _fake_build(folder: Path, source: str = "X = 1\n") -> dict:
+    """A folder with ``mux.py``, a (fake) compiled ``mux`` beside it, and the
+    record a build would have written for it."""
+    (folder / "mux.py").write_text(source)
+    (folder / ("mux" + importlib.machinery.EXTENSION_SUFFIXES[0])).write_bytes(b"")
+    st = os.stat(folder / "mux.py")
+    return {"mux": (st.st_size, st.st_mtime_ns, _compiled.source_digest(str(folder / "mux.py")))}
+
+
+def test_a_source_as_built_is_not_stale(tmp_path: Path) -> None:
+    records = _fake_build(tmp_path)
+    assert _compiled.stale_modules(str(tmp_path), records, ("mux",)) == ()
+
+
+def test_an_edited_source_is_stale(tmp_path: Path) -> None:
+    records = _fake_build(tmp_path)
+    (tmp_path / "mux.py").write_text("X = 2\n")  # same size, new contents
+    assert _compiled.stale_modules(str(tmp_path), records, ("mux",)) == ("mux",)
+
+
+def test_same_contents_with_a_new_time_is_not_stale(tmp_path: Path) -> None:
+    # (a reinstall from a wheel writes the same files at a later time)
+    records = _fake_build(tmp_path)
+    st = os.stat(tmp_path / "mux.py")
+    os.utime(tmp_path / "mux.py", ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    assert _compiled.stale_modules(str(tmp_path), records, ("mux",)) == ()
+
+
+def test_a_compiled_module_the_build_did_not_record_is_stale(tmp_path: Path) -> None:
+    _fake_build(tmp_path)
+    assert _compiled.stale_modules(str(tmp_path), None, ("mux",)) == ("mux",)
+    assert _compiled.stale_modules(str(tmp_path), {}, ("mux",)) == ("mux",)
+    assert _compiled.stale_modules(str(tmp_path), {"mux": "garbage"}, ("mux",)) == ("mux",)
+
+
+def test_a_module_without_a_compiled_file_is_left_alone(tmp_path: Path) -> None:
+    (tmp_path / "mux.py").write_text("X = 1\n")
+    assert _compiled.stale_modules(str(tmp_path), None, ("mux",)) == ()
+
+
+def test_the_source_first_finder_picks_the_py_file(tmp_path: Path) -> None:
+    _fake_build(tmp_path)
+    finder = _compiled._SourceFirst(str(tmp_path), frozenset({"mux"}))
+    spec = finder.find_spec("langstream.mux")
+    assert spec is not None and spec.origin == str(tmp_path / "mux.py")
+    assert isinstance(spec.loader, importlib.machinery.SourceFileLoader)
+    assert finder.find_spec("langstream.channel") is None
+    assert finder.find_spec("other.mux") is None
+
+
+# ------------------------------------------------------- in a fresh process
+
+PROBE = r"""
+import json, sys, warnings
+warnings.simplefilter("always")
+with warnings.catch_warnings(record=True) as caught:
+    import langstream
+    from langstream import _compiled
+    parts = [{"type": "values", "ns": (), "data": {"n": i}, "interrupts": ()} for i in range(3)]
+    with langstream.stream_events(parts) as run:
+        out = run.output
+print(json.dumps({
+    "compiled": list(_compiled.compiled_modules()),
+    "origins": {n: sys.modules["langstream." + n].__spec__.origin for n in _compiled.PY_COMPILED},
+    "output": out,
+    "edited": getattr(sys.modules["langstream.mux"], "EDITED_BY_TEST", None),
+    "warnings": [str(w.message) for w in caught],
+}))
+"""
+
+
+def _has_compiled_modules() -> bool:
+    return all(_compiled._compiled_file(str(PACKAGE), n) is not None
+               for n in _compiled.PY_COMPILED)
+
+
+needs_compiled = pytest.mark.skipif(
+    not _has_compiled_modules(),
+    reason="no compiled modules in this build (PyPy, or built with LANGSTREAM_NO_EXTENSIONS)")
+
+
+def _probe(root: Path, no_extensions: bool) -> dict:
+    env = dict(os.environ)
+    env.pop("LANGSTREAM_NO_EXTENSIONS", None)
+    if no_extensions:
+        env["LANGSTREAM_NO_EXTENSIONS"] = "1"
+    env["PYTHONPATH"] = str(root)
+    proc = subprocess.run([sys.executable, "-c", PROBE], cwd=str(root), env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)
+
+
+def _copy_package(tmp_path: Path) -> Path:
+    shutil.copytree(PACKAGE, tmp_path / "langstream", copy_function=shutil.copy2,
+                    ignore=shutil.ignore_patterns("__pycache__", "*.c"))
+    return tmp_path
+
+
+@needs_compiled
+def test_the_build_runs_compiled(tmp_path: Path) -> None:
+    got = _probe(_copy_package(tmp_path), no_extensions=False)
+    assert got["warnings"] == [], (
+        "the compiled modules are older than their sources: rebuild "
+        "(python setup.py build_ext --inplace)")
+    assert got["compiled"] == list(_compiled.PY_COMPILED)
+    assert got["output"] == {"n": 2}
+    assert got["edited"] is None
+
+
+@needs_compiled
+def test_no_extensions_runs_every_module_from_source(tmp_path: Path) -> None:
+    root = _copy_package(tmp_path)
+    got = _probe(root, no_extensions=True)
+    assert got["compiled"] == []
+    for name, origin in got["origins"].items():
+        assert origin == str(root / "langstream" / f"{name}.py")
+    assert got["output"] == {"n": 2}
+    assert got["warnings"] == []
+
+
+@needs_compiled
+def test_an_edited_source_runs_as_edited_with_a_warning(tmp_path: Path) -> None:
+    root = _copy_package(tmp_path)
+    mux = root / "langstream" / "mux.py"
+    mux.write_text(mux.read_text() + "\nEDITED_BY_TEST = 'yes'\n")
+    got = _probe(root, no_extensions=False)
+    (warning,) = got["warnings"]
+    assert "langstream.mux changed since the build" in warning
+    assert "pip install -e ." in warning
+    assert got["origins"]["mux"] == str(mux)
+    assert "mux" not in got["compiled"]
+    assert set(got["compiled"]) == set(_compiled.PY_COMPILED) - {"mux"}
+    assert got["edited"] == "yes"
+    assert got["output"] == {"n": 2}
