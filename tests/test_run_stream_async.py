@@ -848,6 +848,62 @@ def test_abort_from_the_pumping_task_itself(backend):
     assert state["finally"] is True
 
 
+def _sync_source(n: int, state: Dict[str, Any]):
+    try:
+        for i in range(n):
+            state["pulled"] = i
+            yield values({"i": i})
+    finally:
+        state["finally"] = True
+
+
+def test_a_plain_iterable_is_streamed_on_the_async_lane(backend):
+    state: Dict[str, Any] = {}
+
+    async def main():
+        run = astream_events(_sync_source(3, state))
+        return await adrain(run.values), await run.output()
+
+    got, output = arun(main())
+    assert got == [{"i": 0}, {"i": 1}, {"i": 2}]
+    assert output == {"i": 2}
+    assert state["finally"] is True
+
+
+def test_abort_closes_a_plain_iterable_source(backend):
+    """The sync generator behind an async run is closed when the run is
+    aborted (its ``finally`` runs then, not whenever it is collected)."""
+    state: Dict[str, Any] = {}
+    kept = []
+
+    async def main():
+        source = _sync_source(10, state)
+        kept.append(source)  # (alive: only an explicit close runs its finally)
+        run = astream_events(source)
+        got = []
+        async for item in run.values:
+            got.append(item)
+            if len(got) == 2:
+                await run.abort()
+        return got
+
+    got = arun(main())
+    assert got == [{"i": 0}, {"i": 1}]
+    assert state["finally"] is True
+    assert state["pulled"] < 9
+
+
+def test_a_plain_iterable_run_never_started_does_not_warn(backend):
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        run = astream_events([values({"i": 0})])
+        del run
+        gc.collect()
+    assert [str(w.message) for w in caught] == []
+
+
 def test_async_with_aborts_on_exit(backend):
     state: Dict[str, Any] = {}
 
