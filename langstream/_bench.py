@@ -499,7 +499,7 @@ def _loadavg() -> Optional[List[float]]:
 def machine_info() -> Dict[str, Any]:
     """What the figures depend on: interpreter, platform, CPU, load."""
     import langstream
-    from langstream import eventlog
+    from langstream import _compiled, eventlog
 
     backends = available_backends()
     info: Dict[str, Any] = {
@@ -514,6 +514,9 @@ def machine_info() -> Dict[str, Any]:
         "langstream_version": getattr(langstream, "__version__", "?"),
         "langstream_default_backend": eventlog.BACKEND,
         "langstream_backends": sorted(backends),
+        # the package's modules that run compiled in this process (the
+        # "python" backend of one process swaps the event log only)
+        "langstream_compiled_modules": list(_compiled.compiled_modules()),
         "numpy": _numpy() is not None,
         "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
@@ -1491,6 +1494,10 @@ def _main(args: argparse.Namespace) -> int:
         f"{info['cpu_model']}, {info['cpu_count']} CPUs, load {info['loadavg_start']}"
     )
     print(f"langstream {info['langstream_version']}: backends {', '.join(backends)}")
+    compiled = info["langstream_compiled_modules"]
+    print("compiled modules: " + (", ".join(compiled) if compiled else "none")
+          + ("  (the pure backend here swaps the event log only; "
+             "--interpreters runs a fully pure CPython)" if compiled and "python" in backends else ""))
     if lg is None:
         print(LANGGRAPH_MISSING if not args.no_langgraph else "LangGraph: left out (--no-langgraph)")
     else:

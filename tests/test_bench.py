@@ -15,7 +15,7 @@ import sys
 
 import pytest
 
-from langstream import _bench
+from langstream import _bench, _compiled
 from langstream import eventlog as el
 
 TINY = ["--n", "120", "--run-parts", "30", "--runs", "3", "--rounds", "2", "--warmup", "0"]
@@ -36,6 +36,8 @@ def test_bench_runs_every_scenario(tmp_path, capsys):
     assert doc["config"]["scenarios"]["M"]["parts"] == 120
     assert doc["machine"]["python_implementation"] == platform.python_implementation()
     assert "cpu_count" in doc["machine"] and "loadavg_start" in doc["machine"]
+    # which figures came from compiled modules is on record
+    assert doc["machine"]["langstream_compiled_modules"] == list(_compiled.compiled_modules())
     for scen, lanes in doc["raw"].items():
         expected_lanes = {"async"} if scen == "C" else {"sync", "async"}
         assert set(lanes) == expected_lanes, scen
@@ -52,6 +54,7 @@ def test_bench_runs_every_scenario(tmp_path, capsys):
             parts, runs = doc["config"]["scenarios"][scen]["parts"], doc["config"]["scenarios"][scen]["runs"]
             assert doc["items"][scen][lane][_bench.BARE] == parts * runs
     printed = capsys.readouterr()
+    assert "compiled modules: " in printed.out
     assert "ns per part" in printed.out and "same transformer pipeline" in printed.out
     assert "[bench] S sync  round 1/2" in printed.err
 
