@@ -830,24 +830,6 @@ def test_abort_cancels_an_in_flight_pull(backend):
     assert elapsed < 5
 
 
-def test_abort_from_the_pumping_task_itself(backend):
-    """abort() called by the consumer (not mid-pull) closes the graph iterator."""
-    state: Dict[str, Any] = {}
-
-    async def main():
-        run = astream_events(areplay(_vals(10), state=state))
-        got = []
-        async for item in run.values:
-            got.append(item)
-            if len(got) == 2:
-                await run.abort()
-        return got
-
-    got = arun(main())
-    assert got == [{"i": 0}, {"i": 1}]
-    assert state["finally"] is True
-
-
 def _sync_source(n: int, state: Dict[str, Any]):
     try:
         for i in range(n):
@@ -870,15 +852,20 @@ def test_a_plain_iterable_is_streamed_on_the_async_lane(backend):
     assert state["finally"] is True
 
 
-def test_abort_closes_a_plain_iterable_source(backend):
-    """The sync generator behind an async run is closed when the run is
-    aborted (its ``finally`` runs then, not whenever it is collected)."""
+@pytest.mark.parametrize("source_kind", ["async", "plain"])
+def test_abort_from_the_pumping_task_itself(backend, source_kind):
+    """abort() called by the consumer (not mid-pull) closes the graph iterator:
+    an async generator, or the sync generator behind a plain iterable (its
+    ``finally`` runs then, not whenever it is collected: it is kept alive)."""
     state: Dict[str, Any] = {}
     kept = []
 
     async def main():
-        source = _sync_source(10, state)
-        kept.append(source)  # (alive: only an explicit close runs its finally)
+        if source_kind == "async":
+            source = areplay(_vals(10), state=state)
+        else:
+            source = _sync_source(10, state)
+        kept.append(source)
         run = astream_events(source)
         got = []
         async for item in run.values:
@@ -890,7 +877,8 @@ def test_abort_closes_a_plain_iterable_source(backend):
     got = arun(main())
     assert got == [{"i": 0}, {"i": 1}]
     assert state["finally"] is True
-    assert state["pulled"] < 9
+    if source_kind == "plain":
+        assert state["pulled"] < 9
 
 
 def test_a_plain_iterable_run_never_started_does_not_warn(backend):
