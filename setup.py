@@ -98,6 +98,7 @@ class optional_build_ext(build_ext):
             self.parallel = os.cpu_count() or 1
 
     def run(self) -> None:
+        self._built = set()  # (names of the extensions built, or up to date)
         try:
             super().run()
         except Exception as exc:  # DistutilsPlatformError, CCompilerError, ...
@@ -106,33 +107,51 @@ class optional_build_ext(build_ext):
             self._record_sources()
 
     def _record_sources(self) -> None:
-        """Write ``langstream/_compiled_sources.py`` beside the compiled
-        modules: size, mtime and SHA-256 of each ``.py`` compiled as is."""
+        """Keep ``langstream/_compiled_sources.py`` beside the compiled
+        modules: size, mtime and SHA-256 of the ``.py`` each was compiled
+        from.  Modules built now get their source's; a compiled module this
+        build did not touch (say, a build with ``LANGSTREAM_NO_EXTENSIONS``
+        in a checkout built before) keeps its earlier entry, so its source
+        is still compared with what it was really compiled from."""
+        import ast
         import hashlib
 
         folder = os.path.dirname(self.get_ext_fullpath("langstream.mux"))
         record = os.path.join(folder, SOURCES_RECORD)
-        lines = []
+        entries = {}
+        try:
+            with open(record, encoding="utf-8") as fh:
+                tree = ast.parse(fh.read())
+            for node in tree.body:
+                if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == "SOURCES":
+                    entries = dict(ast.literal_eval(node.value))
+        except (OSError, SyntaxError, ValueError, TypeError):
+            entries = {}
+        built = getattr(self, "_built", set())
         for name in PY_COMPILED:
             if not os.path.exists(self.get_ext_fullpath(f"langstream.{name}")):
-                continue
-            source = os.path.join(HERE, "langstream", name + ".py")
-            st = os.stat(source)
-            with open(source, "rb") as fh:
-                digest = hashlib.sha256(fh.read()).hexdigest()
-            lines.append(f"    {name!r}: ({st.st_size}, {st.st_mtime_ns}, {digest!r}),\n")
-        if not lines:
+                entries.pop(name, None)
+            elif f"langstream.{name}" in built:
+                source = os.path.join(HERE, "langstream", name + ".py")
+                st = os.stat(source)
+                with open(source, "rb") as fh:
+                    digest = hashlib.sha256(fh.read()).hexdigest()
+                entries[name] = (st.st_size, st.st_mtime_ns, digest)
+        if not entries:
             if os.path.exists(record):
                 os.remove(record)
             return
         os.makedirs(folder, exist_ok=True)
+        lines = "".join(f"    {name!r}: {entries[name]!r},\n"
+                        for name in PY_COMPILED if name in entries)
         with open(record, "w", encoding="utf-8") as fh:
             fh.write('"""Written by setup.py: the sources it compiled (size, mtime_ns, sha256)."""\n')
-            fh.write("SOURCES = {\n" + "".join(lines) + "}\n")
+            fh.write("SOURCES = {\n" + lines + "}\n")
 
     def build_extension(self, ext) -> None:
         try:
             super().build_extension(ext)
+            self._built.add(ext.name)  # (built now, or up to date with its source)
         except Exception as exc:
             _warn(f"{type(exc).__name__}: {exc}")
             # never leave a half-built or stale module behind
@@ -171,21 +190,28 @@ def _extensions():
         for name in PY_COMPILED
     ]
     try:
-        return cythonize(
+        modules = cythonize(
             [ext, pump],
             language_level=3,
             compiler_directives={"embedsignature": True},
-        ) + cythonize(
-            py_modules,
-            language_level=3,
-            compiler_directives={"annotation_typing": False},
-            nthreads=os.cpu_count() or 1,
         )
     except BaseException as exc:  # Cython compile errors raise SystemExit-ish
         if isinstance(exc, KeyboardInterrupt):
             raise
         _warn(f"Cython failed: {exc}")
         return []
+    try:  # (apart: the event log does not depend on these)
+        modules += cythonize(
+            py_modules,
+            language_level=3,
+            compiler_directives={"annotation_typing": False},
+            nthreads=os.cpu_count() or 1,
+        )
+    except BaseException as exc:
+        if isinstance(exc, KeyboardInterrupt):
+            raise
+        _warn(f"Cython failed on the package's modules, which run from source: {exc}")
+    return modules
 
 
 if os.path.isfile(os.path.join(HERE, "langstream", "_eventlog_c.pyx")):
