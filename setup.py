@@ -108,11 +108,13 @@ class optional_build_ext(build_ext):
 
     def _record_sources(self) -> None:
         """Keep ``langstream/_compiled_sources.py`` beside the compiled
-        modules: size, mtime and SHA-256 of the ``.py`` each was compiled
-        from.  Modules built now get their source's; a compiled module this
-        build did not touch (say, a build with ``LANGSTREAM_NO_EXTENSIONS``
-        in a checkout built before) keeps its earlier entry, so its source
-        is still compared with what it was really compiled from."""
+        modules: for each compiled file (by its name, which carries the
+        interpreter's ABI tag), the size, mtime and SHA-256 of the ``.py`` it
+        was compiled from.  Modules built now get their source's; entries of
+        compiled files this build did not touch (another interpreter's, or a
+        build with ``LANGSTREAM_NO_EXTENSIONS`` in a checkout built before)
+        are kept while their file exists, so those are still compared with
+        what they were really compiled from."""
         import ast
         import hashlib
 
@@ -127,25 +129,25 @@ class optional_build_ext(build_ext):
                     entries = dict(ast.literal_eval(node.value))
         except (OSError, SyntaxError, ValueError, TypeError):
             entries = {}
-        built = getattr(self, "_built", set())
+        entries = {k: v for k, v in entries.items()
+                   if isinstance(k, str) and os.path.exists(os.path.join(folder, k))}
         for name in PY_COMPILED:
-            if not os.path.exists(self.get_ext_fullpath(f"langstream.{name}")):
-                entries.pop(name, None)
-            elif f"langstream.{name}" in built:
+            compiled = self.get_ext_fullpath(f"langstream.{name}")
+            if f"langstream.{name}" in self._built and os.path.exists(compiled):
                 source = os.path.join(HERE, "langstream", name + ".py")
                 st = os.stat(source)
                 with open(source, "rb") as fh:
                     digest = hashlib.sha256(fh.read()).hexdigest()
-                entries[name] = (st.st_size, st.st_mtime_ns, digest)
+                entries[os.path.basename(compiled)] = (st.st_size, st.st_mtime_ns, digest)
         if not entries:
             if os.path.exists(record):
                 os.remove(record)
             return
         os.makedirs(folder, exist_ok=True)
-        lines = "".join(f"    {name!r}: {entries[name]!r},\n"
-                        for name in PY_COMPILED if name in entries)
+        lines = "".join(f"    {key!r}: {entries[key]!r},\n" for key in sorted(entries))
         with open(record, "w", encoding="utf-8") as fh:
-            fh.write('"""Written by setup.py: the sources it compiled (size, mtime_ns, sha256)."""\n')
+            fh.write('"""Written by setup.py: for each compiled module, the source it was '
+                     'compiled from (size, mtime_ns, sha256)."""\n')
             fh.write("SOURCES = {\n" + lines + "}\n")
 
     def build_extension(self, ext) -> None:

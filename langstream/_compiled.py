@@ -15,7 +15,9 @@ from:
   command: an edit is never silently shadowed by an older build).
 
 The build records what it compiled in ``langstream/_compiled_sources.py``:
-each module's source size, modification time and SHA-256.  A source whose
+for each compiled file (named with its interpreter's ABI tag, so builds for
+two interpreters in one checkout keep their own entries), the size,
+modification time and SHA-256 of the source it was compiled from.  A source whose
 size and time still match is trusted without reading it; otherwise its hash
 decides (a reinstall from a wheel changes the times, not the contents).
 
@@ -89,13 +91,15 @@ def stale_modules(folder: str, records: Optional[Dict[str, Any]],
                   names: Sequence[str] = PY_COMPILED) -> Tuple[str, ...]:
     """The modules of ``names`` whose compiled file in ``folder`` was not
     built from the ``.py`` file there now (``records``: the build's
-    ``SOURCES``, or ``None`` when it recorded nothing)."""
+    ``SOURCES``, keyed by compiled file name, or ``None`` when it recorded
+    nothing)."""
     stale = []
     for name in names:
         source = os.path.join(folder, name + ".py")
-        if _compiled_file(folder, name) is None or not os.path.isfile(source):
+        compiled = _compiled_file(folder, name)
+        if compiled is None or not os.path.isfile(source):
             continue  # (nothing compiled, or nothing to prefer: the default import)
-        record = None if records is None else records.get(name)
+        record = None if records is None else records.get(os.path.basename(compiled))
         if record is None or not _matches(source, record):
             stale.append(name)
     return tuple(stale)

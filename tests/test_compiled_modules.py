@@ -46,9 +46,10 @@ def _fake_build(folder: Path, source: str = "X = 1\n") -> dict:
     """A folder with ``mux.py``, a (fake) compiled ``mux`` beside it, and the
     record a build would have written for it."""
     (folder / "mux.py").write_text(source)
-    (folder / ("mux" + importlib.machinery.EXTENSION_SUFFIXES[0])).write_bytes(b"")
+    compiled = "mux" + importlib.machinery.EXTENSION_SUFFIXES[0]
+    (folder / compiled).write_bytes(b"")
     st = os.stat(folder / "mux.py")
-    return {"mux": (st.st_size, st.st_mtime_ns, _compiled.source_digest(str(folder / "mux.py")))}
+    return {compiled: (st.st_size, st.st_mtime_ns, _compiled.source_digest(str(folder / "mux.py")))}
 
 
 def test_a_source_as_built_is_not_stale(tmp_path: Path) -> None:
@@ -71,10 +72,14 @@ def test_same_contents_with_a_new_time_is_not_stale(tmp_path: Path) -> None:
 
 
 def test_a_compiled_module_the_build_did_not_record_is_stale(tmp_path: Path) -> None:
-    _fake_build(tmp_path)
+    records = _fake_build(tmp_path)
+    ((compiled, entry),) = records.items()
     assert _compiled.stale_modules(str(tmp_path), None, ("mux",)) == ("mux",)
     assert _compiled.stale_modules(str(tmp_path), {}, ("mux",)) == ("mux",)
-    assert _compiled.stale_modules(str(tmp_path), {"mux": "garbage"}, ("mux",)) == ("mux",)
+    assert _compiled.stale_modules(str(tmp_path), {compiled: "garbage"}, ("mux",)) == ("mux",)
+    # another interpreter's entry does not describe this compiled file
+    assert _compiled.stale_modules(
+        str(tmp_path), {"mux.other-abi.so": entry}, ("mux",)) == ("mux",)
 
 
 def test_a_module_without_a_compiled_file_is_left_alone(tmp_path: Path) -> None:
