@@ -34,7 +34,9 @@ import sys
 import warnings
 from typing import Any, Dict, FrozenSet, Optional, Sequence, Tuple
 
-__all__ = ["PY_COMPILED", "compiled_modules", "source_modules"]
+from langstream.eventlog import _extensions_disabled
+
+__all__ = ["PY_COMPILED", "compiled_modules"]
 
 # The modules the build compiles (in import order), named in the package.
 PY_COMPILED: Tuple[str, ...] = (
@@ -48,11 +50,6 @@ PY_COMPILED: Tuple[str, ...] = (
 
 _PACKAGE = "langstream"
 _HERE = os.path.dirname(os.path.abspath(__file__))
-
-
-def extensions_disabled() -> bool:
-    """``LANGSTREAM_NO_EXTENSIONS`` is set to anything but ``""`` or ``"0"``."""
-    return os.environ.get("LANGSTREAM_NO_EXTENSIONS", "") not in ("", "0")
 
 
 def source_digest(path: str) -> str:
@@ -126,14 +123,10 @@ class _SourceFirst:
         pass
 
 
-_SOURCE: FrozenSet[str] = frozenset()
-
-
 def _install() -> None:
     """Decide once, before any of ``PY_COMPILED`` is imported."""
-    global _SOURCE
     folder = _HERE
-    if extensions_disabled():
+    if _extensions_disabled():
         names = frozenset(n for n in PY_COMPILED if _compiled_file(folder, n) is not None)
     else:
         if all(_compiled_file(folder, n) is None for n in PY_COMPILED):
@@ -159,14 +152,7 @@ def _install() -> None:
     loaded = [n for n in names if f"{_PACKAGE}.{n}" in sys.modules]
     if loaded:  # pragma: no cover - langstream/__init__ imports this first
         raise RuntimeError(f"langstream._compiled was imported after {loaded!r}")
-    _SOURCE = names
     sys.meta_path.insert(0, _SourceFirst(folder, names))
-
-
-def source_modules() -> FrozenSet[str]:
-    """The modules of ``PY_COMPILED`` that this process loads from source even
-    though a compiled one exists (disabled, or stale)."""
-    return _SOURCE
 
 
 def compiled_modules() -> Tuple[str, ...]:
