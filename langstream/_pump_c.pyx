@@ -49,6 +49,7 @@ cdef inline object _now_ms():
         _last_ms = ms
     return _last_stamp
 
+from langstream.channel import _AsyncChannelIterator
 from langstream.mux import _Forward, _Guards
 from langstream.protocol import MAX_NAMESPACE_DEPTH
 from langstream.transformers import (
@@ -681,7 +682,114 @@ cdef extern from *:
         return PyObject_CallMethod(aiter, "__anext__", NULL);
     }
     """
-    object ls_anext(object aiter)
+
+cdef extern from *:
+    """
+    /* Cython's coroutine type (``ls_set_cy_coro``): driven directly, as
+       CPython's own coroutines are. */
+    static PyTypeObject *ls_cy_coro = NULL;
+    static void ls_set_cy_coro(PyObject *t) { ls_cy_coro = (PyTypeObject *)t; }
+
+    /* What ``await aw`` iterates: ``aw`` itself for a coroutine (CPython's
+       or Cython's), a generator-based coroutine or an object whose
+       ``__await__`` is itself (an async generator's ``__anext__()``); else
+       its ``__await__()`` (a Future's iterator), checked as ``await``
+       checks it.  NULL with TypeError when ``await`` would refuse it. */
+    static PyObject *ls_await_iter(PyObject *aw) {
+        PyTypeObject *t = Py_TYPE(aw);
+        unaryfunc getter;
+        PyObject *it;
+        if (PyCoro_CheckExact(aw) || t == ls_cy_coro) {
+            Py_INCREF(aw);
+            return aw;
+        }
+        if (PyGen_CheckExact(aw)) {
+            PyObject *code = PyObject_GetAttrString(aw, "gi_code");
+            long flags = 0;
+            if (code == NULL)
+                return NULL;
+            if (PyCode_Check(code))
+                flags = ((PyCodeObject *)code)->co_flags;
+            Py_DECREF(code);
+            if (flags & CO_ITERABLE_COROUTINE) {
+                Py_INCREF(aw);
+                return aw;
+            }
+        }
+        getter = t->tp_as_async != NULL ? t->tp_as_async->am_await : NULL;
+        if (getter == NULL) {
+            PyErr_Format(PyExc_TypeError,
+                         "object %.100s can't be used in 'await' expression",
+                         t->tp_name);
+            return NULL;
+        }
+        if (getter == PyObject_SelfIter && PyIter_Check(aw)) {
+            Py_INCREF(aw);
+            return aw;
+        }
+        it = getter(aw);
+        if (it == NULL)
+            return NULL;
+        if (PyCoro_CheckExact(it) || Py_TYPE(it) == ls_cy_coro) {
+            Py_DECREF(it);
+            PyErr_SetString(PyExc_TypeError, "__await__() returned a coroutine");
+            return NULL;
+        }
+        if (!PyIter_Check(it)) {
+            PyErr_Format(PyExc_TypeError,
+                         "__await__() returned non-iterator of type '%.100s'",
+                         Py_TYPE(it)->tp_name);
+            Py_DECREF(it);
+            return NULL;
+        }
+        return it;
+    }
+
+    /* aiter.__anext__(), as ``await`` iterates it; NULL with the error set. */
+    static PyObject *ls_anext_iter(PyObject *aiter) {
+        PyObject *aw = ls_anext(aiter), *it;
+        if (aw == NULL)
+            return NULL;
+        it = ls_await_iter(aw);
+        Py_DECREF(aw);
+        return it;
+    }
+    """
+    void ls_set_cy_coro(object t)
+    # (unchecked: -1 / NULL leave the error set for the caller, which takes
+    # it with ``ls_reraise`` only when there is one, so the per-item path
+    # keeps no exception state of its own)
+    int ls_send_raw "ls_send" (object it, object arg, PyObject** out)
+    PyObject* ls_anext_iter(object aiter)
+
+
+async def _probe():
+    pass
+
+
+def _cython_coroutine_type():
+    coro = _probe()
+    coro.close()
+    return type(coro)
+
+
+ls_set_cy_coro(_cython_coroutine_type())
+
+cdef extern from *:
+    """
+    /* next(it) unchecked: NULL with the error set (StopIteration when the
+       iterator just ended, as next() raises it). */
+    static PyObject *ls_next_raw(PyObject *it) {
+        PyObject *r = Py_TYPE(it)->tp_iternext(it);
+        if (r == NULL && !PyErr_Occurred())
+            PyErr_SetNone(PyExc_StopIteration);
+        return r;
+    }
+    /* Raise the error already set (the caller got NULL / -1 unchecked). */
+    static int ls_reraise(void) { return -1; }
+    """
+    PyObject* ls_next_raw(object it)
+    int ls_reraise() except -1
 
 
 class _Slotted:
@@ -797,8 +905,11 @@ cdef class ReaderSteps:
         if type(owner) is dict and getattr(task_of, "__name__", None) == "get":
             self.tasks = <dict>owner
 
-    def make(self, reader):
+    def __call__(self, reader):
         """The awaitable of ``reader``'s next item (always the same reader)."""
+        return self.make(reader)
+
+    cdef object make(self, object reader):
         if self.cursor is None:
             cursor = reader._cursor
             log = reader._log
@@ -865,7 +976,9 @@ cdef class AsyncReaderStep:
             aw = self.aw
             self.aw = None
             try:
-                aw.close()
+                close = getattr(aw, "close", None)  # (as ``await`` closes it)
+                if close is not None:
+                    close()
             finally:
                 coro = s.pump.resume(self.reader, _RESUME_ERROR, GeneratorExit(), True)
                 try:
@@ -966,12 +1079,28 @@ cdef class AsyncReaderStep:
             return self._hand_over(pump.step(self.reader))
         _put(pump, lay.pumping, True)
         _put(pump, lay.pump_task, task)
-        try:
-            self.aw = ls_anext(graph_aiter)
-        except BaseException as exc:
-            return self._hand_over_resume(_RESUME_ERROR, exc, True)
+        found = ls_anext_iter(graph_aiter)
+        if found == NULL:  # (a StopAsyncIteration here ends the graph too)
+            return self._failed(_RESUME_END, True)
+        self.aw = <object>found
+        Py_XDECREF(found)
         self.state = 1
         return self._drive(None, None)
+
+    cdef object _failed(self, int kind, bint pulling):
+        """The pull (``_RESUME_END``: its ``StopAsyncIteration`` is the
+        graph's end) or the read (``_RESUME_ERROR``) just failed, its error
+        set: hand it over to the Python step from inside the ``except`` that
+        takes it, as the Python step's own ``except`` handles it."""
+        self.aw = None
+        try:
+            ls_reraise()
+        except StopAsyncIteration as end:  # the graph's own exhaustion
+            if kind == _RESUME_END:
+                return self._hand_over_resume(_RESUME_END, None, pulling)
+            return self._hand_over_resume(_RESUME_ERROR, end, pulling)
+        except BaseException as error:
+            return self._hand_over_resume(_RESUME_ERROR, error, pulling)
 
     cdef void _end_step(self) except *:
         """The ``finally`` of the Python step."""
@@ -999,26 +1128,31 @@ cdef class AsyncReaderStep:
         pump = s.pump
         while True:
             res = NULL
-            try:
-                if exc is not None:
-                    thrown = exc
-                    exc = None
+            if exc is not None:
+                thrown = exc
+                exc = None
+                try:
                     try:
-                        return self.aw.throw(thrown)
+                        throw = getattr(self.aw, "throw", None)
+                        if throw is None:  # (``await`` raises it where it waits)
+                            raise thrown
+                        return throw(thrown)
                     except StopIteration as stop:
                         part = stop.value
-                else:
-                    r = ls_send(self.aw, value, &res)
-                    part = <object>res
-                    Py_XDECREF(res)
-                    if r == 1:  # it waits: so does the task
-                        return part
-            except StopAsyncIteration:  # the graph's own exhaustion
-                self.aw = None
-                return self._hand_over_resume(_RESUME_END, None, True)
-            except BaseException as error:
-                self.aw = None
-                return self._hand_over_resume(_RESUME_ERROR, error, True)
+                except StopAsyncIteration:  # the graph's own exhaustion
+                    self.aw = None
+                    return self._hand_over_resume(_RESUME_END, None, True)
+                except BaseException as error:
+                    self.aw = None
+                    return self._hand_over_resume(_RESUME_ERROR, error, True)
+            else:
+                r = ls_send_raw(self.aw, value, &res)
+                if r == -1:
+                    return self._failed(_RESUME_END, True)
+                part = <object>res
+                Py_XDECREF(res)
+                if r == 1:  # it waits: so does the task
+                    return part
             self.aw = None
             try:
                 route = s.dispatcher.dispatch(part)
@@ -1027,10 +1161,11 @@ cdef class AsyncReaderStep:
             if route is not None:
                 return self._hand_over_resume(_RESUME_ROUTE, route, True)
             if cursor.log is not None and ls_ring_peek(&cursor.log.ring, &cursor.c, &seq):
-                try:
-                    item = next(cursor)
-                except BaseException as error:
-                    return self._hand_over_resume(_RESUME_ERROR, error, False)
+                res = ls_next_raw(cursor)
+                if res == NULL:
+                    return self._failed(_RESUME_ERROR, False)
+                item = <object>res
+                Py_XDECREF(res)
                 self._end_step()
                 self.state = 3
                 return item
@@ -1047,10 +1182,11 @@ cdef class AsyncReaderStep:
                 self.state = 0
                 return _AGAIN
             # nothing to read for anyone: pull the next part at once
-            try:
-                self.aw = ls_anext(graph_aiter)
-            except BaseException as error:
-                return self._hand_over_resume(_RESUME_ERROR, error, True)
+            res = ls_anext_iter(graph_aiter)
+            if res == NULL:
+                return self._failed(_RESUME_END, True)
+            self.aw = <object>res
+            Py_XDECREF(res)
             value = None
 
 
@@ -1067,12 +1203,27 @@ cdef int _reader_step_send(object self, object arg, PyObject** out) except -1:
 ls_set_am_send(<PyTypeObject*>AsyncReaderStep, <void*>_reader_step_send)
 
 
+# where a reader's ``_step``, ``_channel`` and ``_call`` live
+cdef type _READER = _AsyncChannelIterator
+cdef Py_ssize_t _reader_step = _slot_offset(_READER, "_step")
+cdef Py_ssize_t _reader_channel = _slot_offset(_READER, "_channel")
+cdef Py_ssize_t _reader_call = _slot_offset(_READER, "_call")
+
+
 def reader_anext(self):
     """The compiled twin of ``channel._AsyncChannelIterator.__anext__`` (the
-    same three lines, without a Python frame per item): hand the reader to
-    its run's pump step directly when the pump reads for it, else take the
-    general ``_anext``.  ``langstream.run_stream`` installs it on the class
+    same three lines, reading the reader's slots directly): hand the reader
+    to its run's pump step directly when the pump reads for it (its
+    ``ReaderSteps``, called in C), else take the general ``_anext``.
+    ``langstream.run_stream`` installs it on the class
     (``channel._set_anext``) when this module is in use."""
-    if self._step is self._channel._arequest_more:
-        return self._call(self)
+    if type(self) is not _READER:  # (a subclass: its own slots, if any)
+        if self._step is self._channel._arequest_more:
+            return self._call(self)
+        return self._anext()
+    if _get(self, _reader_step) is _get(self, _reader_channel)._arequest_more:
+        call = _get(self, _reader_call)
+        if type(call) is ReaderSteps:
+            return (<ReaderSteps>call).make(self)
+        return call(self)
     return self._anext()

@@ -776,7 +776,7 @@ class _AsyncPump:
         dispatcher = getattr(self.dispatch, "__self__", None)
         if _ReaderSteps is None or type(dispatcher) is not _PartDispatcher:
             return None
-        return _ReaderSteps(self, dispatcher, _task_of).make  # type: ignore[no-any-return]
+        return _ReaderSteps(self, dispatcher, _task_of)  # type: ignore[no-any-return]
 
     async def resume(self, reader: Any, kind: int, what: Any, pulling: bool) -> Any:
         """The rest of a step that the compiled reader step began and hands

@@ -403,3 +403,78 @@ def test_reads_under_a_tracer_get_the_same_items(backend: str) -> None:
         sys.settrace(previous)
     assert traced == _both(main)
     assert traced == ([{"i": i} for i in range(12)], ("ValueError", "boom"))
+
+
+class _Awaiting:
+    """An awaitable of its own class: ``__await__`` gives the loop a turn
+    (a bare ``yield``, as ``asyncio.sleep(0)`` does), then returns ``value``."""
+
+    def __init__(self, value: Any) -> None:
+        self._value = value
+
+    def __await__(self) -> Any:
+        yield
+        return self._value
+
+
+class _SyncRaisingAnext:
+    """An async iterator whose ``__anext__`` is a plain method: it returns
+    an awaitable per part (a done Future, or an ``_Awaiting``) and raises
+    its end (or ``error``) at once, from the call itself, as the ``async
+    for`` protocol allows."""
+
+    def __init__(self, parts: List[Dict[str, Any]], error: Optional[BaseException],
+                 kind: str) -> None:
+        self._parts = iter(parts)
+        self._error = error
+        self._kind = kind
+
+    def __aiter__(self) -> "_SyncRaisingAnext":
+        return self
+
+    def __anext__(self) -> Any:
+        part = next(self._parts, None)
+        if part is None:
+            if self._error is not None:
+                raise self._error
+            raise StopAsyncIteration
+        if self._kind == "awaitable":
+            return _Awaiting(part)
+        future = asyncio.get_running_loop().create_future()
+        future.set_result(part)
+        return future
+
+
+@pytest.mark.parametrize("kind", ["future", "awaitable"])
+@pytest.mark.parametrize("error", [None, ValueError("boom")])
+def test_an_anext_returning_any_awaitable_and_raising_at_once(
+        backend: str, error: Optional[BaseException], kind: str) -> None:
+    """What ``__anext__()`` returns is awaited as ``await`` does (not only
+    coroutines and async generators), and its end or error raised by the
+    call itself ends or fails the run, on every route."""
+    async def main(route: str) -> Any:
+        run = _open(_SyncRaisingAnext(_parts(), error, kind), route)
+        its = (run.values.__aiter__(), run.updates.__aiter__())
+        return await _read(its[0]), await _read(its[1])
+
+    got, updates_read = _both(main)
+    ending = "end" if error is None else ("ValueError", "boom")
+    assert got == ([{"i": i} for i in range(12)], ending)
+    assert updates_read == ([{"node": {"i": i}} for i in range(1, 12, 2)], ending)
+
+
+def test_an_anext_returning_what_await_refuses_fails_the_run(backend: str) -> None:
+    class _NotAwaitable:
+        def __aiter__(self) -> "_NotAwaitable":
+            return self
+
+        def __anext__(self) -> Any:
+            return values({"i": 0})  # (a part, not an awaitable of one)
+
+    async def main(route: str) -> Any:
+        run = _open(_NotAwaitable(), route)
+        return await _read(run.values.__aiter__())
+
+    items, error = _both(main)
+    assert items == [] and error[0] == "TypeError"
+    assert "can't be used in 'await' expression" in error[1]
