@@ -11,7 +11,7 @@ event when nothing can observe that event.  Used for runs whose logs are the
 C event log (it calls that log's C-level API directly).
 """
 
-from cpython.dict cimport PyDict_Contains, PyDict_GetItem
+from cpython.dict cimport PyDict_Contains
 from cpython.long cimport PyLong_FromLongLong
 from libc.time cimport time_t
 from cpython.object cimport PyObject
@@ -48,6 +48,21 @@ cdef inline object _now_ms():
         _last_stamp = PyLong_FromLongLong(ms)
         _last_ms = ms
     return _last_stamp
+
+cdef extern from *:
+    """
+    /* PyDict_GetItem without its save and restore of the error state on
+       every call (a borrowed reference, or NULL when ``key`` is missing; an
+       error raised by the lookup is dropped, as PyDict_GetItem drops it). */
+    static PyObject *ls_dict_get(PyObject *d, PyObject *key) {
+        PyObject *v = PyDict_GetItemWithError(d, key);
+        if (v == NULL && PyErr_Occurred())
+            PyErr_Clear();
+        return v;
+    }
+    """
+    PyObject* ls_dict_get(object d, object key)
+
 
 from langstream.channel import _AsyncChannelIterator
 from langstream.mux import _Forward, _Guards
@@ -89,10 +104,10 @@ cdef bint _idle_task_part(object tracker, object data):
         return False
     if PyDict_Contains(data, "result"):
         return not tracker._by_task and not tracker._tool_calls
-    found = PyDict_GetItem(data, "input")
+    found = ls_dict_get(data, "input")
     if found == NULL or type(<object>found) is not dict:
         return False
-    found = PyDict_GetItem(<object>found, "tool_call")
+    found = ls_dict_get(<object>found, "tool_call")
     return found == NULL or <object>found is None
 
 
@@ -217,15 +232,15 @@ cdef class PartDispatcher:
         # Exact types are checked here; anything else (a malformed part, or
         # an accepted subclass) takes the mux's general path, which runs the
         # one validation of ``protocol.split_part`` (same result, same error).
-        found = PyDict_GetItem(part, "type")
+        found = ls_dict_get(part, "type")
         if found == NULL:
             return self.mux._push_part_fast(part)
         method = <object>found
-        found = PyDict_GetItem(part, "ns")
+        found = ls_dict_get(part, "ns")
         if found == NULL:
             return self.mux._push_part_fast(part)
         ns = <object>found
-        found = PyDict_GetItem(part, "data")
+        found = ls_dict_get(part, "data")
         if found == NULL:
             return self.mux._push_part_fast(part)
         data = <object>found
@@ -234,7 +249,7 @@ cdef class PartDispatcher:
         ns_type = type(ns)
         if ns_type is not tuple and ns_type is not list:
             return self.mux._push_part_fast(part)
-        found = PyDict_GetItem(part, "interrupts")
+        found = ls_dict_get(part, "interrupts")
         if found != NULL:
             interrupts = <object>found
             if type(interrupts) is not tuple and type(interrupts) is not list:
@@ -276,14 +291,14 @@ cdef class PartDispatcher:
         interrupts = None
         if at_scope:
             if method == "values":
-                found = PyDict_GetItem(part, "interrupts")
+                found = ls_dict_get(part, "interrupts")
                 if found != NULL:
                     interrupts = <object>found
                 mux._latest = data
                 if interrupts:
                     mux._interrupted = True
                     mux._interrupts.extend(interrupts)
-            found = PyDict_GetItem(self.ops_at_scope, method)
+            found = ls_dict_get(self.ops_at_scope, method)
             if found == NULL:
                 fast = mux._fast_route(method, True)
                 compiled = _SLOW if fast is None else _compile(fast)
@@ -365,12 +380,12 @@ cdef class PartDispatcher:
         if epoch != self.below_epoch:
             self.ops_below.clear()
             self.below_epoch = epoch
-        found = PyDict_GetItem(self.ops_below, method)
+        found = ls_dict_get(self.ops_below, method)
         if found == NULL:
             by_ns = self.ops_below[method] = {}
         else:
             by_ns = <object>found
-            found = PyDict_GetItem(by_ns, key)
+            found = ls_dict_get(by_ns, key)
             if found != NULL:
                 return <object>found
         fast = self.mux._below_route(method, key)
@@ -387,7 +402,7 @@ cdef dict _event(object part, str method, object ns, Py_ssize_t n, object data):
     cdef PyObject* found
     params = {"namespace": list(ns) if n else [],
               "timestamp": _now_ms(), "data": data}
-    found = PyDict_GetItem(part, "interrupts")
+    found = ls_dict_get(part, "interrupts")
     if found != NULL:
         params["interrupts"] = <object>found
     return {"type": "event", "method": method, "params": params}
@@ -1071,7 +1086,7 @@ cdef class AsyncReaderStep:
         if loop is None or graph_aiter is None:
             return self._hand_over(pump.step(self.reader))
         if s.tasks is not None:
-            found = PyDict_GetItem(s.tasks, loop)
+            found = ls_dict_get(s.tasks, loop)
             task = <object>found if found != NULL else None
         else:
             task = s.task_of(loop)
