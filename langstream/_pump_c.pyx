@@ -201,9 +201,11 @@ cdef class PartDispatcher:
     cdef object below_epoch  # the tree epoch ``ops_below`` was made in
     cdef bint root_scope
     cdef bint assign_seq
+    cdef Py_ssize_t latest  # where the mux keeps ``_latest`` (0: no slot)
 
     def __cinit__(self, mux):
         self.mux = mux
+        self.latest = _latest_offset(type(mux))
         self.shared = mux._shared
         self.scope_list = mux._scope_list
         self.scope_len = len(self.scope_list)
@@ -294,7 +296,10 @@ cdef class PartDispatcher:
                 found = ls_dict_get(part, "interrupts")
                 if found != NULL:
                     interrupts = <object>found
-                mux._latest = data
+                if self.latest:
+                    _put(mux, self.latest, data)
+                else:
+                    mux._latest = data
                 if interrupts:
                     mux._interrupted = True
                     mux._interrupts.extend(interrupts)
@@ -347,7 +352,7 @@ cdef class PartDispatcher:
                 # (routed only for values parts at scope: ``interrupts``
                 # was read above)
                 target = op.target
-                target._latest = data
+                _put(target, _values_latest, data)
                 if interrupts:
                     target._interrupted = True
                     target._interrupts.extend(interrupts)
@@ -822,7 +827,29 @@ cdef int _RESUME_END = 1    # the graph is exhausted
 cdef int _RESUME_ERROR = 2  # the pull or the dispatch raised this
 
 
-cdef Py_ssize_t _slot_offset(type cls, str name) except -1:
+cdef dict _LATEST_OFFSETS = {}  # mux class -> where it keeps ``_latest`` (or 0)
+
+
+cdef Py_ssize_t _latest_offset(object cls) except -1:
+    """Where instances of the mux class ``cls`` keep ``_latest``: its slot,
+    or 0 when a subclass made it something else (then it is set as an
+    attribute)."""
+    found = _LATEST_OFFSETS.get(cls)
+    if found is None:
+        try:
+            found = _slot_offset(cls, "_latest")
+        except TypeError:
+            found = 0
+        _LATEST_OFFSETS[cls] = found
+    return found
+
+
+# where a ValuesTransformer keeps ``_latest`` (the values op runs only for
+# that exact class)
+cdef Py_ssize_t _values_latest = 0
+
+
+cdef Py_ssize_t _slot_offset(object cls, str name) except -1:
     """Where the ``__slots__`` attribute ``name`` of ``cls`` lives in its instances."""
     cdef PyMemberDef* member
     descr = None
@@ -1217,6 +1244,8 @@ cdef int _reader_step_send(object self, object arg, PyObject** out) except -1:
 
 ls_set_am_send(<PyTypeObject*>AsyncReaderStep, <void*>_reader_step_send)
 
+
+_values_latest = _slot_offset(ValuesTransformer, "_latest")
 
 # where a reader's ``_step``, ``_channel`` and ``_call`` live
 cdef type _READER = _AsyncChannelIterator

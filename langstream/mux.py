@@ -403,6 +403,12 @@ class StreamMux:
             message names both owners); ``maxlen`` is invalid.
     """
 
+    # ``_latest`` (the scope's newest snapshot, written for every values part
+    # at the scope) is a slot, so the compiled dispatcher stores it directly;
+    # every other attribute lives in the instance dict as before
+    __slots__ = ("_latest", "__dict__", "__weakref__")
+
+
     def __init__(
         self,
         transformers: Optional[Sequence[Any]] = None,

@@ -347,6 +347,9 @@ class ValuesTransformer(_ScopedProjection):
     subscribes (``latest``, ``interrupted``, ``interrupts``).
     """
 
+    # (a slot: the compiled dispatcher stores each snapshot directly)
+    __slots__ = ("_latest",)
+
     _plain_instances = True
 
     required_stream_modes = ("values",)

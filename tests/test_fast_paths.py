@@ -646,3 +646,51 @@ def test_event_timestamps_are_wall_clock_ms_and_never_go_back(backend, lane):
     assert len(stamps) == 40 and all(type(s) is int for s in stamps)
     assert before <= stamps[0] and stamps[-1] <= after
     assert stamps == sorted(stamps) and len(set(stamps)) >= 4
+
+
+class _RecordingMux(StreamMux):
+    """A mux whose ``_latest`` is a property (no longer the slot the
+    compiled dispatcher stores into): every snapshot must still reach it."""
+
+    @property
+    def _latest(self):
+        return self.__dict__.get("latest_seen")
+
+    @_latest.setter
+    def _latest(self, value):
+        self.__dict__.setdefault("snapshots", []).append(value)
+        self.__dict__["latest_seen"] = value
+
+
+@pytest.mark.parametrize("lane", LANES)
+@pytest.mark.parametrize("mux_cls", [StreamMux, _RecordingMux])
+def test_latest_snapshot_reaches_the_mux_and_the_transformer(backend, lane, mux_cls):
+    """``run.output`` and ``ValuesTransformer.latest`` see every root snapshot
+    whether the mux keeps ``_latest`` in its slot or a subclass made it a
+    property; the slotted classes still take attributes of their own."""
+    from langstream.run_stream import AsyncGraphRunStream, GraphRunStream
+
+    parts = _bench.agent_parts(120)
+    snapshots = [p["data"] for p in parts if p["type"] == "values" and not p["ns"]]
+    factories = [ValuesTransformer, LifecycleTransformer, SubgraphTransformer]
+    if lane == "sync":
+        mux = mux_cls(factories=factories)
+        run = GraphRunStream(iter([dict(p) for p in parts]), mux)
+        got = list(run.values)
+        output = run.output
+    else:
+        async def main():
+            mux = mux_cls(factories=factories, is_async=True)
+            run = AsyncGraphRunStream(_bench.aproducer(parts), mux)
+            got = [v async for v in run.values]
+            return mux, got, await run.output()
+
+        mux, got, output = asyncio.run(main())
+    assert got == snapshots
+    assert output == snapshots[-1]
+    assert mux.transformer_by_key("values").latest == snapshots[-1]
+    if mux_cls is _RecordingMux:
+        assert mux.snapshots == [None, *snapshots]  # (None: set by __init__)
+    mux.note = "mine"
+    mux.transformer_by_key("values").note = "mine too"
+    assert mux.note == "mine" and mux.transformer_by_key("values").note == "mine too"
