@@ -256,6 +256,8 @@ cdef class PartDispatcher:
             interrupts = <object>found
             if type(interrupts) is not tuple and type(interrupts) is not list:
                 return self.mux._push_part_fast(part)
+        else:
+            interrupts = None
         n = len(ns)
         if n:
             if n > _MAX_DEPTH:
@@ -263,12 +265,14 @@ cdef class PartDispatcher:
             for i in range(n):
                 if type(ns[i]) is not str:
                     return self.mux._push_part_fast(part)
-        out = self.route(part, method, ns, n, data, None, False)
+        out = self.route(part, method, ns, n, data, interrupts, None, False)
         return out if type(out) is tuple else None
 
     cdef object route(self, object part, str method, object ns, Py_ssize_t n, object data,
-                      object ev, bint nested):
-        """Dispatch a validated part through this mux's fast route.
+                      object interrupts, object ev, bint nested):
+        """Dispatch a validated part through this mux's fast route
+        (``interrupts``: the part's, read once by ``dispatch``; None when
+        it has none).
 
         At the root (``nested`` false) returns ``(event, method, at_scope)``
         when the part needs the event path; a parent's hand-over (``nested``)
@@ -290,12 +294,8 @@ cdef class PartDispatcher:
                     at_scope = False
                     break
         mux = self.mux
-        interrupts = None
         if at_scope:
             if method == "values":
-                found = ls_dict_get(part, "interrupts")
-                if found != NULL:
-                    interrupts = <object>found
                 if self.latest:
                     _put(mux, self.latest, data)
                 else:
@@ -320,7 +320,7 @@ cdef class PartDispatcher:
                 compiled = _SLOW
         if compiled is _SLOW:
             if ev is None:  # the event protocol._build_event builds
-                ev = _event(part, method, ns, n, data)
+                ev = _event(method, ns, n, data, interrupts)
             if not nested:
                 return (ev, method, at_scope)
             # (a parent found this route fast in the same tree epoch; a
@@ -339,7 +339,7 @@ cdef class PartDispatcher:
             if op.kind == 3:  # the child mux of the part's subtree
                 child = <PartDispatcher>op.target
                 if not child.events_log.is_closed():
-                    ev = child.route(part, method, ns, n, data, ev, True)
+                    ev = child.route(part, method, ns, n, data, interrupts, ev, True)
                 continue
             if op.kind == 4:  # (the guards: checked above)
                 continue
@@ -367,7 +367,7 @@ cdef class PartDispatcher:
                 log.push_nowait(None)
                 return None
             # someone reads the main log: the event protocol._build_event builds
-            ev = _event(part, method, ns, n, data)
+            ev = _event(method, ns, n, data, interrupts)
         # (an event built below is numbered here as it enters this log)
         if log.is_closed():  # (the mux's rules for a closed main log)
             mux._append(ev)
@@ -402,14 +402,13 @@ cdef class PartDispatcher:
         return compiled
 
 
-cdef dict _event(object part, str method, object ns, Py_ssize_t n, object data):
-    """The protocol event of a validated part (``protocol._build_event``)."""
-    cdef PyObject* found
+cdef dict _event(str method, object ns, Py_ssize_t n, object data, object interrupts):
+    """The protocol event of a validated part (``protocol._build_event``);
+    ``interrupts`` is the part's (None: it has none)."""
     params = {"namespace": list(ns) if n else [],
               "timestamp": _now_ms(), "data": data}
-    found = ls_dict_get(part, "interrupts")
-    if found != NULL:
-        params["interrupts"] = <object>found
+    if interrupts is not None:
+        params["interrupts"] = interrupts
     return {"type": "event", "method": method, "params": params}
 
 
