@@ -12,6 +12,7 @@ C event log (it calls that log's C-level API directly).
 """
 
 from cpython.dict cimport PyDict_Contains
+from cpython.list cimport PyList_GET_SIZE
 from cpython.long cimport PyLong_FromLongLong
 from libc.time cimport time_t
 from cpython.object cimport PyObject
@@ -64,7 +65,7 @@ cdef extern from *:
     PyObject* ls_dict_get(object d, object key)
 
 
-from langstream.channel import _AsyncChannelIterator
+from langstream.channel import StreamChannel, _AsyncChannelIterator
 from langstream.mux import _Forward, _Guards
 from langstream.protocol import MAX_NAMESPACE_DEPTH
 from langstream.transformers import (
@@ -864,6 +865,20 @@ cdef Py_ssize_t _slot_offset(object cls, str name) except -1:
     return member.offset
 
 
+cdef inline bint _true(object value) except -1:
+    """``bool(value)`` for the pump's state (bools, ints, lists, None) without
+    a call for those."""
+    if value is True:
+        return True
+    if value is False or value is None:
+        return False
+    if type(value) is list:
+        return PyList_GET_SIZE(value) != 0
+    if type(value) is int:
+        return value != 0
+    return bool(value)
+
+
 cdef inline object _get(object obj, Py_ssize_t offset):
     cdef PyObject* value = (<PyObject**>((<char*><PyObject*>obj) + offset))[0]
     if value == NULL:
@@ -883,7 +898,7 @@ cdef bint _any_reader_ready(object readers) except -1:
     """``_AsyncPump.any_reader_ready()`` (its compiled twin): whether a
     waiting reader of ``readers`` (``(future, reader)`` pairs) has an item,
     an ended log or a future already done."""
-    if not readers:
+    if not _true(readers):
         return False
     for waiter, reader in readers:
         if reader._cursor.pending or reader._log.closed or waiter.done():
@@ -1102,10 +1117,10 @@ cdef class AsyncReaderStep:
         if cursor.log is not None and ls_ring_peek(&cursor.log.ring, &cursor.c, &seq):
             self.state = 3
             return next(cursor)
-        if (self.log.is_closed() or _get(pump, lay.exhausted)
-                or _get(pump, lay.pumping) or _get(pump, lay.settle)
+        if (self.log.is_closed() or _true(_get(pump, lay.exhausted))
+                or _true(_get(pump, lay.pumping)) or _true(_get(pump, lay.settle))
                 or _get(s.shared, lay.children) != _get(pump, lay.children_seen)
-                or _get(pump, lay.yield_next) or s.deferred or s.bounded):
+                or _true(_get(pump, lay.yield_next)) or s.deferred or s.bounded):
             return self._hand_over(pump.step(self.reader))
         loop = _get(pump, lay.loop)
         graph_aiter = _get(pump, lay.graph_aiter)
@@ -1148,7 +1163,7 @@ cdef class AsyncReaderStep:
         cdef ReaderSteps s = self.steps
         cdef _PumpLayout lay = s.layout
         pump = s.pump
-        if (_get(pump, lay.waiters) or _get(pump, lay.readers)
+        if (_true(_get(pump, lay.waiters)) or _true(_get(pump, lay.readers))
                 or _get(pump, lay.settled) is not None):
             pump.end_step()
         else:
@@ -1210,10 +1225,10 @@ cdef class AsyncReaderStep:
                 self._end_step()
                 self.state = 3
                 return item
-            if (_get(pump, lay.waiters) or s.deferred or self.log.is_closed()
+            if (_true(_get(pump, lay.waiters)) or s.deferred or self.log.is_closed()
                     or _get(s.shared, lay.children) != _get(pump, lay.children_seen)
                     or _any_reader_ready(_get(pump, lay.readers))
-                    or _get(pump, lay.yield_next) or s.bounded):
+                    or _true(_get(pump, lay.yield_next)) or s.bounded):
                 self._end_step()
                 self.state = 0
                 return _AGAIN
@@ -1251,6 +1266,8 @@ cdef type _READER = _AsyncChannelIterator
 cdef Py_ssize_t _reader_step = _slot_offset(_READER, "_step")
 cdef Py_ssize_t _reader_channel = _slot_offset(_READER, "_channel")
 cdef Py_ssize_t _reader_call = _slot_offset(_READER, "_call")
+# and where a channel keeps ``_arequest_more``
+cdef Py_ssize_t _channel_more = _slot_offset(StreamChannel, "_arequest_more")
 
 
 def reader_anext(self):
@@ -1264,7 +1281,12 @@ def reader_anext(self):
         if self._step is self._channel._arequest_more:
             return self._call(self)
         return self._anext()
-    if _get(self, _reader_step) is _get(self, _reader_channel)._arequest_more:
+    channel = _get(self, _reader_channel)
+    if type(channel) is StreamChannel:
+        more = _get(channel, _channel_more)
+    else:  # (a subclass: its own attribute, if it made one)
+        more = channel._arequest_more
+    if _get(self, _reader_step) is more:
         call = _get(self, _reader_call)
         if type(call) is ReaderSteps:
             return (<ReaderSteps>call).make(self)

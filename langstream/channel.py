@@ -292,6 +292,12 @@ class StreamChannel(Generic[T]):
     run ends.
     """
 
+    # ``_arequest_more`` (read by every async read) is a slot, so the
+    # compiled reader reads it directly; every other attribute lives in the
+    # instance dict as before
+    __slots__ = ("_arequest_more", "__dict__", "__weakref__")
+
+
     def __init__(self, name: Optional[str] = None, *, maxlen: Optional[int] = None) -> None:
         if name is not None and not isinstance(name, str):
             raise TypeError(f"StreamChannel name must be a str or None, got {name!r}")
