@@ -898,9 +898,21 @@ cdef bint _any_reader_ready(object readers) except -1:
     """``_AsyncPump.any_reader_ready()`` (its compiled twin): whether a
     waiting reader of ``readers`` (``(future, reader)`` pairs) has an item,
     an ended log or a future already done."""
+    cdef uint64_t seq
     if not _true(readers):
         return False
-    for waiter, reader in readers:
+    for entry in readers:
+        waiter, reader = entry
+        if type(reader) is _READER:  # (its slots, and the C log's state, read directly)
+            cursor = _get(reader, _reader_cursor)
+            log = _get(reader, _reader_log)
+            if type(cursor) is Cursor and type(log) is EventLog:
+                if ((<Cursor>cursor).log is not None
+                        and ls_ring_peek(&(<Cursor>cursor).log.ring, &(<Cursor>cursor).c, &seq)):
+                    return True
+                if (<EventLog>log).is_closed() or waiter.done():
+                    return True
+                continue
         if reader._cursor.pending or reader._log.closed or waiter.done():
             return True
     return False
@@ -1266,6 +1278,8 @@ cdef type _READER = _AsyncChannelIterator
 cdef Py_ssize_t _reader_step = _slot_offset(_READER, "_step")
 cdef Py_ssize_t _reader_channel = _slot_offset(_READER, "_channel")
 cdef Py_ssize_t _reader_call = _slot_offset(_READER, "_call")
+cdef Py_ssize_t _reader_cursor = _slot_offset(_READER, "_cursor")
+cdef Py_ssize_t _reader_log = _slot_offset(_READER, "_log")
 # and where a channel keeps ``_arequest_more``
 cdef Py_ssize_t _channel_more = _slot_offset(StreamChannel, "_arequest_more")
 
