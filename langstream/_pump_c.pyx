@@ -701,10 +701,7 @@ cdef extern from *:
             return t->tp_as_async->am_anext(aiter);
         return PyObject_CallMethod(aiter, "__anext__", NULL);
     }
-    """
 
-cdef extern from *:
-    """
     /* Cython's coroutine type (``ls_set_cy_coro``): driven directly, as
        CPython's own coroutines are. */
     static PyTypeObject *ls_cy_coro = NULL;
