@@ -919,7 +919,7 @@ cdef class _PumpLayout:
     """The slot offsets of one ``_AsyncPump`` class (and of its ``_Shared``)."""
 
     cdef Py_ssize_t exhausted, pumping, pump_task, loop, yield_next, graph_aiter
-    cdef Py_ssize_t waiters, readers, settled, children_seen, settle, children
+    cdef Py_ssize_t waiters, readers, settled, children_seen, settle, children, handoff
 
     def __cinit__(self, type pump_cls, type shared_cls):
         self.exhausted = _slot_offset(pump_cls, "exhausted")
@@ -933,6 +933,7 @@ cdef class _PumpLayout:
         self.settled = _slot_offset(pump_cls, "settled")
         self.children_seen = _slot_offset(pump_cls, "children_seen")
         self.settle = _slot_offset(pump_cls, "settle")
+        self.handoff = _slot_offset(pump_cls, "handoff")
         self.children = _slot_offset(shared_cls, "children")
 
 
@@ -1168,16 +1169,28 @@ cdef class AsyncReaderStep:
             return self._hand_over_resume(_RESUME_ERROR, error, pulling)
 
     cdef void _end_step(self) except *:
-        """The ``finally`` of the Python step."""
+        """The ``finally`` of the Python step: ``_AsyncPump.end_step()``, in C
+        for the cases where it only lets go of the pump (no waiter, nothing
+        settling, no waiting reader to wake: then it keeps every reader and
+        schedules the hand-off to them, once)."""
         cdef ReaderSteps s = self.steps
         cdef _PumpLayout lay = s.layout
         pump = s.pump
-        if (_true(_get(pump, lay.waiters)) or _true(_get(pump, lay.readers))
-                or _get(pump, lay.settled) is not None):
+        if _true(_get(pump, lay.waiters)) or _get(pump, lay.settled) is not None:
             pump.end_step()
-        else:
-            _put(pump, lay.pumping, False)
-            _put(pump, lay.pump_task, None)
+            return
+        readers = _get(pump, lay.readers)
+        if _true(readers) and (_true(_get(pump, lay.exhausted))
+                               or _any_reader_ready(readers)):
+            pump.end_step()
+            return
+        _put(pump, lay.pumping, False)
+        _put(pump, lay.pump_task, None)
+        if _true(readers) and not _true(_get(pump, lay.handoff)):
+            loop = _get(pump, lay.loop)
+            if loop is not None:
+                _put(pump, lay.handoff, True)
+                loop.call_soon(pump._handoff)
 
     cdef object _drive(self, object value, object exc):
         """Pulling (state 1): advance the graph's awaitable with ``value``
