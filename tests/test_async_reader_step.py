@@ -478,3 +478,35 @@ def test_an_anext_returning_what_await_refuses_fails_the_run(backend: str) -> No
     items, error = _both(main)
     assert items == [] and error[0] == "TypeError"
     assert "can't be used in 'await' expression" in error[1]
+
+
+def test_a_channel_subclass_is_read_like_a_channel(backend: str) -> None:
+    """A projection on a ``StreamChannel`` subclass is read the same on every
+    route (the compiled read reads ``_arequest_more`` from the base class's
+    slot only for the exact class)."""
+    from langstream import StreamChannel, StreamTransformer
+
+    class Mine(StreamChannel):
+        pass
+
+    class Customs(StreamTransformer):
+        def __init__(self, scope: Tuple[str, ...] = ()) -> None:
+            super().__init__(scope)
+            self.out = Mine("customs")
+
+        def init(self) -> Dict[str, Any]:
+            return {"customs": self.out}
+
+        def process(self, event: Any) -> bool:
+            if event["method"] == "custom":
+                self.out.push(event["params"]["data"]["c"])
+            return True
+
+    async def main(route: str) -> Any:
+        run = _open(areplay(_parts(), yield_every=2), route, transformers=[Customs])
+        its = (run.extensions["customs"].__aiter__(), run.values.__aiter__())
+        return await asyncio.gather(_read(its[0]), _read(its[1]))
+
+    customs, got = _both(main)
+    assert customs == ([0, 3, 6, 9], "end")
+    assert got == ([{"i": i} for i in range(12)], "end")
