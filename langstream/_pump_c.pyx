@@ -66,7 +66,7 @@ cdef extern from *:
 
 
 from langstream.channel import StreamChannel, _AsyncChannelIterator
-from langstream.mux import _Forward, _Guards
+from langstream.mux import _Forward, _Guards, _forget_stale
 from langstream.protocol import MAX_NAMESPACE_DEPTH
 from langstream.transformers import (
     CheckpointsTransformer,
@@ -195,6 +195,7 @@ cdef class PartDispatcher:
     cdef object mux
     cdef object shared
     cdef list scope_list
+    cdef tuple scope
     cdef Py_ssize_t scope_len
     cdef EventLog events_log
     cdef dict ops_at_scope   # method -> compiled ops, or _SLOW
@@ -209,11 +210,12 @@ cdef class PartDispatcher:
         self.latest = _latest_offset(type(mux))
         self.shared = mux._shared
         self.scope_list = mux._scope_list
+        self.scope = tuple(mux._scope_list)
         self.scope_len = len(self.scope_list)
         self.events_log = mux._events._log
         self.ops_at_scope = {}
         self.ops_below = {}
-        self.below_epoch = None
+        self.below_epoch = -1
         self.root_scope = not mux._scope_list
         self.assign_seq = mux._assign_seq
         mux._route_listeners.append(self)
@@ -384,7 +386,7 @@ cdef class PartDispatcher:
         cdef PyObject* found
         epoch = self.shared.epoch
         if epoch != self.below_epoch:
-            self.ops_below.clear()
+            _forget_stale(self.ops_below, self.shared, self.below_epoch, self.scope)
             self.below_epoch = epoch
         found = ls_dict_get(self.ops_below, method)
         if found == NULL:

@@ -18,7 +18,8 @@ import time
 import weakref
 from functools import partial
 from types import MethodType
-from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence, Tuple
+from collections import deque
+from typing import TYPE_CHECKING, Any, Callable, Deque, Dict, List, Optional, Sequence, Tuple
 
 from langstream import eventlog as _el
 from langstream.channel import StreamChannel, _Backpressure
@@ -59,6 +60,16 @@ _UNSET: Any = object()
 # (routers, method, at_scope) -> positions of the transformers routed there
 _PICKED: Dict[Tuple[Any, ...], Tuple[int, ...]] = {}
 _PICKED_MAX = 4096
+
+# per pipeline of plain transformers (``_plain_facts``), lane, method and
+# ``at_scope``: how its fast route at the scope is made, as ``(position,
+# function)`` (a handler) and ``(position, check, function)`` (a guarded one)
+# entries bound to the pipeline's transformers, or ``_NO_ROUTE`` (the event
+# path).  Those classes' handlers depend on nothing but the class, the lane,
+# the method and ``at_scope``: a child mux per subgraph binds the recipe
+# instead of asking each transformer again.
+_RECIPES: Dict[Tuple[Any, ...], Any] = {}
+_NO_ROUTE: Any = object()
 
 
 def _needs_event_loop(transformer: Any) -> bool:
@@ -264,7 +275,7 @@ def _as_stop_error(transformer: Any, hook: str, exc: BaseException) -> BaseExcep
 class _Shared:
     """State shared by a root mux and all of its child muxes."""
 
-    __slots__ = ("counter", "bp", "deferred", "children", "newest", "epoch")
+    __slots__ = ("counter", "bp", "deferred", "children", "newest", "epoch", "changes")
 
     def __init__(self) -> None:
         # one sequence for every projection log, so pushes can be ordered
@@ -282,10 +293,66 @@ class _Shared:
         # the pump asks whether a consumer has subscribed to it yet
         self.newest: Any = None
         # bumped whenever a kept route may have become wrong (a namespace
-        # ended anywhere, a transformer registered on any mux): every mux's
-        # per-namespace routes below its scope are then recomputed (see
-        # ``StreamMux._below_route``; a discovery changes no kept route)
+        # ended anywhere, a transformer registered on any mux); ``changes``
+        # says what each bump made stale: the routes of the namespaces in an
+        # ended namespace's subtree, or (None) every route.  Each mux drops
+        # those of its per-namespace routes below its scope (see
+        # ``_forget_stale``; a discovery changes no kept route)
         self.epoch = 0
+        self.changes: Deque[Tuple[int, Optional[Tuple[str, ...]]]] = deque(maxlen=_CHANGES_KEPT)
+
+    def changed(self, prefix: Optional[Tuple[str, ...]]) -> None:
+        """Kept routes of the namespaces in ``prefix``'s subtree (None: of
+        every namespace) may be wrong from now on."""
+        self.epoch += 1
+        self.changes.append((self.epoch, prefix))
+
+
+# how many of the tree's latest route changes are kept: a mux whose routes
+# are older than all of them drops every route
+_CHANGES_KEPT = 64
+
+
+def _forget_stale(routes: Dict[str, Dict[Tuple[str, ...], Any]], shared: _Shared,
+                  since: int, scope: Tuple[str, ...]) -> None:
+    """Drop the routes of ``routes`` (method -> {namespace: route}, kept by
+    the mux of ``scope`` in epoch ``since``) that the tree's changes since
+    then made stale."""
+    if not routes:
+        return
+    changes = shared.changes
+    if since < 0 or not changes or changes[0][0] > since + 1:
+        routes.clear()  # (older than every change kept)
+        return
+    depth = len(scope)
+    prefixes = []
+    for i in range(len(changes) - 1, -1, -1):
+        epoch, prefix = changes[i]
+        if epoch <= since:
+            break
+        if prefix is None or len(prefix) <= depth:
+            if prefix is None or scope[:len(prefix)] == prefix:
+                routes.clear()  # (every route, or this mux's whole subtree)
+                return
+            continue  # (another subtree: none of this mux's routes)
+        if prefix[:depth] == scope:
+            prefixes.append(prefix)
+    if not prefixes:
+        return
+    for by_ns in routes.values():
+        if not by_ns:
+            continue
+        stale = []
+        for ns in by_ns:
+            n = len(ns)
+            for prefix in prefixes:
+                # (the last segment first: a task id, it tells them apart)
+                k = len(prefix)
+                if n >= k and ns[k - 1] == prefix[k - 1] and ns[:k] == prefix:
+                    stale.append(ns)
+                    break
+        for ns in stale:
+            del by_ns[ns]
 
 
 class _Forward:
@@ -341,6 +408,35 @@ class _Guards:
 
 def _with_guards(ops: List[Any], checks: List[Callable[[Any], bool]]) -> Tuple[Any, ...]:
     return (_Guards(checks), *ops) if checks else tuple(ops)
+
+
+def _recipe_entry(recipe: List[Tuple[Any, ...]], transformers: List[Any], transformer: Any,
+                  handler: Any, check: Any) -> Optional[List[Tuple[Any, ...]]]:
+    """Add a handler (and its guard) to a route recipe, or return None when
+    it is not a method of ``transformer`` (nothing to bind again)."""
+    for part in (handler, check):
+        if part is not None and (type(part) is not MethodType or part.__self__ is not transformer):
+            return None
+    position = next(i for i, t in enumerate(transformers) if t is transformer)
+    if check is None:
+        recipe.append((position, handler.__func__))
+    else:
+        recipe.append((position, check.__func__, handler.__func__))
+    return recipe
+
+
+def _bind_recipe(recipe: Any, transformers: List[Any]) -> Optional[Tuple[Any, ...]]:
+    """The fast route a recipe makes for ``transformers`` (see ``_RECIPES``)."""
+    if recipe is _NO_ROUTE:
+        return None
+    handlers = []
+    checks = []
+    for entry in recipe:
+        transformer = transformers[entry[0]]
+        if len(entry) == 3:
+            checks.append(MethodType(entry[1], transformer))
+        handlers.append(MethodType(entry[-1], transformer))
+    return _with_guards(handlers, checks)
 
 
 def _pipeline_list(items: Any, param: str) -> List[Any]:
@@ -477,6 +573,7 @@ class StreamMux:
 
         pre: List[Any] = []
         rest: List[Any] = []
+        plain = True
         if factories is not None:
             for factory in factories:
                 try:
@@ -487,6 +584,7 @@ class StreamMux:
                 # on the instance, so a plain class's answers are its own)
                 facts = _plain_facts(made) if factory is type(made) else None
                 if facts is None:
+                    plain = False
                     transformer = _check_transformer(made, "factory", factory)
                     (pre if getattr(transformer, "before_builtins", False) else rest).append(
                         (transformer, None)
@@ -505,15 +603,21 @@ class StreamMux:
             for transformer in (*pre, *rest):
                 self._register(transformer)
         self._routed: Any = _UNSET  # (``_routed_ids``, computed on first use)
+        # the pipeline's classes (with the lane) while every transformer is a
+        # plain one its factory made, else None (see ``_RECIPES``)
+        self._shape: Any = None
+        if plain and transformers is None and self._transformers:
+            self._shape = (self.is_async, *[type(t) for t in self._transformers])
 
     # ------------------------------------------------------------ registration
 
     def _register(self, transformer: Any) -> None:
         """Register one more transformer (at construction, or mid-run)."""
         self._register_all(((transformer, None),))
+        self._shape = None  # (no longer a pipeline of plain transformers)
         # (mid-run, routes below a parent's scope may go through here; the
         # factories' transformers of a new child mux change no route in use)
-        self._shared.epoch += 1
+        self._shared.changed(None)
 
     def _register_all(self, entries: Any) -> None:
         """Register transformers in order (``_register``, one after the other).
@@ -749,23 +853,49 @@ class StreamMux:
     def _fast_route(self, method: str, at_scope: bool) -> Optional[Tuple[Callable[[Any], None], ...]]:
         key = method if at_scope else (method, False)
         if key not in self._fast_routes:
-            handlers: Optional[List[Any]] = []
-            checks: List[Callable[[Any], bool]] = []
-            routed = self._routed_ids()
-            for transformer in self._route(method, at_scope):
-                handler = (_fast(transformer, method, at_scope)
-                           if routed is None or id(transformer) in routed else None)
-                if handler is None:
-                    handlers = None
-                    break
-                if type(handler) is _Guarded:
-                    checks.append(handler.check)
-                    handler = handler.op
-                handlers.append(handler)
-            self._fast_routes[key] = (
-                _with_guards(handlers, checks) if handlers is not None else None
-            )
+            shape = self._shape
+            recipe = None
+            if shape is not None:
+                recipe = _RECIPES.get((shape, method, at_scope))
+            if recipe is not None:
+                route = _bind_recipe(recipe, self._transformers)
+            else:
+                route = self._make_fast_route(method, at_scope)
+            self._fast_routes[key] = route
         return self._fast_routes[key]
+
+    def _make_fast_route(self, method: str, at_scope: bool) -> Optional[Tuple[Any, ...]]:
+        """The fast route of ``(method, at_scope)`` parts, asked of each
+        transformer; kept as a recipe for the pipeline when it can be."""
+        handlers: Optional[List[Any]] = []
+        checks: List[Callable[[Any], bool]] = []
+        recipe: Optional[List[Tuple[Any, ...]]] = [] if self._shape is not None else None
+        transformers = self._transformers
+        routed = self._routed_ids()
+        for transformer in self._route(method, at_scope):
+            handler = (_fast(transformer, method, at_scope)
+                       if routed is None or id(transformer) in routed else None)
+            if handler is None:
+                handlers = None
+                break
+            if type(handler) is _Guarded:
+                if recipe is not None:
+                    recipe = _recipe_entry(recipe, transformers, transformer,
+                                           handler.op, handler.check)
+                checks.append(handler.check)
+                handler = handler.op
+            elif recipe is not None:
+                recipe = _recipe_entry(recipe, transformers, transformer, handler, None)
+            handlers.append(handler)
+        route = _with_guards(handlers, checks) if handlers is not None else None
+        shape = self._shape
+        if shape is not None and (recipe is not None or handlers is None):
+            if len(_RECIPES) >= _PICKED_MAX:  # (method names come from parts)
+                _RECIPES.clear()
+            _RECIPES[(shape, method, at_scope)] = (
+                _NO_ROUTE if handlers is None else tuple(recipe)  # type: ignore[arg-type]
+            )
+        return route
 
     def _track_values(self, data: Any, interrupts: Any) -> None:
         self._latest = data
@@ -785,7 +915,7 @@ class StreamMux:
         """
         epoch = self._shared.epoch
         if self._below_epoch != epoch:
-            self._below.clear()
+            _forget_stale(self._below, self._shared, self._below_epoch, self.scope)
             self._below_epoch = epoch
         by_ns = self._below.get(method)
         if by_ns is None:

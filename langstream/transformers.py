@@ -527,11 +527,13 @@ class _SubtreeTracker(StreamTransformer):
     def _on_register(self, mux: Any) -> None:
         self._tree = mux._shared
 
-    def _changed(self) -> None:
-        """Something open ended: the routes below every scope are stale."""
+    def _changed(self, prefix: Tuple[str, ...]) -> None:
+        """The namespace ``prefix`` ended (or, ``prefix`` being the scope,
+        everything this tracker knew of): the routes kept for the namespaces
+        of its subtree, on every mux of the tree, are stale."""
         tree = self._tree
         if tree is not None:
-            tree.epoch += 1
+            tree.changed(prefix)
 
     @staticmethod
     def _route(method: str, at_scope: bool) -> bool:
@@ -651,7 +653,7 @@ class _SubtreeTracker(StreamTransformer):
         del self._open[child]
         # an ended namespace is forgotten: memory is bounded by what is open
         self._seen.discard(child)
-        self._changed()
+        self._changed(child)
         status, error = _status_from_result(data)
         return child, status, error
 
@@ -708,7 +710,8 @@ class _SubtreeTracker(StreamTransformer):
         return True
 
     def _close_open(self, status: SubgraphStatus, error: Optional[str]) -> None:
-        self._changed()
+        if self._open or self._seen:
+            self._changed(self.scope)
         first: Optional[BaseException] = None
         for ns in reversed(list(self._open)):
             del self._open[ns]
@@ -1020,7 +1023,8 @@ class SubgraphTransformer(_SubtreeTracker):
 
     def _take_open(self) -> List[Any]:
         """Take this transformer's handles still open, oldest first."""
-        self._changed()
+        if self._open or self._seen:
+            self._changed(self.scope)
         self._open.clear()
         self._by_task.clear()
         self._seen.clear()

@@ -473,3 +473,131 @@ def test_tool_call_causes_on_the_fast_route_match_the_event_path(backend, lane):
     nested = fast["handles"][0][3]["lifecycle"]
     assert [(p["event"], p.get("cause")) for p in nested if p["event"] == "started"] == [
         ("started", {"type": "toolCall", "tool_call_id": "call_2"})]
+
+
+def _interleaved_parts():
+    """Two sibling subgraphs open at once, each with a child of its own,
+    their parts interleaved; one child ends while everything else goes on,
+    then its parent ends while that parent's other child is still open; late
+    parts of both ended namespaces start them again, while the sibling's
+    subtree keeps receiving parts throughout, then ends."""
+    a = ("a:ta",)
+    b = ("b:tb",)
+    ax, ay, by = a + ("x:tx",), a + ("y:ty",), b + ("y:ty2",)
+
+    def v(ns, value):
+        return {"type": "values", "ns": ns, "data": {"v": value}, "interrupts": ()}
+
+    def c(ns, value):
+        return {"type": "custom", "ns": ns, "data": value}
+
+    return [
+        v((), 0),
+        _task((), "ta", "a"), _task((), "tb", "b"),
+        v(a, "a0"), v(b, "b0"),
+        _task(a, "tx", "x"), _task(a, "ty", "y"), _task(b, "ty2", "y"),
+        v(ax, "ax0"), v(ay, "ay0"), v(by, "by0"), c(ax, "ax-c"), c(by, "by-c"),
+        v(a, "a1"), v(b, "b1"), v(ax, "ax1"), v(by, "by1"),
+        _task(a, "tx", "x", result={"r": "x"}),  # a child ends ...
+        v(ay, "ay1"), v(by, "by2"), c(b, "b-c"), v(a, "a2"),  # ... the rest goes on
+        v(ax, "ax-late"),  # a late part of the ended child starts it again
+        c(ay, "ay-c"), v(by, "by3"),
+        _task((), "ta", "a", result={"r": "a"}),  # a parent ends, a child still open
+        v(b, "b2"), v(by, "by4"), c(by, "by-c2"),
+        v(ay, "ay-late"), v(a, "a-late"),  # late parts under the ended parent
+        v(by, "by5"),
+        _task(b, "ty2", "y", result={"r": "y"}),
+        v(b, "b3"),
+        _task((), "tb", "b", result={"r": "b"}),
+        v((), 1),
+    ]
+
+
+@pytest.mark.parametrize("lane", LANES)
+def test_an_ending_namespace_leaves_the_routes_of_the_others_as_they_were(backend, lane):
+    """Routes kept below a scope are dropped for the subtree of a namespace
+    that ends, not for its siblings: interleaved open subgraphs at two
+    depths, ends in the middle of them and late parts that start ended ones
+    again give what the protocol-event path gives, at every depth."""
+    parts = _interleaved_parts()
+    fast = _observe(parts, FAST, lane)
+    slow = _observe(parts, SLOW, lane)
+    assert fast == slow
+    root_values = [p["data"] for p in parts if p["type"] == "values" and not p["ns"]]
+    assert fast["values"] == root_values
+    paths = [h[0] for h in fast["handles"]]
+    # ``a`` ended and started again; ``b`` ran throughout
+    assert paths.count(("a:ta",)) == 2 and paths.count(("b:tb",)) == 1
+    b_handle = fast["handles"][paths.index(("b:tb",))]
+    assert b_handle[1] == "completed"
+    if lane == "async":  # (a sync consumer reads handles depth-first)
+        b_tree = b_handle[3]
+        assert b_tree["values"] == [{"v": x} for x in ("b0", "b1", "b2", "b3")]
+        by_tree = b_tree["handles"][0][3]
+        assert by_tree["values"] == [{"v": f"by{k}"} for k in range(6)]
+        assert by_tree["custom"] == ["by-c", "by-c2"]
+
+
+def test_a_route_kept_for_a_sibling_survives_an_end_and_a_restart_is_rediscovered(backend):
+    """White box: after a namespace ends, its sibling's kept route is still
+    the one kept (not recomputed), and the ended one would be discovered
+    again (its route is not kept)."""
+    a, b = ("a:ta",), ("b:tb",)
+    mux = StreamMux(factories=FAST)
+    for part in (_task((), "ta", "a"), _task((), "tb", "b"),
+                 {"type": "values", "ns": a, "data": 1},
+                 {"type": "values", "ns": b, "data": 1}):
+        mux.push_part(part)
+        mux._flush_deferred()
+    kept_a = mux._below_route("values", a)
+    kept_b = mux._below_route("values", b)
+    assert kept_a is not None and kept_b is not None
+    mux.push_part(_task((), "ta", "a", result={}))
+    assert mux._below_route("values", a) is None  # (it would start ``a`` again)
+    assert mux._below_route("values", b) is kept_b
+    mux.close()
+
+
+@pytest.mark.parametrize("first", LANES)
+def test_child_routes_are_the_same_whichever_lane_made_them_first(backend, first):
+    """A child mux binds its routes at its scope from what the first child
+    of the same pipeline found (per lane: on the async lane a task result
+    that ends a subgraph is guarded); running one lane first changes
+    nothing the other lane gives."""
+    from langstream import mux as mux_mod
+
+    parts = _deep_parts()
+    order = LANES if first == "sync" else LANES[::-1]
+    mux_mod._RECIPES.clear()
+    warm = {lane: _observe(parts, FAST, lane) for lane in order}
+    for lane in LANES:
+        mux_mod._RECIPES.clear()
+        assert _observe(parts, FAST, lane) == warm[lane]
+    assert any(key[0][0] is True for key in mux_mod._RECIPES)  # (the async lane's own)
+
+    # white box: a route bound from a recipe is the one the child would find
+    def shape(route):
+        if route is None:
+            return None
+        out = []
+        for op in route:
+            checks = getattr(op, "checks", None)
+            if checks is not None:
+                out.append(("guards", [(c.__func__, type(c.__self__)) for c in checks]))
+            else:
+                out.append((op.__func__, type(op.__self__)))
+        return out
+
+    def routes(is_async):
+        root = StreamMux(factories=FAST, is_async=is_async)
+        child = root._make_child(("sub:1",))
+        return {m: shape(child._fast_route(m, True))
+                for m in ("values", "tasks", "custom", "updates", "debug")}
+
+    for lanes in (LANES, LANES[::-1]):
+        mux_mod._RECIPES.clear()
+        bound = {lane: (routes(lane == "async"), routes(lane == "async")) for lane in lanes}
+        for lane in LANES:
+            made, from_recipe = bound[lane]
+            assert made == from_recipe
+        assert bound["sync"][0]["tasks"] != bound["async"][0]["tasks"]
