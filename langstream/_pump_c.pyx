@@ -402,6 +402,7 @@ cdef class PartDispatcher:
         compiled = _compile(fast)
         if self.shared.epoch == epoch:
             by_ns[key] = compiled
+            self.shared.kept = True
         return compiled
 
 

@@ -275,7 +275,7 @@ def _as_stop_error(transformer: Any, hook: str, exc: BaseException) -> BaseExcep
 class _Shared:
     """State shared by a root mux and all of its child muxes."""
 
-    __slots__ = ("counter", "bp", "deferred", "children", "newest", "epoch", "changes")
+    __slots__ = ("counter", "bp", "deferred", "children", "newest", "epoch", "changes", "kept")
 
     def __init__(self) -> None:
         # one sequence for every projection log, so pushes can be ordered
@@ -300,12 +300,20 @@ class _Shared:
         # ``_forget_stale``; a discovery changes no kept route)
         self.epoch = 0
         self.changes: Deque[Tuple[int, Optional[Tuple[str, ...]]]] = deque(maxlen=_CHANGES_KEPT)
+        # a route was kept since the last change (set where routes are kept)
+        self.kept = False
 
     def changed(self, prefix: Optional[Tuple[str, ...]]) -> None:
         """Kept routes of the namespaces in ``prefix``'s subtree (None: of
         every namespace) may be wrong from now on."""
+        changes = self.changes
+        if not self.kept and changes and changes[-1][1] == prefix:
+            # (the same change again, no route kept since: e.g. each tracker
+            # on the way up ending one namespace; nothing more is stale)
+            return
+        self.kept = False
         self.epoch += 1
-        self.changes.append((self.epoch, prefix))
+        changes.append((self.epoch, prefix))
 
 
 # how many of the tree's latest route changes are kept: a mux whose routes
@@ -964,6 +972,7 @@ class StreamMux:
         route = _with_guards(ops, checks)
         if self._below_epoch == self._shared.epoch:  # (a child's route may have moved it)
             by_ns[namespace] = route
+            self._shared.kept = True
         return route
 
     def _route_for(self, method: str, namespace: Any) -> Optional[Tuple[Any, ...]]:

@@ -601,3 +601,53 @@ def test_child_routes_are_the_same_whichever_lane_made_them_first(backend, first
             made, from_recipe = bound[lane]
             assert made == from_recipe
         assert bound["sync"][0]["tasks"] != bound["async"][0]["tasks"]
+
+
+def test_what_an_end_makes_stale(backend):
+    """White box (``_Shared.changed`` / ``_forget_stale``): an end drops the
+    kept routes of its subtree only, on a mux whose scope holds it; an end
+    elsewhere leaves a mux's routes alone, an end above its scope drops them
+    all; a registration (None) drops everything; the same end told again
+    with no route kept since is one change; a mux that missed more changes
+    than are kept drops everything."""
+    from langstream.mux import _CHANGES_KEPT, _forget_stale, _Shared
+
+    def kept():
+        return {"values": {("a:1",): 1, ("a:1", "x:1"): 2, ("b:1",): 3, ("ab:1",): 4},
+                "tasks": {("a:1",): 5, ("b:1", "a:1"): 6}}
+
+    shared = _Shared()
+    routes = kept()
+    since = shared.epoch
+    shared.changed(("a:1",))
+    shared.changed(("a:1",))  # (another tracker ending the same namespace)
+    assert len(shared.changes) == 1
+    _forget_stale(routes, shared, since, ())
+    assert routes == {"values": {("b:1",): 3, ("ab:1",): 4}, "tasks": {("b:1", "a:1"): 6}}
+
+    shared.kept = True  # (a route was kept in between: the end counts again)
+    shared.changed(("a:1",))
+    assert len(shared.changes) == 2
+
+    # a child mux's view: its scope's subtree only
+    since = shared.epoch
+    shared.changed(("c:1",))
+    child = {"values": {("b:1", "y:1"): 1}}
+    _forget_stale(child, shared, since, ("b:1",))
+    assert child == {"values": {("b:1", "y:1"): 1}}  # (another subtree)
+    shared.changed(("b:1",))
+    _forget_stale(child, shared, since, ("b:1",))
+    assert child == {}  # (its own namespace ended)
+
+    routes = kept()
+    since = shared.epoch
+    shared.changed(None)
+    _forget_stale(routes, shared, since, ())
+    assert routes == {}
+
+    routes = kept()
+    since = shared.epoch
+    for k in range(_CHANGES_KEPT + 1):
+        shared.changed((f"z:{k}",))
+    _forget_stale(routes, shared, since, ())
+    assert routes == {}
