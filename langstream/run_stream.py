@@ -15,6 +15,7 @@ import asyncio
 import gc
 import logging
 import weakref
+from collections import deque as _deque
 from collections.abc import Mapping
 from types import MappingProxyType
 from typing import (
@@ -535,6 +536,14 @@ def _interleave_release(readers: List[Tuple[str, Any, Any]], subscribed: List[An
 # the tasks it started for it, then the tasks those start (a nested gather),
 # so all of them subscribe before any event reaches the handle
 _FLUSH_TURNS = 2
+
+
+def _loop_idle(loop: Any) -> bool:
+    """True when nothing is ready to run on ``loop`` (asyncio's own loops:
+    their ready queue is empty), so no consumer can subscribe in the next
+    turn that could not in this one; False when it cannot tell."""
+    ready = getattr(loop, "_ready", None)
+    return type(ready) is _deque and not ready
 # steps without the async pump's shortcuts after a subgraph handle is made:
 # loop turns for a consumer that subscribes to a second projection of the
 # handle after reading the first ...
@@ -647,6 +656,8 @@ class _AsyncPump:
         the handle subscribes to its projections when its task next runs,
         a task it starts for them a turn later, a nested gather's a turn
         after that; pushes to a log nobody subscribes to are not stored.
+        (Fewer turns when, after one, nothing at all is ready to run: then
+        no task could subscribe in the next one either.)
         Both shortcuts are off for the ``_SETTLE_STEPS`` steps that follow
         the making of a handle (``_SETTLE_SUBSCRIBED`` once one of its
         projections has a subscriber), so meanwhile every step wakes every
@@ -715,6 +726,8 @@ class _AsyncPump:
                         if self.deferred:
                             for _turn in range(_FLUSH_TURNS):
                                 await asyncio.sleep(0)
+                                if _loop_idle(loop):
+                                    break  # (nothing else can run to subscribe)
                             await self.mux._aflush_deferred()
                             more = True
                             break

@@ -143,3 +143,59 @@ def test_a_subscription_to_an_older_handle_does_not_cut_the_newest_ones_window(b
     for name, (snapshots, lifecycle) in expected.items():
         assert seen[name][0] == snapshots, name
         assert _lifecycle_of(seen[name][1]) == lifecycle, name
+
+
+@pytest.mark.parametrize("pattern", list(PATTERNS))
+def test_every_subscription_pattern_sees_every_event_on_a_busy_loop(backend, pattern):
+    """The pump stops giving turns for a new handle early only when nothing
+    else is ready to run; with other work always ready (a task yielding at
+    every turn) it gives them all, and every pattern still sees everything."""
+    parts, info, expected = _expected()
+    subscribe = PATTERNS[pattern]
+
+    async def main():
+        run = astream_events(areplay(parts))
+        stop = False
+
+        async def spin():
+            while not stop:
+                await asyncio.sleep(0)
+
+        spinner = asyncio.ensure_future(spin())
+        seen: Dict[str, Any] = {}
+        pending = []
+        async for h in run.subgraphs:
+            name = h.path[-1].split(":")[0]
+            pending.append((name, asyncio.ensure_future(subscribe(h))))
+        for name, task in pending:
+            seen[name] = await task
+        stop = True
+        await spinner
+        return seen
+
+    seen = arun(main())
+    for name, (snapshots, lifecycle) in expected.items():
+        assert seen[name][0] == snapshots, name
+        assert _lifecycle_of(seen[name][1]) == lifecycle, name
+
+
+def test_the_loop_is_idle_only_when_nothing_is_ready(backend):
+    """``_loop_idle``: asyncio's loops tell (their ready queue); a loop that
+    does not show one never counts as idle (the pump gives every turn)."""
+    from langstream.run_stream import _loop_idle
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        idle_now = _loop_idle(loop)
+        loop.call_soon(lambda: None)
+        busy = _loop_idle(loop)
+        await asyncio.sleep(0)
+        return idle_now, busy, _loop_idle(loop)
+
+    assert arun(main()) == (True, False, True)
+    assert _loop_idle(object()) is False
+
+    class Elsewhere:  # (a loop keeping its queue some other way)
+        _ready: List[Any] = []
+
+    assert _loop_idle(Elsewhere()) is False
