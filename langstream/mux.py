@@ -897,7 +897,9 @@ class StreamMux:
             handlers.append(handler)
         route = _with_guards(handlers, checks) if handlers is not None else None
         shape = self._shape
-        if shape is not None and (recipe is not None or handlers is None):
+        # (not from a mux that has ended: its trackers have let go of it, and
+        # a route made now is not the one a live child of the pipeline gets)
+        if shape is not None and not self._finished and (recipe is not None or handlers is None):
             if len(_RECIPES) >= _PICKED_MAX:  # (method names come from parts)
                 _RECIPES.clear()
             _RECIPES[(shape, method, at_scope)] = (

@@ -536,14 +536,6 @@ def _interleave_release(readers: List[Tuple[str, Any, Any]], subscribed: List[An
 # the tasks it started for it, then the tasks those start (a nested gather),
 # so all of them subscribe before any event reaches the handle
 _FLUSH_TURNS = 2
-
-
-def _loop_idle(loop: Any) -> bool:
-    """True when nothing is ready to run on ``loop`` (asyncio's own loops:
-    their ready queue is empty), so no consumer can subscribe in the next
-    turn that could not in this one; False when it cannot tell."""
-    ready = getattr(loop, "_ready", None)
-    return type(ready) is _deque and not ready
 # steps without the async pump's shortcuts after a subgraph handle is made:
 # loop turns for a consumer that subscribes to a second projection of the
 # handle after reading the first ...
@@ -552,6 +544,14 @@ _SETTLE_STEPS = 8
 # (a consumer subscribes to what it wants together, in one loop body or from
 # tasks it starts together; the window then only costs the run)
 _SETTLE_SUBSCRIBED = 2
+
+
+def _loop_idle(loop: Any) -> bool:
+    """True when nothing is ready to run on ``loop`` (asyncio's own loops:
+    their ready queue is empty), so no consumer can subscribe in the next
+    turn that could not in this one; False when it cannot tell."""
+    ready = getattr(loop, "_ready", None)
+    return type(ready) is _deque and not ready
 
 
 def _newest_subscribed(shared: Any) -> bool:

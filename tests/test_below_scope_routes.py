@@ -651,3 +651,25 @@ def test_what_an_end_makes_stale(backend):
         shared.changed((f"z:{k}",))
     _forget_stale(routes, shared, since, ())
     assert routes == {}
+
+
+@pytest.mark.parametrize("lane", LANES)
+def test_a_route_made_on_an_ended_mux_is_not_the_pipelines_recipe(backend, lane):
+    """An ended mux's subgraph tracker has let go of it, so its ``tasks``
+    route is the event path; that must not become what the next child muxes
+    of the same pipeline bind."""
+    from langstream import mux as mux_mod
+
+    is_async = lane == "async"
+    mux_mod._RECIPES.clear()
+    ended = StreamMux(factories=FAST, is_async=is_async)
+    if is_async:
+        from helpers import arun
+
+        arun(ended.aclose())
+    else:
+        ended.close()
+    assert ended._fast_route("tasks", True) is None
+    root = StreamMux(factories=FAST, is_async=is_async)
+    child = root._make_child(("sub:1",))
+    assert child._fast_route("tasks", True) is not None
