@@ -673,3 +673,77 @@ def test_a_route_made_on_an_ended_mux_is_not_the_pipelines_recipe(backend, lane)
     root = StreamMux(factories=FAST, is_async=is_async)
     child = root._make_child(("sub:1",))
     assert child._fast_route("tasks", True) is not None
+
+
+def _random_tree_parts(actions):
+    """A stream built from ``actions`` (pairs of small ints): subgraphs
+    started under the root or under an open one (up to three deep), events
+    at open ones, ends (completed or failed), and late events at ended ones,
+    interleaved in any order; root snapshots around it."""
+    parts = [{"type": "values", "ns": (), "data": {"root": 0}, "interrupts": ()}]
+    open_ns = [()]  # (the root: a parent for new subgraphs)
+    ended = []
+    count = 0
+    for kind, pick in actions:
+        count += 1
+        if kind == 0 and open_ns:  # start a subgraph under an open namespace
+            parent = open_ns[pick % len(open_ns)]
+            if len(parent) < 3:
+                tid = f"t{count}"
+                parts.append(_task(parent, tid, "g"))
+                ns = parent + (f"g:{tid}",)
+                # (its first event discovers it; the next ones take routes)
+                parts.append({"type": "values", "ns": ns, "data": {"in": count},
+                              "interrupts": ()})
+                open_ns.append(ns)
+        elif kind in (1, 2) and len(open_ns) > 1:  # an event at an open subgraph
+            ns = open_ns[1 + pick % (len(open_ns) - 1)]
+            if kind == 1:
+                parts.append({"type": "values", "ns": ns, "data": {"n": count},
+                              "interrupts": ()})
+            else:
+                parts.append({"type": "custom", "ns": ns, "data": count})
+        elif kind == 3 and len(open_ns) > 1:  # a subgraph ends
+            ns = open_ns.pop(1 + pick % (len(open_ns) - 1))
+            tid = ns[-1].split(":")[1]
+            end = {"result": {"r": count}} if pick % 3 else {"error": f"e{count}"}
+            parts.append(_task(ns[:-1], tid, "g", **end))
+            ended.append(ns)
+        elif kind == 4 and ended:  # a late event at an ended one
+            ns = ended[pick % len(ended)]
+            parts.append({"type": "values", "ns": ns, "data": {"late": count},
+                          "interrupts": ()})
+        elif kind == 5:
+            parts.append({"type": "values", "ns": (), "data": {"root": count},
+                          "interrupts": ()})
+    parts.append({"type": "values", "ns": (), "data": {"root": "end"}, "interrupts": ()})
+    return parts
+
+
+@pytest.mark.parametrize("lane", LANES)
+def test_random_trees_route_as_the_event_path_does(backend, lane):
+    """Property: on any interleaving of subgraph starts, events, ends and
+    late events up to three deep, the fast routes (kept per namespace,
+    dropped per ended subtree, bound from recipes) give what the
+    protocol-event path gives, at every depth."""
+    from hypothesis import HealthCheck, example, given, settings
+    from hypothesis import strategies as st
+
+    from langstream import mux as mux_mod
+
+    action = st.tuples(st.integers(0, 5), st.integers(0, 11))
+
+    @settings(max_examples=150, deadline=None,
+              suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @given(st.lists(action, min_size=1, max_size=40), st.booleans())
+    # a child's events after its parent ended (they start the parent again)
+    @example([(0, 0), (0, 1), (1, 1), (1, 2), (3, 0), (1, 1), (1, 1)], False)
+    # a late event after a subgraph's own end, its sibling going on
+    @example([(0, 0), (0, 0), (1, 0), (1, 1), (3, 1), (1, 1), (4, 0), (2, 0)], False)
+    def check(actions, cold):
+        if cold:
+            mux_mod._RECIPES.clear()
+        parts = _random_tree_parts(actions)
+        assert _observe(parts, FAST, lane) == _observe(parts, SLOW, lane)
+
+    check()
