@@ -126,6 +126,18 @@ else:  # pragma: no cover
     _task_of = asyncio.current_task
 
 
+_Future = asyncio.Future
+_base_create_future = asyncio.BaseEventLoop.create_future
+
+
+def _new_future(loop: asyncio.AbstractEventLoop) -> asyncio.Future[Any]:
+    """``loop.create_future()``; for asyncio's own loops, the very future it
+    makes, without its Python frame (a waiting consumer makes one per wait)."""
+    if type(loop).create_future is _base_create_future:
+        return _Future(loop=loop)
+    return loop.create_future()
+
+
 _MISSING = object()
 
 
@@ -554,6 +566,21 @@ def _loop_idle(loop: Any) -> bool:
     return type(ready) is _deque and not ready
 
 
+class _YieldOnce:
+    """Awaited, gives the event loop one turn, as ``asyncio.sleep(0)`` does
+    (a bare yield: the task runs again at the next turn), without its two
+    Python frames (the pump yields a few times per subgraph)."""
+
+    __slots__ = ()
+
+    def __await__(self) -> Any:
+        return iter(_ONE_YIELD)
+
+
+_ONE_YIELD = (None,)
+_YIELD = _YieldOnce()
+
+
 def _newest_subscribed(shared: Any) -> bool:
     """Whether a projection (or the main log) of the child mux made last has
     a subscriber."""
@@ -722,10 +749,10 @@ class _AsyncPump:
                             # it, and subscribes to the handles it got, before the
                             # next part is pulled.
                             self.yield_next = False
-                            await asyncio.sleep(0)
+                            await _YIELD
                         if self.deferred:
                             for _turn in range(_FLUSH_TURNS):
-                                await asyncio.sleep(0)
+                                await _YIELD
                                 if _loop_idle(loop):
                                     break  # (nothing else can run to subscribe)
                             await self.mux._aflush_deferred()
@@ -869,7 +896,7 @@ class _AsyncPump:
             raise self.reentry_error("dispatching a part")
         if task is None:  # not a task of the run's loop: another loop?
             self.check_loop()
-        waiter = self.loop.create_future()  # type: ignore[union-attr]
+        waiter = _new_future(self.loop)  # type: ignore[arg-type]
         if reader is not None:
             self.readers.append((waiter, reader))
         else:
@@ -896,7 +923,7 @@ class _AsyncPump:
                 "task; read the run's projections from outside its transformers"
             )
         if self.pumping:
-            waiter = _get_running_loop().create_future()
+            waiter = _new_future(_get_running_loop())
             self.waiters.append(waiter)
             try:
                 await waiter
