@@ -549,7 +549,7 @@ def test_good_maxlen(eventlog):
 # -- threads ------------------------------------------------------------------
 
 
-def test_threaded_pushes(eventlog):
+def test_threaded_pushes(eventlog, lock_impl):
     n_threads, per_thread = 4, 100_000
     log = eventlog.EventLog()
     cur = log.cursor()
@@ -592,7 +592,7 @@ def test_threaded_pushes(eventlog):
             assert by_seq[seqs[t][i]] == (t, i)
 
 
-def test_threaded_producer_consumer(eventlog):
+def test_threaded_producer_consumer(eventlog, lock_impl):
     log = eventlog.EventLog()
     cur = log.cursor()
     n = 50_000
@@ -683,7 +683,8 @@ def test_threaded_pushes_without_cursor(eventlog, shared, record_impl, fast_swit
 
 
 @pytest.mark.parametrize("shared", [False, True])
-def test_threaded_subscribe_while_pushing(eventlog, shared, record_impl, fast_switching):
+def test_threaded_subscribe_while_pushing(eventlog, shared, record_impl, lock_impl,
+                                         fast_switching):
     """A cursor opened while other threads push sees every item pushed after
     it: no hole in what it reads, whatever the pushes raced with."""
     counter = eventlog.SeqCounter() if shared else None
@@ -736,7 +737,7 @@ def test_threaded_subscribe_while_pushing(eventlog, shared, record_impl, fast_sw
     assert log.cursor_count == 0 and len(log) == 0
 
 
-def test_threaded_close_while_pushing(eventlog, fast_switching):
+def test_threaded_close_while_pushing(eventlog, lock_impl, fast_switching):
     """``close()`` racing with lock-free pushes: after close every push
     raises, and ``last_seq`` is settled once ``close()`` returned."""
     for _ in range(10):
@@ -769,11 +770,12 @@ def test_threaded_close_while_pushing(eventlog, fast_switching):
 @pytest.fixture(params=["default", "other"])
 def lock_impl(request, eventlog, monkeypatch):
     """On the pure twin, run once more with the other kind of lock than this
-    interpreter's (``Lock`` on CPython, ``RLock`` on PyPy): both are used."""
+    interpreter's (``Lock`` on CPython, ``_TokenLock`` on PyPy): both are used."""
     if request.param == "other":
         if not eventlog.__name__.endswith("_py"):
             pytest.skip("pure twin only")
-        other = threading.Lock if eventlog._new_lock is threading.RLock else threading.RLock
+        token = eventlog._TokenLock
+        other = threading.Lock if eventlog._new_lock is token else token
         monkeypatch.setattr(eventlog, "_new_lock", other)
     return request.param
 
@@ -898,6 +900,68 @@ def test_cursor_finalized_while_its_log_is_locked(eventlog, lock_impl):
     assert log.cursor_count == 1 and keep.pending == 0
     log.push(Obj(2))
     assert next(keep).n == 2
+
+
+def _token_lock():
+    from langstream._eventlog_py import _TokenLock
+
+    return _TokenLock()
+
+
+def test_token_lock_rules():
+    """The pure twin's PyPy lock: a plain (not re-entrant) mutex; a
+    non-blocking acquire fails while anyone holds it, its own thread too."""
+    lock = _token_lock()
+    assert not lock.locked()
+    assert lock.acquire() is True and lock.locked()
+    assert lock.acquire(False) is False  # not re-entrant
+    lock.release()
+    assert not lock.locked()
+    with pytest.raises(RuntimeError, match="release unlocked lock"):
+        lock.release()
+    with lock:
+        assert lock.locked()
+        got = []
+        th = threading.Thread(target=lambda: got.append(lock.acquire(blocking=False)))
+        th.start()
+        th.join()
+        assert got == [False]
+    assert not lock.locked()
+
+
+def test_token_lock_excludes_threads(fast_switching):
+    """Threads that find the token taken wait for it (yielding the GIL):
+    a read-modify-write with a switch in the middle loses no update, and a
+    waiter gets the lock once its holder lets go."""
+    lock = _token_lock()
+    n_threads, per_thread = 4, 3_000
+    state = [0]
+    inside = []
+
+    def work(t):
+        for i in range(per_thread):
+            with lock:
+                inside.append(t)
+                assert len(inside) == 1  # nobody else in here
+                value = state[0]
+                if i % 16 == 0:
+                    time.sleep(0)  # let the others try meanwhile
+                state[0] = value + 1
+                inside.pop()
+
+    _run_threads(n_threads, work)
+    assert state[0] == n_threads * per_thread and not lock.locked()
+
+    lock.acquire()
+    got = []
+    th = threading.Thread(target=lambda: got.append(lock.acquire()))
+    th.start()
+    time.sleep(0.01)
+    assert got == [] and th.is_alive()  # waiting, not failed
+    lock.release()
+    th.join(5)
+    assert got == [True] and lock.locked()
+    lock.release()
 
 
 # -- backend selection ----------------------------------------------------------
