@@ -62,12 +62,20 @@ cdef class EventLog:
     cdef int _push(self, object item, uint64_t *seq) except -1
 
 
+# The base of the compiled pumps (``_pump_c.SyncPump``): a ``request_more``
+# a Cursor calls through this vtable slot, not through a Python call.
+# ``pull()`` is what calling the object does (``__call__``).
+cdef class Puller:
+    cdef object pull(self)
+
+
 @cython.final
 @cython.no_gc_clear
 cdef class Cursor:
     cdef ls_cursor c
     cdef EventLog log
     cdef object request_more
+    cdef Puller puller  # ``request_more`` when it is a Puller, else None
     cdef object __weakref__
 
     cdef void _release(self) noexcept

@@ -227,6 +227,18 @@ cdef class EventLog:
         )
 
 
+cdef class Puller:
+    """Base of the compiled pumps (internal): a ``request_more`` callable
+    whose ``pull`` a :class:`Cursor` calls directly when its log has
+    nothing unread (calling the object does the same)."""
+
+    cdef object pull(self):
+        raise NotImplementedError
+
+    def __call__(self):
+        return self.pull()
+
+
 @cython.final
 @cython.no_gc_clear
 cdef class Cursor:
@@ -249,6 +261,8 @@ cdef class Cursor:
             raise MemoryError("EventLog.cursor: out of memory")
         self.log = log
         self.request_more = request_more
+        if isinstance(request_more, Puller):
+            self.puller = <Puller>request_more
 
     def __dealloc__(self):
         self._release()
@@ -303,7 +317,10 @@ cdef class Cursor:
                 raise StopIteration
             if self.request_more is None or not more:
                 raise StopIteration
-            more = self.request_more()
+            if self.puller is not None:  # (the compiled pump: no Python call)
+                more = self.puller.pull()
+            else:
+                more = self.request_more()
 
     def peek_seq(self):
         """Sequence number of the next unread item, or None."""
@@ -385,6 +402,7 @@ cdef int _cursor_clear(PyObject *o) noexcept:
     cdef Cursor cur = <Cursor>o
     cur._release()
     cur.request_more = None
+    cur.puller = None
     return 0
 
 

@@ -18,7 +18,7 @@ from libc.time cimport time_t
 from cpython.object cimport PyObject
 from libc.stdint cimport uint64_t
 
-from langstream._eventlog_c cimport EventLog
+from langstream._eventlog_c cimport EventLog, Puller
 
 from time import time as _time
 
@@ -416,8 +416,10 @@ cdef dict _event(str method, object ns, Py_ssize_t n, object data, object interr
     return {"type": "event", "method": method, "params": params}
 
 
-cdef class SyncPump:
-    """One pump step per call; returns ``False`` once the run has ended."""
+cdef class SyncPump(Puller):
+    """One pump step per call; returns ``False`` once the run has ended.
+
+    A ``Puller``: the C event log's cursors call ``pull`` directly."""
 
     cdef object run
     cdef object mux
@@ -436,7 +438,7 @@ cdef class SyncPump:
         self.fallback = fallback
         self.dispatcher = PartDispatcher(mux)
 
-    def __call__(self):
+    cdef object pull(self):
         if self.done:
             return self.fallback()
         if self.stepping:
@@ -471,6 +473,13 @@ cdef class SyncPump:
 
 from langstream._eventlog_c cimport Cursor
 from langstream._ring cimport ls_ring_peek
+
+
+cdef inline object _pull(object pump):
+    """Call a pump: a compiled one through its vtable."""
+    if isinstance(pump, Puller):
+        return (<Puller>pump).pull()
+    return pump()
 
 
 cdef class Interleaver:
@@ -584,7 +593,7 @@ cdef class Interleaver:
                             i += 1
                     break
             n = len(cursors)
-            if n and (pump is None or not pump()):
+            if n and (pump is None or not _pull(pump)):
                 for i in range(n):
                     cursor = <Cursor>cursors[i]
                     if cursor.log is not None and ls_ring_peek(&cursor.log.ring, &cursor.c, &seq):

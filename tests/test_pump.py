@@ -70,3 +70,38 @@ def test_mapping_parts_and_interrupts(backend):
     assert list(run.values) == [{"n": 1}, {"n": 2}]
     assert run.output == {"n": 2}
     assert run.interrupted is True and run.interrupts == [{"value": "ask"}]
+
+
+def test_pump_called_or_pulled_by_a_cursor(backend):
+    """A cursor pulls the run's pump (on the C backend through the compiled
+    pump's C entry, not a Python call); calling the pump from Python is the
+    same step: both advance one part, both say False once the run ended,
+    both raise the re-entry error from inside a step, and the graph's error
+    reaches the reader either way."""
+    seen = []
+
+    def graph():
+        for n in range(4):
+            yield {"type": "values", "ns": (), "data": {"n": n}}
+            if n == 2:
+                try:
+                    run._pump_next()  # the graph pulling its own run
+                except RuntimeError as exc:
+                    seen.append(str(exc))
+        raise KeyError("boom")
+
+    run = langstream.stream_events(graph())
+    values = iter(run.values)
+    assert run._pump_next() is True  # a Python call: one part
+    assert next(values) == {"n": 0}
+    assert next(values) == {"n": 1}  # pulled by the cursor
+    assert run._pump_next() is True
+    assert next(values) == {"n": 2}
+    assert next(values) == {"n": 3}
+    assert seen and "re-entrant pump" in seen[0]
+    with pytest.raises(KeyError, match="boom") as first:
+        next(values)
+    assert run._pump_next() is False
+    with pytest.raises(KeyError) as again:  # (a failed log: every read)
+        next(values)
+    assert again.value is first.value
