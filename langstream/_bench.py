@@ -518,6 +518,9 @@ def machine_info() -> Dict[str, Any]:
         # "python" backend of one process swaps the event log only)
         "langstream_compiled_modules": list(_compiled.compiled_modules()),
         "numpy": _numpy() is not None,
+        # the cyclic collector's thresholds during the run (None: PyPy's
+        # collector has none to set; see --gc-threshold)
+        "gc_threshold": list(gc.get_threshold()) if hasattr(gc, "get_threshold") else None,
         "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
     if platform.python_implementation() == "PyPy":
@@ -1213,7 +1216,12 @@ def run_interpreters(args: argparse.Namespace, passthrough: List[str]) -> int:
     with tempfile.TemporaryDirectory(prefix="langstream-bench-") as tmp:
         for i, (label, exe, extra, env) in enumerate(configs):
             out = os.path.join(tmp, f"{i}.json")
-            cmd = [exe, "-m", "langstream", "bench", *passthrough, *extra, "--json", out]
+            args_here = passthrough
+            if label.startswith("PyPy") and "--gc-threshold" in passthrough:
+                # (PyPy's collector has no thresholds: its run keeps its own)
+                k = passthrough.index("--gc-threshold")
+                args_here = passthrough[:k] + passthrough[k + 2:]
+            cmd = [exe, "-m", "langstream", "bench", *args_here, *extra, "--json", out]
             _progress(f"[bench] {label}: {' '.join(cmd)}")
             # the child's table and progress go to our stderr as they come
             with subprocess.Popen(cmd, env={**os.environ, **env}, stdout=subprocess.PIPE,
@@ -1386,6 +1394,19 @@ def _warmup_arg(text: str) -> Union[int, str]:
     return value
 
 
+def _gc_threshold_arg(text: str) -> Tuple[int, ...]:
+    """``--gc-threshold G0[,G1[,G2]]``: one to three counts >= 0."""
+    try:
+        values = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        values = ()
+    if not 1 <= len(values) <= 3 or any(v < 0 for v in values):
+        raise argparse.ArgumentTypeError(
+            f"--gc-threshold must be one to three counts >= 0 separated by commas "
+            f"(e.g. 700,10,100), got {text!r}")
+    return values
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m langstream bench",
@@ -1431,6 +1452,10 @@ def _parser() -> argparse.ArgumentParser:
                    help="what a figure measures: wall time (default) or this process's CPU "
                         "time (steadier on a loaded machine: time spent waiting for a CPU "
                         "is left out)")
+    p.add_argument("--gc-threshold", type=_gc_threshold_arg, default=None, metavar="G0[,G1[,G2]]",
+                   help="run with gc.set_threshold(G0, G1, G2) (CPython; the default is the "
+                        "interpreter's, usually 700,10,10): many runs alive at once (C) make "
+                        "the collector's full passes expensive, on both sides of the comparison")
     p.add_argument("--interpreters", action="store_true",
                    help="run the scenarios on CPython (C and pure) and PyPy, one table side by side")
     p.add_argument("--pypy", metavar="PATH",
@@ -1451,6 +1476,8 @@ def _passthrough(args: argparse.Namespace) -> List[str]:
         out.append("--sync-only")
     if args.async_only:
         out.append("--async-only")
+    if args.gc_threshold is not None:  # (CPython's subprocesses only: see run_interpreters)
+        out += ["--gc-threshold", ",".join(str(v) for v in args.gc_threshold)]
     return out
 
 
@@ -1458,12 +1485,22 @@ def main(argv: Optional[List[str]] = None) -> int:
     """Entry point of ``python -m langstream bench``; returns the exit status."""
     global _perf
     args = _parser().parse_args(argv)
+    saved_gc = None
+    if args.gc_threshold is not None and not args.interpreters:
+        if not hasattr(gc, "set_threshold"):
+            sys.stderr.write(f"error: --gc-threshold: {platform.python_implementation()}'s "
+                             "gc module has no thresholds to set\n")
+            return 2
+        saved_gc = gc.get_threshold()
+        gc.set_threshold(*args.gc_threshold)
     saved = _perf
     _perf = time.process_time_ns if args.clock == "process" else time.perf_counter_ns
     try:
         return _main(args)
     finally:
         _perf = saved
+        if saved_gc is not None:
+            gc.set_threshold(*saved_gc)
 
 
 def _main(args: argparse.Namespace) -> int:
@@ -1494,6 +1531,9 @@ def _main(args: argparse.Namespace) -> int:
         f"{info['cpu_model']}, {info['cpu_count']} CPUs, load {info['loadavg_start']}"
     )
     print(f"langstream {info['langstream_version']}: backends {', '.join(backends)}")
+    if info["gc_threshold"] is not None:
+        print("gc thresholds: " + ", ".join(str(v) for v in info["gc_threshold"])
+              + ("  (--gc-threshold)" if args.gc_threshold is not None else "  (the default)"))
     compiled = info["langstream_compiled_modules"]
     print("compiled modules: " + (", ".join(compiled) if compiled else "none")
           + ("  (the pure backend here swaps the event log only; "

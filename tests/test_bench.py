@@ -276,3 +276,44 @@ def test_a_bad_warmup_names_the_option_and_the_value(bad, capsys):
         _bench.main(["--warmup", bad])
     assert exc.value.code == 2
     assert f"--warmup must be a count >= 0 or 'auto', got {bad!r}" in capsys.readouterr().err
+
+
+def test_gc_threshold_is_applied_recorded_and_restored(tmp_path, capsys):
+    import gc
+
+    out = tmp_path / "bench.json"
+    argv = ["--n", "60", "--run-parts", "20", "--runs", "3", "--rounds", "1", "--warmup", "0",
+            "--no-langgraph", "--scenario", "C", "--gc-threshold", "900,11,99",
+            "--json", str(out)]
+    if not hasattr(gc, "set_threshold"):  # PyPy: nothing to set, said so
+        assert _bench.main(argv) == 2
+        assert "has no thresholds to set" in capsys.readouterr().err
+        return
+    before = gc.get_threshold()
+    seen = []
+
+    scenario = _bench.SCENARIOS["C"]
+    real = scenario.aconsume
+
+    async def aconsume(run):
+        seen.append(gc.get_threshold())
+        return await real(run)
+
+    scenario.aconsume = aconsume
+    try:
+        assert _bench.main(argv) == 0
+    finally:
+        scenario.aconsume = real
+    assert seen and set(seen) == {(900, 11, 99)}
+    assert gc.get_threshold() == before  # restored
+    assert json.loads(out.read_text())["machine"]["gc_threshold"] == [900, 11, 99]
+    assert "gc thresholds: 900, 11, 99  (--gc-threshold)" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("bad", ["", "7,x", "1,2,3,4", "-1"])
+def test_a_bad_gc_threshold_names_the_option_and_the_value(bad, capsys):
+    with pytest.raises(SystemExit) as exc:
+        _bench.main(["--gc-threshold", bad])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "--gc-threshold must be one to three counts >= 0" in err and f"got {bad!r}" in err
