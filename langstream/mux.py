@@ -1307,6 +1307,21 @@ class StreamMux:
             if not task.done()
         ]
 
+    def _take_failed(self) -> List[BaseException]:
+        """The errors of the tasks scheduled under ``on_error="raise"`` that
+        failed so far, oldest task first; they are forgotten."""
+        failed = []
+        for transformer in self._transformers:
+            tasks = getattr(transformer, "_stream_scheduled_tasks", None)
+            if not tasks:
+                continue
+            for task in list(tasks):
+                if task.done():
+                    tasks.discard(task)
+                    if not task.cancelled() and task.exception() is not None:
+                        failed.append(task.exception())
+        return failed
+
     async def aclose(self) -> None:
         """Async ``close``: await scheduled tasks, then ``afinalize`` each transformer.
 
@@ -1317,6 +1332,10 @@ class StreamMux:
             return
         first: Optional[BaseException] = None
         while True:
+            # (a task that failed before now is raised as well)
+            for error in self._take_failed():
+                if first is None:
+                    first = error
             pending = self._scheduled()
             if not pending:
                 break
@@ -1354,6 +1373,7 @@ class StreamMux:
             task.cancel()
         if pending:
             await asyncio.gather(*pending, return_exceptions=True)
+        self._take_failed()  # (the run fails with ``err``: theirs are dropped)
         for transformer in self._transformers:
             try:
                 await transformer.afail(err)

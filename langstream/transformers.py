@@ -84,6 +84,18 @@ def _owner(cls: type, name: str) -> Optional[type]:
     return None
 
 
+def _keep_failure(tasks: set) -> Callable[[Any], None]:
+    """The done callback of a task scheduled under ``on_error="raise"``:
+    forget it unless it failed (its error is taken, so asyncio does not
+    report it as never retrieved: the mux raises it)."""
+
+    def done(task: Any) -> None:
+        if task.cancelled() or task.exception() is None:
+            tasks.discard(task)
+
+    return done
+
+
 class StreamTransformer(ABC):
     """Base class of every transformer: observe events, build projections.
 
@@ -210,7 +222,10 @@ class StreamTransformer(ABC):
             tasks = set()
             self._stream_scheduled_tasks = tasks
         tasks.add(task)
-        task.add_done_callback(tasks.discard)
+        # (under "raise" a task that fails stays in the set, its error taken,
+        # until the mux closes or fails the run: a failure before then is
+        # raised too, not lost)
+        task.add_done_callback(tasks.discard if on_error == "log" else _keep_failure(tasks))
         _scheduled_tasks.add(task)
         return task
 

@@ -527,6 +527,53 @@ def test_scheduled_failure_under_raise_fails_the_run_everywhere(backend):
     assert "afinalize" not in T.log
 
 
+@pytest.mark.parametrize("readers", ["values+raw+output", "values"])
+def test_scheduled_failure_long_before_the_end_still_fails_the_run(backend, readers):
+    """A task scheduled under ``on_error="raise"`` that fails while the graph
+    still runs (so it is no longer pending when the mux closes) fails the
+    run at every reader all the same: its error is neither lost nor left
+    to asyncio as "never retrieved"."""
+
+    class T(_Scheduling):
+        log: List[str] = []
+        on_error = "raise"
+
+        async def _work(self, n):
+            if n == self.fail_at:
+                raise ValueError(f"scheduled work {n} failed")
+            self.channel.push(n)
+
+    async def graph():
+        for part in _vals(3):
+            yield part
+            for _ in range(5):  # (the failing task ends meanwhile)
+                await asyncio.sleep(0)
+
+    unretrieved: List[Any] = []
+
+    async def main():
+        asyncio.get_running_loop().set_exception_handler(
+            lambda _loop, context: unretrieved.append(context))
+        run = astream_events(graph(), transformers=[T])
+        if readers == "values":
+            return [await adrain_outcome(run.values)]
+        return await asyncio.gather(
+            adrain_outcome(run.values), adrain_outcome(run), run.output(),
+            return_exceptions=True,
+        )
+
+    results = arun(main())
+    gc.collect()
+    (vals, verr), *rest = results
+    assert vals == [{"i": 0}, {"i": 1}, {"i": 2}]
+    errors = [verr] + ([rest[0][1], rest[1]] if rest else [])
+    for err in errors:
+        assert isinstance(err, ValueError), err
+        assert "scheduled work 1 failed" in str(err)
+    assert unretrieved == []
+    assert "afinalize" not in T.log
+
+
 def test_schedule_without_running_loop_raises_and_closes_the_coroutine(backend):
     class T(_Scheduling):
         pass
