@@ -605,7 +605,7 @@ class _AsyncPump:
 
     __slots__ = (
         "run", "mux", "graph_aiter", "exhausted", "pumping", "pump_task", "waiters", "readers",
-        "handoff",
+        "handoff", "passer",
         "aborting", "aborted", "settled", "yield_next", "loop", "deferred", "bounded",
         "dispatch", "closing", "closer", "children_seen", "settle", "shared", "__weakref__",
     )
@@ -625,6 +625,9 @@ class _AsyncPump:
         # woken when their log has an item or closes (see ``step``)
         self.readers: List[Tuple[asyncio.Future[Any], Any]] = []
         self.handoff = False  # a _handoff callback is scheduled
+        # the task whose step just woke waiting readers (it lets them pump
+        # on; see ``step``), until it or another task takes the pump
+        self.passer: Optional[asyncio.Task[Any]] = None
         self.aborting = False
         self.aborted = False
         self.settled: Optional[asyncio.Future[Any]] = None
@@ -721,19 +724,33 @@ class _AsyncPump:
                 settle = self.settle = _SETTLE_SUBSCRIBED
             own = None if settle else reader
             if self.pumping:
-                more = await self.wait_step(own)
+                # (a reader waits for its own data, also while a new handle
+                # settles: the settling pump's steps go back to the loop)
+                more = await self.wait_step(reader)
                 if reader is None:
                     return more
                 ended = not more
                 continue
-            if settle:
-                self.settle = settle - 1
             loop = self.loop
             if loop is None:
                 loop = self.loop = _get_running_loop()
             task = _task_of(loop)
             if task is None:  # not a task of the run's loop: another loop?
                 self.check_loop()
+            if self.passer is not None:
+                if self.passer is task and reader is not None:
+                    # this task's last step woke readers and gave it nothing:
+                    # they pump on once they have read (the pump goes to the
+                    # consumer that is reading, as on the sync lane); it
+                    # waits for its own data, and takes the pump back if
+                    # none of them does (the hand-off)
+                    self.passer = None
+                    self.schedule_handoff()
+                    ended = not await self.wait_step(reader)
+                    continue
+                self.passer = None
+            if settle:
+                self.settle = settle - 1
             self.pumping = True
             self.pump_task = task
             pulling = False
@@ -936,6 +953,7 @@ class _AsyncPump:
 
     def end_step(self) -> None:
         """A step is over: let the waiting consumers (and abort) go on."""
+        task = self.pump_task
         self.pumping = False
         self.pump_task = None
         waiters = self.waiters
@@ -945,15 +963,16 @@ class _AsyncPump:
             for waiter in waiters:
                 if not waiter.done():
                     waiter.set_result(None)
-        if self.readers:
-            self.wake_readers(self.exhausted)
+        if self.readers and self.wake_readers(self.exhausted) and not self.exhausted:
+            self.passer = task  # (it lets them pump on: see ``step``)
         settled = self.settled
         if settled is not None and not settled.done():
             settled.set_result(None)
 
-    def wake_readers(self, everyone: bool) -> None:
+    def wake_readers(self, everyone: bool) -> bool:
         """Wake the waiting readers that have data (``everyone``: all of them);
-        if some still wait, schedule a hand-off of the pump to them."""
+        if some still wait, schedule a hand-off of the pump to them.  Returns
+        whether it woke one."""
         keep = []
         woke = False
         for entry in self.readers:
@@ -968,7 +987,14 @@ class _AsyncPump:
         self.readers = keep
         if woke:
             self.yield_next = True
-        if keep and not self.handoff and self.loop is not None:
+        if keep:
+            self.schedule_handoff()
+        return woke
+
+    def schedule_handoff(self) -> None:
+        """Make sure a waiting reader takes the pump over if nobody pumps
+        before the loop's next turn (``_handoff``)."""
+        if not self.handoff and self.loop is not None:
             self.handoff = True
             self.loop.call_soon(self._handoff)
 
