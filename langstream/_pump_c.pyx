@@ -1199,10 +1199,7 @@ cdef class AsyncReaderStep:
         _put(pump, lay.pumping, False)
         _put(pump, lay.pump_task, None)
         if _true(readers) and not _true(_get(pump, lay.handoff)):
-            loop = _get(pump, lay.loop)
-            if loop is not None:
-                _put(pump, lay.handoff, True)
-                loop.call_soon(pump._handoff)
+            pump.schedule_handoff()
 
     cdef object _drive(self, object value, object exc):
         """Pulling (state 1): advance the graph's awaitable with ``value``

@@ -558,12 +558,16 @@ _SETTLE_STEPS = 8
 _SETTLE_SUBSCRIBED = 2
 
 
-def _loop_idle(loop: Any) -> bool:
+def _loop_idle(loop: Any, but: Any = None) -> bool:
     """True when nothing is ready to run on ``loop`` (asyncio's own loops:
-    their ready queue is empty), so no consumer can subscribe in the next
-    turn that could not in this one; False when it cannot tell."""
+    their ready queue is empty) but the callback handle ``but`` (the run's
+    pending hand-off, a no-op while a task pumps), so no consumer can
+    subscribe in the next turn that could not in this one; False when it
+    cannot tell."""
     ready = getattr(loop, "_ready", None)
-    return type(ready) is _deque and not ready
+    if type(ready) is not _deque:
+        return False
+    return not ready or (len(ready) == 1 and ready[0] is but)
 
 
 class _YieldOnce:
@@ -605,7 +609,7 @@ class _AsyncPump:
 
     __slots__ = (
         "run", "mux", "graph_aiter", "exhausted", "pumping", "pump_task", "waiters", "readers",
-        "handoff", "passer",
+        "handoff", "handoff_wakes", "wakes", "passer",
         "aborting", "aborted", "settled", "yield_next", "loop", "deferred", "bounded",
         "dispatch", "closing", "closer", "children_seen", "settle", "shared", "__weakref__",
     )
@@ -624,7 +628,12 @@ class _AsyncPump:
         # projection readers waiting for their own data: (future, reader);
         # woken when their log has an item or closes (see ``step``)
         self.readers: List[Tuple[asyncio.Future[Any], Any]] = []
-        self.handoff = False  # a _handoff callback is scheduled
+        # the pending _handoff callback's handle (None: none is scheduled)
+        self.handoff: Optional[asyncio.Handle] = None
+        # readers woken so far by steps (wake_readers), and by the time the
+        # pending hand-off was scheduled: woken since, they are still to run
+        self.wakes = 0
+        self.handoff_wakes = 0
         # the task whose step just woke waiting readers (it lets them pump
         # on; see ``step``), until it or another task takes the pump
         self.passer: Optional[asyncio.Task[Any]] = None
@@ -686,8 +695,11 @@ class _AsyncPump:
         the handle subscribes to its projections when its task next runs,
         a task it starts for them a turn later, a nested gather's a turn
         after that; pushes to a log nobody subscribes to are not stored.
-        (Fewer turns when, after one, nothing at all is ready to run: then
-        no task could subscribe in the next one either.)
+        (Fewer turns when nothing else is ready to run, the run's own
+        pending hand-off aside: then no task could subscribe in the next
+        one either.  For the same reason the step that follows a step that
+        woke other consumers goes back to the loop first only when something
+        else is ready to run.)
         Both shortcuts are off for the ``_SETTLE_STEPS`` steps that follow
         the making of a handle (``_SETTLE_SUBSCRIBED`` once one of its
         projections has a subscriber), so meanwhile every step wakes every
@@ -764,14 +776,16 @@ class _AsyncPump:
                             # (pushes to a projection nobody subscribes to are not
                             # stored), and a consumer whose data just arrived reads
                             # it, and subscribes to the handles it got, before the
-                            # next part is pulled.
+                            # next part is pulled.  (Not when nothing else is
+                            # ready to run: they all ran, this task last.)
                             self.yield_next = False
-                            await _YIELD
+                            if not _loop_idle(loop, self.handoff):
+                                await _YIELD
                         if self.deferred:
                             for _turn in range(_FLUSH_TURNS):
-                                await _YIELD
-                                if _loop_idle(loop):
+                                if _loop_idle(loop, self.handoff):
                                     break  # (nothing else can run to subscribe)
+                                await _YIELD
                             await self.mux._aflush_deferred()
                             more = True
                             break
@@ -987,6 +1001,7 @@ class _AsyncPump:
         self.readers = keep
         if woke:
             self.yield_next = True
+            self.wakes += 1
         if keep:
             self.schedule_handoff()
         return woke
@@ -994,14 +1009,19 @@ class _AsyncPump:
     def schedule_handoff(self) -> None:
         """Make sure a waiting reader takes the pump over if nobody pumps
         before the loop's next turn (``_handoff``)."""
-        if not self.handoff and self.loop is not None:
-            self.handoff = True
-            self.loop.call_soon(self._handoff)
+        if self.handoff is None and self.loop is not None:
+            self.handoff_wakes = self.wakes
+            self.handoff = self.loop.call_soon(self._handoff)
 
     def _handoff(self) -> None:
-        """The pumping task stopped pumping: a waiting reader takes over."""
-        self.handoff = False
+        """The pumping task stopped pumping: a waiting reader takes over
+        (after the readers a step woke since it was scheduled have run:
+        they pump on when they ask for more)."""
+        self.handoff = None
         if self.pumping or not self.readers:
+            return
+        if self.wakes != self.handoff_wakes:
+            self.schedule_handoff()
             return
         self.wake_readers(True)
 
