@@ -688,7 +688,11 @@ class _AsyncPump:
         read (no item for it, no waiter to wake).  Every step that gives a
         waiting reader data wakes it at once, as before; when the pumping
         task returns with its own data while readers still wait, a callback
-        hands the pump on to them unless that task pumps again first.
+        hands the pump on to them unless that task pumps again first.  A
+        reader whose step woke others and gave it nothing steps aside: the
+        readers it woke pump on once they have read (the pump goes to the
+        consumer that is reading), and the same callback gives it the pump
+        back if none of them asks for more.
 
         A new handle's first event is forwarded to it at the start of the
         next step, after ``_FLUSH_TURNS`` loop turns: a consumer that got
@@ -700,12 +704,14 @@ class _AsyncPump:
         one either.  For the same reason the step that follows a step that
         woke other consumers goes back to the loop first only when something
         else is ready to run.)
-        Both shortcuts are off for the ``_SETTLE_STEPS`` steps that follow
-        the making of a handle (``_SETTLE_SUBSCRIBED`` once one of its
-        projections has a subscriber), so meanwhile every step wakes every
-        waiting consumer and goes back to the event loop.  A handle's
-        events are pushed to it only once its parent saw them, so the
-        window restarts with every new handle, at any depth.
+        The pull-ahead shortcut is off for the ``_SETTLE_STEPS`` steps
+        that follow the making of a handle (``_SETTLE_SUBSCRIBED`` once one
+        of its projections has a subscriber): meanwhile every step ends
+        after one part, and the next one goes back to the event loop first
+        when anything else is ready to run (waiting consumers are woken
+        only when they have data).  A
+        handle's events are pushed to it only once its parent saw them, so
+        the window restarts with every new handle, at any depth.
         """
         ended = False  # (a reader's) the run has ended
         cursor = reader._cursor if reader is not None else None
@@ -817,6 +823,11 @@ class _AsyncPump:
                             reader._bp.wake()
                         return item
                     if own is None:
+                        if settle:
+                            # (the next step goes back to the loop first
+                            # when anything else is ready to run: tasks
+                            # subscribe to the new handle)
+                            self.yield_next = True
                         break
                     if self.waiters or self.deferred or own._log.closed:
                         break
