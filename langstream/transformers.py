@@ -191,7 +191,8 @@ class StreamTransformer(ABC):
         Args:
             coro: the coroutine to run.
             on_error: ``"log"`` logs an exception and carries on; ``"raise"``
-                fails the run with it when the mux closes.
+                fails the run with it when the mux closes (also when the task
+                failed long before).
 
         Raises:
             RuntimeError: no running event loop (a sync run).
