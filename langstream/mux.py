@@ -17,6 +17,7 @@ import asyncio
 import time
 import weakref
 from functools import partial
+from operator import itemgetter
 from types import MethodType
 from collections import deque
 from typing import TYPE_CHECKING, Any, Callable, Deque, Dict, List, Optional, Sequence, Tuple
@@ -319,6 +320,9 @@ class _Shared:
 # how many of the tree's latest route changes are kept: a mux whose routes
 # are older than all of them drops every route
 _CHANGES_KEPT = 64
+
+# (a failed scheduled task's error is kept as ``(order, error)``)
+_ORDER = itemgetter(0)
 
 
 def _forget_stale(routes: Dict[str, Dict[Tuple[str, ...], Any]], shared: _Shared,
@@ -1309,18 +1313,15 @@ class StreamMux:
 
     def _take_failed(self) -> List[BaseException]:
         """The errors of the tasks scheduled under ``on_error="raise"`` that
-        failed so far, oldest task first; they are forgotten."""
-        failed = []
+        failed so far, in the order they failed; they are forgotten."""
+        failed: List[Tuple[int, BaseException]] = []
         for transformer in self._transformers:
-            tasks = getattr(transformer, "_stream_scheduled_tasks", None)
-            if not tasks:
-                continue
-            for task in list(tasks):
-                if task.done():
-                    tasks.discard(task)
-                    if not task.cancelled() and task.exception() is not None:
-                        failed.append(task.exception())
-        return failed
+            kept = getattr(transformer, "_stream_failed", None)
+            if kept:
+                failed.extend(kept)
+                kept.clear()
+        failed.sort(key=_ORDER)
+        return [error for _order, error in failed]
 
     async def aclose(self) -> None:
         """Async ``close``: await scheduled tasks, then ``afinalize`` each transformer.

@@ -709,9 +709,9 @@ class _AsyncPump:
         of its projections has a subscriber): meanwhile every step ends
         after one part, and the next one goes back to the event loop first
         when anything else is ready to run (waiting consumers are woken
-        only when they have data).  A
-        handle's events are pushed to it only once its parent saw them, so
-        the window restarts with every new handle, at any depth.
+        only when they have data).  A handle's events are pushed to it only
+        once its parent saw them, so the window restarts with every new
+        handle, at any depth.
         """
         ended = False  # (a reader's) the run has ended
         cursor = reader._cursor if reader is not None else None

@@ -10,6 +10,7 @@ transformer, which builds run-stream handles, lives in
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import weakref
 from abc import ABC, abstractmethod
@@ -84,14 +85,27 @@ def _owner(cls: type, name: str) -> Optional[type]:
     return None
 
 
-def _keep_failure(tasks: set) -> Callable[[Any], None]:
-    """The done callback of a task scheduled under ``on_error="raise"``:
-    forget it unless it failed (its error is taken, so asyncio does not
-    report it as never retrieved: the mux raises it)."""
+# the order in which scheduled tasks failed, across transformers (the first
+# failure is the run's error)
+_FAILURES = itertools.count()
+
+
+def _keep_failure(transformer: Any, tasks: set) -> Callable[[Any], None]:
+    """The done callback of a task scheduled under ``on_error="raise"``: it
+    leaves ``tasks`` (the pending ones); if it failed, its error is taken
+    (asyncio does not report it as never retrieved) and kept, in the order
+    of failure, on ``transformer._stream_failed`` until the mux raises it."""
 
     def done(task: Any) -> None:
-        if task.cancelled() or task.exception() is None:
-            tasks.discard(task)
+        tasks.discard(task)
+        if task.cancelled():
+            return
+        error = task.exception()
+        if error is not None:
+            failed = getattr(transformer, "_stream_failed", None)
+            if failed is None:
+                failed = transformer._stream_failed = []
+            failed.append((next(_FAILURES), error))
 
     return done
 
@@ -223,10 +237,9 @@ class StreamTransformer(ABC):
             tasks = set()
             self._stream_scheduled_tasks = tasks
         tasks.add(task)
-        # (under "raise" a task that fails stays in the set, its error taken,
-        # until the mux closes or fails the run: a failure before then is
-        # raised too, not lost)
-        task.add_done_callback(tasks.discard if on_error == "log" else _keep_failure(tasks))
+        # (under "raise" the error of a task that fails is kept until the
+        # mux closes or fails the run: a failure before then is raised too)
+        task.add_done_callback(tasks.discard if on_error == "log" else _keep_failure(self, tasks))
         _scheduled_tasks.add(task)
         return task
 

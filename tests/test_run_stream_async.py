@@ -574,6 +574,35 @@ def test_scheduled_failure_long_before_the_end_still_fails_the_run(backend, read
     assert "afinalize" not in T.log
 
 
+def test_the_first_scheduled_failure_is_the_runs_error(backend):
+    """Two tasks scheduled under ``on_error="raise"`` fail, the later-scheduled
+    one first, both before the run closes: the run fails with the error that
+    happened first."""
+
+    class T(_Scheduling):
+        log: List[str] = []
+        on_error = "raise"
+
+        async def _work(self, n):
+            for _ in range(6 - 3 * n):  # work 2 fails after 0 turns, work 1 after 3
+                await asyncio.sleep(0)
+            raise ValueError(f"scheduled work {n} failed")
+
+    async def graph():
+        for part in _vals(2):
+            yield part
+        for _ in range(10):
+            await asyncio.sleep(0)
+
+    async def main():
+        run = astream_events(graph(), transformers=[T])
+        return await adrain_outcome(run.values)
+
+    vals, err = arun(main())
+    assert vals == [{"i": 0}, {"i": 1}]
+    assert isinstance(err, ValueError) and "scheduled work 2 failed" in str(err), err
+
+
 def test_schedule_without_running_loop_raises_and_closes_the_coroutine(backend):
     class T(_Scheduling):
         pass
