@@ -1341,6 +1341,12 @@ class StreamMux:
             if not pending:
                 break
             results = await asyncio.gather(*pending, return_exceptions=True)
+            # the errors kept under "raise" come in the order they happened
+            # (their done callbacks ran before gather's); ``results`` only
+            # adds what was not kept (a BaseException under "log")
+            for error in self._take_failed():
+                if first is None:
+                    first = error
             for result in results:
                 if (
                     first is None

@@ -603,6 +603,33 @@ def test_the_first_scheduled_failure_is_the_runs_error(backend):
     assert isinstance(err, ValueError) and "scheduled work 2 failed" in str(err), err
 
 
+def test_the_first_failure_during_the_close_is_the_runs_error(backend):
+    """Both tasks are still pending when the graph ends; while the close
+    awaits them, the later-scheduled one fails first: the run fails with
+    that error, not with the first in scheduling order."""
+
+    class T(_Scheduling):
+        log: List[str] = []
+        on_error = "raise"
+
+        async def _work(self, n):
+            for _ in range(4 + 4 * (2 - n)):  # work 2 fails after 4 turns, work 1 after 8
+                await asyncio.sleep(0)
+            raise ValueError(f"scheduled work {n} failed")
+
+    async def graph():
+        for part in _vals(2):
+            yield part
+
+    async def main():
+        run = astream_events(graph(), transformers=[T])
+        return await adrain_outcome(run.values)
+
+    vals, err = arun(main())
+    assert vals == [{"i": 0}, {"i": 1}]
+    assert isinstance(err, ValueError) and "scheduled work 2 failed" in str(err), err
+
+
 def test_schedule_without_running_loop_raises_and_closes_the_coroutine(backend):
     class T(_Scheduling):
         pass
