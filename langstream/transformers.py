@@ -742,7 +742,8 @@ class _SubtreeTracker(StreamTransformer):
         if self._open or self._seen:
             self._changed(self.scope)
         first: Optional[BaseException] = None
-        for ns in reversed(list(self._open)):
+        # oldest first, a parent before its children (as LangGraph orders them)
+        for ns in list(self._open):
             del self._open[ns]
             try:
                 self._on_terminal(ns, status, error)

@@ -692,3 +692,49 @@ def test_interleave_messages_and_values(backend):
     # the input, the root's call (pushed at its first token), after "talk", after "mid"
     assert names == ["values", "messages", "values", "values"]
     assert seen[1][1] == "ChatModelStream"
+
+
+def _lifecycle_view(payloads: List[Dict[str, Any]]) -> List[Any]:
+    """(event, graph names of the namespace): task ids differ between runs."""
+    return [(p["event"], [seg.split(":")[0] for seg in p["namespace"]])
+            for p in payloads]
+
+
+@pytest.mark.parametrize("lane", LANES)
+def test_leaving_inside_nested_subgraphs_ends_them_in_langgraphs_order(backend, lane):
+    """The consumer leaves while two nested subgraphs are open: both end
+    ``completed``, the parent first, as LangGraph's lifecycle ends them."""
+
+    def read(run, leave):
+        it = iter(run.lifecycle)
+        seen = []
+        for payload in it:
+            seen.append(_terminal_view(payload))
+            if [p["event"] for p in seen] == ["started", "started"]:
+                leave(run)
+        return _lifecycle_view(seen)
+
+    async def aread(run):
+        seen = []
+        async for payload in run.lifecycle:
+            seen.append(_terminal_view(payload))
+            if [p["event"] for p in seen] == ["started", "started"]:
+                await run.abort()
+        return _lifecycle_view(seen)
+
+    if lane == "sync":
+        graph, inp, config, _ = G.nested_graph()
+        lg = read(graph.stream_events(inp, config, version="v3"), lambda run: run.abort())
+        graph, inp, config, _ = G.nested_graph()
+        ls = read(stream_graph(graph, inp, config), lambda run: run.abort())
+    else:
+        async def main():
+            graph, inp, config, _ = G.nested_graph()
+            lg = await aread(await graph.astream_events(inp, config, version="v3"))
+            graph, inp, config, _ = G.nested_graph()
+            return lg, await aread(astream_graph(graph, inp, config))
+
+        lg, ls = asyncio.run(asyncio.wait_for(main(), 30))
+    assert ls == lg
+    assert ls == [("started", ["mid"]), ("started", ["mid", "inner"]),
+                  ("completed", ["mid"]), ("completed", ["mid", "inner"])]

@@ -514,6 +514,25 @@ def test_interleave_propagates_run_error(backend):
     assert [n for n, _ in got] == ["values", "updates", "values", "updates", "values"]
 
 
+def test_interleave_yields_what_was_pushed_before_the_runs_error(backend):
+    """Items pushed to the named projections while the consumer was busy
+    elsewhere (here: reading ``run.values`` directly inside the loop) are
+    all yielded, in push order, before the run's error.  (Deliberate
+    difference: LangGraph raises as soon as one named projection is empty
+    and failed, dropping what the others still hold.)"""
+    boom = ValueError("late failure")
+    run = stream_events(replay(simple_parts(3), boom), transformers=[UpdatesTransformer])
+    got = []
+    with pytest.raises(ValueError, match="late failure"):
+        for name, item in run.interleave("updates", "lifecycle"):
+            got.append((name, item))
+            if len(got) == 1:
+                # the pump runs to the end of the graph from here
+                with pytest.raises(ValueError, match="late failure"):
+                    list(run.values)
+    assert [name for name, _ in got] == ["updates", "updates", "updates"]
+
+
 def test_interleave_releases_subscriptions(backend):
     run = stream_events(replay(simple_parts(3)), transformers=[UpdatesTransformer])
     it = run.interleave("values", "updates")
