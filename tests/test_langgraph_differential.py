@@ -1,0 +1,358 @@
+"""Differential property test: random part streams through LangGraph's run
+stream and through langstream's, sync and async, on both event-log backends.
+
+The streams follow the shape LangGraph's graphs emit (per step a ``tasks``
+start, ``custom``, ``updates``, the task's result, a ``values`` snapshot;
+subgraphs nested up to three levels below a task, starting with a task of
+their own), with the irregular parts real runs have: task results that never
+come (aborted or interrupted work), failed and interrupted results,
+interrupts on snapshots, tool-call inputs, agent metadata
+(``lc_agent_name``), checkpoints/debug parts, and a graph that raises at the
+end.  Compared: the raw main log (lifecycle events apart, timestamps aside),
+every projection of the full transformer pipeline, the lifecycle, every
+subgraph handle at every depth (path, name, trigger call, status, error,
+values) and ``output`` / ``interrupted`` / ``interrupts`` / the error.
+
+Where langstream differs on purpose (README, "Deliberate differences"), the
+comparison is made modulo exactly that difference: terminal lifecycle
+payloads carry ``graph_name`` / ``trigger_call_id`` too, and lifecycle events
+take their own place in the main log.  Subgraphs here start with a task
+event, so both discover them at the same part.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import random
+import warnings
+from typing import Any, Dict, List, Tuple
+
+import pytest
+
+from _langgraph_support import require_langgraph
+
+require_langgraph(module_level=True)
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+from langgraph.stream import _mux as lg_mux  # noqa: E402
+from langgraph.stream import run_stream as lg_run_stream  # noqa: E402
+from langgraph.stream import transformers as lg_transformers  # noqa: E402
+
+import langstream  # noqa: E402
+
+pytestmark = pytest.mark.filterwarnings("ignore::langchain_core._api.beta_decorator.LangChainBetaWarning")
+warnings.filterwarnings("ignore", message=".*v3 streaming protocol.*")
+
+PIPELINE = ("ValuesTransformer", "LifecycleTransformer", "SubgraphTransformer",
+            "CustomTransformer", "UpdatesTransformer", "CheckpointsTransformer",
+            "DebugTransformer", "TasksTransformer")
+PROJECTIONS = ("values", "lifecycle", "custom", "updates", "checkpoints", "debug", "tasks")
+
+
+class GraphFailed(Exception):
+    pass
+
+
+def agent_stream(rng: random.Random) -> Tuple[List[Dict[str, Any]], bool]:
+    """A random part stream shaped like a LangGraph run, and whether the
+    graph raises after its last part."""
+    parts: List[Dict[str, Any]] = [
+        {"type": "values", "ns": (), "data": {"v": 0}, "interrupts": []}]
+    budget = [rng.randint(1, 20)]
+
+    def steps(ns: Tuple[str, ...], depth: int) -> None:
+        for k in range(rng.randint(1, 4)):
+            if budget[0] <= 0 and k:
+                return
+            budget[0] -= 1
+            task_id = "%08x" % rng.getrandbits(32)
+            name = rng.choice(["a", "b", "sub"])
+            roll = rng.random()
+            if roll < 0.2:
+                inp: Any = {"tool_call": {"id": "call_" + task_id, "name": "t", "args": {}}}
+            elif roll < 0.3:
+                inp = [{"id": "call_" + task_id, "name": "t", "args": {}}]
+            else:
+                inp = {"x": k}
+            start = {"id": task_id, "name": name, "input": inp, "triggers": ["t"]}
+            if rng.random() < 0.3:
+                start["metadata"] = {"lc_agent_name": rng.choice(["agent_a", "agent_b", None])}
+            parts.append({"type": "tasks", "ns": ns, "data": start})
+            if rng.random() < 0.5:
+                parts.append({"type": "custom", "ns": ns, "data": {"c": rng.randint(0, 9)}})
+            error = None
+            if depth < 3 and rng.random() < 0.35:
+                child = ns + (f"{name}:{task_id}",)
+                steps(child, depth + 1)
+                if rng.random() < 0.5:
+                    parts.append({"type": "values", "ns": child, "data": {"v": 9},
+                                  "interrupts": []})
+                if rng.random() < 0.1:
+                    error = "node failed"
+            if rng.random() < 0.7:
+                parts.append({"type": "updates", "ns": ns, "data": {name: {"v": 1}}})
+            interrupts = [{"value": "ask", "id": "i" + task_id}] if rng.random() < 0.1 else []
+            if rng.random() < 0.85:  # (else the result never comes)
+                parts.append({"type": "tasks", "ns": ns, "data": {
+                    "id": task_id, "name": name, "error": error,
+                    "result": None if error else {"v": 1}, "interrupts": interrupts}})
+            if rng.random() < 0.7:
+                parts.append({"type": "values", "ns": ns, "data": {"v": rng.randint(0, 9)},
+                              "interrupts": interrupts if rng.random() < 0.5 else []})
+            if rng.random() < 0.05:
+                parts.append({"type": rng.choice(["checkpoints", "debug"]), "ns": ns,
+                              "data": {"step": k}})
+
+    steps((), 0)
+    return parts, rng.random() < 0.15
+
+
+def _replay(parts, fails):
+    for part in parts:
+        yield copy.deepcopy(part)
+    if fails:
+        raise GraphFailed("graph failed")
+
+
+async def _areplay(parts, fails, rng):
+    for part in parts:
+        yield copy.deepcopy(part)
+        if rng.random() < 0.3:
+            await asyncio.sleep(0)
+    if fails:
+        raise GraphFailed("graph failed")
+
+
+def make_run(side: str, parts, fails, is_async: bool, seed: int = 0):
+    module = lg_transformers if side == "lg" else langstream
+    factories = [getattr(module, name) for name in PIPELINE]
+    source = _areplay(parts, fails, random.Random(seed)) if is_async else _replay(parts, fails)
+    if side == "lg":
+        mux = lg_mux.StreamMux(factories=factories, is_async=is_async)
+        cls = lg_run_stream.AsyncGraphRunStream if is_async else lg_run_stream.GraphRunStream
+    else:
+        mux = langstream.StreamMux(factories=factories, is_async=is_async)
+        cls = langstream.AsyncGraphRunStream if is_async else langstream.GraphRunStream
+    return cls(source, mux)
+
+
+def _lifecycle_view(payload: Dict[str, Any]) -> Dict[str, Any]:
+    # deliberate difference: langstream's terminal payloads also carry
+    # graph_name and trigger_call_id
+    if payload.get("event") == "started":
+        return dict(payload)
+    return {k: v for k, v in payload.items() if k not in ("graph_name", "trigger_call_id")}
+
+
+def _event_view(event: Dict[str, Any]) -> Any:
+    params = {k: v for k, v in event["params"].items() if k != "timestamp"}
+    if event["method"] == "lifecycle":
+        params["data"] = _lifecycle_view(params["data"])
+    return (event["method"], params)
+
+
+def _error(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"
+
+
+# ------------------------------------------------------------------ sync
+
+
+def _sync_handle(handle) -> Dict[str, Any]:
+    view: Dict[str, Any] = {"path": list(handle.path), "graph_name": handle.graph_name,
+                            "trigger_call_id": handle.trigger_call_id}
+    values: List[Any] = []
+    try:
+        for value in handle.values:
+            values.append(value)
+    except Exception as exc:  # noqa: BLE001 - compared between the two
+        values.append(_error(exc))
+    children = []
+    try:
+        for child in handle.subgraphs:
+            children.append(_sync_handle(child))
+    except Exception as exc:  # noqa: BLE001
+        children.append(_error(exc))
+    view.update(values=values, children=children, status=handle.status, error=handle.error)
+    return view
+
+
+def _sync_outcome(run, into: Dict[str, Any]) -> None:
+    try:
+        into["output"] = (run.output, run.interrupted, run.interrupts)
+    except Exception as exc:  # noqa: BLE001
+        into["output"] = _error(exc)
+
+
+def observe_sync(side: str, parts, fails) -> Dict[str, Any]:
+    seen: Dict[str, Any] = {}
+    # the raw main log
+    run = make_run(side, parts, fails, False)
+    main: List[Any] = []
+    try:
+        for event in run:
+            main.append(_event_view(event))
+    except Exception as exc:  # noqa: BLE001
+        main.append(_error(exc))
+    seen["main"] = [e for e in main if not (isinstance(e, tuple) and e[0] == "lifecycle")]
+    seen["main_lifecycle"] = [e for e in main if isinstance(e, tuple) and e[0] == "lifecycle"]
+    _sync_outcome(run, seen)
+    # every projection, one after the other (the later ones buffered)
+    run = make_run(side, parts, fails, False)
+    readers = {name: iter(run.extensions[name]) for name in PROJECTIONS}
+    for name, reader in readers.items():
+        items: List[Any] = []
+        try:
+            for item in reader:
+                items.append(_lifecycle_view(item) if name == "lifecycle" else item)
+        except Exception as exc:  # noqa: BLE001
+            items.append(_error(exc))
+        seen[name] = items
+    # the subgraph tree, depth first
+    run = make_run(side, parts, fails, False)
+    tree = []
+    try:
+        for handle in run.subgraphs:
+            tree.append(_sync_handle(handle))
+    except Exception as exc:  # noqa: BLE001
+        tree.append(_error(exc))
+    seen["tree"] = tree
+    _sync_outcome(run, seen.setdefault("tree_outcome", {}))
+    return seen
+
+
+# ------------------------------------------------------------------ async
+
+
+async def _async_handle(handle) -> Dict[str, Any]:
+    async def values():
+        out: List[Any] = []
+        try:
+            async for value in handle.values:
+                out.append(value)
+        except Exception as exc:  # noqa: BLE001
+            out.append(_error(exc))
+        return out
+
+    async def children():
+        out: List[Any] = []
+        try:
+            async for child in handle.subgraphs:
+                out.append(await _async_handle(child))
+        except Exception as exc:  # noqa: BLE001
+            out.append(_error(exc))
+        return out
+
+    vals, kids = await asyncio.gather(values(), children())
+    return {"path": list(handle.path), "graph_name": handle.graph_name,
+            "trigger_call_id": handle.trigger_call_id, "values": vals,
+            "children": kids, "status": handle.status, "error": handle.error}
+
+
+async def _async_outcome(run, into: Dict[str, Any]) -> None:
+    try:
+        into["output"] = (await run.output(), await run.interrupted(), await run.interrupts())
+    except Exception as exc:  # noqa: BLE001
+        into["output"] = _error(exc)
+
+
+async def observe_async(side: str, parts, fails, seed: int) -> Dict[str, Any]:
+    seen: Dict[str, Any] = {}
+    run = make_run(side, parts, fails, True, seed)
+    main: List[Any] = []
+    try:
+        async for event in run:
+            main.append(_event_view(event))
+    except Exception as exc:  # noqa: BLE001
+        main.append(_error(exc))
+    seen["main"] = [e for e in main if not (isinstance(e, tuple) and e[0] == "lifecycle")]
+    seen["main_lifecycle"] = [e for e in main if isinstance(e, tuple) and e[0] == "lifecycle"]
+    await _async_outcome(run, seen)
+
+    # every projection and the subgraph tree, read concurrently
+    run = make_run(side, parts, fails, True, seed)
+
+    async def drain(name):
+        items: List[Any] = []
+        try:
+            async for item in run.extensions[name]:
+                items.append(_lifecycle_view(item) if name == "lifecycle" else item)
+        except Exception as exc:  # noqa: BLE001
+            items.append(_error(exc))
+        return items
+
+    async def tree():
+        out: List[Any] = []
+        try:
+            async for handle in run.subgraphs:
+                out.append(await _async_handle(handle))
+        except Exception as exc:  # noqa: BLE001
+            out.append(_error(exc))
+        return out
+
+    results = await asyncio.gather(*[drain(name) for name in PROJECTIONS], tree())
+    seen.update(zip(PROJECTIONS, results))
+    seen["tree"] = results[-1]
+    await _async_outcome(run, seen.setdefault("tree_outcome", {}))
+    return seen
+
+
+# ------------------------------------------------------------------ the property
+
+
+def _assert_same(lg: Dict[str, Any], ls: Dict[str, Any]) -> None:
+    assert ls.keys() == lg.keys()
+    for key in lg:
+        assert ls[key] == lg[key], key
+
+
+SETTINGS = settings(max_examples=150, deadline=None, derandomize=True,
+                    # (the backend fixture selects the event log for every example)
+                    suppress_health_check=[HealthCheck.too_slow,
+                                           HealthCheck.function_scoped_fixture])
+
+
+@SETTINGS
+@given(seed=st.integers(min_value=0, max_value=2**32 - 1))
+def test_sync_runs_match_langgraph(backend, seed):
+    parts, fails = agent_stream(random.Random(seed))
+    _assert_same(observe_sync("lg", parts, fails), observe_sync("ls", parts, fails))
+
+
+@SETTINGS
+@given(seed=st.integers(min_value=0, max_value=2**32 - 1))
+def test_async_runs_match_langgraph(backend, seed):
+    parts, fails = agent_stream(random.Random(seed))
+    lg = asyncio.run(observe_async("lg", parts, fails, seed))
+    ls = asyncio.run(observe_async("ls", parts, fails, seed))
+    _assert_same(lg, ls)
+
+
+def test_the_streams_have_what_the_property_is_about():
+    """The generator's streams do reach the cases compared above: nested
+    subgraphs, missing and failed task results, interrupts, tool calls,
+    agent names and failing graphs (over the seeds hypothesis draws from)."""
+    counts = {"nested": 0, "missing_result": 0, "failed_result": 0, "interrupts": 0,
+              "tool_call": 0, "agent": 0, "fails": 0}
+    for seed in range(200):
+        parts, fails = agent_stream(random.Random(seed))
+        counts["fails"] += fails
+        starts, results = set(), set()
+        for part in parts:
+            data = part["data"]
+            if len(part["ns"]) >= 2:
+                counts["nested"] += 1
+            if part["type"] != "tasks":
+                continue
+            if "result" in data:
+                results.add(data["id"])
+                counts["failed_result"] += bool(data["error"])
+                counts["interrupts"] += bool(data["interrupts"])
+            else:
+                starts.add(data["id"])
+                counts["tool_call"] += not isinstance(data["input"], dict) or "tool_call" in data["input"]
+                counts["agent"] += bool((data.get("metadata") or {}).get("lc_agent_name"))
+        counts["missing_result"] += len(starts - results)
+    assert all(counts.values()), counts
