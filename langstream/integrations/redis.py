@@ -852,7 +852,14 @@ def publish(run: Any, client: Any, key: str, *, maxlen: Optional[int] = None,
 
 
 class _RemoteLifecycle(StreamTransformer):
-    """``lifecycle`` of an attached run: the producer's lifecycle events below the scope."""
+    """``lifecycle`` of an attached run: the producer's lifecycle events below the scope.
+
+    A subgraph handle's lifecycle also ends, when the handle ends, the
+    namespaces below it still open (their own task result never came), as
+    the producer's handle did: ``completed``, or the status of the handle's
+    failure.  The producer's root lifecycle ends those only at the run's
+    end, so the wire does not carry what its handles saw.
+    """
 
     _native = True
 
@@ -861,6 +868,8 @@ class _RemoteLifecycle(StreamTransformer):
         self._depth = len(self.scope)
         self._scope_list = list(self.scope)
         self._channel: StreamChannel[Any] = StreamChannel()  # unnamed: events come from the wire
+        # (below a handle's scope) namespace -> its started payload, while open
+        self._open: Dict[Tuple[str, ...], Dict[str, Any]] = {}
 
     def init(self) -> Dict[str, Any]:
         return {"lifecycle": self._channel}
@@ -872,8 +881,33 @@ class _RemoteLifecycle(StreamTransformer):
             if isinstance(ns, (list, tuple)) and len(ns) > self._depth and (
                 not self._depth or list(ns[: self._depth]) == self._scope_list
             ):
+                if self._depth:
+                    key = tuple(ns)
+                    if payload.get("event") == "started":
+                        self._open[key] = payload
+                    else:
+                        self._open.pop(key, None)
                 self._channel.push(payload)
         return True
+
+    def _end_open(self, status: str, error: Optional[str]) -> None:
+        """End what is still open below this handle, oldest first."""
+        still_open = list(self._open.items())
+        self._open.clear()
+        for key, started in still_open:
+            payload: Dict[str, Any] = {"event": status, "namespace": list(key)}
+            for name in ("graph_name", "trigger_call_id"):
+                if started.get(name) is not None:
+                    payload[name] = started[name]
+            if error is not None:
+                payload["error"] = error
+            self._channel.push(payload)
+
+    def finalize(self) -> None:
+        self._end_open("completed", None)
+
+    def fail(self, err: BaseException) -> None:
+        self._end_open(*_status_from_exception(err))
 
 
 class _Flags:
@@ -902,6 +936,9 @@ class _RemoteSubgraphs(StreamTransformer):
         # the run's end comes first and names the same error, the payload was
         # the run's own failure reaching the subgraph: it gets the run's error
         self._failing: List[Tuple[Any, Optional[str]]] = []
+        # every namespace below the scope started and not ended, oldest first
+        # (a failing run ends these in this order: see ``_track``)
+        self._live: Dict[Tuple[str, ...], None] = {}
         self._mux: Any = None
 
     def init(self) -> Dict[str, Any]:
@@ -987,6 +1024,7 @@ class _RemoteSubgraphs(StreamTransformer):
     def _open(self) -> List[Any]:
         handles = [h for h in reversed(list(self._handles.values())) if not h._seen_terminal]
         self._handles.clear()
+        self._live.clear()
         return handles
 
     def _finish(self) -> Iterator[Tuple[Any, str, Any]]:
@@ -1020,8 +1058,33 @@ class _RemoteSubgraphs(StreamTransformer):
         else:
             await mux.afail(arg)
 
+    def _track(self, event: Any) -> bool:
+        """Keep ``_live`` up to date with ``event``; return True when it is
+        the producer's failing run ending what was still open: a 'failed'
+        payload, with the error of the failures pending here, of the oldest
+        namespace still open.  (A failing run ends what is open oldest
+        first, each with the run's error: the pending failures may then be
+        the run's own too, and wait for its end.)"""
+        if event["method"] != "lifecycle" or event["params"]["namespace"]:
+            return False
+        payload = event["params"]["data"]
+        path = payload.get("namespace") if isinstance(payload, dict) else None
+        if not isinstance(path, (list, tuple)):
+            return False
+        key = tuple(path)
+        live = self._live
+        if payload.get("event") == "started":
+            live[key] = None
+            return False
+        oldest = next(iter(live), None)
+        live.pop(key, None)
+        if payload.get("event") != "failed" or key != oldest:
+            return False
+        error = payload.get("error")
+        return any(_error == error for _handle, _error in self._failing)
+
     def process(self, event: Any) -> bool:
-        if self._failing:
+        if not self._track(event) and self._failing:
             for action in self._fail_failing():
                 self._act(*action)
         action = self._child_action(event)
@@ -1030,7 +1093,7 @@ class _RemoteSubgraphs(StreamTransformer):
         return True
 
     async def aprocess(self, event: Any) -> bool:
-        if self._failing:
+        if not self._track(event) and self._failing:
             for action in self._fail_failing():
                 await self._aact(*action)
         action = self._child_action(event)
