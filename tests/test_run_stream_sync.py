@@ -533,6 +533,21 @@ def test_interleave_yields_what_was_pushed_before_the_runs_error(backend):
     assert [name for name, _ in got] == ["updates", "updates", "updates"]
 
 
+def test_an_iterator_of_a_failed_run_raises_at_every_next(backend):
+    """(Deliberate difference: LangGraph's generator raises once, then stops.)"""
+    boom = ValueError("mid-run")
+    run = stream_events(replay(simple_parts(1), boom))
+    values, raw = iter(run.values), iter(run)
+    assert next(values) == {"step": 0}
+    assert next(values) == {"step": 1}
+    for it in (values, raw, values):
+        with pytest.raises(ValueError, match="mid-run"):
+            for _ in range(10):
+                next(it)
+    with pytest.raises(ValueError, match="mid-run"):
+        next(raw)
+
+
 def test_interleave_releases_subscriptions(backend):
     run = stream_events(replay(simple_parts(3)), transformers=[UpdatesTransformer])
     it = run.interleave("values", "updates")
