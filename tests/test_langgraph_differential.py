@@ -299,3 +299,174 @@ def test_the_streams_have_what_the_property_is_about():
                 counts["agent"] += bool((data.get("metadata") or {}).get("lc_agent_name"))
         counts["missing_result"] += len(starts - results)
     assert all(counts.values()), counts
+
+
+# ------------------------------------------------------------------ consumer programs
+#
+# A random sequence of what a consumer does with a run (the next item of a
+# projection or of the raw log, a subgraph handle and its values, output,
+# abort), run step by step on both sides: every step must give the same
+# result.  Deliberate differences: lifecycle events take their own place in
+# the raw log (skipped there: the lifecycle projection is compared), and an
+# iterator of a failed run raises at every next() (LangGraph's raises once,
+# then stops: a repeat of the same error counts as that stop).
+
+OPS = ("values", "lifecycle", "raw", "updates", "custom", "handle", "handle values",
+       "output", "interrupted", "abort", "values x3", "raw x5")
+
+
+def _program(rng: random.Random) -> List[str]:
+    return [rng.choice(OPS) for _ in range(rng.randint(1, 12))]
+
+
+class _Steps:
+    """One side's state while a program runs: its iterators, the handles it got."""
+
+    def __init__(self) -> None:
+        self.iterators: Dict[str, Any] = {}
+        self.handles: List[Any] = []
+        self.failed: Dict[str, Any] = {}
+
+    def seen(self, name: str, result: Any) -> Any:
+        if isinstance(result, tuple) and result[:1] == ("error",):
+            if self.failed.get(name) == result:
+                return "stop"  # (the same error again: LangGraph's generator stopped)
+            self.failed[name] = result
+        return result
+
+
+def _item(name: str, item: Any) -> Any:
+    if name == "raw":
+        return _event_view(item)
+    return _lifecycle_view(item) if name == "lifecycle" else item
+
+
+def _run_program_sync(side: str, parts, fails, ops: List[str]) -> List[Any]:
+    run = make_run(side, parts, fails, False)
+    steps = _Steps()
+
+    def next_of(name: str) -> Any:
+        it = steps.iterators.get(name)
+        if it is None:
+            it = steps.iterators[name] = iter(run if name == "raw" else run.extensions[name])
+        try:
+            while True:
+                item = next(it)
+                if name != "raw" or item["method"] != "lifecycle":
+                    return steps.seen(name, _item(name, item))
+        except StopIteration:
+            return "stop"
+        except Exception as exc:  # noqa: BLE001 - compared between the two
+            return steps.seen(name, ("error", _error(exc)))
+
+    out: List[Any] = []
+    for op in ops:
+        if op in ("values", "lifecycle", "raw", "updates", "custom"):
+            out.append((op, next_of(op)))
+        elif op in ("values x3", "raw x5"):
+            name, times = op.split(" x")
+            out.append((op, [next_of(name) for _ in range(int(times))]))
+        elif op == "handle":
+            handle = next_of("subgraphs")
+            if isinstance(handle, (str, tuple)):
+                out.append((op, handle))
+            else:
+                steps.handles.append(handle)
+                out.append((op, list(handle.path), handle.graph_name, handle.status))
+        elif op == "handle values" and steps.handles:
+            handle = steps.handles[-1]
+            values: List[Any] = []
+            try:
+                for value in handle.values:
+                    values.append(value)
+            except Exception as exc:  # noqa: BLE001
+                values.append(_error(exc))
+            out.append((op, values, handle.status, handle.error))
+        elif op in ("output", "interrupted"):
+            try:
+                out.append((op, getattr(run, op)))
+            except Exception as exc:  # noqa: BLE001
+                out.append((op, _error(exc)))
+        elif op == "abort":
+            run.abort()
+            out.append((op,))
+    return out
+
+
+async def _run_program_async(side: str, parts, fails, ops: List[str], seed: int) -> List[Any]:
+    run = make_run(side, parts, fails, True, seed)
+    steps = _Steps()
+
+    async def next_of(name: str) -> Any:
+        it = steps.iterators.get(name)
+        if it is None:
+            source = run if name == "raw" else run.extensions[name]
+            it = steps.iterators[name] = source.__aiter__()
+        try:
+            while True:
+                item = await asyncio.wait_for(it.__anext__(), 10)
+                if name != "raw" or item["method"] != "lifecycle":
+                    return steps.seen(name, _item(name, item))
+        except StopAsyncIteration:
+            return "stop"
+        except Exception as exc:  # noqa: BLE001 - compared (a hang is a TimeoutError)
+            return steps.seen(name, ("error", _error(exc)))
+
+    out: List[Any] = []
+    for op in ops:
+        if op in ("values", "lifecycle", "raw", "updates", "custom"):
+            out.append((op, await next_of(op)))
+        elif op in ("values x3", "raw x5"):
+            name, times = op.split(" x")
+            out.append((op, [await next_of(name) for _ in range(int(times))]))
+        elif op == "handle":
+            handle = await next_of("subgraphs")
+            if isinstance(handle, (str, tuple)):
+                out.append((op, handle))
+            else:
+                steps.handles.append(handle)
+                out.append((op, list(handle.path), handle.graph_name, handle.status))
+        elif op == "handle values" and steps.handles:
+            handle = steps.handles[-1]
+            values: List[Any] = []
+
+            async def read() -> None:
+                async for value in handle.values:
+                    values.append(value)
+
+            try:
+                await asyncio.wait_for(read(), 10)
+            except Exception as exc:  # noqa: BLE001
+                values.append(_error(exc))
+            out.append((op, values, handle.status, handle.error))
+        elif op in ("output", "interrupted"):
+            try:
+                out.append((op, await asyncio.wait_for(getattr(run, op)(), 10)))
+            except Exception as exc:  # noqa: BLE001
+                out.append((op, _error(exc)))
+        elif op == "abort":
+            await asyncio.wait_for(run.abort(), 10)
+            out.append((op,))
+    return out
+
+
+@SETTINGS
+@given(seed=st.integers(min_value=0, max_value=2**32 - 1))
+def test_sync_consumer_programs_match_langgraph(backend, seed):
+    rng = random.Random(seed)
+    parts, fails = agent_stream(rng)
+    ops = _program(rng)
+    lg = _run_program_sync("lg", parts, fails, ops)
+    ls = _run_program_sync("ls", parts, fails, ops)
+    assert ls == lg, ops
+
+
+@SETTINGS
+@given(seed=st.integers(min_value=0, max_value=2**32 - 1))
+def test_async_consumer_programs_match_langgraph(backend, seed):
+    rng = random.Random(seed)
+    parts, fails = agent_stream(rng)
+    ops = _program(rng)
+    lg = asyncio.run(_run_program_async("lg", parts, fails, ops, seed))
+    ls = asyncio.run(_run_program_async("ls", parts, fails, ops, seed))
+    assert ls == lg, ops
