@@ -3,8 +3,10 @@ tests (the differential test against LangGraph, the async chaos test)."""
 
 from __future__ import annotations
 
+import asyncio
+import copy
 import random
-from typing import Any, Dict, List, Tuple
+from typing import Any, AsyncIterator, Dict, Iterator, List, Tuple
 
 
 class GraphFailed(Exception):
@@ -63,3 +65,25 @@ def agent_stream(rng: random.Random) -> Tuple[List[Dict[str, Any]], bool]:
 
     steps((), 0)
     return parts, rng.random() < 0.15
+
+
+def replay(parts: List[Dict[str, Any]], fails: bool,
+           error: type = GraphFailed) -> Iterator[Dict[str, Any]]:
+    """The graph of ``parts`` (a fresh copy of each), raising ``error("graph
+    failed")`` after the last one when ``fails``."""
+    for part in parts:
+        yield copy.deepcopy(part)
+    if fails:
+        raise error("graph failed")
+
+
+async def areplay(parts: List[Dict[str, Any]], fails: bool, rng: random.Random,
+                  error: type = GraphFailed) -> AsyncIterator[Dict[str, Any]]:
+    """``replay`` as an async graph that gives the loop a turn after some
+    parts (``rng`` decides which)."""
+    for part in parts:
+        yield copy.deepcopy(part)
+        if rng.random() < 0.3:
+            await asyncio.sleep(0)
+    if fails:
+        raise error("graph failed")

@@ -13,7 +13,6 @@ lane gives.
 from __future__ import annotations
 
 import asyncio
-import copy
 import random
 from typing import Any, Dict, List, Optional
 
@@ -21,20 +20,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import langstream
-from _agent_streams import GraphFailed, agent_stream
+from _agent_streams import GraphFailed, agent_stream, areplay, replay
 
 TIMEOUT = 10.0
 ACTIONS = ("none", "cancel", "cancel two", "abort")
 
 
 def _sync_view(parts: List[Dict[str, Any]], fails: bool) -> Dict[str, Any]:
-    def replay():
-        for part in parts:
-            yield copy.deepcopy(part)
-        if fails:
-            raise GraphFailed("graph failed")
-
-    run = langstream.stream_events(replay())
+    run = langstream.stream_events(replay(parts, fails))
     values, lifecycle = iter(run.values), iter(run.lifecycle)
     raw = iter(run)
     seen: Dict[str, Any] = {}
@@ -56,15 +49,13 @@ async def _chaos(seed: int) -> Optional[str]:
 
     async def source():
         graph["started"] = True
+        inner = areplay(parts, fails, rng)
         try:
-            for part in parts:
-                yield copy.deepcopy(part)
-                if rng.random() < 0.3:
-                    await asyncio.sleep(0)
-            if fails:
-                raise GraphFailed("graph failed")
+            async for part in inner:
+                yield part
         finally:
             graph["finally"] = True
+            await inner.aclose()
 
     maxlen = rng.choice([None, None, 1, 2, 8])
     run = langstream.astream_events(source(), maxlen=maxlen)

@@ -23,7 +23,6 @@ event, so both discover them at the same part.
 from __future__ import annotations
 
 import asyncio
-import copy
 import random
 import warnings
 from typing import Any, Dict, List
@@ -41,7 +40,7 @@ from langgraph.stream import run_stream as lg_run_stream  # noqa: E402
 from langgraph.stream import transformers as lg_transformers  # noqa: E402
 
 import langstream  # noqa: E402
-from _agent_streams import GraphFailed, agent_stream  # noqa: E402
+from _agent_streams import agent_stream, areplay, replay  # noqa: E402
 
 pytestmark = pytest.mark.filterwarnings("ignore::langchain_core._api.beta_decorator.LangChainBetaWarning")
 warnings.filterwarnings("ignore", message=".*v3 streaming protocol.*")
@@ -52,26 +51,10 @@ PIPELINE = ("ValuesTransformer", "LifecycleTransformer", "SubgraphTransformer",
 PROJECTIONS = ("values", "lifecycle", "custom", "updates", "checkpoints", "debug", "tasks")
 
 
-def _replay(parts, fails):
-    for part in parts:
-        yield copy.deepcopy(part)
-    if fails:
-        raise GraphFailed("graph failed")
-
-
-async def _areplay(parts, fails, rng):
-    for part in parts:
-        yield copy.deepcopy(part)
-        if rng.random() < 0.3:
-            await asyncio.sleep(0)
-    if fails:
-        raise GraphFailed("graph failed")
-
-
 def make_run(side: str, parts, fails, is_async: bool, seed: int = 0):
     module = lg_transformers if side == "lg" else langstream
     factories = [getattr(module, name) for name in PIPELINE]
-    source = _areplay(parts, fails, random.Random(seed)) if is_async else _replay(parts, fails)
+    source = areplay(parts, fails, random.Random(seed)) if is_async else replay(parts, fails)
     if side == "lg":
         mux = lg_mux.StreamMux(factories=factories, is_async=is_async)
         cls = lg_run_stream.AsyncGraphRunStream if is_async else lg_run_stream.GraphRunStream
@@ -96,6 +79,13 @@ def _event_view(event: Dict[str, Any]) -> Any:
     return (event["method"], params)
 
 
+def _split_main(main: List[Any], into: Dict[str, Any]) -> None:
+    """The raw log's views, lifecycle events apart (their position differs
+    on purpose)."""
+    into["main"] = [e for e in main if not (isinstance(e, tuple) and e[0] == "lifecycle")]
+    into["main_lifecycle"] = [e for e in main if isinstance(e, tuple) and e[0] == "lifecycle"]
+
+
 def _error(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
@@ -103,21 +93,23 @@ def _error(exc: BaseException) -> str:
 # ------------------------------------------------------------------ sync
 
 
+def _collect(iterable, each=None) -> List[Any]:
+    """Every item of ``iterable`` (``each(item)`` when given), then the
+    error that ended it, if any."""
+    out: List[Any] = []
+    try:
+        for item in iterable:
+            out.append(item if each is None else each(item))
+    except Exception as exc:  # noqa: BLE001 - compared between the two
+        out.append(_error(exc))
+    return out
+
+
 def _sync_handle(handle) -> Dict[str, Any]:
     view: Dict[str, Any] = {"path": list(handle.path), "graph_name": handle.graph_name,
                             "trigger_call_id": handle.trigger_call_id}
-    values: List[Any] = []
-    try:
-        for value in handle.values:
-            values.append(value)
-    except Exception as exc:  # noqa: BLE001 - compared between the two
-        values.append(_error(exc))
-    children = []
-    try:
-        for child in handle.subgraphs:
-            children.append(_sync_handle(child))
-    except Exception as exc:  # noqa: BLE001
-        children.append(_error(exc))
+    values = _collect(handle.values)
+    children = _collect(handle.subgraphs, _sync_handle)
     view.update(values=values, children=children, status=handle.status, error=handle.error)
     return view
 
@@ -133,35 +125,16 @@ def observe_sync(side: str, parts, fails) -> Dict[str, Any]:
     seen: Dict[str, Any] = {}
     # the raw main log
     run = make_run(side, parts, fails, False)
-    main: List[Any] = []
-    try:
-        for event in run:
-            main.append(_event_view(event))
-    except Exception as exc:  # noqa: BLE001
-        main.append(_error(exc))
-    seen["main"] = [e for e in main if not (isinstance(e, tuple) and e[0] == "lifecycle")]
-    seen["main_lifecycle"] = [e for e in main if isinstance(e, tuple) and e[0] == "lifecycle"]
+    _split_main(_collect(run, _event_view), seen)
     _sync_outcome(run, seen)
     # every projection, one after the other (the later ones buffered)
     run = make_run(side, parts, fails, False)
     readers = {name: iter(run.extensions[name]) for name in PROJECTIONS}
     for name, reader in readers.items():
-        items: List[Any] = []
-        try:
-            for item in reader:
-                items.append(_lifecycle_view(item) if name == "lifecycle" else item)
-        except Exception as exc:  # noqa: BLE001
-            items.append(_error(exc))
-        seen[name] = items
+        seen[name] = _collect(reader, _lifecycle_view if name == "lifecycle" else None)
     # the subgraph tree, depth first
     run = make_run(side, parts, fails, False)
-    tree = []
-    try:
-        for handle in run.subgraphs:
-            tree.append(_sync_handle(handle))
-    except Exception as exc:  # noqa: BLE001
-        tree.append(_error(exc))
-    seen["tree"] = tree
+    seen["tree"] = _collect(run.subgraphs, _sync_handle)
     _sync_outcome(run, seen.setdefault("tree_outcome", {}))
     return seen
 
@@ -169,26 +142,29 @@ def observe_sync(side: str, parts, fails) -> Dict[str, Any]:
 # ------------------------------------------------------------------ async
 
 
+async def _acollect(aiterable, each=None) -> List[Any]:
+    """Every item of ``aiterable`` (``await each(item)`` when given), then
+    the error that ended it, if any."""
+    out: List[Any] = []
+    try:
+        async for item in aiterable:
+            out.append(item if each is None else await each(item))
+    except Exception as exc:  # noqa: BLE001 - compared between the two
+        out.append(_error(exc))
+    return out
+
+
+async def _alifecycle_view(payload: Dict[str, Any]) -> Dict[str, Any]:
+    return _lifecycle_view(payload)
+
+
+async def _aevent_view(event: Dict[str, Any]) -> Any:
+    return _event_view(event)
+
+
 async def _async_handle(handle) -> Dict[str, Any]:
-    async def values():
-        out: List[Any] = []
-        try:
-            async for value in handle.values:
-                out.append(value)
-        except Exception as exc:  # noqa: BLE001
-            out.append(_error(exc))
-        return out
-
-    async def children():
-        out: List[Any] = []
-        try:
-            async for child in handle.subgraphs:
-                out.append(await _async_handle(child))
-        except Exception as exc:  # noqa: BLE001
-            out.append(_error(exc))
-        return out
-
-    vals, kids = await asyncio.gather(values(), children())
+    vals, kids = await asyncio.gather(_acollect(handle.values),
+                                      _acollect(handle.subgraphs, _async_handle))
     return {"path": list(handle.path), "graph_name": handle.graph_name,
             "trigger_call_id": handle.trigger_call_id, "values": vals,
             "children": kids, "status": handle.status, "error": handle.error}
@@ -204,38 +180,16 @@ async def _async_outcome(run, into: Dict[str, Any]) -> None:
 async def observe_async(side: str, parts, fails, seed: int) -> Dict[str, Any]:
     seen: Dict[str, Any] = {}
     run = make_run(side, parts, fails, True, seed)
-    main: List[Any] = []
-    try:
-        async for event in run:
-            main.append(_event_view(event))
-    except Exception as exc:  # noqa: BLE001
-        main.append(_error(exc))
-    seen["main"] = [e for e in main if not (isinstance(e, tuple) and e[0] == "lifecycle")]
-    seen["main_lifecycle"] = [e for e in main if isinstance(e, tuple) and e[0] == "lifecycle"]
+    _split_main(await _acollect(run, _aevent_view), seen)
     await _async_outcome(run, seen)
 
     # every projection and the subgraph tree, read concurrently
     run = make_run(side, parts, fails, True, seed)
 
-    async def drain(name):
-        items: List[Any] = []
-        try:
-            async for item in run.extensions[name]:
-                items.append(_lifecycle_view(item) if name == "lifecycle" else item)
-        except Exception as exc:  # noqa: BLE001
-            items.append(_error(exc))
-        return items
-
-    async def tree():
-        out: List[Any] = []
-        try:
-            async for handle in run.subgraphs:
-                out.append(await _async_handle(handle))
-        except Exception as exc:  # noqa: BLE001
-            out.append(_error(exc))
-        return out
-
-    results = await asyncio.gather(*[drain(name) for name in PROJECTIONS], tree())
+    results = await asyncio.gather(
+        *[_acollect(run.extensions[name], _alifecycle_view if name == "lifecycle" else None)
+          for name in PROJECTIONS],
+        _acollect(run.subgraphs, _async_handle))
     seen.update(zip(PROJECTIONS, results))
     seen["tree"] = results[-1]
     await _async_outcome(run, seen.setdefault("tree_outcome", {}))
@@ -327,6 +281,14 @@ class _Steps:
         self.handles: List[Any] = []
         self.failed: Dict[str, Any] = {}
 
+    def got_handle(self, op: str, handle: Any) -> Any:
+        """The step's result for the next item of ``subgraphs``: a handle
+        (kept for "handle values"), the end, or an error."""
+        if isinstance(handle, (str, tuple)):
+            return (op, handle)
+        self.handles.append(handle)
+        return (op, list(handle.path), handle.graph_name, handle.status)
+
     def seen(self, name: str, result: Any) -> Any:
         if isinstance(result, tuple) and result[:1] == ("error",):
             if self.failed.get(name) == result:
@@ -367,12 +329,7 @@ def _run_program_sync(side: str, parts, fails, ops: List[str]) -> List[Any]:
             name, times = op.split(" x")
             out.append((op, [next_of(name) for _ in range(int(times))]))
         elif op == "handle":
-            handle = next_of("subgraphs")
-            if isinstance(handle, (str, tuple)):
-                out.append((op, handle))
-            else:
-                steps.handles.append(handle)
-                out.append((op, list(handle.path), handle.graph_name, handle.status))
+            out.append(steps.got_handle(op, next_of("subgraphs")))
         elif op == "handle values" and steps.handles:
             handle = steps.handles[-1]
             values: List[Any] = []
@@ -420,12 +377,7 @@ async def _run_program_async(side: str, parts, fails, ops: List[str], seed: int)
             name, times = op.split(" x")
             out.append((op, [await next_of(name) for _ in range(int(times))]))
         elif op == "handle":
-            handle = await next_of("subgraphs")
-            if isinstance(handle, (str, tuple)):
-                out.append((op, handle))
-            else:
-                steps.handles.append(handle)
-                out.append((op, list(handle.path), handle.graph_name, handle.status))
+            out.append(steps.got_handle(op, await next_of("subgraphs")))
         elif op == "handle values" and steps.handles:
             handle = steps.handles[-1]
             values: List[Any] = []
@@ -450,23 +402,18 @@ async def _run_program_async(side: str, parts, fails, ops: List[str], seed: int)
     return out
 
 
+@pytest.mark.parametrize("lane", ["sync", "async"])
 @SETTINGS
 @given(seed=st.integers(min_value=0, max_value=2**32 - 1))
-def test_sync_consumer_programs_match_langgraph(backend, seed):
+def test_consumer_programs_match_langgraph(backend, lane, seed):
     rng = random.Random(seed)
     parts, fails = agent_stream(rng)
     ops = _program(rng)
-    lg = _run_program_sync("lg", parts, fails, ops)
-    ls = _run_program_sync("ls", parts, fails, ops)
-    assert ls == lg, ops
 
+    def run_program(side: str) -> List[Any]:
+        if lane == "sync":
+            return _run_program_sync(side, parts, fails, ops)
+        return asyncio.run(_run_program_async(side, parts, fails, ops, seed))
 
-@SETTINGS
-@given(seed=st.integers(min_value=0, max_value=2**32 - 1))
-def test_async_consumer_programs_match_langgraph(backend, seed):
-    rng = random.Random(seed)
-    parts, fails = agent_stream(rng)
-    ops = _program(rng)
-    lg = asyncio.run(_run_program_async("lg", parts, fails, ops, seed))
-    ls = asyncio.run(_run_program_async("ls", parts, fails, ops, seed))
-    assert ls == lg, ops
+    lg = run_program("lg")
+    assert run_program("ls") == lg, ops

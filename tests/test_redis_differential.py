@@ -12,7 +12,6 @@ both lanes and both backends.
 from __future__ import annotations
 
 import asyncio
-import copy
 import random
 import uuid
 
@@ -20,7 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import langstream
-from _agent_streams import agent_stream
+from _agent_streams import agent_stream, areplay, replay
 from redis_helpers import (  # noqa: F401 - fixtures
     asnapshot, need_redis_client, raw_log, rclient, redis_url, snapshot,
 )
@@ -40,19 +39,11 @@ def _parts(seed):
 
 
 def _replay(parts, fails):
-    for part in parts:
-        yield copy.deepcopy(part)
-    if fails:
-        raise ValueError("graph failed")  # (a builtin error crosses as itself)
+    return replay(parts, fails, ValueError)  # (a builtin error crosses as itself)
 
 
-async def _areplay(parts, fails, rng):
-    for part in parts:
-        yield copy.deepcopy(part)
-        if rng.random() < 0.3:
-            await asyncio.sleep(0)
-    if fails:
-        raise ValueError("graph failed")
+def _areplay(parts, fails, rng):
+    return areplay(parts, fails, rng, ValueError)
 
 
 def _untimed(log):

@@ -574,52 +574,29 @@ def test_scheduled_failure_long_before_the_end_still_fails_the_run(backend, read
     assert "afinalize" not in T.log
 
 
-def test_the_first_scheduled_failure_is_the_runs_error(backend):
+@pytest.mark.parametrize("when", ["before the close", "during the close"])
+def test_the_first_scheduled_failure_is_the_runs_error(backend, when):
     """Two tasks scheduled under ``on_error="raise"`` fail, the later-scheduled
-    one first, both before the run closes: the run fails with the error that
-    happened first."""
+    one first: the run fails with the error that happened first, whether
+    both failed while the graph still ran or while the close awaited them
+    (the graph ends at once)."""
+    before = when == "before the close"
 
     class T(_Scheduling):
         log: List[str] = []
         on_error = "raise"
 
         async def _work(self, n):
-            for _ in range(6 - 3 * n):  # work 2 fails after 0 turns, work 1 after 3
+            # work 2 fails first (before: after 0 and 3 turns; during: 4 and 8)
+            for _ in range(6 - 3 * n if before else 4 + 4 * (2 - n)):
                 await asyncio.sleep(0)
             raise ValueError(f"scheduled work {n} failed")
 
     async def graph():
         for part in _vals(2):
             yield part
-        for _ in range(10):
+        for _ in range(10 if before else 0):
             await asyncio.sleep(0)
-
-    async def main():
-        run = astream_events(graph(), transformers=[T])
-        return await adrain_outcome(run.values)
-
-    vals, err = arun(main())
-    assert vals == [{"i": 0}, {"i": 1}]
-    assert isinstance(err, ValueError) and "scheduled work 2 failed" in str(err), err
-
-
-def test_the_first_failure_during_the_close_is_the_runs_error(backend):
-    """Both tasks are still pending when the graph ends; while the close
-    awaits them, the later-scheduled one fails first: the run fails with
-    that error, not with the first in scheduling order."""
-
-    class T(_Scheduling):
-        log: List[str] = []
-        on_error = "raise"
-
-        async def _work(self, n):
-            for _ in range(4 + 4 * (2 - n)):  # work 2 fails after 4 turns, work 1 after 8
-                await asyncio.sleep(0)
-            raise ValueError(f"scheduled work {n} failed")
-
-    async def graph():
-        for part in _vals(2):
-            yield part
 
     async def main():
         run = astream_events(graph(), transformers=[T])
