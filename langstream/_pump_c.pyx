@@ -459,7 +459,7 @@ cdef class SyncPump(Puller):
                 return False
             route = self.dispatcher.dispatch(part)
             if route is not None:
-                self.mux._dispatch(route[0], route[1], route[2])
+                self.run._dispatch_route(route)
         except Exception as exc:
             self.run._end(exc)
             return False

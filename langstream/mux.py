@@ -276,7 +276,8 @@ def _as_stop_error(transformer: Any, hook: str, exc: BaseException) -> BaseExcep
 class _Shared:
     """State shared by a root mux and all of its child muxes."""
 
-    __slots__ = ("counter", "bp", "deferred", "children", "newest", "epoch", "changes", "kept")
+    __slots__ = ("counter", "bp", "deferred", "children", "newest", "epoch", "changes", "kept",
+                 "ahead", "hints")
 
     def __init__(self) -> None:
         # one sequence for every projection log, so pushes can be ordered
@@ -303,6 +304,12 @@ class _Shared:
         self.changes: Deque[Tuple[int, Optional[Tuple[str, ...]]]] = deque(maxlen=_CHANGES_KEPT)
         # a route was kept since the last change (set where routes are kept)
         self.kept = False
+        # the part the pump pulled ahead of a subgraph's input snapshot (see
+        # ``run_stream._look_ahead``), to dispatch next, or None
+        self.ahead: Any = None
+        # namespace -> the agent name that part announced, while the
+        # snapshot that discovers the namespace is dispatched
+        self.hints: Dict[Tuple[str, ...], str] = {}
 
     def changed(self, prefix: Optional[Tuple[str, ...]]) -> None:
         """Kept routes of the namespaces in ``prefix``'s subtree (None: of
@@ -800,26 +807,39 @@ class StreamMux:
         return child
 
     def _defer(self, child: StreamMux, handle: Any, event: Any) -> None:
-        """Forward ``event`` into ``child`` at the start of the next pump step."""
+        """Forward ``event`` into ``child`` at the start of the next pump step
+        (a ``None`` child forwards nothing: the next step only comes back
+        to the pump's general path)."""
         self._shared.deferred.append((child, handle, event))
 
-    def _flush_deferred(self) -> None:
-        """Run the forwards postponed by the previous pump step (sync lane)."""
+    def _flush_deferred(self) -> bool:
+        """Run the forwards postponed by the previous pump step (sync lane);
+        True when there was one (not only ``None`` children)."""
         batch = list(self._shared.deferred)  # (the list object is kept: the
         self._shared.deferred.clear()        # async pump holds a reference)
+        forwarded = False
         for child, handle, event in batch:
+            if child is None:
+                continue
+            forwarded = True
             if child._events._log.closed:
                 continue
             child.push(event)
+        return forwarded
 
-    async def _aflush_deferred(self) -> None:
+    async def _aflush_deferred(self) -> bool:
         """Async counterpart of ``_flush_deferred``."""
         batch = list(self._shared.deferred)  # (the list object is kept: the
         self._shared.deferred.clear()        # async pump holds a reference)
+        forwarded = False
         for child, handle, event in batch:
+            if child is None:
+                continue
+            forwarded = True
             if child._events._log.closed:
                 continue
             await child.apush(event)
+        return forwarded
 
     # --------------------------------------------------------------- dispatch
 

@@ -141,6 +141,50 @@ def _new_future(loop: asyncio.AbstractEventLoop) -> asyncio.Future[Any]:
 _MISSING = object()
 
 
+class _Ahead:
+    """A part the pump pulled ahead (``_MISSING``: the graph ended), or the
+    error the graph raised then (see ``_announced_agent``)."""
+
+    __slots__ = ("part", "error")
+
+    def __init__(self, part: Any, error: Optional[BaseException] = None) -> None:
+        self.part = part
+        self.error = error
+
+
+def _starts_namespace(mux: Any, event: Any) -> bool:
+    """Whether a tracker of ``mux`` would start a namespace at ``event``."""
+    ns = event["params"]["namespace"]
+    return any(t._would_discover(ns) for t in mux._transformers
+               if hasattr(t, "_would_discover"))
+
+
+def _announced_agent(part: Any, ns: Any) -> Optional[str]:
+    """The agent name (``lc_agent_name``) a task start at ``ns`` announces.
+
+    A subgraph's first event is its input snapshot, and it is discovered
+    there, before any task of it: the pump then pulls the next part first
+    (it is dispatched in the next step), and when that is the subgraph's
+    first task naming an agent, the namespace is started with that name
+    (and its tool-call cause), as LangGraph, which discovers subgraphs at
+    their first task, names it.  Never raises: the part is validated when
+    it is dispatched.
+    """
+    if not isinstance(part, Mapping) or part.get("type") != "tasks":
+        return None
+    part_ns = part.get("ns")
+    if not isinstance(part_ns, (tuple, list)) or list(part_ns) != list(ns):
+        return None
+    data = part.get("data")
+    if not isinstance(data, Mapping) or "result" in data:
+        return None
+    metadata = data.get("metadata")
+    if not isinstance(metadata, Mapping):
+        return None
+    name = metadata.get("lc_agent_name")
+    return name if isinstance(name, str) else None
+
+
 def _run_error(exc: BaseException) -> BaseException:
     """The error a run ends with: a stray ``StopIteration`` /
     ``StopAsyncIteration`` (not the graph's own exhaustion) would read as a
@@ -310,27 +354,40 @@ class GraphRunStream(_RunState):
 
     def _step(self) -> bool:
         mux = self._mux
-        if mux._shared.deferred:
+        shared = mux._shared
+        if shared.deferred:
             try:
-                mux._flush_deferred()
+                forwarded = mux._flush_deferred()
             except Exception as exc:  # noqa: BLE001 - ends the run
                 self._end(exc)
                 return False
             except BaseException as exc:  # (as for a part: ends the run, re-raised)
                 self._end(exc)
                 raise
-            return True
+            if shared.ahead is None or shared.deferred:
+                return True
+            if forwarded:  # (the part pulled ahead: in the step after this one)
+                shared.deferred.append((None, None, None))
+                return True
+            # (the step in which the part pulled ahead would have been pulled)
         graph_iter = self._graph_iter
         if graph_iter is None:
             return False
         try:
-            part = next(graph_iter, _MISSING)
+            ahead = shared.ahead
+            if ahead is None:
+                part = next(graph_iter, _MISSING)
+            else:
+                shared.ahead = None
+                if ahead.error is not None:
+                    raise ahead.error
+                part = ahead.part
             if part is _MISSING:  # the graph's own exhaustion: the only normal end
                 self._finish()
                 return False
             route = mux._push_part_fast(part)
             if route is not None:
-                mux._dispatch(route[0], route[1], route[2])
+                self._dispatch_route(route)
             return True
         except Exception as exc:  # noqa: BLE001 - ends the run
             self._end(exc)
@@ -338,6 +395,35 @@ class GraphRunStream(_RunState):
         except BaseException as exc:
             self._end(exc)
             raise
+
+    def _dispatch_route(self, route: Tuple[Any, str, bool]) -> None:
+        """Dispatch a part on the event path (``route``: its protocol event,
+        method and whether it is at the run's scope); a subgraph's input
+        snapshot that starts a namespace pulls the next part first (see
+        ``_announced_agent``)."""
+        event, method, at_scope = route
+        mux = self._mux
+        shared = mux._shared
+        if (method == "values" and not at_scope and shared.ahead is None
+                and self._graph_iter is not None and _starts_namespace(mux, event)):
+            ns = event["params"]["namespace"]
+            try:
+                part = next(self._graph_iter, _MISSING)
+            except Exception as exc:  # noqa: BLE001 - raised by the next step
+                shared.ahead = _Ahead(None, exc)
+            else:
+                shared.ahead = _Ahead(part)
+                name = _announced_agent(part, ns)
+                if name is not None:
+                    shared.hints[tuple(ns)] = name
+            # (the next step takes the general path, which dispatches it)
+            shared.deferred.append((None, None, None))
+            try:
+                mux._dispatch(event, method, at_scope)
+            finally:
+                shared.hints.clear()
+            return
+        mux._dispatch(event, method, at_scope)
 
     def _finish(self) -> None:
         self._exhausted = True
@@ -368,6 +454,7 @@ class GraphRunStream(_RunState):
         graph_iter = self._graph_iter
         self._graph_iter = None
         self._mux._shared.deferred.clear()
+        self._mux._shared.ahead = None
         try:
             self._mux.fail(exc)
         finally:
@@ -395,6 +482,7 @@ class GraphRunStream(_RunState):
         mux = self._mux
         if mux._assign_seq:  # the root run drops postponed forwards
             mux._shared.deferred.clear()
+            mux._shared.ahead = None
         try:
             mux.close()
         except Exception:  # noqa: BLE001 - the run is being abandoned
@@ -792,9 +880,16 @@ class _AsyncPump:
                                 if _loop_idle(loop, self.handoff):
                                     break  # (nothing else can run to subscribe)
                                 await _YIELD
-                            await self.mux._aflush_deferred()
-                            more = True
-                            break
+                            forwarded = await self.mux._aflush_deferred()
+                            if shared.ahead is None or self.deferred:
+                                more = True
+                                break
+                            if forwarded:  # (the part pulled ahead: next step)
+                                self.deferred.append((None, None, None))
+                                more = True
+                                break
+                            # (the step in which the part pulled ahead would
+                            # have been pulled: on to it)
                         if self.bounded:
                             await self.wait_for_room()
                         if self.exhausted:
@@ -807,13 +902,22 @@ class _AsyncPump:
                         break
                     pulling = True
                     try:
-                        part = await graph_aiter.__anext__()
+                        ahead = shared.ahead
+                        if ahead is None:
+                            part = await graph_aiter.__anext__()
+                        else:
+                            shared.ahead = None
+                            if ahead.error is not None:
+                                raise ahead.error
+                            part = ahead.part
+                            if part is _MISSING:
+                                raise StopAsyncIteration
                     except StopAsyncIteration:  # the graph's own exhaustion
                         more = await self.finish()
                         break
                     route = self.dispatch(part)
                     if route is not None:
-                        await self.mux._adispatch(route[0], route[1], route[2])
+                        await self.dispatch_route(route)
                     pulling = False
                     more = True
                     # (the common cases first: the reader's item, no reader)
@@ -872,7 +976,7 @@ class _AsyncPump:
         more = True
         try:
             if kind == 0:
-                await self.mux._adispatch(what[0], what[1], what[2])
+                await self.dispatch_route(what)
                 pulling = False
                 if cursor.pending:
                     item = next(cursor)  # (an unbounded reader: ``_take``)
@@ -894,6 +998,34 @@ class _AsyncPump:
         if not more:
             raise StopAsyncIteration
         return _RESUME_AGAIN
+
+    async def dispatch_route(self, route: Tuple[Any, str, bool]) -> None:
+        """``GraphRunStream._dispatch_route`` of the async lane."""
+        event, method, at_scope = route
+        mux = self.mux
+        shared = self.shared
+        graph_aiter = self.graph_aiter
+        if (method == "values" and not at_scope and shared.ahead is None
+                and graph_aiter is not None and _starts_namespace(mux, event)):
+            ns = event["params"]["namespace"]
+            try:
+                part = await graph_aiter.__anext__()
+            except StopAsyncIteration:
+                shared.ahead = _Ahead(_MISSING)
+            except Exception as exc:  # noqa: BLE001 - raised by the next step
+                shared.ahead = _Ahead(None, exc)
+            else:
+                shared.ahead = _Ahead(part)
+                name = _announced_agent(part, ns)
+                if name is not None:
+                    shared.hints[tuple(ns)] = name
+            shared.deferred.append((None, None, None))
+            try:
+                await mux._adispatch(event, method, at_scope)
+            finally:
+                shared.hints.clear()
+            return
+        await mux._adispatch(event, method, at_scope)
 
     def any_reader_ready(self) -> bool:
         """Whether a waiting reader has an item, an ended log or its future
@@ -1157,6 +1289,7 @@ class _AsyncPump:
         graph_aiter = self.graph_aiter
         self.graph_aiter = None
         self.mux._shared.deferred.clear()
+        self.mux._shared.ahead = None
         try:
             await self.mux.afail(exc)
         finally:
@@ -1199,6 +1332,7 @@ class _AsyncPump:
             # the root run drops postponed forwards; a subgraph handle leaves
             # its siblings' first events alone (as on the sync lane)
             mux._shared.deferred.clear()
+            mux._shared.ahead = None
         try:
             await mux.aclose()
         except Exception:  # noqa: BLE001 - the run is being abandoned

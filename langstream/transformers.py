@@ -607,6 +607,10 @@ class _SubtreeTracker(StreamTransformer):
                 metadata = data.get("metadata")
                 if isinstance(metadata, Mapping) and isinstance(metadata.get("lc_agent_name"), str):
                     agent = metadata["lc_agent_name"]
+        elif self._tree is not None and self._tree.hints:
+            # (discovered by its input snapshot: the name its first task
+            # announces, which the pump read ahead; see ``run_stream``)
+            agent = self._tree.hints.get(keys[-1])
         started = []
         for key in keys:
             if key in self._seen:
@@ -632,6 +636,13 @@ class _SubtreeTracker(StreamTransformer):
             finally:
                 self._pending_cause = None
         return started
+
+    def _would_discover(self, ns: List[str]) -> bool:
+        """Whether an event at ``ns`` would start a namespace (``_discover``)."""
+        depth = self._depth
+        if len(ns) <= depth or (depth and ns[:depth] != self._scope_list):
+            return False
+        return (tuple(ns) if self._all_depths else tuple(ns[: depth + 1])) not in self._seen
 
     def _record_tool_call(self, data: Any) -> None:
         """Remember which tool call a starting task runs (for ``cause``)."""

@@ -13,9 +13,11 @@ class GraphFailed(Exception):
     """What a generated graph raises after its last part."""
 
 
-def agent_stream(rng: random.Random) -> Tuple[List[Dict[str, Any]], bool]:
+def agent_stream(rng: random.Random, snapshots: bool = False) -> Tuple[List[Dict[str, Any]], bool]:
     """A random part stream shaped like a LangGraph run, and whether the
-    graph raises after its last part."""
+    graph raises after its last part.  With ``snapshots``, most subgraphs
+    start with their input snapshot (``{"input": k}``), as a real graph
+    streams them when ``values`` is on."""
     parts: List[Dict[str, Any]] = [
         {"type": "values", "ns": (), "data": {"v": 0}, "interrupts": []}]
     budget = [rng.randint(1, 20)]
@@ -43,6 +45,11 @@ def agent_stream(rng: random.Random) -> Tuple[List[Dict[str, Any]], bool]:
             error = None
             if depth < 3 and rng.random() < 0.35:
                 child = ns + (f"{name}:{task_id}",)
+                if snapshots and rng.random() < 0.8:
+                    # (its input snapshot first, as a real graph streams it
+                    # with values on; LangGraph's handle never sees it)
+                    parts.append({"type": "values", "ns": child, "data": {"input": k},
+                                  "interrupts": []})
                 steps(child, depth + 1)
                 if rng.random() < 0.5:
                     parts.append({"type": "values", "ns": child, "data": {"v": 9},

@@ -44,7 +44,7 @@ def _sync_view(parts: List[Dict[str, Any]], fails: bool) -> Dict[str, Any]:
 
 async def _chaos(seed: int) -> Optional[str]:
     rng = random.Random(seed)
-    parts, fails = agent_stream(rng)
+    parts, fails = agent_stream(rng, snapshots=rng.random() < 0.5)
     graph = {"started": False, "finally": False}
 
     async def source():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 
 import pytest
@@ -79,24 +80,62 @@ def test_subagent_name_and_tool_call_cause(backend):
     assert handle.status == "completed"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "known gap (README, 'Switching from LangGraph'): a subagent discovered at its "
-    "input snapshot is named before its first task names the agent"))
-def test_subagent_whose_input_snapshot_comes_first_is_named_after_the_agent(backend):
-    """What LangGraph gives for the order real graphs stream (values first)."""
-    mux = StreamMux(factories=[ValuesTransformer, LifecycleTransformer, SubgraphTransformer])
-    lifecycle = iter(mux.extensions["lifecycle"])
-    mux.push(_ev("tasks", (), {"id": "p1", "name": "tools",
-                               "input": {"tool_call": {"id": "call_9", "name": "research"}},
-                               "triggers": []}))
-    mux.push(_ev("values", ("tools:p1",), {"question": "?"}))
-    mux.push(_ev("tasks", ("tools:p1",), {"id": "c1", "name": "model", "input": {},
-                                          "triggers": [],
-                                          "metadata": {"lc_agent_name": "researcher"}}))
-    mux.close()
-    started = drain(lifecycle)[0]
-    assert started["graph_name"] == "researcher"
-    assert started["cause"] == {"type": "toolCall", "tool_call_id": "call_9"}
+SUBAGENT_PARTS = [
+    {"type": "tasks", "ns": (), "data": {"id": "p1", "name": "tools", "triggers": [],
+                                         "input": {"tool_call": {"id": "call_9",
+                                                                 "name": "research"}}}},
+    # a real graph streams the subgraph's input snapshot before its first task
+    {"type": "values", "ns": ("tools:p1",), "data": {"question": "?"}, "interrupts": ()},
+    {"type": "tasks", "ns": ("tools:p1",), "data": {
+        "id": "c1", "name": "model", "input": {}, "triggers": [],
+        "metadata": {"lc_agent_name": "researcher"}}},
+    {"type": "values", "ns": ("tools:p1",), "data": {"question": "?", "answer": "!"},
+     "interrupts": ()},
+    {"type": "tasks", "ns": (), "data": {"id": "p1", "name": "tools", "error": None,
+                                         "result": {}, "interrupts": []}},
+]
+
+
+@pytest.mark.parametrize("lane", ["sync", "async"])
+def test_subagent_whose_input_snapshot_comes_first_is_named_after_the_agent(backend, lane):
+    """The snapshot discovers the subgraph; the pump reads the next part
+    first, and the task it announces names the agent, as LangGraph does."""
+    expected_started = {"event": "started", "namespace": ["tools:p1"],
+                        "graph_name": "researcher", "trigger_call_id": "p1",
+                        "cause": {"type": "toolCall", "tool_call_id": "call_9"}}
+    if lane == "sync":
+        run = langstream.stream_events(iter(SUBAGENT_PARTS))
+        seen = []
+        for name, item in run.interleave("lifecycle", "subgraphs"):
+            seen.append((name, item))
+            if name == "subgraphs":
+                handle, values = item, list(item.values)
+        assert seen[0] == ("lifecycle", expected_started)
+        methods = [(e["method"], e["params"]["namespace"])
+                   for e in langstream.stream_events(iter(SUBAGENT_PARTS))]
+    else:
+        async def main():
+            async def parts():
+                for part in SUBAGENT_PARTS:
+                    yield part
+
+            run = langstream.astream_events(parts())
+            lifecycle = run.lifecycle.__aiter__()
+            handles = run.subgraphs.__aiter__()
+            handle = await handles.__anext__()
+            got = [v async for v in handle.values]
+            first = await lifecycle.__anext__()
+            raw = [(e["method"], e["params"]["namespace"])
+                   async for e in langstream.astream_events(parts())]
+            return handle, got, first, raw
+
+        handle, values, first, methods = asyncio.run(main())
+        assert first == expected_started
+    assert (handle.graph_name, handle.status) == ("researcher", "completed")
+    # the handle sees the input snapshot; 'started' precedes it in the raw log
+    assert values == [{"question": "?"}, {"question": "?", "answer": "!"}]
+    assert methods == [("lifecycle", []), ("values", ["tools:p1"]),
+                       ("values", ["tools:p1"]), ("lifecycle", [])]
 
 
 def test_plain_subgraph_has_no_cause(backend):
@@ -107,3 +146,63 @@ def test_plain_subgraph_has_no_cause(backend):
     mux.close()
     started = drain(lifecycle)[0]
     assert started["graph_name"] == "sub" and "cause" not in started
+
+
+@pytest.mark.parametrize("lane", ["sync", "async"])
+@pytest.mark.parametrize("after", ["the graph ends", "the graph raises"])
+def test_reading_ahead_of_a_snapshot_loses_nothing(backend, lane, after):
+    """The part read ahead of a subgraph's input snapshot is the graph's end
+    or its error: the snapshot still reaches the handle, then the run ends
+    normally or fails with that error."""
+    parts = SUBAGENT_PARTS[:2]
+    boom = ValueError("graph failed after the snapshot")
+    fails = after == "the graph raises"
+
+    def graph():
+        yield from parts
+        if fails:
+            raise boom
+
+    async def agraph():
+        for part in parts:
+            yield part
+        if fails:
+            raise boom
+
+    if lane == "sync":
+        run = langstream.stream_events(graph())
+        handles = []
+        try:
+            for handle in run.subgraphs:
+                handles.append((handle, []))
+                for value in handle.values:
+                    handles[-1][1].append(value)
+        except ValueError as exc:
+            error = exc
+        else:
+            error = None
+    else:
+        async def main():
+            run = langstream.astream_events(agraph())
+            got = []
+            try:
+                async for handle in run.subgraphs:
+                    got.append((handle, []))
+                    try:
+                        async for value in handle.values:
+                            got[-1][1].append(value)
+                    except ValueError:
+                        pass
+            except ValueError as exc:
+                return got, exc
+            return got, None
+
+        handles, error = asyncio.run(main())
+    ((handle, values),) = handles
+    assert values[:1] == [{"question": "?"}]
+    if fails:
+        assert error is boom
+        assert handle.status == "failed"
+    else:
+        assert error is None and values == [{"question": "?"}]
+        assert handle.status == "completed"

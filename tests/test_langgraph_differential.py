@@ -105,10 +105,17 @@ def _collect(iterable, each=None) -> List[Any]:
     return out
 
 
+def _no_inputs(values: List[Any]) -> List[Any]:
+    """A handle's values without the subgraph's input snapshot (deliberate
+    difference: LangGraph's handle, discovered at the subgraph's first task,
+    never sees it; the generator marks it ``{"input": ...}``)."""
+    return [v for v in values if not (isinstance(v, dict) and "input" in v)]
+
+
 def _sync_handle(handle) -> Dict[str, Any]:
     view: Dict[str, Any] = {"path": list(handle.path), "graph_name": handle.graph_name,
                             "trigger_call_id": handle.trigger_call_id}
-    values = _collect(handle.values)
+    values = _no_inputs(_collect(handle.values))
     children = _collect(handle.subgraphs, _sync_handle)
     view.update(values=values, children=children, status=handle.status, error=handle.error)
     return view
@@ -165,6 +172,7 @@ async def _aevent_view(event: Dict[str, Any]) -> Any:
 async def _async_handle(handle) -> Dict[str, Any]:
     vals, kids = await asyncio.gather(_acollect(handle.values),
                                       _acollect(handle.subgraphs, _async_handle))
+    vals = _no_inputs(vals)
     return {"path": list(handle.path), "graph_name": handle.graph_name,
             "trigger_call_id": handle.trigger_call_id, "values": vals,
             "children": kids, "status": handle.status, "error": handle.error}
@@ -211,17 +219,24 @@ SETTINGS = settings(max_examples=150, deadline=None, derandomize=True,
                                            HealthCheck.function_scoped_fixture])
 
 
+# ``snapshots``: subgraphs mostly start with their input snapshot, as real
+# graphs stream them (the pump reads ahead of it for the agent's name)
+SNAPSHOTS = pytest.mark.parametrize("snapshots", [False, True])
+
+
+@SNAPSHOTS
 @SETTINGS
 @given(seed=st.integers(min_value=0, max_value=2**32 - 1))
-def test_sync_runs_match_langgraph(backend, seed):
-    parts, fails = agent_stream(random.Random(seed))
+def test_sync_runs_match_langgraph(backend, snapshots, seed):
+    parts, fails = agent_stream(random.Random(seed), snapshots)
     _assert_same(observe_sync("lg", parts, fails), observe_sync("ls", parts, fails))
 
 
+@SNAPSHOTS
 @SETTINGS
 @given(seed=st.integers(min_value=0, max_value=2**32 - 1))
-def test_async_runs_match_langgraph(backend, seed):
-    parts, fails = agent_stream(random.Random(seed))
+def test_async_runs_match_langgraph(backend, snapshots, seed):
+    parts, fails = agent_stream(random.Random(seed), snapshots)
     lg = asyncio.run(observe_async("lg", parts, fails, seed))
     ls = asyncio.run(observe_async("ls", parts, fails, seed))
     _assert_same(lg, ls)
@@ -338,7 +353,7 @@ def _run_program_sync(side: str, parts, fails, ops: List[str]) -> List[Any]:
                     values.append(value)
             except Exception as exc:  # noqa: BLE001
                 values.append(_error(exc))
-            out.append((op, values, handle.status, handle.error))
+            out.append((op, _no_inputs(values), handle.status, handle.error))
         elif op in ("output", "interrupted"):
             try:
                 out.append((op, getattr(run, op)))
@@ -390,7 +405,7 @@ async def _run_program_async(side: str, parts, fails, ops: List[str], seed: int)
                 await asyncio.wait_for(read(), 10)
             except Exception as exc:  # noqa: BLE001
                 values.append(_error(exc))
-            out.append((op, values, handle.status, handle.error))
+            out.append((op, _no_inputs(values), handle.status, handle.error))
         elif op in ("output", "interrupted"):
             try:
                 out.append((op, await asyncio.wait_for(getattr(run, op)(), 10)))
@@ -406,6 +421,10 @@ async def _run_program_async(side: str, parts, fails, ops: List[str], seed: int)
 @SETTINGS
 @given(seed=st.integers(min_value=0, max_value=2**32 - 1))
 def test_consumer_programs_match_langgraph(backend, lane, seed):
+    # (subgraphs start with a task here: one that starts with its input
+    # snapshot is discovered there, a part earlier than LangGraph discovers
+    # it, so a consumer subscribing between the two sees different things:
+    # the documented difference, not compared step by step)
     rng = random.Random(seed)
     parts, fails = agent_stream(rng)
     ops = _program(rng)
