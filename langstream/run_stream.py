@@ -385,7 +385,11 @@ class GraphRunStream(_RunState):
             if part is _MISSING:  # the graph's own exhaustion: the only normal end
                 self._finish()
                 return False
-            route = mux._push_part_fast(part)
+            # (the compiled dispatcher when the C pump made one: this step
+            # is its fallback, e.g. for the part read ahead of a snapshot)
+            dispatcher = mux._part_dispatcher
+            route = (mux._push_part_fast(part) if dispatcher is None
+                     else dispatcher.dispatch(part))
             if route is not None:
                 self._dispatch_route(route)
             return True
