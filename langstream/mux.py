@@ -305,7 +305,7 @@ class _Shared:
         # a route was kept since the last change (set where routes are kept)
         self.kept = False
         # the part the pump pulled ahead of a subgraph's input snapshot (see
-        # ``run_stream._look_ahead``), to dispatch next, or None
+        # ``GraphRunStream._dispatch_route``), to dispatch next, or None
         self.ahead: Any = None
         # namespace -> the agent name that part announced, while the
         # snapshot that discovers the namespace is dispatched

@@ -185,6 +185,19 @@ def _announced_agent(part: Any, ns: Any) -> Optional[str]:
     return name if isinstance(name, str) else None
 
 
+def _keep_ahead(shared: Any, ns: Any, part: Any, error: Optional[BaseException] = None) -> None:
+    """Keep the part read ahead of the snapshot at ``ns`` (or the error the
+    graph raised then) for the next step, which takes the pump's general
+    path (a ``None`` forward), and the agent name it announces for the
+    snapshot's dispatch (``_announced_agent``)."""
+    shared.ahead = _Ahead(part, error)
+    if error is None:
+        name = _announced_agent(part, ns)
+        if name is not None:
+            shared.hints[tuple(ns)] = name
+    shared.deferred.append((None, None, None))
+
+
 def _run_error(exc: BaseException) -> BaseException:
     """The error a run ends with: a stray ``StopIteration`` /
     ``StopAsyncIteration`` (not the graph's own exhaustion) would read as a
@@ -414,14 +427,9 @@ class GraphRunStream(_RunState):
             try:
                 part = next(self._graph_iter, _MISSING)
             except Exception as exc:  # noqa: BLE001 - raised by the next step
-                shared.ahead = _Ahead(None, exc)
+                _keep_ahead(shared, ns, None, exc)
             else:
-                shared.ahead = _Ahead(part)
-                name = _announced_agent(part, ns)
-                if name is not None:
-                    shared.hints[tuple(ns)] = name
-            # (the next step takes the general path, which dispatches it)
-            shared.deferred.append((None, None, None))
+                _keep_ahead(shared, ns, part)
             try:
                 mux._dispatch(event, method, at_scope)
             finally:
@@ -1015,15 +1023,11 @@ class _AsyncPump:
             try:
                 part = await graph_aiter.__anext__()
             except StopAsyncIteration:
-                shared.ahead = _Ahead(_MISSING)
+                _keep_ahead(shared, ns, _MISSING)
             except Exception as exc:  # noqa: BLE001 - raised by the next step
-                shared.ahead = _Ahead(None, exc)
+                _keep_ahead(shared, ns, None, exc)
             else:
-                shared.ahead = _Ahead(part)
-                name = _announced_agent(part, ns)
-                if name is not None:
-                    shared.hints[tuple(ns)] = name
-            shared.deferred.append((None, None, None))
+                _keep_ahead(shared, ns, part)
             try:
                 await mux._adispatch(event, method, at_scope)
             finally:
