@@ -222,6 +222,45 @@ def test_run_ending_before_message_finish_does_not_hang(lc, lane):
 
 
 @pytest.mark.parametrize("lane", LANES)
+def test_subgraph_ending_before_message_finish_fails_at_the_subgraphs_end(lc, lane):
+    # the handle's reader stops when the subgraph ends, not at the run's end
+    sub = ("sub:t1",)
+    parts = [
+        {"type": "tasks", "ns": (), "data": {"id": "t1", "name": "sub", "input": None,
+                                              "triggers": []}},
+        *call("r-sub", ["partial"], sub, finish=False),
+        {"type": "tasks", "ns": (), "data": {"id": "t1", "name": "sub", "result": {},
+                                              "error": None, "interrupts": []}},
+        values(1),
+        values(2),
+    ]
+    if lane == "sync":
+        run = stream_events(replay(parts))
+        handle = next(iter(run.subgraphs))
+        msg = next(iter(handle.messages))
+        deltas = []
+        with pytest.raises(RuntimeError, match="message-finish"):
+            for delta in msg.text:
+                deltas.append(delta)
+        rest = list(run.values)
+    else:
+        async def main():
+            run = astream_events(areplay(parts))
+            handle = await run.subgraphs.__aiter__().__anext__()
+            msg = await handle.messages.__aiter__().__anext__()
+            deltas = []
+            with pytest.raises(RuntimeError, match="message-finish"):
+                async for delta in msg.text:
+                    deltas.append(delta)
+            return deltas, [v async for v in run.values]
+        deltas, rest = arun(main())
+    assert deltas == ["partial"]
+    # (subscribed after: the root's snapshots after the subgraph's end were
+    # still to come)
+    assert rest == [{"n": 1}, {"n": 2}]
+
+
+@pytest.mark.parametrize("lane", LANES)
 def test_error_event_fails_that_stream_only(lc, lane):
     bad = call("bad", ["x"], finish=False) + [
         msg_part({"event": "error", "message": "provider said no"}, "bad")]
@@ -241,6 +280,31 @@ def test_error_event_fails_that_stream_only(lc, lane):
                 await streams[0].output
             return await streams[1].text
         assert arun(main()) == "fine"
+
+
+@pytest.mark.parametrize("lane", LANES)
+def test_a_new_message_under_an_open_calls_key_fails_the_open_one(lc, lane):
+    # two calls without a run_id share one key: the second message-start
+    # fails the first stream at once (LangGraph leaves it open for good)
+    first = call("x", ["a"], finish=False)
+    second = call("x", ["b", "c"])
+    for part in first + second:
+        del part["data"][1]["run_id"]
+    parts = first + second
+    if lane == "sync":
+        run = stream_events(replay(parts))
+        streams = list(run.messages)
+        with pytest.raises(RuntimeError, match="started a new message before finishing"):
+            list(streams[0].text)
+        assert str(streams[1].text) == "bc"
+    else:
+        async def main():
+            run = astream_events(areplay(parts))
+            streams = [m async for m in run.messages]
+            with pytest.raises(RuntimeError, match="started a new message before finishing"):
+                await streams[0].output
+            return await streams[1].text
+        assert arun(main()) == "bc"
 
 
 def test_messages_events_stay_in_the_main_log(lc):
