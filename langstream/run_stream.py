@@ -711,7 +711,8 @@ class _AsyncPump:
         "run", "mux", "graph_aiter", "exhausted", "pumping", "pump_task", "waiters", "readers",
         "handoff", "handoff_wakes", "wakes", "passer",
         "aborting", "aborted", "settled", "yield_next", "loop", "deferred", "bounded",
-        "dispatch", "closing", "closer", "children_seen", "settle", "shared", "__weakref__",
+        "dispatch", "closing", "closer", "children_seen", "settle", "shared", "parked",
+        "__weakref__",
     )
 
     def __init__(self, run: AsyncGraphRunStream, mux: StreamMux,
@@ -728,6 +729,10 @@ class _AsyncPump:
         # projection readers waiting for their own data: (future, reader);
         # woken when their log has an item or closes (see ``step``)
         self.readers: List[Tuple[asyncio.Future[Any], Any]] = []
+        # task -> what it waits for while another task pumps: a reader of its
+        # own (``wait_step(reader)``), or None (any step: ``output()``, a
+        # model call's text, ...); read by ``wait_for_room``
+        self.parked: Dict[Any, Any] = {}
         # the pending _handoff callback's handle (None: none is scheduled)
         self.handoff: Optional[asyncio.Handle] = None
         # readers woken so far by steps (wake_readers), and by the time the
@@ -1083,9 +1088,14 @@ class _AsyncPump:
             self.readers.append((waiter, reader))
         else:
             self.waiters.append(waiter)
+        parked = self.parked
+        if task is not None:
+            parked[task] = reader
         try:
             await waiter
         finally:
+            if task is not None:
+                del parked[task]
             if not waiter.done():
                 waiter.cancel()
         return not self.exhausted
@@ -1107,9 +1117,14 @@ class _AsyncPump:
         if self.pumping:
             waiter = _new_future(_get_running_loop())
             self.waiters.append(waiter)
+            parked = self.parked
+            if task is not None:
+                parked[task] = None
             try:
                 await waiter
             finally:
+                if task is not None:
+                    del parked[task]
                 if not waiter.done():
                     waiter.cancel()
         closing = self.closing
@@ -1216,6 +1231,30 @@ class _AsyncPump:
                 return True
         return False
 
+    def _read_by_waiting_tasks(self, channel: Any) -> bool:
+        """Whether every reader of ``channel`` holding it full belongs to a
+        task parked until this run takes a step (``parked``), for other data
+        than its own: a step, not a read of ``channel``, is what it needs."""
+        parked = self.parked
+        found = False
+        limit = channel._limit
+        for ref in self.mux._shared.bp.readers:
+            reader = ref()
+            if reader is None or reader._channel is not channel:
+                continue
+            cursor = reader._cursor
+            if cursor.closed or cursor.pending < limit:
+                continue  # (not what holds the log full)
+            task = reader._task
+            if task is None or task not in parked:
+                return False
+            waits_for = parked[task]
+            if waits_for is reader or (waits_for is not None and (
+                    waits_for._cursor.pending or waits_for._log.closed)):
+                return False  # (woken with an item: it reads, then comes back)
+            found = True
+        return found
+
     async def wait_for_room(self) -> None:
         """Backpressure: wait until every subscribed bounded log has room."""
         bp = self.mux._shared.bp
@@ -1237,6 +1276,14 @@ class _AsyncPump:
                 # filled its log since.  It reads once this step is over
                 # (one more step's events, as the bound allows); waiting here
                 # would wait for itself.
+                return
+            if self.parked and self._read_by_waiting_tasks(full[1]):
+                # Its readers' tasks wait for this run themselves, for
+                # something else than their item there (a handle's values or
+                # a model call's text read inside the loop over ``subgraphs``
+                # or ``messages``, ``output()``): they come back to read only
+                # once the run moves on, so the log holds more than its
+                # bound meanwhile instead of the run stalling.
                 return
             if self.waiters:
                 # Readers parked until this step ends may have been given

@@ -307,6 +307,63 @@ def test_a_new_message_under_an_open_calls_key_fails_the_open_one(lc, lane):
         assert arun(main()) == "bc"
 
 
+def _interleaved_calls(n: int) -> List[Dict[str, Any]]:
+    """``n`` model calls started together, their tokens interleaved."""
+    calls = [call(f"r{i}", [f"w{i}a", f"w{i}b"]) for i in range(n)]
+    starts = [c[0] for c in calls]
+    rest = [p for group in zip(*[c[1:] for c in calls]) for p in group]
+    return starts + rest
+
+
+def test_bounded_run_with_parallel_calls_read_in_their_own_tasks(lc):
+    # maxlen=1 and three calls open at once: each stream read in a task of
+    # its own never stalls the pump (the README's advice)
+    async def main():
+        run = astream_events(areplay(_interleaved_calls(3)), maxlen=1)
+        tasks = []
+        async for msg in run.messages:
+            tasks.append(asyncio.ensure_future(msg.text))
+        return [await t for t in tasks]
+
+    assert arun(main()) == ["w0aw0b", "w1aw1b", "w2aw2b"]
+
+
+@pytest.mark.parametrize("yield_every", [0, 1])
+def test_bounded_run_read_one_call_at_a_time_does_not_stall(lc, yield_every):
+    # each call's text read inside the messages loop, more calls open than
+    # maxlen, another consumer driving the pump, both giving the loop a turn
+    # per item: the messages reader's task waits for the run (for the text),
+    # not for its next stream, so the pump goes on instead of waiting for
+    # room in messages for good
+    parts = _interleaved_calls(3)
+
+    async def main():
+        run = astream_events(areplay(parts, yield_every=yield_every), maxlen=1)
+
+        async def inline():
+            texts = []
+            async for msg in run.messages:
+                deltas = []
+                async for delta in msg.text:
+                    deltas.append(delta)
+                    await asyncio.sleep(0)
+                texts.append("".join(deltas))
+            return texts
+
+        async def raw():
+            methods = []
+            async for event in run:
+                methods.append(event["method"])
+                await asyncio.sleep(0)
+            return methods
+
+        return await asyncio.gather(raw(), inline())
+
+    raw, texts = arun(main(), timeout=10.0)
+    assert texts == ["w0aw0b", "w1aw1b", "w2aw2b"]
+    assert raw == ["messages"] * len(parts)
+
+
 def test_messages_events_stay_in_the_main_log(lc):
     parts = call("r1", ["a"])
     run = stream_events(replay(parts))

@@ -20,6 +20,8 @@ from helpers import (
     arun,
     load_trace,
     subgraph_run,
+    task_result,
+    task_start,
     two_children_one_grandchild,
     values,
 )
@@ -394,3 +396,43 @@ def test_backpressure_with_subgraphs(backend):
     # lifecycle forward); never an unbounded pile-up
     for label, peak in peaks.items():
         assert peak <= 1 + 2, (label, peak)
+
+
+def _open_siblings(n: int) -> List[Dict[str, Any]]:
+    """``n`` sibling subgraphs open at once (parallel branches): their tasks
+    start together, their snapshots interleave, then their results come."""
+    parts: List[Dict[str, Any]] = [values({"root": 0})]
+    parts += [task_start(f"t{i}", "child", (), {}) for i in range(n)]
+    parts += [values({"child": i, "k": k}, (f"child:t{i}",)) for k in range(2) for i in range(n)]
+    parts += [task_result(f"t{i}", "child", (), {}) for i in range(n)]
+    parts.append(values({"root": 1}))
+    return parts
+
+
+@pytest.mark.parametrize("other_reader", ["raw", "values"])
+def test_bounded_run_read_one_handle_at_a_time_does_not_stall(backend, other_reader):
+    """Handles read one at a time inside the subgraphs loop while more
+    siblings than ``maxlen`` are open, another consumer driving the pump:
+    the handle reader's task waits for the run (for the handle's values),
+    not for its next handle, so the pump goes on instead of waiting for
+    room in ``subgraphs`` for good.  The siblings it reaches late miss what
+    they got before it subscribed to them (as without ``maxlen``)."""
+    parts = _open_siblings(3)
+
+    async def main():
+        run = astream_events(areplay(parts), maxlen=1)
+
+        async def one_at_a_time():
+            return [(h.path, await adrain(h.values)) async for h in run.subgraphs]
+
+        other = adrain(run) if other_reader == "raw" else adrain(run.values)
+        return await asyncio.gather(one_at_a_time(), other)
+
+    handles, other = arun(main(), timeout=10.0)
+    assert handles[0] == (("child:t0",), [{"child": 0, "k": 0}, {"child": 0, "k": 1}])
+    assert [path for path, _ in handles] == [(f"child:t{i}",) for i in range(3)]
+    if other_reader == "values":
+        assert other == [{"root": 0}, {"root": 1}]
+    else:  # every snapshot, and the six lifecycle events (tasks parts stay out)
+        methods = [event["method"] for event in other]
+        assert (methods.count("values"), methods.count("lifecycle"), len(methods)) == (8, 6, 14)
