@@ -1233,9 +1233,8 @@ class _AsyncPump:
 
     def _read_by_waiting_tasks(self, channel: Any) -> bool:
         """Whether every reader of ``channel`` holding it full belongs to a
-        task parked until this run takes a step (``parked``), for other data
-        than its own: a step, not a read of ``channel``, is what it needs."""
-        parked = self.parked
+        task that waits for this run to take a step, not for a read of
+        ``channel`` (``_waits_for_a_step``)."""
         found = False
         limit = channel._limit
         for ref in self.mux._shared.bp.readers:
@@ -1245,15 +1244,40 @@ class _AsyncPump:
             cursor = reader._cursor
             if cursor.closed or cursor.pending < limit:
                 continue  # (not what holds the log full)
-            task = reader._task
-            if task is None or task not in parked:
+            if not self._waits_for_a_step(reader._task, 0):
                 return False
-            waits_for = parked[task]
-            if waits_for is reader or (waits_for is not None and (
-                    waits_for._cursor.pending or waits_for._log.closed)):
-                return False  # (woken with an item: it reads, then comes back)
             found = True
         return found
+
+    def _waits_for_a_step(self, task: Any, depth: int) -> bool:
+        """Whether ``task`` can only go on once this run takes a step: it is
+        the task pumping (its step is what waits for room), it is parked
+        until a step (``parked``) for nothing it could read now, or it awaits
+        a task, or a ``gather`` of tasks, all of which are so.  A task
+        waiting on anything else (a sleep, I/O, an event, a ``TaskGroup``,
+        whose waits are not visible) may come back on its own: False."""
+        if task is None or depth > 16:
+            return False
+        if task is self.pump_task:
+            return True  # (the step it takes waits for room: this very wait)
+        parked = self.parked
+        if task in parked:
+            reader = parked[task]
+            return reader is None or not (reader._cursor.pending or reader._log.closed)
+        # (what the task awaits: ``_fut_waiter`` of asyncio's tasks, C and
+        # Python alike; the children of a ``gather``)
+        awaited = getattr(task, "_fut_waiter", None)
+        if awaited is None:
+            return False
+        if isinstance(awaited, asyncio.Task):
+            return self._waits_for_a_step(awaited, depth + 1)
+        children = getattr(awaited, "_children", None)
+        if type(children) is not list:
+            return False
+        pending = [child for child in children if not child.done()]
+        return bool(pending) and all(
+            isinstance(child, asyncio.Task) and self._waits_for_a_step(child, depth + 1)
+            for child in pending)
 
     async def wait_for_room(self) -> None:
         """Backpressure: wait until every subscribed bounded log has room."""
@@ -1281,9 +1305,10 @@ class _AsyncPump:
                 # Its readers' tasks wait for this run themselves, for
                 # something else than their item there (a handle's values or
                 # a model call's text read inside the loop over ``subgraphs``
-                # or ``messages``, ``output()``): they come back to read only
-                # once the run moves on, so the log holds more than its
-                # bound meanwhile instead of the run stalling.
+                # or ``messages``, directly or through a gather; ``output()``):
+                # they come back to read only once the run moves on, so the
+                # log holds more than its bound meanwhile instead of the run
+                # stalling.
                 return
             if self.waiters:
                 # Readers parked until this step ends may have been given

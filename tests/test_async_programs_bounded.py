@@ -7,9 +7,7 @@ by a random program: at every level it subscribes to some of ``values``,
 root, the raw log and ``lifecycle``), then reads them either concurrently or
 one after the other in one task; handles and model calls are read inline
 (inside the loop that got them) or in tasks of their own; readers give the
-loop a turn at random; some await ``output()``.  (A handle read inline reads
-its own projections in the same task, one after the other: waits through
-other tasks are the README's documented limit.)  Every projection a program
+loop a turn at random; some await ``output()``.  Every projection a program
 subscribes to, it drains, so backpressure must never leave it waiting: the
 program finishes, every reader it spawned finishes, and ``output()``
 resolves.  (Inline reading under ``maxlen`` is the case the README's
@@ -98,7 +96,7 @@ async def _program(seed: int) -> Any:
         async for _item in it:
             await a_turn()
 
-    async def read(stream: Any, root: bool, inline: bool = False) -> None:
+    async def read(stream: Any, root: bool) -> None:
         jobs = []
         if rng.random() < 0.7:
             jobs.append(lambda: drain(stream.values))
@@ -110,7 +108,7 @@ async def _program(seed: int) -> Any:
             async def handles() -> None:
                 async for handle in stream.subgraphs:
                     if handles_inline:
-                        await read(handle, False, inline=True)
+                        await read(handle, False)
                     else:
                         spawned.append(asyncio.ensure_future(read(handle, False)))
                     await a_turn()
@@ -119,10 +117,7 @@ async def _program(seed: int) -> Any:
             jobs.append(lambda: drain(stream))
         if root and rng.random() < 0.3:
             jobs.append(lambda: drain(stream.lifecycle))
-        # (a handle read inside the loop that got it reads its projections
-        # in that task: a gather there would make the loop's task wait for
-        # other tasks, which the pump cannot see; see the README, maxlen)
-        if not inline and rng.random() < 0.5:
+        if rng.random() < 0.5:
             await asyncio.gather(*[job() for job in jobs], return_exceptions=True)
         else:
             for job in jobs:
