@@ -1301,7 +1301,7 @@ class _AsyncPump:
                 # (one more step's events, as the bound allows); waiting here
                 # would wait for itself.
                 return
-            if self.parked and self._read_by_waiting_tasks(full[1]):
+            if self._read_by_waiting_tasks(full[1]):
                 # Its readers' tasks wait for this run themselves, for
                 # something else than their item there (a handle's values or
                 # a model call's text read inside the loop over ``subgraphs``

@@ -4,7 +4,8 @@ Random agent-shaped runs (``_agent_streams``) with model calls inside some
 tasks (two calls may interleave), run with a small ``maxlen`` (1 to 3), read
 by a random program: at every level it subscribes to some of ``values``,
 ``messages`` (where langchain-core is installed), ``subgraphs`` (and, at the
-root, the raw log and ``lifecycle``), then reads them either concurrently or
+root, the raw log and ``lifecycle``, or two or three ``atee`` branches of
+it), then reads them either concurrently or
 one after the other in one task; handles and model calls are read inline
 (inside the loop that got them) or in tasks of their own; readers give the
 loop a turn at random; some await ``output()``.  Every projection a program
@@ -115,8 +116,12 @@ async def _program(seed: int) -> Any:
             jobs.append(handles)
         if root and rng.random() < 0.5:
             jobs.append(lambda: drain(stream))
-        if root and rng.random() < 0.3:
-            jobs.append(lambda: drain(stream.lifecycle))
+        if root and rng.random() < 0.4:
+            if rng.random() < 0.5:
+                jobs.append(lambda: drain(stream.lifecycle))
+            else:  # (subscribed here, read when the job's turn comes)
+                for branch in stream.lifecycle.atee(rng.choice([2, 3])):
+                    jobs.append(lambda branch=branch: drain(branch))
         if rng.random() < 0.5:
             await asyncio.gather(*[job() for job in jobs], return_exceptions=True)
         else:

@@ -436,3 +436,31 @@ def test_bounded_run_read_one_handle_at_a_time_does_not_stall(backend, other_rea
     else:  # every snapshot, and the six lifecycle events (tasks parts stay out)
         methods = [event["method"] for event in other]
         assert (methods.count("values"), methods.count("lifecycle"), len(methods)) == (8, 6, 14)
+
+
+def test_bounded_run_waits_for_no_task_that_waits_on_the_pumping_one(backend):
+    """A task subscribes to two lifecycle branches, then awaits a gather of
+    the task that reads the handles (and drives the pump): the branches fill
+    up (maxlen=1), and their reader's task can only read them once that
+    gather ends, which needs the run to go on.  The pump does not wait for
+    it: everything is read, every branch gets every payload."""
+    parts = [values({"root": 0})]
+    for i in range(3):
+        parts.extend(subgraph_run("child", f"c{i}", (), [{"child": i}]))
+    parts.append(values({"root": 1}))
+
+    async def main():
+        run = astream_events(areplay(parts), maxlen=1)
+
+        async def handles():
+            return [await adrain(h.values) async for h in run.subgraphs]
+
+        branches = run.lifecycle.atee(2)
+        (got,) = await asyncio.gather(handles())
+        return got, [await adrain(branch) for branch in branches]
+
+    got, branches = arun(main(), timeout=10.0)
+    assert got == [[{"child": i}] for i in range(3)]
+    expected = [(event, [f"child:c{i}"]) for i in range(3) for event in ("started", "completed")]
+    for branch in branches:
+        assert [(p["event"], p["namespace"]) for p in branch] == expected
