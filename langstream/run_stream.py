@@ -711,8 +711,7 @@ class _AsyncPump:
         "run", "mux", "graph_aiter", "exhausted", "pumping", "pump_task", "waiters", "readers",
         "handoff", "handoff_wakes", "wakes", "passer",
         "aborting", "aborted", "settled", "yield_next", "loop", "deferred", "bounded",
-        "dispatch", "closing", "closer", "children_seen", "settle", "shared", "parked",
-        "__weakref__",
+        "dispatch", "closing", "closer", "children_seen", "settle", "shared", "__weakref__",
     )
 
     def __init__(self, run: AsyncGraphRunStream, mux: StreamMux,
@@ -729,10 +728,6 @@ class _AsyncPump:
         # projection readers waiting for their own data: (future, reader);
         # woken when their log has an item or closes (see ``step``)
         self.readers: List[Tuple[asyncio.Future[Any], Any]] = []
-        # task -> what it waits for while another task pumps: a reader of its
-        # own (``wait_step(reader)``), or None (any step: ``output()``, a
-        # model call's text, ...); read by ``wait_for_room``
-        self.parked: Dict[Any, Any] = {}
         # the pending _handoff callback's handle (None: none is scheduled)
         self.handoff: Optional[asyncio.Handle] = None
         # readers woken so far by steps (wake_readers), and by the time the
@@ -1088,14 +1083,9 @@ class _AsyncPump:
             self.readers.append((waiter, reader))
         else:
             self.waiters.append(waiter)
-        parked = self.parked
-        if task is not None:
-            parked[task] = reader
         try:
             await waiter
         finally:
-            if task is not None:
-                del parked[task]
             if not waiter.done():
                 waiter.cancel()
         return not self.exhausted
@@ -1117,14 +1107,9 @@ class _AsyncPump:
         if self.pumping:
             waiter = _new_future(_get_running_loop())
             self.waiters.append(waiter)
-            parked = self.parked
-            if task is not None:
-                parked[task] = None
             try:
                 await waiter
             finally:
-                if task is not None:
-                    del parked[task]
                 if not waiter.done():
                     waiter.cancel()
         closing = self.closing
@@ -1251,24 +1236,27 @@ class _AsyncPump:
 
     def _waits_for_a_step(self, task: Any, depth: int) -> bool:
         """Whether ``task`` can only go on once this run takes a step: it is
-        the task pumping (its step is what waits for room), it is parked
-        until a step (``parked``) for nothing it could read now, or it awaits
-        a task, or a ``gather`` of tasks, all of which are so.  A task
+        the task pumping (its step is what waits for room), it awaits one of
+        this pump's waiters (``wait_step``, ``wait_finished``) for nothing it
+        could read now, or it awaits a task, or a ``gather`` of tasks, all of
+        which are so.  A task
         waiting on anything else (a sleep, I/O, an event, a ``TaskGroup``,
         whose waits are not visible) may come back on its own: False."""
         if task is None or depth > 16:
             return False
         if task is self.pump_task:
             return True  # (the step it takes waits for room: this very wait)
-        parked = self.parked
-        if task in parked:
-            reader = parked[task]
-            return reader is None or not (reader._cursor.pending or reader._log.closed)
         # (what the task awaits: ``_fut_waiter`` of asyncio's tasks, C and
-        # Python alike; the children of a ``gather``)
+        # Python alike; one of this pump's waiters, a task, a ``gather``)
         awaited = getattr(task, "_fut_waiter", None)
         if awaited is None:
             return False
+        for waiter in self.waiters:  # (any step: output(), a model call's text)
+            if waiter is awaited:
+                return True
+        for waiter, reader in self.readers:  # (its reader's next item)
+            if waiter is awaited:
+                return not (reader._cursor.pending or reader._log.closed)
         if isinstance(awaited, asyncio.Task):
             return self._waits_for_a_step(awaited, depth + 1)
         children = getattr(awaited, "_children", None)
