@@ -265,21 +265,26 @@ def test_error_event_fails_that_stream_only(lc, lane):
     bad = call("bad", ["x"], finish=False) + [
         msg_part({"event": "error", "message": "provider said no"}, "bad")]
     good = call("good", ["fine"])
-    parts = bad + good
+    assert _first_fails_second_reads(lane, bad + good, "provider said no") == "fine"
+
+
+def _first_fails_second_reads(lane: str, parts: List[Dict[str, Any]], error: str) -> str:
+    """Read every stream of the run: the first one's output must fail with
+    ``error``; returns the second one's text."""
     if lane == "sync":
         run = stream_events(replay(parts))
         streams = list(run.messages)
-        with pytest.raises(RuntimeError, match="provider said no"):
+        with pytest.raises(RuntimeError, match=error):
             streams[0].output
-        assert str(streams[1].text) == "fine"
-    else:
-        async def main():
-            run = astream_events(areplay(parts))
-            streams = [m async for m in run.messages]
-            with pytest.raises(RuntimeError, match="provider said no"):
-                await streams[0].output
-            return await streams[1].text
-        assert arun(main()) == "fine"
+        return str(streams[1].text)
+
+    async def main():
+        run = astream_events(areplay(parts))
+        streams = [m async for m in run.messages]
+        with pytest.raises(RuntimeError, match=error):
+            await streams[0].output
+        return await streams[1].text
+    return arun(main())
 
 
 @pytest.mark.parametrize("lane", LANES)
@@ -290,21 +295,8 @@ def test_a_new_message_under_an_open_calls_key_fails_the_open_one(lc, lane):
     second = call("x", ["b", "c"])
     for part in first + second:
         del part["data"][1]["run_id"]
-    parts = first + second
-    if lane == "sync":
-        run = stream_events(replay(parts))
-        streams = list(run.messages)
-        with pytest.raises(RuntimeError, match="started a new message before finishing"):
-            list(streams[0].text)
-        assert str(streams[1].text) == "bc"
-    else:
-        async def main():
-            run = astream_events(areplay(parts))
-            streams = [m async for m in run.messages]
-            with pytest.raises(RuntimeError, match="started a new message before finishing"):
-                await streams[0].output
-            return await streams[1].text
-        assert arun(main()) == "bc"
+    assert _first_fails_second_reads(
+        lane, first + second, "started a new message before finishing") == "bc"
 
 
 def _interleaved_calls(n: int) -> List[Dict[str, Any]]:
