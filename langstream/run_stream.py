@@ -1239,9 +1239,9 @@ class _AsyncPump:
         the task pumping (its step is what waits for room), it awaits one of
         this pump's waiters (``wait_step``, ``wait_finished``) for nothing it
         could read now, or it awaits a task, or a ``gather`` of tasks, all of
-        which are so.  A task
-        waiting on anything else (a sleep, I/O, an event, a ``TaskGroup``,
-        whose waits are not visible) may come back on its own: False."""
+        which are so.  A task waiting on anything else (a sleep, I/O, an
+        event, a ``TaskGroup``, whose waits are not visible) may come back on
+        its own: False."""
         if task is None or depth > 16:
             return False
         if task is self.pump_task:
