@@ -17,6 +17,7 @@ import logging
 import weakref
 from collections import deque as _deque
 from collections.abc import Mapping
+from functools import partial
 from types import MappingProxyType
 from typing import (
     TYPE_CHECKING,
@@ -700,6 +701,15 @@ def _newest_subscribed(shared: Any) -> bool:
     return False
 
 
+def _done_callbacks(fut: Any) -> List[Any]:
+    """The done callbacks of an asyncio future or task (C or Python)."""
+    try:
+        entries = fut._callbacks
+    except AttributeError:
+        return []
+    return [entry[0] if type(entry) is tuple else entry for entry in entries or ()]
+
+
 class _AsyncPump:
     """The single-flight pump of an async run: its state and its step.
 
@@ -1239,9 +1249,10 @@ class _AsyncPump:
         the task pumping (its step is what waits for room), it awaits one of
         this pump's waiters (``wait_step``, ``wait_finished``) for nothing it
         could read now, or it awaits a task, or a ``gather`` of tasks, all of
-        which are so.  A task waiting on anything else (a sleep, I/O, an
-        event, a ``TaskGroup``, whose waits are not visible) may come back on
-        its own: False."""
+        which are so; so is a task in a ``TaskGroup``'s exit, or in
+        ``asyncio.wait_for`` (before 3.12), when the tasks it waits for are
+        (``_resolved_by``).  A task waiting on anything else (a sleep, I/O,
+        an event) may come back on its own: False."""
         if task is None or depth > 16:
             return False
         if task is self.pump_task:
@@ -1261,11 +1272,48 @@ class _AsyncPump:
             return self._waits_for_a_step(awaited, depth + 1)
         children = getattr(awaited, "_children", None)
         if type(children) is not list:
-            return False
+            children = self._resolved_by(awaited)
+            if children is None:
+                return False
         pending = [child for child in children if not child.done()]
         return bool(pending) and all(
             isinstance(child, asyncio.Task) and self._waits_for_a_step(child, depth + 1)
             for child in pending)
+
+    def _resolved_by(self, awaited: Any) -> Optional[List[Any]]:
+        """The tasks whose completion resolves the plain future ``awaited``,
+        when it is a ``TaskGroup``'s exit (all of the group's tasks) or an
+        ``asyncio.wait_for`` before 3.12 (the task it wraps); else None.
+
+        Both resolve their future from a done callback of the tasks they
+        wait for, which only those tasks refer to: it is looked for among
+        the tasks waiting for this run (the readers', and those awaiting the
+        pump's waiters), as a group must hold one of them to wait for a step.
+        """
+        seen = set()
+        candidates = []
+        for ref in self.mux._shared.bp.readers:
+            reader = ref()
+            task = reader._task if reader is not None else None
+            if task is not None and id(task) not in seen:
+                seen.add(id(task))
+                candidates.append(task)
+        for waiter in (*self.waiters, *[waiter for waiter, _reader in self.readers]):
+            for callback in _done_callbacks(waiter):
+                task = getattr(callback, "__self__", None)  # (a task's wake-up)
+                if isinstance(task, asyncio.Task) and id(task) not in seen:
+                    seen.add(id(task))
+                    candidates.append(task)
+        for task in candidates:
+            for callback in _done_callbacks(task):
+                owner = getattr(callback, "__self__", None)
+                if owner is not None and getattr(owner, "_on_completed_fut", None) is awaited:
+                    members = getattr(owner, "_tasks", None)  # (TaskGroup)
+                    return list(members) if members else None
+                if (type(callback) is partial and callback.args
+                        and callback.args[0] is awaited):  # (wait_for's release)
+                    return [task]
+        return None
 
     async def wait_for_room(self) -> None:
         """Backpressure: wait until every subscribed bounded log has room."""
@@ -1293,10 +1341,10 @@ class _AsyncPump:
                 # Its readers' tasks wait for this run themselves, for
                 # something else than their item there (a handle's values or
                 # a model call's text read inside the loop over ``subgraphs``
-                # or ``messages``, directly or through a gather; ``output()``):
-                # they come back to read only once the run moves on, so the
-                # log holds more than its bound meanwhile instead of the run
-                # stalling.
+                # or ``messages``, directly or through a gather, a TaskGroup
+                # or wait_for; ``output()``): they come back to read only
+                # once the run moves on, so the log holds more than its
+                # bound meanwhile instead of the run stalling.
                 return
             if self.waiters:
                 # Readers parked until this step ends may have been given

@@ -464,3 +464,90 @@ def test_bounded_run_waits_for_no_task_that_waits_on_the_pumping_one(backend):
     expected = [(event, [f"child:c{i}"]) for i in range(3) for event in ("started", "completed")]
     for branch in branches:
         assert [(p["event"], p["namespace"]) for p in branch] == expected
+
+
+@pytest.mark.skipif(not hasattr(asyncio, "TaskGroup"), reason="asyncio.TaskGroup is 3.11+")
+def test_bounded_run_handle_read_in_a_task_group_does_not_stall(backend):
+    """Each handle read by a ``TaskGroup`` of two readers inside the loop
+    over ``subgraphs`` while more siblings than ``maxlen`` are open: the
+    loop's task waits in the group's exit for readers that wait for the
+    run, so the pump goes on (as for a ``gather``) instead of waiting for
+    room in ``subgraphs`` for good."""
+    parts = _open_siblings(3)
+
+    async def main():
+        run = astream_events(areplay(parts), maxlen=1)
+
+        async def per_handle():
+            got = []
+            async for h in run.subgraphs:
+                async with asyncio.TaskGroup() as tg:
+                    vals = tg.create_task(adrain(h.values))
+                    lc = tg.create_task(adrain(h.lifecycle))
+                got.append((h.path, vals.result(), lc.result(), h.status))
+            return got
+
+        return await asyncio.gather(per_handle(), adrain(run.values))
+
+    handles, root = arun(main(), timeout=10.0)
+    assert [path for path, *_ in handles] == [(f"child:t{i}",) for i in range(3)]
+    assert handles[0][1] == [{"child": 0, "k": 0}, {"child": 0, "k": 1}]
+    assert all(lc == [] and status == "completed" for _p, _v, lc, status in handles)
+    assert root == [{"root": 0}, {"root": 1}]
+
+
+def test_bounded_run_handle_read_through_wait_for_does_not_stall(backend):
+    """A handle's values read through ``asyncio.wait_for`` with a timeout
+    inside the loop over ``subgraphs`` (before 3.12 it waits on a future of
+    its own, resolved when the wrapped task ends): the pump sees that the
+    wrapped reader waits for the run and goes on; nothing times out."""
+    parts = _open_siblings(3)
+
+    async def main():
+        run = astream_events(areplay(parts), maxlen=1)
+
+        async def per_handle():
+            return [(h.path, await asyncio.wait_for(adrain(h.values), timeout=30.0))
+                    async for h in run.subgraphs]
+
+        return await asyncio.gather(per_handle(), adrain(run))
+
+    handles, raw = arun(main(), timeout=10.0)
+    assert handles[0] == (("child:t0",), [{"child": 0, "k": 0}, {"child": 0, "k": 1}])
+    assert [path for path, _ in handles] == [(f"child:t{i}",) for i in range(3)]
+    assert [event["method"] for event in raw].count("values") == 8
+
+
+def test_bounded_run_still_waits_for_a_task_group_reader_that_sleeps(backend):
+    """Backpressure stays for a group whose tasks do not all wait for the
+    run: while a handle's group also holds a task that sleeps, the pump
+    waits for room in ``subgraphs`` (at most ``maxlen`` handles unread when
+    the sleep ends); once only readers that wait for the run are left, it
+    goes on."""
+    if not hasattr(asyncio, "TaskGroup"):
+        pytest.skip("asyncio.TaskGroup is 3.11+")
+    parts = _open_siblings(3)
+
+    async def main():
+        run = astream_events(areplay(parts), maxlen=1)
+        unread = []
+
+        async def nap():
+            await asyncio.sleep(0.02)
+            unread.append(len(run.subgraphs._log))  # (handles not read yet)
+
+        async def per_handle():
+            paths = []
+            async for h in run.subgraphs:
+                async with asyncio.TaskGroup() as tg:
+                    tg.create_task(adrain(h.values))
+                    tg.create_task(nap())
+                paths.append(h.path)
+            return paths
+
+        paths, _ = await asyncio.gather(per_handle(), adrain(run.values))
+        return paths, unread
+
+    paths, unread = arun(main(), timeout=10.0)
+    assert paths == [(f"child:t{i}",) for i in range(3)]
+    assert unread[0] == 1 and max(unread) <= 1, unread
