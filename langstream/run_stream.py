@@ -1249,9 +1249,9 @@ class _AsyncPump:
         the task pumping (its step is what waits for room), it awaits one of
         this pump's waiters (``wait_step``, ``wait_finished``) for nothing it
         could read now, or it awaits a task, or a ``gather`` of tasks, all of
-        which are so; so is a task in a ``TaskGroup``'s exit, or in
-        ``asyncio.wait_for`` (before 3.12), when the tasks it waits for are
-        (``_resolved_by``).  A task waiting on anything else (a sleep, I/O,
+        which are so; so is a task in a ``TaskGroup``'s exit, in
+        ``asyncio.wait_for`` (before 3.12) or in ``asyncio.wait``, when the
+        tasks it waits for are (``_resolved_by``).  A task waiting on anything else (a sleep, I/O,
         an event) may come back on its own: False."""
         if task is None or depth > 16:
             return False
@@ -1282,12 +1282,13 @@ class _AsyncPump:
 
     def _resolved_by(self, awaited: Any) -> Optional[List[Any]]:
         """The tasks whose completion resolves the plain future ``awaited``,
-        when it is a ``TaskGroup``'s exit (all of the group's tasks) or an
-        ``asyncio.wait_for`` before 3.12 (the task it wraps); else None.
+        when it is a ``TaskGroup``'s exit (all of the group's tasks), an
+        ``asyncio.wait_for`` before 3.12 (the task it wraps) or an
+        ``asyncio.wait`` (its tasks, when all of them are found); else None.
 
-        Both resolve their future from a done callback of the tasks they
-        wait for, which only those tasks refer to: it is looked for among
-        the tasks waiting for this run (the readers', and those awaiting the
+        Each resolves its future from a done callback of the tasks it waits
+        for, which only those tasks refer to: it is looked for among the
+        tasks waiting for this run (the readers', and those awaiting the
         pump's waiters), as a group must hold one of them to wait for a step.
         """
         seen = set()
@@ -1304,6 +1305,8 @@ class _AsyncPump:
                 if isinstance(task, asyncio.Task) and id(task) not in seen:
                     seen.add(id(task))
                     candidates.append(task)
+        waited: List[Any] = []  # (the tasks of an ``asyncio.wait``)
+        pending = -1
         for task in candidates:
             for callback in _done_callbacks(task):
                 owner = getattr(callback, "__self__", None)
@@ -1313,7 +1316,18 @@ class _AsyncPump:
                 if (type(callback) is partial and callback.args
                         and callback.args[0] is awaited):  # (wait_for's release)
                     return [task]
-        return None
+                cells = getattr(callback, "__closure__", None)
+                if cells:  # (wait's ``_on_completion``: its waiter, and how
+                    names = callback.__code__.co_freevars  # many are left)
+                    found = dict(zip(names, cells))
+                    try:
+                        if ("waiter" in found and "counter" in found
+                                and found["waiter"].cell_contents is awaited):
+                            waited.append(task)
+                            pending = found["counter"].cell_contents
+                    except ValueError:  # (an empty cell: not wait's)
+                        pass
+        return waited if waited and len(waited) == pending else None
 
     async def wait_for_room(self) -> None:
         """Backpressure: wait until every subscribed bounded log has room."""

@@ -5,8 +5,9 @@ tasks (two calls may interleave), run with a small ``maxlen`` (1 to 3), read
 by a random program: at every level it subscribes to some of ``values``,
 ``messages`` (where langchain-core is installed), ``subgraphs`` (and, at the
 root, the raw log and ``lifecycle``, or two or three ``atee`` branches of
-it), then reads them either concurrently (``gather``, or a ``TaskGroup`` from 3.11)
-or one after the other in one task (some through ``asyncio.wait_for``); handles and model calls are read inline
+it), then reads them either concurrently (``gather``, ``asyncio.wait``, or a
+``TaskGroup`` from 3.11) or one after the other in one task (some through
+``asyncio.wait_for``); handles and model calls are read inline
 (inside the loop that got them) or in tasks of their own; readers give the
 loop a turn at random; some await ``output()``.  Every projection a program
 subscribes to, it drains, so backpressure must never leave it waiting: the
@@ -122,19 +123,21 @@ async def _program(seed: int) -> Any:
             else:  # (subscribed here, read when the job's turn comes)
                 for branch in stream.lifecycle.atee(rng.choice([2, 3])):
                     jobs.append(lambda branch=branch: drain(branch))
-        how = rng.random()
-        if how < 0.35:
-            await asyncio.gather(*[job() for job in jobs], return_exceptions=True)
-        elif how < 0.5 and hasattr(asyncio, "TaskGroup"):
-            async def safe(job: Any) -> None:
-                try:
-                    await job()
-                except (RuntimeError, GraphFailed):
-                    pass
+        async def safe(job: Any) -> None:
+            try:
+                await job()
+            except (RuntimeError, GraphFailed):
+                pass
 
+        how = rng.random()
+        if how < 0.3:
+            await asyncio.gather(*[job() for job in jobs], return_exceptions=True)
+        elif how < 0.45 and hasattr(asyncio, "TaskGroup"):
             async with asyncio.TaskGroup() as group:
                 for job in jobs:
                     group.create_task(safe(job))
+        elif how < 0.55 and jobs:
+            await asyncio.wait([asyncio.ensure_future(safe(job)) for job in jobs])
         else:
             for job in jobs:
                 try:

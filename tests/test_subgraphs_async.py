@@ -551,3 +551,42 @@ def test_bounded_run_still_waits_for_a_task_group_reader_that_sleeps(backend):
     paths, unread = arun(main(), timeout=10.0)
     assert paths == [(f"child:t{i}",) for i in range(3)]
     assert unread[0] == 1 and max(unread) <= 1, unread
+
+
+@pytest.mark.parametrize("with_sleeper", [False, True])
+def test_bounded_run_handle_read_through_asyncio_wait(backend, with_sleeper):
+    """Each handle's values and lifecycle read by ``asyncio.wait`` of two
+    tasks inside the loop over ``subgraphs``: when both wait for the run,
+    the pump goes on; with a third task that sleeps, it waits for room in
+    ``subgraphs`` until the sleep ends (at most ``maxlen`` handles unread
+    then)."""
+    parts = _open_siblings(3)
+
+    async def main():
+        run = astream_events(areplay(parts), maxlen=1)
+        unread = []
+
+        async def nap():
+            await asyncio.sleep(0.02)
+            unread.append(len(run.subgraphs._log))
+
+        async def per_handle():
+            got = []
+            async for h in run.subgraphs:
+                tasks = [asyncio.ensure_future(adrain(h.values)),
+                         asyncio.ensure_future(adrain(h.lifecycle))]
+                if with_sleeper:
+                    tasks.append(asyncio.ensure_future(nap()))
+                done, pending = await asyncio.wait(tasks)
+                assert not pending
+                got.append((h.path, tasks[0].result()))
+            return got
+
+        handles, _ = await asyncio.gather(per_handle(), adrain(run.values))
+        return handles, unread
+
+    handles, unread = arun(main(), timeout=10.0)
+    assert handles[0] == (("child:t0",), [{"child": 0, "k": 0}, {"child": 0, "k": 1}])
+    assert [path for path, _ in handles] == [(f"child:t{i}",) for i in range(3)]
+    if with_sleeper:
+        assert unread[0] == 1 and max(unread) <= 1, unread
