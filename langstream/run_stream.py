@@ -1251,8 +1251,9 @@ class _AsyncPump:
         could read now, or it awaits a task, or a ``gather`` of tasks, all of
         which are so; so is a task in a ``TaskGroup``'s exit, in
         ``asyncio.wait_for`` (before 3.12) or in ``asyncio.wait``, when the
-        tasks it waits for are (``_resolved_by``).  A task waiting on anything else (a sleep, I/O,
-        an event) may come back on its own: False."""
+        tasks it waits for are (``_resolved_by``).  A task waiting on
+        anything else (a sleep, I/O, an event) may come back on its own:
+        False."""
         if task is None or depth > 16:
             return False
         if task is self.pump_task:
