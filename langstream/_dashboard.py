@@ -45,6 +45,8 @@ CODE_PATHS = ("langstream", "csrc", "setup.py", "pyproject.toml", "MANIFEST.in",
               "asv_bench/benchmarks", "asv_bench/asv.conf.json")
 
 PYPI_REQUIREMENTS = ("XStatic-jQuery==3.3.1.1", "XStatic-Bootstrap==3.1.1.2")
+# what building those two sdists needs (their setup.py imports pkg_resources)
+BUILD_CONSTRAINTS = "setuptools<81\n"
 DEB_PACKAGES = {
     # package: folder its files are installed under
     "libghc-js-flot-data": "usr/share/haskell-js-flot",
@@ -140,8 +142,21 @@ def fetch_assets(cache: Path) -> Dict[str, bytes]:
     return ``{dest: bytes}`` for every asset and extra file."""
     pypi = cache / "pypi"
     if not all((pypi / a.path).is_file() for a in ASSETS if a.source == "pypi"):
+        # the XStatic packages are sdists whose setup.py imports
+        # pkg_resources, which setuptools 81 and later no longer ship: their
+        # isolated builds get an older one (PIP_CONSTRAINT reaches the build
+        # environment of pip before 25.3, --build-constraint that of later ones)
+        cache.mkdir(parents=True, exist_ok=True)
+        constraints = cache / "build-constraints.txt"
+        constraints.write_text(BUILD_CONSTRAINTS)
+        env = dict(os.environ)
+        env["PIP_CONSTRAINT"] = " ".join(
+            filter(None, (env.get("PIP_CONSTRAINT", ""), str(constraints))))
+        help_text = subprocess.run([sys.executable, "-m", "pip", "install", "--help"],
+                                   capture_output=True, text=True).stdout
+        extra = ["--build-constraint", constraints] if "--build-constraint" in help_text else []
         proc = _run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps",
-                     "--upgrade", "--target", pypi, *PYPI_REQUIREMENTS])
+                     "--upgrade", *extra, "--target", pypi, *PYPI_REQUIREMENTS], env=env)
         if proc.returncode:
             raise DashboardError("pip could not install " + " ".join(PYPI_REQUIREMENTS))
     roots: Dict[str, Path] = {"pypi": pypi}

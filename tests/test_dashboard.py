@@ -98,3 +98,44 @@ def test_smoke_results_are_kept_apart(tmp_path: Path) -> None:
     f, s = json.loads(full.read_text()), json.loads(smoke.read_text())
     assert f["results_dir"] != s["results_dir"] and f["html_dir"] != s["html_dir"]
     assert s["results_dir"].endswith("results-smoke")
+
+
+class _Stop(Exception):
+    pass
+
+
+@pytest.mark.parametrize("new_pip", [False, True])
+def test_asset_sdists_build_with_a_setuptools_that_has_pkg_resources(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, new_pip: bool) -> None:
+    """The XStatic sdists' setup.py imports ``pkg_resources`` (gone from
+    setuptools 81 on): pip gets a build constraint below it, through
+    ``PIP_CONSTRAINT`` (what pip before 25.3 passes to its build
+    environment, kept beside any the user set) and, where pip has it,
+    ``--build-constraint``."""
+    calls = []
+    real_run = subprocess.run
+
+    def fake_subprocess_run(cmd, **kw):
+        if list(cmd[1:4]) == ["-m", "pip", "install"] and "--help" in cmd:
+            text = "  --build-constraint <file>  Constrain build dependencies\n" if new_pip else ""
+            return subprocess.CompletedProcess(cmd, 0, stdout=text, stderr="")
+        return real_run(cmd, **kw)
+
+    def fake_run(cmd, **kw):
+        calls.append(([str(c) for c in cmd], kw))
+        raise _Stop
+
+    monkeypatch.setattr(d.subprocess, "run", fake_subprocess_run)
+    monkeypatch.setattr(d, "_run", fake_run)
+    monkeypatch.setenv("PIP_CONSTRAINT", "/mine.txt")
+    with pytest.raises(_Stop):
+        d.fetch_assets(tmp_path / "cache")
+    (cmd, kw), = calls
+    assert cmd[-2:] == list(d.PYPI_REQUIREMENTS)
+    mine, ours = kw["env"]["PIP_CONSTRAINT"].split(" ")
+    assert mine == "/mine.txt"
+    assert Path(ours).read_text().split() == ["setuptools<81"]
+    if new_pip:
+        assert cmd[cmd.index("--build-constraint") + 1] == ours
+    else:
+        assert "--build-constraint" not in cmd
