@@ -710,6 +710,26 @@ def _done_callbacks(fut: Any) -> List[Any]:
     return [entry[0] if type(entry) is tuple else entry for entry in entries or ()]
 
 
+def _describe_task(task: Any) -> str:
+    """A task (a reader's, for the stall warning): its name, its coroutine
+    and what it waits on."""
+    if task is None:
+        return "no task (it subscribed outside one)"
+    try:
+        coro = task.get_coro()
+        what = f"task {task.get_name()!r} ({getattr(coro, '__qualname__', type(coro).__name__)})"
+    except Exception:  # noqa: BLE001 - a foreign task-like object: its repr
+        return repr(task)
+    if task.done():
+        return what + ", which has ended"
+    awaited = getattr(task, "_fut_waiter", None)
+    if awaited is None:
+        return what + ", which is running or ready to run"
+    if isinstance(awaited, asyncio.Task):
+        return f"{what}, which awaits task {awaited.get_name()!r}"
+    return f"{what}, which awaits a {type(awaited).__name__} (not this run)"
+
+
 class _AsyncPump:
     """The single-flight pump of an async run: its state and its step.
 
@@ -1330,6 +1350,23 @@ class _AsyncPump:
                         pass
         return waited if waited and len(waited) == pending else None
 
+    def _holders(self, channel: Any) -> str:
+        """The readers holding ``channel`` full, for the stall warning: the
+        task each read from last and what that task waits on."""
+        limit = channel._limit
+        found = []
+        for ref in self.mux._shared.bp.readers:
+            reader = ref()
+            if reader is None or reader._channel is not channel:
+                continue
+            cursor = reader._cursor
+            if cursor.closed or cursor.pending < limit:
+                continue
+            found.append(_describe_task(reader._task))
+        if not found:
+            return ""
+        return " It is held full by a reader in " + "; and one in ".join(found) + "."
+
     async def wait_for_room(self) -> None:
         """Backpressure: wait until every subscribed bounded log has room."""
         bp = self.mux._shared.bp
@@ -1394,8 +1431,8 @@ class _AsyncPump:
                 warned = True
                 _logger.warning(
                     "langstream: the pump has waited %.1f s for room in projection %r "
-                    "(maxlen=%s): is a subscriber not reading it?",
-                    elapsed, full[0], full[1]._limit,
+                    "(maxlen=%s): is a subscriber not reading it?%s",
+                    elapsed, full[0], full[1]._limit, self._holders(full[1]),
                 )
             full = bp.full()
 

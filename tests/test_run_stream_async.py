@@ -351,10 +351,14 @@ def test_backpressure_counts_the_slowest_atee_branch(backend):
 def test_stall_warning_names_the_unread_projection(backend, caplog):
     """A subscriber that never reads stalls the pump; a warning names it."""
 
+    me = []
+
     async def main():
         run = astream_events(areplay(_vals(50)), maxlen=2)
         run.stall_warning_after = 0.2
         never_read = run.values.__aiter__()  # subscribed, never read
+        me.append(asyncio.current_task().get_name())
+        me.append(main.__qualname__)
         drain = asyncio.ensure_future(adrain(run))
         try:
             for _ in range(200):  # liveness guard: at most ~10 s
@@ -373,6 +377,9 @@ def test_stall_warning_names_the_unread_projection(backend, caplog):
     warnings = [r for r in caplog.records if r.levelno >= logging.WARNING]
     assert warnings, "no stall warning was logged"
     assert any("values" in r.getMessage() for r in warnings)
+    # it names the task that subscribed and does not read, and what it awaits
+    named = f"held full by a reader in task {me[0]!r} ({me[1]}), which awaits a Future"
+    assert any(named in r.getMessage() for r in warnings), [r.getMessage() for r in warnings]
     # the run was stalled, not finished: the drainer saw only part of it
     assert len(raw) < 50
 
