@@ -1246,19 +1246,26 @@ class _AsyncPump:
                 return True
         return False
 
-    def _read_by_waiting_tasks(self, channel: Any) -> bool:
-        """Whether every reader of ``channel`` holding it full belongs to a
-        task that waits for this run to take a step, not for a read of
-        ``channel`` (``_waits_for_a_step``)."""
-        found = False
+    def _holding_full(self, channel: Any) -> List[Any]:
+        """The async readers of ``channel`` that hold it full (``maxlen``
+        items unread)."""
         limit = channel._limit
+        holding = []
         for ref in self.mux._shared.bp.readers:
             reader = ref()
             if reader is None or reader._channel is not channel:
                 continue
             cursor = reader._cursor
-            if cursor.closed or cursor.pending < limit:
-                continue  # (not what holds the log full)
+            if not cursor.closed and cursor.pending >= limit:
+                holding.append(reader)
+        return holding
+
+    def _read_by_waiting_tasks(self, channel: Any) -> bool:
+        """Whether every reader of ``channel`` holding it full belongs to a
+        task that waits for this run to take a step, not for a read of
+        ``channel`` (``_waits_for_a_step``)."""
+        found = False
+        for reader in self._holding_full(channel):
             if not self._waits_for_a_step(reader._task, 0):
                 return False
             found = True
@@ -1353,16 +1360,7 @@ class _AsyncPump:
     def _holders(self, channel: Any) -> str:
         """The readers holding ``channel`` full, for the stall warning: the
         task each read from last and what that task waits on."""
-        limit = channel._limit
-        found = []
-        for ref in self.mux._shared.bp.readers:
-            reader = ref()
-            if reader is None or reader._channel is not channel:
-                continue
-            cursor = reader._cursor
-            if cursor.closed or cursor.pending < limit:
-                continue
-            found.append(_describe_task(reader._task))
+        found = [_describe_task(reader._task) for reader in self._holding_full(channel)]
         if not found:
             return ""
         return " It is held full by a reader in " + "; and one in ".join(found) + "."

@@ -466,34 +466,59 @@ def test_bounded_run_waits_for_no_task_that_waits_on_the_pumping_one(backend):
         assert [(p["event"], p["namespace"]) for p in branch] == expected
 
 
-@pytest.mark.skipif(not hasattr(asyncio, "TaskGroup"), reason="asyncio.TaskGroup is 3.11+")
-def test_bounded_run_handle_read_in_a_task_group_does_not_stall(backend):
-    """Each handle read by a ``TaskGroup`` of two readers inside the loop
-    over ``subgraphs`` while more siblings than ``maxlen`` are open: the
-    loop's task waits in the group's exit for readers that wait for the
-    run, so the pump goes on (as for a ``gather``) instead of waiting for
-    room in ``subgraphs`` for good."""
+@pytest.mark.parametrize("with_sleeper", [False, True])
+@pytest.mark.parametrize("group", ["TaskGroup", "wait"])
+def test_bounded_run_handle_read_by_a_group_of_tasks(backend, group, with_sleeper):
+    """Each handle's values and lifecycle read by two tasks, inside the
+    loop over ``subgraphs``, while more siblings than ``maxlen`` are open:
+    the loop's task waits in a ``TaskGroup``'s exit (or an ``asyncio.wait``)
+    for readers that wait for the run, so the pump goes on (as for a
+    ``gather``) instead of waiting for room in ``subgraphs`` for good.  With
+    a third task that sleeps, it waits for room until the sleep ends (at
+    most ``maxlen`` handles unread then), and goes on once only readers
+    that wait for the run are left."""
+    if group == "TaskGroup" and not hasattr(asyncio, "TaskGroup"):
+        pytest.skip("asyncio.TaskGroup is 3.11+")
     parts = _open_siblings(3)
 
     async def main():
         run = astream_events(areplay(parts), maxlen=1)
+        unread = []
+
+        async def nap():
+            await asyncio.sleep(0.02)
+            unread.append(len(run.subgraphs._log))  # (handles not read yet)
+
+        async def read_group(jobs):
+            if group == "wait":
+                tasks = [asyncio.ensure_future(job) for job in jobs]
+                _done, pending = await asyncio.wait(tasks)
+                assert not pending
+            else:
+                async with asyncio.TaskGroup() as tg:
+                    tasks = [tg.create_task(job) for job in jobs]
+            return [task.result() for task in tasks]
 
         async def per_handle():
             got = []
             async for h in run.subgraphs:
-                async with asyncio.TaskGroup() as tg:
-                    vals = tg.create_task(adrain(h.values))
-                    lc = tg.create_task(adrain(h.lifecycle))
-                got.append((h.path, vals.result(), lc.result(), h.status))
+                jobs = [adrain(h.values), adrain(h.lifecycle)]
+                if with_sleeper:
+                    jobs.append(nap())
+                vals, lc, *_ = await read_group(jobs)
+                got.append((h.path, vals, lc, h.status))
             return got
 
-        return await asyncio.gather(per_handle(), adrain(run.values))
+        handles, root = await asyncio.gather(per_handle(), adrain(run.values))
+        return handles, root, unread
 
-    handles, root = arun(main(), timeout=10.0)
+    handles, root, unread = arun(main(), timeout=10.0)
     assert [path for path, *_ in handles] == [(f"child:t{i}",) for i in range(3)]
     assert handles[0][1] == [{"child": 0, "k": 0}, {"child": 0, "k": 1}]
     assert all(lc == [] and status == "completed" for _p, _v, lc, status in handles)
     assert root == [{"root": 0}, {"root": 1}]
+    if with_sleeper:
+        assert unread[0] == 1 and max(unread) <= 1, unread
 
 
 def test_bounded_run_handle_read_through_wait_for_does_not_stall(backend):
@@ -516,77 +541,3 @@ def test_bounded_run_handle_read_through_wait_for_does_not_stall(backend):
     assert handles[0] == (("child:t0",), [{"child": 0, "k": 0}, {"child": 0, "k": 1}])
     assert [path for path, _ in handles] == [(f"child:t{i}",) for i in range(3)]
     assert [event["method"] for event in raw].count("values") == 8
-
-
-def test_bounded_run_still_waits_for_a_task_group_reader_that_sleeps(backend):
-    """Backpressure stays for a group whose tasks do not all wait for the
-    run: while a handle's group also holds a task that sleeps, the pump
-    waits for room in ``subgraphs`` (at most ``maxlen`` handles unread when
-    the sleep ends); once only readers that wait for the run are left, it
-    goes on."""
-    if not hasattr(asyncio, "TaskGroup"):
-        pytest.skip("asyncio.TaskGroup is 3.11+")
-    parts = _open_siblings(3)
-
-    async def main():
-        run = astream_events(areplay(parts), maxlen=1)
-        unread = []
-
-        async def nap():
-            await asyncio.sleep(0.02)
-            unread.append(len(run.subgraphs._log))  # (handles not read yet)
-
-        async def per_handle():
-            paths = []
-            async for h in run.subgraphs:
-                async with asyncio.TaskGroup() as tg:
-                    tg.create_task(adrain(h.values))
-                    tg.create_task(nap())
-                paths.append(h.path)
-            return paths
-
-        paths, _ = await asyncio.gather(per_handle(), adrain(run.values))
-        return paths, unread
-
-    paths, unread = arun(main(), timeout=10.0)
-    assert paths == [(f"child:t{i}",) for i in range(3)]
-    assert unread[0] == 1 and max(unread) <= 1, unread
-
-
-@pytest.mark.parametrize("with_sleeper", [False, True])
-def test_bounded_run_handle_read_through_asyncio_wait(backend, with_sleeper):
-    """Each handle's values and lifecycle read by ``asyncio.wait`` of two
-    tasks inside the loop over ``subgraphs``: when both wait for the run,
-    the pump goes on; with a third task that sleeps, it waits for room in
-    ``subgraphs`` until the sleep ends (at most ``maxlen`` handles unread
-    then)."""
-    parts = _open_siblings(3)
-
-    async def main():
-        run = astream_events(areplay(parts), maxlen=1)
-        unread = []
-
-        async def nap():
-            await asyncio.sleep(0.02)
-            unread.append(len(run.subgraphs._log))
-
-        async def per_handle():
-            got = []
-            async for h in run.subgraphs:
-                tasks = [asyncio.ensure_future(adrain(h.values)),
-                         asyncio.ensure_future(adrain(h.lifecycle))]
-                if with_sleeper:
-                    tasks.append(asyncio.ensure_future(nap()))
-                done, pending = await asyncio.wait(tasks)
-                assert not pending
-                got.append((h.path, tasks[0].result()))
-            return got
-
-        handles, _ = await asyncio.gather(per_handle(), adrain(run.values))
-        return handles, unread
-
-    handles, unread = arun(main(), timeout=10.0)
-    assert handles[0] == (("child:t0",), [{"child": 0, "k": 0}, {"child": 0, "k": 1}])
-    assert [path for path, _ in handles] == [(f"child:t{i}",) for i in range(3)]
-    if with_sleeper:
-        assert unread[0] == 1 and max(unread) <= 1, unread
