@@ -730,6 +730,20 @@ def _describe_task(task: Any) -> str:
     return f"{what}, which awaits a {type(awaited).__name__} (not this run)"
 
 
+def _closure_of(fn: Any) -> Dict[str, Any]:
+    """The variables a function's closure holds, by name (none: empty)."""
+    cells = getattr(fn, "__closure__", None)
+    if not cells:
+        return {}
+    found = {}
+    for name, cell in zip(getattr(fn.__code__, "co_freevars", ()), cells):
+        try:
+            found[name] = cell.cell_contents
+        except ValueError:  # (an empty cell)
+            pass
+    return found
+
+
 class _AsyncPump:
     """The single-flight pump of an async run: its state and its step.
 
@@ -1310,9 +1324,10 @@ class _AsyncPump:
 
     def _resolved_by(self, awaited: Any) -> Optional[List[Any]]:
         """The tasks whose completion resolves the plain future ``awaited``,
-        when it is a ``TaskGroup``'s exit (all of the group's tasks), an
-        ``asyncio.wait_for`` before 3.12 (the task it wraps) or an
-        ``asyncio.wait`` (its tasks, when all of them are found); else None.
+        when it is a task group's exit (asyncio's or anyio's: all of the
+        group's tasks), an ``asyncio.wait_for`` before 3.12 (the task it
+        wraps) or an ``asyncio.wait`` (its tasks, when all of them are
+        found); else None.
 
         Each resolves its future from a done callback of the tasks it waits
         for, which only those tasks refer to: it is looked for among the
@@ -1337,24 +1352,21 @@ class _AsyncPump:
         pending = -1
         for task in candidates:
             for callback in _done_callbacks(task):
-                owner = getattr(callback, "__self__", None)
-                if owner is not None and getattr(owner, "_on_completed_fut", None) is awaited:
-                    members = getattr(owner, "_tasks", None)  # (TaskGroup)
-                    return list(members) if members else None
                 if (type(callback) is partial and callback.args
                         and callback.args[0] is awaited):  # (wait_for's release)
                     return [task]
-                cells = getattr(callback, "__closure__", None)
-                if cells:  # (wait's ``_on_completion``: its waiter, and how
-                    names = callback.__code__.co_freevars  # many are left)
-                    found = dict(zip(names, cells))
-                    try:
-                        if ("waiter" in found and "counter" in found
-                                and found["waiter"].cell_contents is awaited):
-                            waited.append(task)
-                            pending = found["counter"].cell_contents
-                    except ValueError:  # (an empty cell: not wait's)
-                        pass
+                cells = _closure_of(callback)
+                # a task group's (asyncio's: a bound method; anyio's: a
+                # closure over the group): its exit awaits ``_on_completed_fut``
+                # until its ``_tasks`` are done
+                for owner in (getattr(callback, "__self__", None), cells.get("self")):
+                    if owner is not None and getattr(owner, "_on_completed_fut", None) is awaited:
+                        members = getattr(owner, "_tasks", None)
+                        return list(members) if members else None
+                # wait's ``_on_completion``: its waiter, and how many are left
+                if cells.get("waiter") is awaited and type(cells.get("counter")) is int:
+                    waited.append(task)
+                    pending = cells["counter"]
         return waited if waited and len(waited) == pending else None
 
     def _holders(self, channel: Any) -> str:

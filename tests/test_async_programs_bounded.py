@@ -5,9 +5,9 @@ tasks (two calls may interleave), run with a small ``maxlen`` (1 to 3), read
 by a random program: at every level it subscribes to some of ``values``,
 ``messages`` (where langchain-core is installed), ``subgraphs`` (and, at the
 root, the raw log and ``lifecycle``, or two or three ``atee`` branches of
-it), then reads them either concurrently (``gather``, ``asyncio.wait``, or a
-``TaskGroup`` from 3.11) or one after the other in one task (some through
-``asyncio.wait_for``); handles and model calls are read inline
+it), then reads them either concurrently (``gather``, ``asyncio.wait``, an anyio
+task group, or a ``TaskGroup`` from 3.11) or one after the other in one task
+(some through ``asyncio.wait_for``); handles and model calls are read inline
 (inside the loop that got them) or in tasks of their own; readers give the
 loop a turn at random; some await ``output()``.  Every projection a program
 subscribes to, it drains, so backpressure must never leave it waiting: the
@@ -28,6 +28,11 @@ from hypothesis import strategies as st
 import langstream
 from _agent_streams import GraphFailed, agent_stream, areplay
 from langstream._messages import langchain_core_available
+
+try:  # (Starlette's task groups; the test extra installs it)
+    import anyio
+except ImportError:  # pragma: no cover - outside the test extra
+    anyio = None
 
 TIMEOUT = 10.0
 TOKENS = langchain_core_available()
@@ -132,11 +137,15 @@ async def _program(seed: int) -> Any:
         how = rng.random()
         if how < 0.3:
             await asyncio.gather(*[job() for job in jobs], return_exceptions=True)
-        elif how < 0.45 and hasattr(asyncio, "TaskGroup"):
+        elif how < 0.4 and hasattr(asyncio, "TaskGroup"):
             async with asyncio.TaskGroup() as group:
                 for job in jobs:
                     group.create_task(safe(job))
-        elif how < 0.55 and jobs:
+        elif how < 0.48 and anyio is not None:
+            async with anyio.create_task_group() as tg:
+                for job in jobs:
+                    tg.start_soon(safe, job)
+        elif how < 0.58 and jobs:
             await asyncio.wait([asyncio.ensure_future(safe(job)) for job in jobs])
         else:
             for job in jobs:

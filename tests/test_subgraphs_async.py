@@ -467,18 +467,19 @@ def test_bounded_run_waits_for_no_task_that_waits_on_the_pumping_one(backend):
 
 
 @pytest.mark.parametrize("with_sleeper", [False, True])
-@pytest.mark.parametrize("group", ["TaskGroup", "wait"])
+@pytest.mark.parametrize("group", ["TaskGroup", "wait", "anyio"])
 def test_bounded_run_handle_read_by_a_group_of_tasks(backend, group, with_sleeper):
     """Each handle's values and lifecycle read by two tasks, inside the
     loop over ``subgraphs``, while more siblings than ``maxlen`` are open:
-    the loop's task waits in a ``TaskGroup``'s exit (or an ``asyncio.wait``)
-    for readers that wait for the run, so the pump goes on (as for a
-    ``gather``) instead of waiting for room in ``subgraphs`` for good.  With
-    a third task that sleeps, it waits for room until the sleep ends (at
-    most ``maxlen`` handles unread then), and goes on once only readers
-    that wait for the run are left."""
+    the loop's task waits in a task group's exit (asyncio's or anyio's, which
+    Starlette uses) or an ``asyncio.wait`` for readers that wait for the
+    run, so the pump goes on (as for a ``gather``) instead of waiting for
+    room in ``subgraphs`` for good.  With a third task that sleeps, it waits
+    for room until the sleep ends (at most ``maxlen`` handles unread then),
+    and goes on once only readers that wait for the run are left."""
     if group == "TaskGroup" and not hasattr(asyncio, "TaskGroup"):
         pytest.skip("asyncio.TaskGroup is 3.11+")
+    anyio = pytest.importorskip("anyio") if group == "anyio" else None  # (the test extra's)
     parts = _open_siblings(3)
 
     async def main():
@@ -490,6 +491,16 @@ def test_bounded_run_handle_read_by_a_group_of_tasks(backend, group, with_sleepe
             unread.append(len(run.subgraphs._log))  # (handles not read yet)
 
         async def read_group(jobs):
+            if group == "anyio":
+                results = {}
+
+                async def keep(i, job):
+                    results[i] = await job
+
+                async with anyio.create_task_group() as tg:
+                    for i, job in enumerate(jobs):
+                        tg.start_soon(keep, i, job)
+                return [results[i] for i in range(len(jobs))]
             if group == "wait":
                 tasks = [asyncio.ensure_future(job) for job in jobs]
                 _done, pending = await asyncio.wait(tasks)
