@@ -1290,9 +1290,9 @@ class _AsyncPump:
         the task pumping (its step is what waits for room), it awaits one of
         this pump's waiters (``wait_step``, ``wait_finished``) for nothing it
         could read now, or it awaits a task, or a ``gather`` of tasks, all of
-        which are so; so is a task in a ``TaskGroup``'s exit, in
-        ``asyncio.wait_for`` (before 3.12) or in ``asyncio.wait``, when the
-        tasks it waits for are (``_resolved_by``).  A task waiting on
+        which are so; so is a task in a task group's exit (asyncio's or
+        anyio's), in ``asyncio.wait_for`` (before 3.12) or in
+        ``asyncio.wait``, when the tasks it waits for are (``_resolved_by``).  A task waiting on
         anything else (a sleep, I/O, an event) may come back on its own:
         False."""
         if task is None or depth > 16:
@@ -1403,10 +1403,10 @@ class _AsyncPump:
                 # Its readers' tasks wait for this run themselves, for
                 # something else than their item there (a handle's values or
                 # a model call's text read inside the loop over ``subgraphs``
-                # or ``messages``, directly or through a gather, a TaskGroup
-                # or wait_for; ``output()``): they come back to read only
-                # once the run moves on, so the log holds more than its
-                # bound meanwhile instead of the run stalling.
+                # or ``messages``, directly or through a gather, a task
+                # group, wait or wait_for; ``output()``): they come back to
+                # read only once the run moves on, so the log holds more than
+                # its bound meanwhile instead of the run stalling.
                 return
             if self.waiters:
                 # Readers parked until this step ends may have been given
