@@ -730,6 +730,10 @@ def _describe_task(task: Any) -> str:
     return f"{what}, which awaits a {type(awaited).__name__} (not this run)"
 
 
+# how many tasks and futures ``_resolved_by`` looks through at most
+_CANDIDATES_MAX = 512
+
+
 def _closure_of(fn: Any) -> Dict[str, Any]:
     """The variables a function's closure holds, by name (none: empty)."""
     cells = getattr(fn, "__closure__", None)
@@ -1289,18 +1293,15 @@ class _AsyncPump:
         """Whether ``task`` can only go on once this run takes a step: it is
         the task pumping (its step is what waits for room), it awaits one of
         this pump's waiters (``wait_step``, ``wait_finished``) for nothing it
-        could read now, or it awaits a task, or a ``gather`` of tasks, all of
-        which are so; so is a task in a task group's exit (asyncio's or
-        anyio's), in ``asyncio.wait_for`` (before 3.12) or in
-        ``asyncio.wait``, when the tasks it waits for are (``_resolved_by``).  A task waiting on
-        anything else (a sleep, I/O, an event) may come back on its own:
-        False."""
+        could read now, or what it awaits can only be resolved by such tasks
+        (``_settled_by_a_step``).  A task waiting on anything else (a sleep,
+        I/O, an event) may come back on its own: False."""
         if task is None or depth > 16:
             return False
         if task is self.pump_task:
             return True  # (the step it takes waits for room: this very wait)
         # (what the task awaits: ``_fut_waiter`` of asyncio's tasks, C and
-        # Python alike; one of this pump's waiters, a task, a ``gather``)
+        # Python alike)
         awaited = getattr(task, "_fut_waiter", None)
         if awaited is None:
             return False
@@ -1310,63 +1311,105 @@ class _AsyncPump:
         for waiter, reader in self.readers:  # (its reader's next item)
             if waiter is awaited:
                 return not (reader._cursor.pending or reader._log.closed)
-        if isinstance(awaited, asyncio.Task):
-            return self._waits_for_a_step(awaited, depth + 1)
-        children = getattr(awaited, "_children", None)
+        return self._settled_by_a_step(awaited, depth + 1)
+
+    def _settled_by_a_step(self, fut: Any, depth: int) -> bool:
+        """Whether the future ``fut`` can only be resolved once this run
+        takes a step: it is a task that waits for one (``_waits_for_a_step``),
+        or a ``gather``, a task group's exit (asyncio's or anyio's), an
+        ``asyncio.wait_for`` (before 3.12), an ``asyncio.wait``, an
+        ``asyncio.as_completed`` or an ``asyncio.shield``, each of whose
+        pending tasks or futures is so (``_resolved_by``)."""
+        if isinstance(fut, asyncio.Task):
+            return self._waits_for_a_step(fut, depth)
+        if depth > 16:
+            return False
+        children = getattr(fut, "_children", None)  # (a ``gather``)
         if type(children) is not list:
-            children = self._resolved_by(awaited)
+            children = self._resolved_by(fut)
             if children is None:
                 return False
         pending = [child for child in children if not child.done()]
         return bool(pending) and all(
-            isinstance(child, asyncio.Task) and self._waits_for_a_step(child, depth + 1)
-            for child in pending)
+            self._settled_by_a_step(child, depth + 1) for child in pending)
 
     def _resolved_by(self, awaited: Any) -> Optional[List[Any]]:
-        """The tasks whose completion resolves the plain future ``awaited``,
-        when it is a task group's exit (asyncio's or anyio's: all of the
-        group's tasks), an ``asyncio.wait_for`` before 3.12 (the task it
-        wraps) or an ``asyncio.wait`` (its tasks, when all of them are
-        found); else None.
+        """The tasks or futures whose completion resolves the plain future
+        ``awaited``, when it is a task group's exit (asyncio's or anyio's:
+        all of the group's tasks), an ``asyncio.wait_for`` before 3.12 (the
+        task it wraps), an ``asyncio.wait`` (its tasks, when all of them are
+        found), the next item of an ``asyncio.as_completed`` (the tasks not
+        done yet) or an ``asyncio.shield`` (what it shields); else None.
 
-        Each resolves its future from a done callback of the tasks it waits
-        for, which only those tasks refer to: it is looked for among the
-        tasks waiting for this run (the readers', and those awaiting the
-        pump's waiters), as a group must hold one of them to wait for a step.
+        Each resolves its future from a done callback of what it waits for,
+        which only those refer to.  They are looked for among the tasks
+        waiting for this run (the readers', and those awaiting the pump's
+        waiters) and what waits for those (a task awaiting one, a ``gather``
+        or a ``shield`` of one), as ``awaited`` must wait on one of them to
+        wait for a step.
         """
         seen = set()
-        candidates = []
+        candidates: List[Any] = []
+
+        def add(fut: Any) -> None:
+            if id(fut) not in seen and len(candidates) < _CANDIDATES_MAX:
+                seen.add(id(fut))
+                candidates.append(fut)
+
         for ref in self.mux._shared.bp.readers:
             reader = ref()
             task = reader._task if reader is not None else None
-            if task is not None and id(task) not in seen:
-                seen.add(id(task))
-                candidates.append(task)
+            if task is not None:
+                add(task)
         for waiter in (*self.waiters, *[waiter for waiter, _reader in self.readers]):
             for callback in _done_callbacks(waiter):
                 task = getattr(callback, "__self__", None)  # (a task's wake-up)
-                if isinstance(task, asyncio.Task) and id(task) not in seen:
-                    seen.add(id(task))
-                    candidates.append(task)
+                if isinstance(task, asyncio.Task):
+                    add(task)
         waited: List[Any] = []  # (the tasks of an ``asyncio.wait``)
         pending = -1
-        for task in candidates:
-            for callback in _done_callbacks(task):
+        i = 0
+        while i < len(candidates):
+            fut = candidates[i]
+            i += 1
+            for callback in _done_callbacks(fut):
                 if (type(callback) is partial and callback.args
                         and callback.args[0] is awaited):  # (wait_for's release)
-                    return [task]
+                    return [fut]
+                owner = getattr(callback, "__self__", None)
+                if isinstance(owner, asyncio.Task):  # (a task awaiting ``fut``)
+                    add(owner)
+                    continue
                 cells = _closure_of(callback)
                 # a task group's (asyncio's: a bound method; anyio's: a
                 # closure over the group): its exit awaits ``_on_completed_fut``
                 # until its ``_tasks`` are done
-                for owner in (getattr(callback, "__self__", None), cells.get("self")):
-                    if owner is not None and getattr(owner, "_on_completed_fut", None) is awaited:
-                        members = getattr(owner, "_tasks", None)
+                for group in (owner, cells.get("self")):
+                    if group is not None and getattr(group, "_on_completed_fut", None) is awaited:
+                        members = getattr(group, "_tasks", None)
                         return list(members) if members else None
                 # wait's ``_on_completion``: its waiter, and how many are left
                 if cells.get("waiter") is awaited and type(cells.get("counter")) is int:
-                    waited.append(task)
+                    waited.append(fut)
                     pending = cells["counter"]
+                    continue
+                # as_completed's: the next item waits on its queue until
+                # one of the futures not done yet is (3.13: a bound method of
+                # its iterator)
+                todo, done = cells.get("todo"), cells.get("done")
+                if done is None and owner is not None:
+                    todo, done = getattr(owner, "_todo", None), getattr(owner, "_done", None)
+                getters = getattr(done, "_getters", None)
+                if isinstance(todo, set) and getters is not None:
+                    if any(getter is awaited for getter in getters):
+                        return list(todo)
+                    continue
+                outer = cells.get("outer")
+                if outer is None:
+                    continue
+                if outer is awaited and getattr(callback, "__name__", "") == "_inner_done_callback":
+                    return [fut]  # (shield's: it resolves its outer future)
+                add(outer)  # (what waits on ``fut``: a gather, or a shield)
         return waited if waited and len(waited) == pending else None
 
     def _holders(self, channel: Any) -> str:
@@ -1404,7 +1447,8 @@ class _AsyncPump:
                 # something else than their item there (a handle's values or
                 # a model call's text read inside the loop over ``subgraphs``
                 # or ``messages``, directly or through a gather, a task
-                # group, wait or wait_for; ``output()``): they come back to
+                # group, wait, wait_for, as_completed or shield;
+                # ``output()``): they come back to
                 # read only once the run moves on, so the log holds more than
                 # its bound meanwhile instead of the run stalling.
                 return

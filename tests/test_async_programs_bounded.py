@@ -5,8 +5,9 @@ tasks (two calls may interleave), run with a small ``maxlen`` (1 to 3), read
 by a random program: at every level it subscribes to some of ``values``,
 ``messages`` (where langchain-core is installed), ``subgraphs`` (and, at the
 root, the raw log and ``lifecycle``, or two or three ``atee`` branches of
-it), then reads them either concurrently (``gather``, ``asyncio.wait``, an anyio
-task group, or a ``TaskGroup`` from 3.11) or one after the other in one task
+it), then reads them either concurrently (``gather``, ``asyncio.wait``,
+``asyncio.as_completed``, a shielded ``gather``, an anyio task group, or a
+``TaskGroup`` from 3.11) or one after the other in one task
 (some through ``asyncio.wait_for``); handles and model calls are read inline
 (inside the loop that got them) or in tasks of their own; readers give the
 loop a turn at random; some await ``output()``.  Every projection a program
@@ -137,16 +138,21 @@ async def _program(seed: int) -> Any:
         how = rng.random()
         if how < 0.3:
             await asyncio.gather(*[job() for job in jobs], return_exceptions=True)
-        elif how < 0.4 and hasattr(asyncio, "TaskGroup"):
+        elif how < 0.38 and hasattr(asyncio, "TaskGroup"):
             async with asyncio.TaskGroup() as group:
                 for job in jobs:
                     group.create_task(safe(job))
-        elif how < 0.48 and anyio is not None:
+        elif how < 0.45 and anyio is not None:
             async with anyio.create_task_group() as tg:
                 for job in jobs:
                     tg.start_soon(safe, job)
-        elif how < 0.58 and jobs:
+        elif how < 0.52 and jobs:
             await asyncio.wait([asyncio.ensure_future(safe(job)) for job in jobs])
+        elif how < 0.58 and jobs:
+            for next_done in asyncio.as_completed([safe(job) for job in jobs]):
+                await next_done
+        elif how < 0.64:
+            await asyncio.shield(asyncio.gather(*[safe(job) for job in jobs]))
         else:
             for job in jobs:
                 try:

@@ -467,14 +467,16 @@ def test_bounded_run_waits_for_no_task_that_waits_on_the_pumping_one(backend):
 
 
 @pytest.mark.parametrize("with_sleeper", [False, True])
-@pytest.mark.parametrize("group", ["TaskGroup", "wait", "anyio"])
+@pytest.mark.parametrize(
+    "group", ["TaskGroup", "wait", "anyio", "as_completed", "shield(gather)", "shield(task)"])
 def test_bounded_run_handle_read_by_a_group_of_tasks(backend, group, with_sleeper):
     """Each handle's values and lifecycle read by two tasks, inside the
     loop over ``subgraphs``, while more siblings than ``maxlen`` are open:
     the loop's task waits in a task group's exit (asyncio's or anyio's, which
-    Starlette uses) or an ``asyncio.wait`` for readers that wait for the
-    run, so the pump goes on (as for a ``gather``) instead of waiting for
-    room in ``subgraphs`` for good.  With a third task that sleeps, it waits
+    Starlette uses), an ``asyncio.wait``, ``asyncio.as_completed`` or an
+    ``asyncio.shield`` (of a ``gather``, or of a task that awaits one) for
+    readers that wait for the run, so the pump goes on (as for a ``gather``)
+    instead of waiting for room in ``subgraphs`` for good.  With a third task that sleeps, it waits
     for room until the sleep ends (at most ``maxlen`` handles unread then),
     and goes on once only readers that wait for the run are left."""
     if group == "TaskGroup" and not hasattr(asyncio, "TaskGroup"):
@@ -501,10 +503,21 @@ def test_bounded_run_handle_read_by_a_group_of_tasks(backend, group, with_sleepe
                     for i, job in enumerate(jobs):
                         tg.start_soon(keep, i, job)
                 return [results[i] for i in range(len(jobs))]
+            if group == "shield(gather)":
+                return await asyncio.shield(asyncio.gather(*jobs))
+            if group == "shield(task)":
+                async def all_of():
+                    return await asyncio.gather(*jobs)
+
+                return await asyncio.shield(all_of())
             if group == "wait":
                 tasks = [asyncio.ensure_future(job) for job in jobs]
                 _done, pending = await asyncio.wait(tasks)
                 assert not pending
+            elif group == "as_completed":
+                tasks = [asyncio.ensure_future(job) for job in jobs]
+                for next_done in asyncio.as_completed(tasks):
+                    await next_done
             else:
                 async with asyncio.TaskGroup() as tg:
                     tasks = [tg.create_task(job) for job in jobs]
