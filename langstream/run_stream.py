@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import os
 import weakref
 from collections import deque as _deque
 from collections.abc import Mapping
@@ -726,8 +727,71 @@ def _describe_task(task: Any) -> str:
     if awaited is None:
         return what + ", which is running or ready to run"
     if isinstance(awaited, asyncio.Task):
-        return f"{what}, which awaits task {awaited.get_name()!r}"
-    return f"{what}, which awaits a {type(awaited).__name__} (not this run)"
+        return f"{what}, which awaits task {awaited.get_name()!r}{_await_site(coro)}"
+    return f"{what}, which awaits a {type(awaited).__name__} (not this run){_await_site(coro)}"
+
+
+def _await_site(coro: Any) -> str:
+    """Where the suspended coroutine ``coro`` waits, for the stall warning:
+    the innermost function of its ``await`` chain (say ``Semaphore.acquire``)
+    and the innermost line of the program's own code on the way there; ""
+    when it cannot tell (a coroutine without frames)."""
+    frames = []
+    try:
+        for _ in range(64):  # (the chain of awaits, outermost first)
+            frame = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None)
+            if frame is None:
+                break
+            frames.append(frame)
+            coro = getattr(coro, "cr_await", None) or getattr(coro, "gi_yieldfrom", None)
+            if coro is None:
+                break
+    except Exception:  # noqa: BLE001 - a foreign awaitable: say nothing
+        return ""
+    # (a pure-Python future's own ``__await__``, as on PyPy, says nothing more)
+    frames = [frame for frame in frames if frame.f_code.co_filename != _FUTURES_FILE]
+    if not frames:
+        return ""
+
+    def name(frame: Any) -> str:
+        code = frame.f_code
+        qualname = getattr(code, "co_qualname", None)  # (3.11+)
+        if qualname is not None:
+            return qualname
+        if code.co_argcount and code.co_varnames[0] == "self":  # (a method's)
+            owner = frame.f_locals.get("self")
+            if owner is not None:
+                return f"{type(owner).__name__}.{code.co_name}"
+        return code.co_name
+
+    innermost = frames[-1]
+    own = [frame for frame in frames if not _is_library_file(frame.f_code.co_filename)]
+    site = f" in {name(innermost)}"
+    if own and own[-1] is not innermost:
+        frame = own[-1]
+        site += f", from {name(frame)} at {_short_path(frame.f_code.co_filename)}:{frame.f_lineno}"
+    elif own:
+        site += f" at {_short_path(innermost.f_code.co_filename)}:{innermost.f_lineno}"
+    return site
+
+
+_ASYNCIO_DIR = os.path.dirname(asyncio.__file__)
+_FUTURES_FILE = asyncio.futures.__file__
+_LANGSTREAM_DIR = os.path.dirname(os.path.abspath(__file__))
+
+
+def _is_library_file(path: str) -> bool:
+    """Whether ``path`` is asyncio's or langstream's own code (not the program's)."""
+    return path.startswith(_ASYNCIO_DIR) or path.startswith(_LANGSTREAM_DIR)
+
+
+def _short_path(path: str) -> str:
+    """``path`` relative to the working directory when it is below it."""
+    try:
+        relative = os.path.relpath(path)
+    except ValueError:  # (another drive)
+        return path
+    return path if relative.startswith("..") else relative
 
 
 # how many tasks and futures ``_resolved_by`` looks through at most

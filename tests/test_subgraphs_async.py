@@ -9,6 +9,9 @@ plus a liveness guard).
 from __future__ import annotations
 
 import asyncio
+import logging
+import re
+import sys
 from typing import Any, Dict, List, Tuple
 
 import pytest
@@ -543,6 +546,61 @@ def test_bounded_run_handle_read_by_a_group_of_tasks(backend, group, with_sleepe
     assert root == [{"root": 0}, {"root": 1}]
     if with_sleeper:
         assert unread[0] == 1 and max(unread) <= 1, unread
+
+
+def test_bounded_run_gated_by_a_semaphore_stalls_with_a_warning_naming_the_wait(
+        backend, caplog):
+    """A loop over ``subgraphs`` that waits on a semaphore before it takes
+    the next handle (each reader releases it when its handle ends) waits on
+    something the pump cannot trace to the run (README, ``maxlen``): the run
+    stalls.  The stall warning says where the loop waits (``Semaphore.acquire``,
+    from the loop's own line), and an abort ends everything."""
+    parts = _open_siblings(6)
+    where: List[int] = []
+
+    async def main():
+        run = astream_events(areplay(parts), maxlen=1)
+        run.stall_warning_after = 0.2
+        sem = asyncio.Semaphore(2)
+        readers = []
+
+        async def read(h):
+            try:
+                return await adrain_outcome(h.values)
+            finally:
+                sem.release()
+
+        async def gated_loop():
+            try:
+                async for h in run.subgraphs:
+                    where.append(sys._getframe().f_lineno + 1)
+                    await sem.acquire()
+                    readers.append(asyncio.ensure_future(read(h)))
+            except RuntimeError:  # (the abort, seen by the loop)
+                pass
+
+        looping = asyncio.ensure_future(gated_loop())
+        root = asyncio.ensure_future(adrain_outcome(run.values))
+        for _ in range(200):  # liveness guard: at most ~10 s
+            if any("subgraphs" in r.getMessage() for r in caplog.records
+                   if r.levelno >= logging.WARNING):
+                break
+            await asyncio.sleep(0.05)
+        stalled = not root.done()
+        await asyncio.wait_for(run.abort(), 5)
+        await asyncio.wait_for(asyncio.gather(looping, root, *readers), 5)
+        return stalled
+
+    with caplog.at_level(logging.WARNING, logger="langstream"):
+        stalled = arun(main())
+    assert stalled
+    messages = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    pattern = (r"room in projection 'subgraphs' \(maxlen=1\).*which awaits a Future "
+               r"\(not this run\) in Semaphore\.acquire, from \S*gated_loop at "
+               r"\S*test_subgraphs_async\.py:(\d+)\.")
+    found = [m for m in (re.search(pattern, text) for text in messages) if m]
+    assert found, messages
+    assert int(found[0].group(1)) == where[-1]
 
 
 def test_bounded_run_handle_read_through_wait_for_does_not_stall(backend):
