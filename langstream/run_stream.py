@@ -735,41 +735,49 @@ def _await_site(coro: Any) -> str:
     """Where the suspended coroutine ``coro`` waits, for the stall warning:
     the innermost function of its ``await`` chain (say ``Semaphore.acquire``)
     and the innermost line of the program's own code on the way there; ""
-    when it cannot tell (a coroutine without frames)."""
-    frames = []
+    when it cannot tell (a coroutine without frames, a foreign awaitable:
+    the warning must never fail)."""
     try:
-        for _ in range(64):  # (the chain of awaits, outermost first)
-            frame = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None)
-            if frame is None:
-                break
-            frames.append(frame)
-            coro = getattr(coro, "cr_await", None) or getattr(coro, "gi_yieldfrom", None)
-            if coro is None:
-                break
-    except Exception:  # noqa: BLE001 - a foreign awaitable: say nothing
+        return _await_site_of(coro)
+    except Exception:  # noqa: BLE001 - see above
         return ""
+
+
+def _frame_name(frame: Any) -> str:
+    """A frame's function: its qualified name (3.11+), ``Type.method`` for a
+    method before that, else its name."""
+    code = frame.f_code
+    qualname = getattr(code, "co_qualname", None)
+    if qualname is not None:
+        return qualname
+    if code.co_argcount and code.co_varnames[0] == "self":
+        owner = frame.f_locals.get("self")
+        if owner is not None:
+            return f"{type(owner).__name__}.{code.co_name}"
+    return code.co_name
+
+
+def _await_site_of(coro: Any) -> str:
+    frames = []
+    for _ in range(64):  # (the chain of awaits, outermost first)
+        frame = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None)
+        if frame is None:
+            break
+        frames.append(frame)
+        coro = getattr(coro, "cr_await", None) or getattr(coro, "gi_yieldfrom", None)
+        if coro is None:
+            break
     # (a pure-Python future's own ``__await__``, as on PyPy, says nothing more)
     frames = [frame for frame in frames if frame.f_code.co_filename != _FUTURES_FILE]
     if not frames:
         return ""
-
-    def name(frame: Any) -> str:
-        code = frame.f_code
-        qualname = getattr(code, "co_qualname", None)  # (3.11+)
-        if qualname is not None:
-            return qualname
-        if code.co_argcount and code.co_varnames[0] == "self":  # (a method's)
-            owner = frame.f_locals.get("self")
-            if owner is not None:
-                return f"{type(owner).__name__}.{code.co_name}"
-        return code.co_name
-
     innermost = frames[-1]
     own = [frame for frame in frames if not _is_library_file(frame.f_code.co_filename)]
-    site = f" in {name(innermost)}"
+    site = f" in {_frame_name(innermost)}"
     if own and own[-1] is not innermost:
         frame = own[-1]
-        site += f", from {name(frame)} at {_short_path(frame.f_code.co_filename)}:{frame.f_lineno}"
+        site += (f", from {_frame_name(frame)} at "
+                 f"{_short_path(frame.f_code.co_filename)}:{frame.f_lineno}")
     elif own:
         site += f" at {_short_path(innermost.f_code.co_filename)}:{innermost.f_lineno}"
     return site

@@ -348,6 +348,39 @@ def test_backpressure_counts_the_slowest_atee_branch(backend):
     assert peak["values"] <= maxlen + 1
 
 
+def test_stall_warning_site_never_fails_on_foreign_awaitables():
+    """Where a holding task waits is read off its chain of awaits; an
+    awaitable with odd or missing frames gives no site, never an error (the
+    warning is logged from inside the pump's wait)."""
+    from langstream.run_stream import _await_site
+
+    class OddFrame:
+        cr_frame = object()  # (no f_code)
+
+    class Loop:
+        @property
+        def cr_frame(self):
+            raise RuntimeError("boom")
+
+    assert _await_site(OddFrame()) == ""
+    assert _await_site(Loop()) == ""
+    assert _await_site(None) == ""
+
+    async def sleeper():
+        await asyncio.sleep(10)
+
+    async def main():
+        task = asyncio.ensure_future(sleeper())
+        await asyncio.sleep(0)
+        try:
+            return _await_site(task.get_coro())
+        finally:
+            task.cancel()
+
+    site = asyncio.run(main())
+    assert site.startswith(" in sleep, from ") and "sleeper at " in site, site
+
+
 def test_stall_warning_names_the_unread_projection(backend, caplog):
     """A subscriber that never reads stalls the pump; a warning names it."""
 
