@@ -648,8 +648,12 @@ def _interleave_release(readers: List[Tuple[str, Any, Any]], subscribed: List[An
 # loop turns the async pump gives before it forwards a new handle's first
 # event (``_AsyncPump.step``): the consumer that got the handle runs, then
 # the tasks it started for it, then the tasks those start (a nested gather),
-# so all of them subscribe before any event reaches the handle
+# so all of them subscribe before any event reaches the handle ...
 _FLUSH_TURNS = 2
+# ... and more, up to these, while no projection of the handle has a
+# subscriber yet: a consumer that reads handles one at a time first winds
+# down its reading of the previous one (a turn per nested gather)
+_FLUSH_TURNS_MAX = 8
 # steps without the async pump's shortcuts after a subgraph handle is made:
 # loop turns for a consumer that subscribes to a second projection of the
 # handle after reading the first ...
@@ -915,10 +919,13 @@ class _AsyncPump:
         back if none of them asks for more.
 
         A new handle's first event is forwarded to it at the start of the
-        next step, after ``_FLUSH_TURNS`` loop turns: a consumer that got
-        the handle subscribes to its projections when its task next runs,
-        a task it starts for them a turn later, a nested gather's a turn
-        after that; pushes to a log nobody subscribes to are not stored.
+        next step, after ``_FLUSH_TURNS`` loop turns (up to
+        ``_FLUSH_TURNS_MAX`` while none of its projections has a subscriber):
+        a consumer that got the handle subscribes to its projections when
+        its task next runs, a task it starts for them a turn later, a nested
+        gather's a turn after that, and one that reads handles one at a time
+        gets to the new one only once it has wound down its reading of the
+        last one; pushes to a log nobody subscribes to are not stored.
         (Fewer turns when nothing else is ready to run, the run's own
         pending hand-off aside: then no task could subscribe in the next
         one either.  For the same reason the step that follows a step that
@@ -1008,9 +1015,11 @@ class _AsyncPump:
                             if not _loop_idle(loop, self.handoff):
                                 await _YIELD
                         if self.deferred:
-                            for _turn in range(_FLUSH_TURNS):
+                            for turn in range(_FLUSH_TURNS_MAX):
                                 if _loop_idle(loop, self.handoff):
                                     break  # (nothing else can run to subscribe)
+                                if turn >= _FLUSH_TURNS and _newest_subscribed(shared):
+                                    break
                                 await _YIELD
                             forwarded = await self.mux._aflush_deferred()
                             if shared.ahead is None or self.deferred:

@@ -33,7 +33,7 @@ from _langgraph_support import require_langgraph
 
 require_langgraph(module_level=True)
 
-from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import HealthCheck, example, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 from langgraph.stream import _mux as lg_mux  # noqa: E402
 from langgraph.stream import run_stream as lg_run_stream  # noqa: E402
@@ -235,6 +235,9 @@ def test_sync_runs_match_langgraph(backend, snapshots, seed):
 @SNAPSHOTS
 @SETTINGS
 @given(seed=st.integers(min_value=0, max_value=2**32 - 1))
+# (a tree read one handle at a time: the next sibling's first values came
+# before the consumer had wound down its reading of the last one)
+@example(seed=3_306_152_744)
 def test_async_runs_match_langgraph(backend, snapshots, seed):
     parts, fails = agent_stream(random.Random(seed), snapshots)
     lg = asyncio.run(observe_async("lg", parts, fails, seed))
