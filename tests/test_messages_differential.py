@@ -107,6 +107,7 @@ def token_stream(rng: random.Random) -> Tuple[List[Dict[str, Any]], bool]:
     parts: List[Dict[str, Any]] = [{"type": "values", "ns": (), "data": {"v": 0},
                                     "interrupts": []}]
     counter = [0]
+    open_without_id: set = set()  # (scopes with a call without a run_id left open)
 
     def fresh(prefix: str) -> str:
         counter[0] += 1
@@ -126,11 +127,18 @@ def token_stream(rng: random.Random) -> Tuple[List[Dict[str, Any]], bool]:
                 for _ in range(n_calls):
                     metadata = {"langgraph_node": node}
                     # (only a lone call goes without a run_id: two would
-                    # share the key, a case tested on its own)
-                    if n_calls > 1 or rng.random() < 0.8:
+                    # share the key, a case tested on its own; so does a
+                    # later one while an earlier call of the scope without
+                    # a run_id never finished)
+                    without_id = not (n_calls > 1 or rng.random() < 0.8)
+                    if not without_id or ns in open_without_id:
                         metadata["run_id"] = fresh("run-")
+                    events = _model_call(rng, fresh("m"))
+                    if ("run_id" not in metadata and events
+                            and events[-1].get("event") != "message-finish"):
+                        open_without_id.add(ns)
                     calls.append([{"type": "messages", "ns": ns, "data": (event, metadata)}
-                                  for event in _model_call(rng, fresh("m"))])
+                                  for event in events])
                 while any(calls):  # (the calls of one step interleave)
                     parts.append(rng.choice([c for c in calls if c]).pop(0))
                     if rng.random() < 0.1:
