@@ -479,9 +479,10 @@ def test_bounded_run_handle_read_by_a_group_of_tasks(backend, group, with_sleepe
     Starlette uses), an ``asyncio.wait``, ``asyncio.as_completed`` or an
     ``asyncio.shield`` (of a ``gather``, or of a task that awaits one) for
     readers that wait for the run, so the pump goes on (as for a ``gather``)
-    instead of waiting for room in ``subgraphs`` for good.  With a third task that sleeps, it waits
-    for room until the sleep ends (at most ``maxlen`` handles unread then),
-    and goes on once only readers that wait for the run are left."""
+    instead of waiting for room in ``subgraphs`` for good.  With a third
+    task that sleeps, it waits for room until the sleep ends (at most
+    ``maxlen`` handles unread then), and goes on once only readers that wait
+    for the run are left."""
     if group == "TaskGroup" and not hasattr(asyncio, "TaskGroup"):
         pytest.skip("asyncio.TaskGroup is 3.11+")
     anyio = pytest.importorskip("anyio") if group == "anyio" else None  # (the test extra's)
