@@ -20,6 +20,7 @@ from libc.stdint cimport uint64_t
 
 from langstream._eventlog_c cimport EventLog, Puller
 
+import sys
 from time import time as _time
 
 cdef extern from "<time.h>" nogil:
@@ -63,6 +64,35 @@ cdef extern from *:
     }
     """
     PyObject* ls_dict_get(object d, object key)
+
+cdef extern from *:
+    """
+    /* A part's four fields in one pass over its entries (borrowed
+       references; NULL where the part lacks the key).  The pass only
+       decides when every key *is* one of the four names: the interned
+       strings a literal ``{"type": ...}`` in Python or Cython code uses.
+       Any other key (an extra one, or an equal string that is another
+       object, e.g. from ``json.loads``) returns 0 and the caller looks the
+       fields up by hash instead, so the result never differs. */
+    static int ls_part_fields(PyObject *part, PyObject *k_type, PyObject *k_ns,
+                              PyObject *k_data, PyObject *k_interrupts,
+                              PyObject **fields) {
+        Py_ssize_t pos = 0, left = PyDict_GET_SIZE(part);
+        PyObject *key, *value;
+        fields[0] = fields[1] = fields[2] = fields[3] = NULL;
+        /* (no call past the last entry) */
+        while (left-- > 0 && PyDict_Next(part, &pos, &key, &value)) {
+            if (key == k_type) fields[0] = value;
+            else if (key == k_ns) fields[1] = value;
+            else if (key == k_data) fields[2] = value;
+            else if (key == k_interrupts) fields[3] = value;
+            else return 0;
+        }
+        return 1;
+    }
+    """
+    int ls_part_fields(object part, object k_type, object k_ns, object k_data,
+                       object k_interrupts, PyObject** fields)
 
 
 from langstream.channel import StreamChannel, _AsyncChannelIterator
@@ -113,6 +143,11 @@ cdef bint _idle_task_part(object tracker, object data):
 
 
 cdef Py_ssize_t _MAX_DEPTH = MAX_NAMESPACE_DEPTH
+# a part's keys, interned (what a literal key in Python code is)
+cdef object _K_TYPE = sys.intern("type")
+cdef object _K_NS = sys.intern("ns")
+cdef object _K_DATA = sys.intern("data")
+cdef object _K_INTERRUPTS = sys.intern("interrupts")
 cdef object _MISSING = object()
 cdef object _SLOW = object()  # a route that needs the protocol event
 
@@ -230,33 +265,30 @@ cdef class PartDispatcher:
         return self.dispatch(part)
 
     cpdef object dispatch(self, object part):
-        cdef PyObject* found
+        cdef PyObject* fields[4]
         cdef Py_ssize_t i, n
         if type(part) is not dict:
             return self.mux._push_part_fast(part)
         # Exact types are checked here; anything else (a malformed part, or
         # an accepted subclass) takes the mux's general path, which runs the
         # one validation of ``protocol.split_part`` (same result, same error).
-        found = ls_dict_get(part, "type")
-        if found == NULL:
+        if not ls_part_fields(part, _K_TYPE, _K_NS, _K_DATA, _K_INTERRUPTS, fields):
+            fields[0] = ls_dict_get(part, _K_TYPE)
+            fields[1] = ls_dict_get(part, _K_NS)
+            fields[2] = ls_dict_get(part, _K_DATA)
+            fields[3] = ls_dict_get(part, _K_INTERRUPTS)
+        if fields[0] == NULL or fields[1] == NULL or fields[2] == NULL:
             return self.mux._push_part_fast(part)
-        method = <object>found
-        found = ls_dict_get(part, "ns")
-        if found == NULL:
-            return self.mux._push_part_fast(part)
-        ns = <object>found
-        found = ls_dict_get(part, "data")
-        if found == NULL:
-            return self.mux._push_part_fast(part)
-        data = <object>found
+        method = <object>fields[0]
+        ns = <object>fields[1]
+        data = <object>fields[2]
         if type(method) is not str:
             return self.mux._push_part_fast(part)
         ns_type = type(ns)
         if ns_type is not tuple and ns_type is not list:
             return self.mux._push_part_fast(part)
-        found = ls_dict_get(part, "interrupts")
-        if found != NULL:
-            interrupts = <object>found
+        if fields[3] != NULL:
+            interrupts = <object>fields[3]
             if type(interrupts) is not tuple and type(interrupts) is not list:
                 return self.mux._push_part_fast(part)
         else:

@@ -350,6 +350,74 @@ def test_transformer_registered_mid_run_takes_over_the_route(backend):
     assert run.output == parts[-1]["data"]
 
 
+def _keys_rebuilt(part):
+    """``part`` with keys equal to its own but other string objects (as
+    ``json.loads`` or a wire decoder makes them: not the interned literals)."""
+    out = {"".join(list(k)): v for k, v in part.items()}
+    assert all(a is not b for a, b in zip(out, part))
+    return out
+
+
+def _reshaped(parts, how):
+    if how == "literal":
+        return [dict(p) for p in parts]
+    if how == "rebuilt keys":
+        return [_keys_rebuilt(p) for p in parts]
+    if how == "reversed order":
+        return [dict(reversed(list(p.items()))) for p in parts]
+    assert how == "extra key"
+    return [dict(p, extra=k) for k, p in enumerate(parts)]
+
+
+def _all_projections(parts, lane):
+    if lane == "sync":
+        run = stream_events(iter(parts))
+        raw = list(run)
+        return raw, list(run.values), run.output
+
+    async def main():
+        async def agen():
+            for p in parts:
+                yield p
+
+        run = astream_events(agen())
+        raw = [e async for e in run]
+        return raw, [v async for v in run.values], await run.output()
+
+    return asyncio.run(main())
+
+
+@pytest.mark.parametrize("lane", LANES)
+@pytest.mark.parametrize("how", ["rebuilt keys", "reversed order", "extra key"])
+def test_part_fields_read_the_same_whatever_the_key_objects(backend, lane, how):
+    """The compiled dispatcher reads a part's fields in one pass when its
+    keys are the interned literals; keys that are equal but other objects,
+    in another order, or next to an extra key give the same events (the
+    extra key is ignored, as the general path ignores it)."""
+    parts = _bench.agent_parts(120)
+    parts.insert(30, {"type": "values", "ns": (), "data": {"x": 1}, "interrupts": ("i",)})
+    want = _all_projections(_reshaped(parts, "literal"), lane)
+    got = _all_projections(_reshaped(parts, how), lane)
+    assert _strip(got[0]) == _strip(want[0])
+    assert [e["seq"] for e in got[0]] == [e["seq"] for e in want[0]]
+    assert got[1:] == want[1:]
+    assert any(e["params"].get("interrupts") == ("i",) for e in got[0])
+
+
+@pytest.mark.parametrize("lane", LANES)
+@pytest.mark.parametrize("missing", ["type", "ns", "data"])
+def test_part_missing_a_field_fails_the_same_with_rebuilt_keys(backend, lane, missing):
+    good = {"type": "values", "ns": (), "data": {"n": 1}}
+    bad = {k: v for k, v in good.items() if k != missing}
+    errors = []
+    for parts in ([good, bad], [_keys_rebuilt(good), _keys_rebuilt(bad)]):
+        with pytest.raises(ValueError) as exc:
+            _all_projections(parts, lane)
+        errors.append(str(exc.value))
+    assert errors[0] == errors[1]
+    assert repr(missing) in errors[0]
+
+
 @pytest.mark.parametrize("bad", [
     {"type": "values", "ns": (), "data": {}, "interrupts": "nope"},
     {"type": "values", "ns": ("a", 3), "data": {}},
