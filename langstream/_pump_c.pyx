@@ -11,8 +11,8 @@ event when nothing can observe that event.  Used for runs whose logs are the
 C event log (it calls that log's C-level API directly).
 """
 
-from cpython.dict cimport PyDict_Contains
-from cpython.list cimport PyList_GET_SIZE
+from cpython.dict cimport PyDict_Contains, PyDict_SetItem
+from cpython.list cimport PyList_GET_ITEM, PyList_GET_SIZE
 from cpython.long cimport PyLong_FromLongLong
 from libc.time cimport time_t
 from cpython.object cimport PyObject
@@ -149,6 +149,8 @@ cdef object _K_NS = sys.intern("ns")
 cdef object _K_DATA = sys.intern("data")
 cdef object _K_INTERRUPTS = sys.intern("interrupts")
 cdef object _MISSING = object()
+cdef enum:
+    _AT_SLOTS = 8  # methods a dispatcher finds by identity (there are 7)
 cdef object _SLOW = object()  # a route that needs the protocol event
 
 
@@ -234,6 +236,10 @@ cdef class PartDispatcher:
     cdef Py_ssize_t scope_len
     cdef EventLog events_log
     cdef dict ops_at_scope   # method -> compiled ops, or _SLOW
+    # the first methods routed at the scope since the routes last changed,
+    # and their compiled ops: found by identity (a graph's method strings
+    # are its interned literals) before ``ops_at_scope`` is asked
+    cdef list at_cache       # [method, ops, method, ops, ...]
     cdef dict ops_below      # method -> {namespace tuple: compiled ops, or _SLOW}
     cdef object below_epoch  # the tree epoch ``ops_below`` was made in
     cdef bint root_scope
@@ -249,6 +255,7 @@ cdef class PartDispatcher:
         self.scope_len = len(self.scope_list)
         self.events_log = mux._events._log
         self.ops_at_scope = {}
+        self.at_cache = []
         self.ops_below = {}
         self.below_epoch = -1
         self.root_scope = not mux._scope_list
@@ -259,6 +266,7 @@ cdef class PartDispatcher:
     def _invalidate(self):
         """The mux's routes changed (a transformer was registered)."""
         self.ops_at_scope.clear()
+        del self.at_cache[:]
         self.ops_below.clear()
 
     def __call__(self, part):
@@ -338,13 +346,26 @@ cdef class PartDispatcher:
                 if interrupts:
                     mux._interrupted = True
                     mux._interrupts.extend(interrupts)
-            found = ls_dict_get(self.ops_at_scope, method)
-            if found == NULL:
-                fast = mux._fast_route(method, True)
-                compiled = _SLOW if fast is None else _compile(fast)
-                self.ops_at_scope[method] = compiled
-            else:
-                compiled = <object>found
+            compiled = None
+            cache = self.at_cache
+            for i in range(0, PyList_GET_SIZE(cache), 2):
+                if <PyObject*>PyList_GET_ITEM(cache, i) == <PyObject*>method:
+                    compiled = <object>PyList_GET_ITEM(cache, i + 1)
+                    break
+            if compiled is None:
+                found = ls_dict_get(self.ops_at_scope, method)
+                if found == NULL:
+                    fast = mux._fast_route(method, True)
+                    compiled = _SLOW if fast is None else _compile(fast)
+                    self.ops_at_scope[method] = compiled
+                else:
+                    compiled = <object>found
+                # (unless the route changed meanwhile: ``_fast_route`` may
+                # register transformers, which forgets these)
+                if (PyList_GET_SIZE(cache) < 2 * _AT_SLOTS
+                        and self.ops_at_scope.get(method) is compiled):
+                    cache.append(method)
+                    cache.append(compiled)
         else:
             compiled = self.below(method, ns if type(ns) is tuple else tuple(ns))
         if not nested and compiled is not _SLOW and (<tuple>compiled):
@@ -407,7 +428,7 @@ cdef class PartDispatcher:
         if log.is_closed():  # (the mux's rules for a closed main log)
             mux._append(ev)
         elif self.assign_seq:
-            ev["seq"] = log.push_seq(ev)
+            PyDict_SetItem(ev, "seq", log.push_seq(ev))  # (ev: a dict, built by _event)
         else:
             log.push_nowait(ev)
         return ev

@@ -363,6 +363,8 @@ def _reshaped(parts, how):
         return [dict(p) for p in parts]
     if how == "rebuilt keys":
         return [_keys_rebuilt(p) for p in parts]
+    if how == "rebuilt method":  # (a new string object per part, equal to the literal)
+        return [dict(p, type="".join(list(p["type"]))) for p in parts]
     if how == "reversed order":
         return [dict(reversed(list(p.items()))) for p in parts]
     assert how == "extra key"
@@ -388,12 +390,14 @@ def _all_projections(parts, lane):
 
 
 @pytest.mark.parametrize("lane", LANES)
-@pytest.mark.parametrize("how", ["rebuilt keys", "reversed order", "extra key"])
+@pytest.mark.parametrize("how", ["rebuilt keys", "rebuilt method", "reversed order",
+                                 "extra key"])
 def test_part_fields_read_the_same_whatever_the_key_objects(backend, lane, how):
     """The compiled dispatcher reads a part's fields in one pass when its
-    keys are the interned literals; keys that are equal but other objects,
-    in another order, or next to an extra key give the same events (the
-    extra key is ignored, as the general path ignores it)."""
+    keys are the interned literals, and finds a method's route by the
+    identity of its string; keys or methods that are equal but other
+    objects, keys in another order, or next to an extra key give the same
+    events (the extra key is ignored, as the general path ignores it)."""
     parts = _bench.agent_parts(120)
     parts.insert(30, {"type": "values", "ns": (), "data": {"x": 1}, "interrupts": ("i",)})
     want = _all_projections(_reshaped(parts, "literal"), lane)
