@@ -21,6 +21,7 @@ from libc.stdint cimport uint64_t
 from langstream._eventlog_c cimport EventLog, Puller
 
 import sys
+from collections import deque
 from time import time as _time
 
 cdef extern from "<time.h>" nogil:
@@ -696,7 +697,11 @@ cdef class Interleaver:
 # an unbounded projection reader of a run on the C event log, compiled for
 # the common case: the pump is free and nothing is pending (no handle
 # settling, no postponed forward, no bounded log, no consumer to let run
-# first).  Then it pulls the graph's next part itself, dispatches it with the
+# first: one the last step woke is still to run).  It also takes the
+# step's bookkeeping for that case: after a step that woke consumers it
+# lets them run first only when something else is ready to run (else it
+# clears the flag and pulls), and it forgets the task that last passed the
+# pump on (that task itself steps aside: the Python step).  Then it pulls the graph's next part itself, dispatches it with the
 # compiled ``PartDispatcher`` and returns the reader's item, as the step's
 # inner loop does; it drives the graph's ``__anext__()`` awaitable directly,
 # so an item costs no coroutine frame.  In every other case it hands over to
@@ -956,6 +961,20 @@ cdef inline void _put(object obj, Py_ssize_t offset, object value):
     Py_XDECREF(old)
 
 
+cdef object _deque = deque
+
+
+cdef bint _loop_idle(object loop, object but) except -1:
+    """``run_stream._loop_idle`` (its compiled twin): nothing is ready to
+    run on ``loop`` (an asyncio loop's ready queue is empty) but the
+    callback handle ``but``; False when it cannot tell."""
+    ready = getattr(loop, "_ready", None)
+    if type(ready) is not _deque:
+        return False
+    n = len(ready)
+    return n == 0 or (n == 1 and ready[0] is but)
+
+
 cdef bint _any_reader_ready(object readers) except -1:
     """``_AsyncPump.any_reader_ready()`` (its compiled twin): whether a
     waiting reader of ``readers`` (``(future, reader)`` pairs) has an item,
@@ -985,6 +1004,7 @@ cdef class _PumpLayout:
 
     cdef Py_ssize_t exhausted, pumping, pump_task, loop, yield_next, graph_aiter
     cdef Py_ssize_t waiters, readers, settled, children_seen, settle, children, handoff
+    cdef Py_ssize_t passer
 
     def __cinit__(self, type pump_cls, type shared_cls):
         self.exhausted = _slot_offset(pump_cls, "exhausted")
@@ -999,6 +1019,7 @@ cdef class _PumpLayout:
         self.children_seen = _slot_offset(pump_cls, "children_seen")
         self.settle = _slot_offset(pump_cls, "settle")
         self.handoff = _slot_offset(pump_cls, "handoff")
+        self.passer = _slot_offset(pump_cls, "passer")
         self.children = _slot_offset(shared_cls, "children")
 
 
@@ -1195,11 +1216,17 @@ cdef class AsyncReaderStep:
         if (self.log.is_closed() or _true(_get(pump, lay.exhausted))
                 or _true(_get(pump, lay.pumping)) or _true(_get(pump, lay.settle))
                 or _get(s.shared, lay.children) != _get(pump, lay.children_seen)
-                or _true(_get(pump, lay.yield_next)) or s.deferred or s.bounded):
+                or s.deferred or s.bounded):
             return self._hand_over(pump.step(self.reader))
         loop = _get(pump, lay.loop)
         graph_aiter = _get(pump, lay.graph_aiter)
         if loop is None or graph_aiter is None:
+            return self._hand_over(pump.step(self.reader))
+        # after a step that woke other consumers, the Python step lets them
+        # run first; with nothing else ready to run, it only clears the flag
+        # and pulls (done here too, below, once this step is sure to pull)
+        yield_next = _true(_get(pump, lay.yield_next))
+        if yield_next and not _loop_idle(loop, _get(pump, lay.handoff)):
             return self._hand_over(pump.step(self.reader))
         if s.tasks is not None:
             found = ls_dict_get(s.tasks, loop)
@@ -1208,8 +1235,15 @@ cdef class AsyncReaderStep:
             task = s.task_of(loop)
         if task is None:  # (not a task of the run's loop: the step says why)
             return self._hand_over(pump.step(self.reader))
+        passer = _get(pump, lay.passer)
+        if passer is not None:
+            if passer is task:  # (its last step woke readers: it steps aside)
+                return self._hand_over(pump.step(self.reader))
+            _put(pump, lay.passer, None)  # (as the Python step forgets it)
         _put(pump, lay.pumping, True)
         _put(pump, lay.pump_task, task)
+        if yield_next:
+            _put(pump, lay.yield_next, False)
         found = ls_anext_iter(graph_aiter)
         if found == NULL:  # (a StopAsyncIteration here ends the graph too)
             return self._failed(_RESUME_END, True)

@@ -167,6 +167,88 @@ def test_concurrent_readers_each_get_their_own_items_in_order(backend: str,
     assert [m for m, _, _ in log[0]].count("values") == 12
 
 
+def _interleaving(make: Any) -> List[Any]:
+    """Run ``make(route, trace)`` on the ``direct`` and ``step`` routes; assert
+    both traces are the same; return it."""
+    traces = {}
+    for route in ("direct", "step"):
+        trace: List[Any] = []
+        with _route(route):
+            arun(make(route, trace))
+        traces[route] = trace
+    assert traces["direct"] == traces["step"]
+    return traces["direct"]
+
+
+async def _traced(parts: List[Dict[str, Any]], trace: List[Any], yield_every: int) -> Any:
+    k = 0
+    async for part in areplay(parts, yield_every=yield_every):
+        k += 1
+        trace.append(("pull", k))
+        yield part
+
+
+@pytest.mark.parametrize("yield_every", [0, 2])
+def test_concurrent_readers_take_turns_as_on_the_step(backend: str, yield_every: int) -> None:
+    """Who pulls which part, and which reader reads what between two pulls,
+    is the same when the readers await the compiled step as when they await
+    the Python step: e.g. after a step that woke waiting readers, those
+    readers read before the next pull, unless nothing else is ready to run."""
+    parts = _parts(30)
+
+    async def main(route: str, trace: List[Any]) -> None:
+        run = _open(_traced(parts, trace, yield_every), route)
+
+        async def read(name: str, it: Any) -> None:
+            async for _item in it:
+                trace.append((name, asyncio.current_task().get_name()))
+
+        names = ("values", "updates", "custom")
+        await asyncio.gather(*(asyncio.create_task(read(n, run.extensions[n]), name=n)
+                               for n in names))
+
+    trace = _interleaving(main)
+    assert sum(1 for t in trace if t[0] == "pull") == len(parts)
+    # (not vacuous: the readers do take turns between pulls)
+    assert len({t[0] for t in trace[:12]} - {"pull"}) > 1
+
+
+@pytest.mark.parametrize("yield_every", [0, 3])
+def test_handle_readers_take_turns_as_on_the_step(backend: str, yield_every: int) -> None:
+    """The same with subgraph handles: values, lifecycle, and inside the
+    subgraphs loop each handle's values (the bench's mixed agent program)."""
+    from langstream import _bench
+
+    parts = _bench.agent_parts(160)
+
+    async def main(route: str, trace: List[Any]) -> None:
+        run = astream_events(_traced(parts, trace, yield_every))
+        pump = run._pump
+
+        async def read(name: str, it: Any) -> None:
+            async for _item in it:
+                # (and the pump's turn-taking state the two steps keep alike:
+                # whether the next step lets woken consumers run first, and
+                # which task's step last woke readers)
+                passer = pump.passer
+                trace.append((name, asyncio.current_task().get_name(), pump.yield_next,
+                              passer.get_name() if passer is not None else None))
+
+        async def handles() -> None:
+            async for handle in run.subgraphs:
+                trace.append(("handle", handle.path))
+                await read("handle values", handle.values)
+
+        await asyncio.gather(
+            asyncio.create_task(read("values", run.values), name="values"),
+            asyncio.create_task(read("lifecycle", run.lifecycle), name="lifecycle"),
+            asyncio.create_task(handles(), name="handles"))
+
+    trace = _interleaving(main)
+    assert sum(1 for t in trace if t[0] == "pull") == len(parts)
+    assert sum(1 for t in trace if t[0] == "handle") >= 2
+
+
 def test_a_reader_subscribing_halfway_sees_what_follows(backend: str) -> None:
     async def main(route: str) -> Any:
         run = _open(areplay(_parts()), route)
