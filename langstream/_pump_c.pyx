@@ -361,10 +361,9 @@ cdef class PartDispatcher:
                     self.ops_at_scope[method] = compiled
                 else:
                     compiled = <object>found
-                # (unless the route changed meanwhile: ``_fast_route`` may
-                # register transformers, which forgets these)
-                if (PyList_GET_SIZE(cache) < 2 * _AT_SLOTS
-                        and self.ops_at_scope.get(method) is compiled):
+                # (kept as ``ops_at_scope`` keeps it; ``_invalidate`` empties
+                # both, in place)
+                if PyList_GET_SIZE(cache) < 2 * _AT_SLOTS:
                     cache.append(method)
                     cache.append(compiled)
         else:
