@@ -700,10 +700,11 @@ cdef class Interleaver:
 # step's bookkeeping for that case: after a step that woke consumers it
 # lets them run first only when something else is ready to run (else it
 # clears the flag and pulls), and it forgets the task that last passed the
-# pump on (that task itself steps aside: the Python step).  Then it pulls the graph's next part itself, dispatches it with the
-# compiled ``PartDispatcher`` and returns the reader's item, as the step's
-# inner loop does; it drives the graph's ``__anext__()`` awaitable directly,
-# so an item costs no coroutine frame.  In every other case it hands over to
+# pump on (that task itself steps aside: the Python step).  Then it pulls
+# the graph's next part itself, dispatches it with the compiled
+# ``PartDispatcher`` and returns the reader's item, as the step's inner
+# loop does; it drives the graph's ``__anext__()`` awaitable directly, so
+# an item costs no coroutine frame.  In every other case it hands over to
 # the Python step: before any change (``pump.step(reader)``, a fresh step),
 # or in the middle of its step (``pump.resume(...)``: the event path of a
 # part, or an error or cancellation raised by the pull or the dispatch),
