@@ -281,7 +281,10 @@ class MessagesTransformer(StreamTransformer):
         stream = self._by_run.get(run_key)
         if stream is None:
             return
-        if kind == "message-finish" or kind == "error":
+        # (after an ``error`` event the call keeps its key, as under
+        # LangGraph: its later events still reach the failed stream, and a
+        # run that fails fails it again, with the run's error)
+        if kind == "message-finish":
             del self._by_run[run_key]
         stream.dispatch(payload)
 
@@ -312,10 +315,11 @@ class MessagesTransformer(StreamTransformer):
                 ))
 
     def fail(self, err: BaseException) -> None:
-        """Every stream still open fails with the run's error."""
+        """Every stream still open fails with the run's error; so does one
+        an ``error`` event failed already (its error becomes the run's, as
+        under LangGraph)."""
         for stream in self._take_open():
-            if not stream.done:
-                stream.fail(err)
+            stream.fail(err)
 
 
 class AllMessagesTransformer(MessagesTransformer):

@@ -5,6 +5,7 @@ backends; and the core without langchain-core."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import subprocess
 import sys
 import textwrap
@@ -266,6 +267,54 @@ def test_error_event_fails_that_stream_only(lc, lane):
         msg_part({"event": "error", "message": "provider said no"}, "bad")]
     good = call("good", ["fine"])
     assert _first_fails_second_reads(lane, bad + good, "provider said no") == "fine"
+
+
+def _errored_call_then(lane: str, graph_error: Any) -> List[str]:
+    """A call fails by an ``error`` event, one more of its tokens arrives,
+    then the graph ends (raising ``graph_error`` if given); the stream is read
+    after the run's end.  Returns its text deltas and what its output raised."""
+    parts = call("bad", ["x"], finish=False) + [
+        msg_part({"event": "error", "message": "provider said no"}, "bad"),
+        msg_part({"event": "content-block-delta", "index": 0,
+                  "delta": {"type": "text-delta", "text": "late"}}, "bad"),
+        values(1),
+    ]
+    if lane == "sync":
+        run = stream_events(replay(parts, error=graph_error))
+        streams = []
+        with contextlib.suppress(ValueError):  # (the graph's error ends the loop)
+            for msg in run.messages:
+                streams.append(msg)
+        deltas = []
+        with pytest.raises(Exception) as caught:
+            for delta in streams[0].text:
+                deltas.append(delta)
+        return [*deltas, f"{type(caught.value).__name__}: {caught.value}"]
+
+    async def main():
+        run = astream_events(areplay(parts, error=graph_error))
+        streams = []
+        with contextlib.suppress(ValueError):
+            async for msg in run.messages:
+                streams.append(msg)
+        deltas = []
+        with pytest.raises(Exception) as caught:
+            async for delta in streams[0].text:
+                deltas.append(delta)
+        return [*deltas, f"{type(caught.value).__name__}: {caught.value}"]
+    return arun(main())
+
+
+@pytest.mark.parametrize("lane", LANES)
+def test_an_errored_call_keeps_its_key_until_the_run_ends(lc, lane):
+    # as under LangGraph: after its ``error`` event the call's later events
+    # still reach its (failed) stream, and a run that then fails fails the
+    # stream again with the run's error; a run that ends normally leaves
+    # the event's error
+    assert _errored_call_then(lane, None) == [
+        "x", "late", "RuntimeError: provider said no"]
+    assert _errored_call_then(lane, ValueError("graph broke")) == [
+        "x", "late", "ValueError: graph broke"]
 
 
 def _first_fails_second_reads(lane: str, parts: List[Dict[str, Any]], error: str) -> str:
