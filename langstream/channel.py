@@ -292,10 +292,13 @@ class StreamChannel(Generic[T]):
     run ends.
     """
 
-    # ``_arequest_more`` (read by every async read) is a slot, so the
-    # compiled reader reads it directly; every other attribute lives in the
-    # instance dict as before
-    __slots__ = ("_arequest_more", "__dict__", "__weakref__")
+    # every attribute the class sets is a slot: a channel per projection of
+    # every child mux is made without an instance dict, and the compiled
+    # reader reads ``_arequest_more`` (every async read) directly; a
+    # ``__dict__`` stays for attributes of the user's own
+    __slots__ = ("name", "_maxlen", "_log", "_limit", "_is_async", "_subscribed",
+                 "_request_more", "_arequest_more", "_wire_fn", "_mux", "_bp",
+                 "__dict__", "__weakref__")
 
 
     def __init__(self, name: Optional[str] = None, *, maxlen: Optional[int] = None) -> None:

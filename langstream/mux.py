@@ -518,10 +518,19 @@ class StreamMux:
             message names both owners); ``maxlen`` is invalid.
     """
 
+    # every attribute the class sets is a slot: a child mux per subgraph is
+    # made without an instance dict, and the compiled dispatcher stores
     # ``_latest`` (the scope's newest snapshot, written for every values part
-    # at the scope) is a slot, so the compiled dispatcher stores it directly;
-    # every other attribute lives in the instance dict as before
-    __slots__ = ("_latest", "__dict__", "__weakref__")
+    # at the scope) directly; a ``__dict__`` stays for attributes of the
+    # user's own
+    __slots__ = (
+        "_latest", "is_async", "scope", "maxlen", "_scope_list", "_assign_seq", "_shared",
+        "_transformers", "_channels", "_routers", "_direct", "_routes", "_fast_routes",
+        "_below", "_below_epoch", "_route_listeners", "_part_dispatcher", "_interrupted",
+        "_interrupts", "extensions", "native_keys", "_transformer_by_key", "_factories",
+        "_pump_fn", "_apump_fn", "_finished", "_error_tb", "_events", "_routed", "_shape",
+        "__dict__", "__weakref__",
+    )
 
 
     def __init__(
