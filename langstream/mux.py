@@ -680,7 +680,7 @@ class StreamMux:
                 if type(value) is not StreamChannel:
                     _refuse_foreign_channels(transformer, projection)
                     break
-            if extensions and not extensions.keys().isdisjoint(projection.keys()):
+            if extensions and any(key in extensions for key in projection):
                 taken = sorted(projection.keys() & extensions.keys())
                 listed = ", ".join(
                     f"{key!r} (owned by {type(by_key[key]).__name__})" for key in taken
@@ -710,14 +710,14 @@ class StreamMux:
                 self._fast_routes.clear()
             for listener in self._route_listeners:
                 listener._invalidate()
+            native_keys = self.native_keys
             for key, value in projection.items():
                 if type(value) is StreamChannel or isinstance(value, StreamChannel):
                     self._adopt_channel(key, value, native)
-            extensions.update(projection)
-            for key in projection:
+                extensions[key] = value
                 by_key[key] = transformer
-            if native:
-                self.native_keys.update(projection)
+                if native:
+                    native_keys.add(key)
             if facts is None:
                 on_register = getattr(transformer, "_on_register", None)
                 if on_register is not None:
