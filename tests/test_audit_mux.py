@@ -8,6 +8,7 @@ from __future__ import annotations
 import pytest
 
 from helpers import arun
+import langstream
 from langstream import StreamChannel, StreamMux, StreamTransformer
 
 
@@ -93,3 +94,45 @@ def test_closed_subscribed_channel_still_refuses_a_push(backend):
     with pytest.raises(RuntimeError, match="closed StreamChannel"):
         mux.push(convert_to_protocol_event({"type": "values", "ns": (), "data": 1}))
     assert list(reader) == [("before", 1)]
+
+
+class _Claims(StreamTransformer):
+    """Claims the projection keys it is given (each a channel of its own)."""
+
+    def __init__(self, *keys):
+        super().__init__(())
+        self.keys = keys
+
+    def init(self):
+        return {key: StreamChannel() for key in self.keys}
+
+    def process(self, event):
+        return True
+
+
+class _OtherClaims(_Claims):
+    pass
+
+
+@pytest.mark.parametrize("lane", ["sync", "async"])
+def test_a_projection_key_claimed_twice_names_both_owners(backend, lane):
+    with pytest.raises(ValueError, match=r"Transformer _OtherClaims returned projection keys "
+                       r"that conflict with already-registered keys: 'b' \(owned by _Claims\)"):
+        StreamMux([_Claims("a", "b"), _OtherClaims("c", "b")], is_async=lane == "async")
+    # ``values`` is the built-in one's: a second claim names it as its owner
+    with pytest.raises(ValueError, match=r"'values' \(owned by ValuesTransformer\)"):
+        StreamMux(factories=[langstream.ValuesTransformer, lambda scope: _Claims("values")],
+                  is_async=lane == "async")
+
+
+@pytest.mark.parametrize("lane", ["sync", "async"])
+def test_a_refused_registration_changes_nothing(backend, lane):
+    # mid-run: the refused transformer's keys, even those free, are not taken
+    mux = StreamMux([_Claims("a")], is_async=lane == "async")
+    with pytest.raises(ValueError, match=r"'a' \(owned by _Claims\)"):
+        mux._register(_OtherClaims("z", "a"))
+    assert sorted(mux.extensions) == ["a"]
+    assert mux.transformer_by_key("z") is None
+    mux._register(_OtherClaims("z"))
+    assert sorted(mux.extensions) == ["a", "z"]
+    assert type(mux.transformer_by_key("z")) is _OtherClaims
