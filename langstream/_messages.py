@@ -158,7 +158,7 @@ class MessagesTransformer(StreamTransformer):
         self._is_async: Optional[bool] = None
         self._pump_fn: Optional[Callable[[], bool]] = None
         self._apump_fn: Optional[Callable[[], Any]] = None
-        # model call (its metadata's run_id, as given) -> its open stream
+        # model call (its metadata's run_id as a str, "" without one) -> its open stream
         self._by_run: Dict[Any, Any] = {}
         # model calls not projected (tool messages) until their finish
         self._ignored: Set[Any] = set()
@@ -230,7 +230,11 @@ class MessagesTransformer(StreamTransformer):
         payload, metadata = data
         if type(metadata) is not dict:
             metadata = _metadata(metadata)
-        run_id = metadata.get("run_id")
+        # (the call's key as LangGraph makes it: the run_id as a str, "" when
+        # there is none; a str, the common case, costs one type check)
+        run_id = metadata.get("run_id", "") if metadata else ""
+        if type(run_id) is not str:
+            run_id = str(run_id)
         if type(payload) is dict or isinstance(payload, Mapping):
             if "event" not in payload:
                 return True

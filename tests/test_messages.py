@@ -484,3 +484,40 @@ assert run.output == {"n": 1}
     assert lines[0].startswith("attr:") and "'messages'" in lines[0]
     assert "'.[langgraph]'" in lines[0]
     assert lines[1].startswith("import:") and "'.[langgraph]'" in lines[1]
+
+
+def _keyed_calls() -> List[Dict[str, Any]]:
+    """Three calls told apart only by their metadata's run_id: a UUID object
+    on its start and its str form after, an explicit ``None``, and none."""
+    import uuid
+    rid = uuid.UUID(int=7)
+    by_uuid = call("u", ["a", "b"])
+    for i, part in enumerate(by_uuid):
+        part["data"][1]["run_id"] = rid if i == 0 else str(rid)
+    with_none = call("n", ["c"], finish=False)
+    for part in with_none:
+        part["data"][1]["run_id"] = None
+    without = call("w", ["d"])
+    for part in without:
+        del part["data"][1]["run_id"]
+    return by_uuid[:3] + with_none + without + by_uuid[3:]
+
+
+@pytest.mark.parametrize("lane", LANES)
+def test_a_calls_key_is_its_run_id_as_a_str(lc, lane):
+    # as under LangGraph: the run_id is compared as a str (a UUID object and
+    # its text are one call), and a run_id of None is not a missing one
+    # (``"None"`` against ``""``): the call without one does not take over
+    # the open call whose run_id is None
+    parts = _keyed_calls()
+    if lane == "sync":
+        run = stream_events(replay(parts))
+        streams = list(run.messages)
+        seen = [list(streams[0].text), list(streams[2].text)]
+    else:
+        async def main():
+            run = astream_events(areplay(parts))
+            streams = [m async for m in run.messages]
+            return [[d async for d in streams[0].text], [d async for d in streams[2].text]]
+        seen = arun(main())
+    assert seen == [["a", "b"], ["d"]]
