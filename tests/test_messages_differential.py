@@ -8,8 +8,9 @@ reasoning, tool-call chunks with partial JSON, usage) turned into the v2
 protocol events by its ``chunks_to_events``, then interleaved with other
 calls of the same step, at the root and in subgraphs two levels deep.
 Irregular cases are in: tool-role calls, calls that never finish (some end
-with an ``error`` event), calls without a ``run_id``, whole ``AIMessage``
-payloads, v1 ``AIMessageChunk`` and ``ToolMessage`` payloads, and graphs
+with an ``error`` event, some with a token after it), calls without a
+``run_id`` or with a UUID one (the object on some events, its text on
+others), whole ``AIMessage`` payloads, v1 ``AIMessageChunk`` and ``ToolMessage`` payloads, and graphs
 that raise.  Compared, for every stream of ``run.messages`` (and of every
 handle's, read inside the subgraphs loop): namespace, node, message id,
 the text / reasoning / tool-call deltas, ``output`` (content, tool calls,
@@ -29,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import uuid
 import warnings
 from typing import Any, AsyncIterator, Dict, Iterator, List, Tuple
 
@@ -99,6 +101,9 @@ def _model_call(rng: random.Random, message_id: str) -> List[Dict[str, Any]]:
         events = events[:rng.randint(1, len(events) - 1)]  # it never finishes
         if rng.random() < 0.5:
             events.append({"event": "error", "message": "model broke"})
+            deltas = [e for e in events if e.get("event") == "content-block-delta"]
+            if deltas and rng.random() < 0.5:  # (a token after the error)
+                events.append(dict(rng.choice(deltas)))
     return events
 
 
@@ -137,8 +142,15 @@ def token_stream(rng: random.Random) -> Tuple[List[Dict[str, Any]], bool]:
                     if ("run_id" not in metadata and events
                             and events[-1].get("event") != "message-finish"):
                         open_without_id.add(ns)
-                    calls.append([{"type": "messages", "ns": ns, "data": (event, metadata)}
-                                  for event in events])
+                    metas = [metadata] * len(events)
+                    if "run_id" in metadata and events and rng.random() < 0.2:
+                        # (a UUID run_id, the object on some events and its
+                        # text on others: one call, keyed by the text)
+                        rid = uuid.UUID(int=counter[0])
+                        metas = [dict(metadata, run_id=rid if rng.random() < 0.5 else str(rid))
+                                 for _ in events]
+                    calls.append([{"type": "messages", "ns": ns, "data": (event, meta)}
+                                  for event, meta in zip(events, metas)])
                 while any(calls):  # (the calls of one step interleave)
                     parts.append(rng.choice([c for c in calls if c]).pop(0))
                     if rng.random() < 0.1:
