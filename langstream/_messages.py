@@ -238,9 +238,12 @@ class MessagesTransformer(StreamTransformer):
         if type(payload) is dict or isinstance(payload, Mapping):
             if "event" not in payload:
                 return True
-            # the hot path: a token of a call already open
+            # the hot path: a token of a call already open (while a tool
+            # message holds the same key, its events go nowhere, as the
+            # general path below decides)
             stream = self._by_run.get(run_id)
-            if stream is not None and payload.get("event") == "content-block-delta":
+            if (stream is not None and payload.get("event") == "content-block-delta"
+                    and not (self._ignored and run_id in self._ignored)):
                 stream.dispatch(payload)
                 return True
             if not _LangChain.loaded:  # the first model event of the process

@@ -521,3 +521,22 @@ def test_a_calls_key_is_its_run_id_as_a_str(lc, lane):
             return [[d async for d in streams[0].text], [d async for d in streams[2].text]]
         seen = arun(main())
     assert seen == [["a", "b"], ["d"]]
+
+
+def _delta(word: str, run_id: str) -> Dict[str, Any]:
+    return msg_part({"event": "content-block-delta", "index": 0,
+                     "delta": {"type": "text-delta", "text": word}}, run_id)
+
+
+@pytest.mark.parametrize("lane", LANES)
+def test_a_tool_message_under_an_open_calls_key_holds_its_tokens(lc, lane):
+    # as under LangGraph: a tool message that starts under the key of an open
+    # model call is not projected, and until its finish the key's events go
+    # nowhere (tokens included); after it, they reach the open call again
+    parts = (call("r", ["a"], finish=False)
+             + call("r", [], role="tool", finish=False)[:1]
+             + [_delta("during", "r"), msg_part({"event": "message-finish"}, "r"),
+                _delta("after", "r")]
+             + call("r", ["z"])[2:])
+    # (the final text is the block-finish content, "z", on both sides)
+    assert run_lane(lane, parts) == [([], "model", ["a", "after", "z"], "z")]
