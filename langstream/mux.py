@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Callable, Deque, Dict, List, Optional, Se
 
 from langstream import eventlog as _el
 from langstream.channel import StreamChannel, _Backpressure
-from langstream.protocol import _build_event, split_part
+from langstream.protocol import _build_event, _split
 
 if TYPE_CHECKING:  # pragma: no cover
     from collections.abc import Awaitable
@@ -1030,11 +1030,10 @@ class StreamMux:
         method, at_scope)`` for the event path: the protocol event built
         from the part validated here (it is validated once).
         """
-        method, namespace, data = split_part(part)
+        method, namespace, data, interrupts = _split(part)
         at_scope = namespace == self._scope_list
         if at_scope:
             if method == "values":
-                interrupts = part.get("interrupts", ())  # (checked by split_part)
                 self._latest = data
                 if interrupts:
                     self._interrupted = True

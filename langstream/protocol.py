@@ -143,6 +143,16 @@ def split_part(part: Any) -> "tuple[str, List[str], Any]":
     Raises:
         TypeError / ValueError: as ``convert_to_protocol_event``.
     """
+    method, namespace, data, _interrupts = _split(part)
+    return method, namespace, data
+
+
+_ABSENT: Any = object()  # (a field the part does not have)
+
+
+def _split(part: Any) -> "tuple[str, List[str], Any, Any]":
+    """``split_part``, and the part's ``interrupts`` (``None`` without): the
+    mux reads them once, here, with the rest."""
     if type(part) is not dict and not isinstance(part, Mapping):
         raise _malformed(part)
     try:
@@ -160,14 +170,20 @@ def split_part(part: Any) -> "tuple[str, List[str], Any]":
         isinstance(ns, (str, bytes)) or not isinstance(ns, (tuple, list))
     ):
         raise _malformed(part)
-    if "interrupts" in part:
-        interrupts = part["interrupts"]
-        if type(interrupts) is not tuple and type(interrupts) is not list and (
-            not isinstance(interrupts, (tuple, list))
-        ):
-            raise _malformed(part)
+    # (a dict is asked once; a Mapping of the user's as before: ``in``, then
+    # the item)
+    if type(part) is dict:
+        interrupts = part.get("interrupts", _ABSENT)
+    else:
+        interrupts = part["interrupts"] if "interrupts" in part else _ABSENT
+    if interrupts is _ABSENT:
+        interrupts = None
+    elif type(interrupts) is not tuple and type(interrupts) is not list and (
+        not isinstance(interrupts, (tuple, list))
+    ):
+        raise _malformed(part)
     if not ns:
-        return method, [], data
+        return method, [], data, interrupts
     if len(ns) > MAX_NAMESPACE_DEPTH:
         raise _malformed(part)
     namespace = list(ns)
@@ -176,7 +192,7 @@ def split_part(part: Any) -> "tuple[str, List[str], Any]":
             if not isinstance(segment, str):
                 raise _malformed(part)
             namespace[i] = _as_str(segment)
-    return method, namespace, data
+    return method, namespace, data, interrupts
 
 
 def convert_to_protocol_event(part: StreamPart) -> ProtocolEvent:
@@ -211,6 +227,11 @@ def _build_event(method: str, namespace: List[str], data: Any, part: Any) -> Pro
         "timestamp": int(_time() * 1000),
         "data": data,
     }
-    if "interrupts" in part:  # (validated by split_part)
+    # (validated by split_part; a dict is asked once)
+    if type(part) is dict:
+        interrupts = part.get("interrupts", _ABSENT)
+        if interrupts is not _ABSENT:
+            params["interrupts"] = interrupts
+    elif "interrupts" in part:
         params["interrupts"] = part["interrupts"]
     return {"type": "event", "method": method, "params": params}  # type: ignore[return-value,typeddict-item]
