@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Callable, Deque, Dict, List, Optional, Se
 
 from langstream import eventlog as _el
 from langstream.channel import StreamChannel, _Backpressure
-from langstream.protocol import _build_event, _split
+from langstream.protocol import _build_event, _interrupts_of, _split
 
 if TYPE_CHECKING:  # pragma: no cover
     from collections.abc import Awaitable
@@ -1056,7 +1056,7 @@ class StreamMux:
         mux's subtree); returns its protocol event if one was built."""
         at_scope = namespace == self._scope_list
         if at_scope and method == "values":
-            interrupts = part.get("interrupts", ())
+            interrupts = _interrupts_of(part)
             self._latest = data
             if interrupts:
                 self._interrupted = True

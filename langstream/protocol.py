@@ -195,6 +195,15 @@ def _split(part: Any) -> "tuple[str, List[str], Any, Any]":
     return method, namespace, data, interrupts
 
 
+def _interrupts_of(part: Any) -> Any:
+    """A validated part's ``interrupts``, or ``None`` without: a dict is asked
+    once, a Mapping of the user's as ``_split`` asks it (``in``, then the
+    item), so every reader agrees with the validation."""
+    if type(part) is dict:
+        return part.get("interrupts")
+    return part["interrupts"] if "interrupts" in part else None
+
+
 def convert_to_protocol_event(part: StreamPart) -> ProtocolEvent:
     """Turn a v2 stream part into a protocol event.
 

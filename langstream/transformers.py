@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Callable, ClassVar, Dict, List, Optional,
 
 from langstream.channel import StreamChannel
 from langstream.mux import _Forward, _Guarded
-from langstream.protocol import ProtocolEvent
+from langstream.protocol import ProtocolEvent, _interrupts_of
 
 if TYPE_CHECKING:  # pragma: no cover
     from collections.abc import Coroutine
@@ -428,7 +428,7 @@ class ValuesTransformer(_ScopedProjection):
     def _fast_part(self, part: Mapping[str, Any]) -> None:
         data = part["data"]
         self._latest = data
-        interrupts = part.get("interrupts")
+        interrupts = _interrupts_of(part)
         if interrupts:
             self._interrupted = True
             self._interrupts.extend(interrupts)

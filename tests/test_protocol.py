@@ -6,6 +6,7 @@ Every test takes the ``backend`` fixture so it runs on both event-log backends.
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 
 import pytest
 
@@ -141,3 +142,89 @@ def test_mapping_subclass_accepted(backend):
     event = convert_to_protocol_event(OrderedDict(type="values", ns=(), data=5))
     assert event["method"] == "values"
     assert event["params"]["data"] == 5
+
+
+def test_interrupts_none_is_malformed_not_absent(backend):
+    # (a part that has the field must hold a sequence there: None is not "no
+    # interrupts")
+    with pytest.raises(TypeError, match=r"'interrupts' must be a tuple or list, got None"):
+        convert_to_protocol_event({"type": "values", "ns": (), "data": 1, "interrupts": None})
+
+
+class _Part(Mapping):
+    """A read-only mapping that is not a dict (``in`` and ``[]`` asked apart)."""
+
+    def __init__(self, items, hidden=()):
+        self._items = dict(items)
+        self._hidden = set(hidden)  # keys ``in`` denies though ``[]`` has them
+
+    def __getitem__(self, key):
+        return self._items[key]
+
+    def __contains__(self, key):
+        return key in self._items and key not in self._hidden
+
+    def __iter__(self):
+        return iter(self._items)
+
+    def __len__(self):
+        return len(self._items)
+
+
+@pytest.mark.parametrize("lane", ["sync", "async"])
+def test_a_mapping_part_is_read_like_a_dict(backend, lane):
+    from helpers import arun
+
+    import langstream
+
+    parts = [
+        _Part({"type": "values", "ns": (), "data": {"n": 1}, "interrupts": ("stop",)}),
+        # (``in`` says it has no interrupts: it has none, whatever ``[]`` holds)
+        _Part({"type": "values", "ns": (), "data": {"n": 2}, "interrupts": ("x",)},
+              hidden=["interrupts"]),
+    ]
+    assert convert_to_protocol_event(parts[0])["params"]["interrupts"] == ("stop",)
+    assert "interrupts" not in convert_to_protocol_event(parts[1])["params"]
+    if lane == "sync":
+        run = langstream.stream_events(iter(parts))
+        seen = [(e["method"], e["params"]["data"], e["params"].get("interrupts")) for e in run]
+        outcome = (run.output, run.interrupted, run.interrupts)
+    else:
+        async def main():
+            async def gen():
+                for part in parts:
+                    yield part
+            run = langstream.astream_events(gen())
+            seen = [(e["method"], e["params"]["data"], e["params"].get("interrupts"))
+                    async for e in run]
+            return seen, (await run.output(), await run.interrupted(), await run.interrupts())
+        seen, outcome = arun(main())
+    assert seen == [("values", {"n": 1}, ("stop",)), ("values", {"n": 2}, None)]
+    assert outcome == ({"n": 2}, True, ["stop"])
+
+
+def test_every_reader_of_a_mapping_parts_interrupts_agrees(backend):
+    # the run, its values transformer and a subgraph's handle (the part is
+    # handed to its mux) all read them as validation does
+    from langstream import GraphRunStream, StreamMux
+    from langstream.run_stream import DEFAULT_FACTORIES
+
+    child = ("sub:t1",)
+    parts = [
+        {"type": "tasks", "ns": (), "data": {"id": "t1", "name": "sub", "input": {},
+                                              "triggers": ["x"]}},
+        _Part({"type": "values", "ns": child, "data": {"c": 1}, "interrupts": ("c",)}),
+        _Part({"type": "values", "ns": child, "data": {"c": 2}, "interrupts": ("h",)},
+              hidden=["interrupts"]),
+        _Part({"type": "values", "ns": (), "data": {"n": 1}, "interrupts": ("h",)},
+              hidden=["interrupts"]),
+    ]
+    mux = StreamMux(factories=list(DEFAULT_FACTORIES))
+    run = GraphRunStream(iter(parts), mux)
+    handles = []
+    for handle in run.subgraphs:
+        handles.append((handle, list(handle.values)))
+    [(handle, values)] = handles
+    assert values == [{"c": 1}, {"c": 2}]
+    assert handle.interrupts == ["c"]
+    assert run.interrupts == [] and mux.transformer_by_key("values").interrupts == []
