@@ -236,11 +236,7 @@ def _build_event(method: str, namespace: List[str], data: Any, part: Any) -> Pro
         "timestamp": int(_time() * 1000),
         "data": data,
     }
-    # (validated by split_part; a dict is asked once)
-    if type(part) is dict:
-        interrupts = part.get("interrupts", _ABSENT)
-        if interrupts is not _ABSENT:
-            params["interrupts"] = interrupts
-    elif "interrupts" in part:
-        params["interrupts"] = part["interrupts"]
+    interrupts = _interrupts_of(part)  # (validated by split_part: never None there)
+    if interrupts is not None:
+        params["interrupts"] = interrupts
     return {"type": "event", "method": method, "params": params}  # type: ignore[return-value,typeddict-item]
