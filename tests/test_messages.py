@@ -47,6 +47,12 @@ def call(run_id: str, words: Sequence[str], ns: Sequence[str] = (), finish: bool
     return parts
 
 
+def _delta(word: str, run_id: str) -> Dict[str, Any]:
+    """One text token of the call ``run_id``."""
+    return msg_part({"event": "content-block-delta", "index": 0,
+                     "delta": {"type": "text-delta", "text": word}}, run_id)
+
+
 def values(n: int, ns: Sequence[str] = ()) -> Dict[str, Any]:
     return {"type": "values", "ns": tuple(ns), "data": {"n": n}, "interrupts": ()}
 
@@ -272,11 +278,10 @@ def test_error_event_fails_that_stream_only(lc, lane):
 def _errored_call_then(lane: str, graph_error: Any) -> List[str]:
     """A call fails by an ``error`` event, one more of its tokens arrives,
     then the graph ends (raising ``graph_error`` if given); the stream is read
-    after the run's end.  Returns its text deltas and what its output raised."""
+    after the run's end.  Returns its text deltas and what reading them raised."""
     parts = call("bad", ["x"], finish=False) + [
         msg_part({"event": "error", "message": "provider said no"}, "bad"),
-        msg_part({"event": "content-block-delta", "index": 0,
-                  "delta": {"type": "text-delta", "text": "late"}}, "bad"),
+        _delta("late", "bad"),
         values(1),
     ]
     if lane == "sync":
@@ -521,11 +526,6 @@ def test_a_calls_key_is_its_run_id_as_a_str(lc, lane):
             return [[d async for d in streams[0].text], [d async for d in streams[2].text]]
         seen = arun(main())
     assert seen == [["a", "b"], ["d"]]
-
-
-def _delta(word: str, run_id: str) -> Dict[str, Any]:
-    return msg_part({"event": "content-block-delta", "index": 0,
-                     "delta": {"type": "text-delta", "text": word}}, run_id)
 
 
 @pytest.mark.parametrize("lane", LANES)
