@@ -232,7 +232,7 @@ class MessagesTransformer(StreamTransformer):
             metadata = _metadata(metadata)
         # (the call's key as LangGraph makes it: the run_id as a str, "" when
         # there is none; a str, the common case, costs one type check)
-        run_id = metadata.get("run_id", "") if metadata else ""
+        run_id = metadata.get("run_id", "")
         if type(run_id) is not str:
             run_id = str(run_id)
         if type(payload) is dict or isinstance(payload, Mapping):
