@@ -154,31 +154,44 @@ def test_200_concurrent_clients_all_complete_memory_bounded(redis_server, served
 
 
 def test_slow_client_does_not_make_the_server_buffer(redis_server, served):  # noqa: F811
+    """A client reading ~400 KiB/s behind a 24 MiB run: the server holds one
+    batch (16 x 4 KiB) and its transport buffer for it, not the run."""
     proc, port = served
-    key = f"slow:{uuid.uuid4().hex[:10]}"
-    n, size = 6000, 4096  # 24 MiB of events
-    publish_run(redis_server.client, key, _big_run(n, size))
-    # warm the server up on this run first (imports, pools, PyPy's JIT)
+    size = 4096
+    # warm the server up (imports, pools, PyPy's JIT) on a run of its own, of
+    # small events: its peak cannot include what holding the long run takes
+    warm_key = f"warm:{uuid.uuid4().hex[:10]}"
+    publish_run(redis_server.client, warm_key, _big_run(2000, 256))
     with socket.create_connection(("127.0.0.1", port)) as warm:
-        warm.sendall(f"GET /runs/{key}/events HTTP/1.0\r\nHost: test\r\n\r\n".encode())
+        warm.settimeout(60)
+        warm.sendall(_request(f"/runs/{warm_key}/events"))
         while warm.recv(1 << 20):
             pass
+    warm_peak = _rss_kib(proc.pid, "VmHWM")
+    key = f"slow:{uuid.uuid4().hex[:10]}"
+    n = 6000  # 24 MiB of events
+    publish_run(redis_server.client, key, _big_run(n, size))
     sock = socket.socket()
+    sock.settimeout(60)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16384)
     sock.connect(("127.0.0.1", port))
-    before = _rss_kib(proc.pid)
     got = 0
     try:
-        sock.sendall(f"GET /runs/{key}/events HTTP/1.0\r\nHost: test\r\n\r\n".encode())
+        sock.sendall(_request(f"/runs/{key}/events"))
         deadline = time.monotonic() + 3.0
         while time.monotonic() < deadline:  # a client reading ~400 KiB/s
             chunk = sock.recv(4096)
             assert chunk
             got += len(chunk)
             time.sleep(0.01)
-        after = _rss_kib(proc.pid)
+        behind = _settled_rss(proc.pid)
     finally:
         sock.close()
     assert got < n * size / 4  # the client really is behind
-    # the server holds one batch (16 x 4 KiB) plus its transport buffer, not the run
-    assert (after - before) / 1024 < 8, (after - before)
+    growth_mib = (behind - warm_peak) / 1024
+    # Measured: 0.4 MiB on CPython, 15 MiB on PyPy (whose heap grows for the
+    # larger events).  Holding the run (this server given a batch larger
+    # than the run) measured 92 MiB on CPython and 133 MiB on PyPy.  (Against
+    # the RSS just before the slow read, PyPy's collector freeing a warm-up's
+    # garbage hid the latter: -32 MiB.)
+    assert growth_mib < 40, growth_mib
