@@ -145,7 +145,7 @@ def test_200_concurrent_clients_all_complete_memory_bounded(redis_server, served
     growth_mib = (stalled - warm_peak) / 1024
     # One batch (16 entries) and a transport buffer a stalled connection add
     # nothing beyond what the concurrent readers above took: measured 0.04 MiB
-    # on CPython, 5 MiB on PyPy.  Holding the run per connection (this server
+    # on CPython, 2 to 8 MiB on PyPy.  Holding the run per connection (this server
     # given a batch larger than the run) measured 150 MiB on CPython, 100 MiB
     # on PyPy: the 391 MiB of the 200 runs less what the kernel's socket
     # buffers took.  Stalled readers make little garbage, so PyPy's collector
