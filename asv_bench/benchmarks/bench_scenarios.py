@@ -16,6 +16,7 @@ unit sit side by side), plus ``peakmem_`` for memory.
 from __future__ import annotations
 
 import asyncio
+import itertools
 from typing import Any, Callable, Dict, List, Tuple
 
 from ._common import BACKENDS, SCENARIO_WARMUP_TIME, SMOKE, best_of, load_backend, scale
@@ -251,3 +252,41 @@ class CostPerReader:
         return best_of(self._once) / len(self.parts) * 1e9
 
     track_readers_ns_per_part.unit = "ns/part"  # type: ignore[attr-defined]
+
+
+SUBGRAPH_CALLS = scale(2_000)
+
+
+def _subgraph_calls(calls: int) -> List[Any]:
+    """An input snapshot, then ``calls`` root steps that each call a subgraph
+    of one step: ten parts a call (the task's start, then inside the
+    subgraph its input snapshot and one step's five parts, then the task's
+    result, ``updates`` and ``values`` at the root).  The step's ``tasks``
+    part is what LangGraph discovers a subgraph by."""
+    parts = _bench_module().iter_agent_parts(depth=1, sub_every=1, sub_steps=1)
+    return list(itertools.islice(parts, 1 + 10 * calls))
+
+
+class CostPerSubgraph(_Base):
+    """The fixed cost of one subgraph, in us: its discovery, child mux and
+    handle, the routes of its namespace, its end and teardown, with
+    scenario M's consumer (values + lifecycle + the handle's values), for
+    langstream on both backends and LangGraph on the same pipeline.  Most
+    of M's and D's cost per part is this, spread over the parts of each
+    subgraph."""
+
+    params = [LANES, ["langstream-c", "langstream-python", "langgraph"]]
+    param_names = ["lane", "contender"]
+
+    def setup(self, lane: str, contender: str) -> None:
+        backend = {"langstream-c": "c", "langstream-python": "python"}.get(contender, "")
+        self._prepare(contender, "M", lane, backend)
+        self.parts = _subgraph_calls(SUBGRAPH_CALLS)
+
+    def time_subgraphs(self, lane: str, contender: str) -> None:
+        self._once()
+
+    def track_us_per_subgraph(self, lane: str, contender: str) -> float:
+        return best_of(lambda: self._once()) / SUBGRAPH_CALLS * 1e6
+
+    track_us_per_subgraph.unit = "us/subgraph"  # type: ignore[attr-defined]
