@@ -609,6 +609,7 @@ cdef class Interleaver:
     cdef object _step(self):
         cdef Py_ssize_t i, n, best
         cdef uint64_t seq, best_seq = 0
+        cdef bint ended
         cdef Cursor cursor
         cdef EventLog log
         cdef list names = self.live_names
@@ -619,32 +620,34 @@ cdef class Interleaver:
             n = len(cursors)
             if n == 0:
                 raise StopIteration
+            # one pass: the projection whose next item is oldest, and
+            # whether one has ended (a closed log with no unread item)
             best = -1
+            ended = False
             for i in range(n):
                 cursor = <Cursor>cursors[i]
                 if cursor.log is not None and ls_ring_peek(&cursor.log.ring, &cursor.c, &seq):
                     if best < 0 or seq < best_seq:
                         best = i
                         best_seq = seq
+                elif (<EventLog>logs[i]).is_closed():
+                    ended = True
             if best >= 0:
                 return (names[best], next(cursors[best]))
-            # nothing to read: drop the projections that ended (a closed log
-            # with no unread item), then pump
-            for i in range(n):
-                if (<EventLog>logs[i]).is_closed():
-                    i = 0
-                    while i < len(logs):
-                        log = <EventLog>logs[i]
-                        if log.is_closed():
-                            error = log.error_
-                            if error is not None:
-                                raise error.with_traceback(self.run._mux._failed_tb(error))
-                            del names[i]
-                            del cursors[i]
-                            del logs[i]
-                        else:
-                            i += 1
-                    break
+            # nothing to read: drop the projections that ended, then pump
+            if ended:
+                i = 0
+                while i < len(logs):
+                    log = <EventLog>logs[i]
+                    if log.is_closed():
+                        error = log.error_
+                        if error is not None:
+                            raise error.with_traceback(self.run._mux._failed_tb(error))
+                        del names[i]
+                        del cursors[i]
+                        del logs[i]
+                    else:
+                        i += 1
             n = len(cursors)
             if n and (pump is None or not _pull(pump)):
                 for i in range(n):

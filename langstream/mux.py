@@ -1089,11 +1089,16 @@ class StreamMux:
         """Run a fast route's ops on ``part``, then the main log's rules;
         returns the protocol event if one was built (here or below)."""
         keep = True
-        if len(fast) == 1 and type(fast[0]) is not _Forward:
+        n = len(fast)
+        if n == 1 and type(fast[0]) is not _Forward:
             # the common route, one handler: called without the loop (on PyPy
             # a loop run once per part is compiled apart from the pump and
             # entered through a call every time)
             keep = fast[0](part) is not False
+        elif n == 2 and type(fast[0]) is not _Forward and type(fast[1]) is not _Forward:
+            # two handlers (a task part at the scope: the trackers'
+            # bookkeeping), the same way; both run, in order, as in the loop
+            keep = (fast[0](part) is not False) & (fast[1](part) is not False)
         else:
             for op in fast:
                 if type(op) is _Forward:

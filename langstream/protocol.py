@@ -184,8 +184,17 @@ def _split(part: Any) -> "tuple[str, List[str], Any, Any]":
         raise _malformed(part)
     if not ns:
         return method, [], data, interrupts
-    if len(ns) > MAX_NAMESPACE_DEPTH:
+    depth = len(ns)
+    if depth > MAX_NAMESPACE_DEPTH:
         raise _malformed(part)
+    # (the usual depths without the loop: on PyPy a loop run for every part
+    # is compiled apart from the pump and entered through a call each time)
+    if depth == 1:
+        if type(ns[0]) is str:
+            return method, [ns[0]], data, interrupts
+    elif depth == 2:
+        if type(ns[0]) is str and type(ns[1]) is str:
+            return method, [ns[0], ns[1]], data, interrupts
     namespace = list(ns)
     for i, segment in enumerate(namespace):
         if type(segment) is not str:

@@ -603,31 +603,35 @@ class GraphRunStream(_RunState):
                     for name, cursor, channel in readers]
             pump = self._mux._pump_fn
             while live:
+                # one pass: the projection whose next item is oldest, and
+                # whether one has ended (a closed log with no unread item;
+                # on PyPy a second loop per part would be compiled apart)
                 best = None
                 best_seq = 0
+                ended = False
                 for reader in live:
                     seq = reader[1]()
-                    if seq is not None and (best is None or seq < best_seq):
+                    if seq is None:
+                        if reader[3].closed:
+                            ended = True
+                    elif best is None or seq < best_seq:
                         best = reader
                         best_seq = seq
                 if best is not None:
                     yield best[0], next(best[2])
                     continue
-                # nothing to read: drop the projections that ended (a closed
-                # log with no unread item), then pump
-                for reader in live:
-                    if reader[3].closed:
-                        remaining = []
-                        for other in live:
-                            log = other[3]
-                            if log.closed:
-                                if log.error is not None:
-                                    raise log.error.with_traceback(
-                                        self._mux._failed_tb(log.error))
-                            else:
-                                remaining.append(other)
-                        live = remaining
-                        break
+                # nothing to read: drop the projections that ended, then pump
+                if ended:
+                    remaining = []
+                    for other in live:
+                        log = other[3]
+                        if log.closed:
+                            if log.error is not None:
+                                raise log.error.with_traceback(
+                                    self._mux._failed_tb(log.error))
+                        else:
+                            remaining.append(other)
+                    live = remaining
                 if live and (pump is None or not pump()):
                     if all(reader[1]() is None for reader in live):
                         if all(reader[3].closed for reader in live):

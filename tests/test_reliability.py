@@ -281,6 +281,40 @@ def test_str_and_tuple_subclasses_are_accepted(backend, lane):
 
 
 @pytest.mark.parametrize("lane", LANES)
+@pytest.mark.parametrize("depth", [1, 2, 3])
+def test_namespace_segments_are_checked_alike_at_every_depth(backend, lane, depth):
+    """Depths 1 and 2 are validated without a loop (a PyPy fast path), depth
+    3 and more with one: a str subclass in any position becomes a plain str
+    on the raw log, and a segment that is not a str fails the run with the
+    same error whatever the depth."""
+    path = ["sub:t1", "inner:t2", "leaf:t3"][:depth]
+    good = []
+    for at in range(depth):
+        ns = tuple(_Seg(s) if i == at else s for i, s in enumerate(path))
+        good.append({"type": "custom", "ns": ns, "data": at})
+    tasks_start = {"type": "tasks", "ns": tuple(path[:-1]),
+                   "data": {"id": path[-1].split(":")[1], "name": "n", "input": {}}}
+    parts = [{"type": "values", "ns": (), "data": {"i": 0}}, tasks_start, *good]
+    if lane == "sync":
+        raw = list(stream_events(iter(parts)))
+    else:
+        raw = arun(adrain(astream_events(areplay(parts))))
+    customs = [e["params"]["namespace"] for e in raw if e["method"] == "custom"]
+    assert customs == [path] * depth
+    assert all(type(s) is str for ns in customs for s in ns)
+
+    for at in range(depth):
+        bad = {"type": "custom", "ns": tuple(7 if i == at else s for i, s in enumerate(path)),
+               "data": None}
+        items, err, out_err = _run_lane(lane, [parts[0], bad])
+        assert items == [{"i": 0}]
+        assert type(err) is TypeError and str(err) == (
+            f"stream part field 'ns' must contain only str segments, got int 7 in tuple "
+            f"{bad['ns']!r}"), err
+        assert type(out_err) is TypeError and str(out_err) == str(err)
+
+
+@pytest.mark.parametrize("lane", LANES)
 def test_str_enum_type_routes_like_its_value(backend, lane):
     parts = [{"type": _Mode.VALUES, "ns": (), "data": {"i": i}, "interrupts": ()} for i in range(3)]
     items, err, out_err = _run_lane(lane, parts)
