@@ -630,7 +630,7 @@ cdef class Interleaver:
                     if best < 0 or seq < best_seq:
                         best = i
                         best_seq = seq
-                elif (<EventLog>logs[i]).is_closed():
+                elif best < 0 and (<EventLog>logs[i]).is_closed():  # (moot once one has an item)
                     ended = True
             if best >= 0:
                 return (names[best], next(cursors[best]))

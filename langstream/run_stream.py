@@ -612,7 +612,7 @@ class GraphRunStream(_RunState):
                 for reader in live:
                     seq = reader[1]()
                     if seq is None:
-                        if reader[3].closed:
+                        if best is None and reader[3].closed:  # (moot once one has an item)
                             ended = True
                     elif best is None or seq < best_seq:
                         best = reader

@@ -287,6 +287,6 @@ class CostPerSubgraph(_Base):
         self._once()
 
     def track_us_per_subgraph(self, lane: str, contender: str) -> float:
-        return best_of(lambda: self._once()) / SUBGRAPH_CALLS * 1e6
+        return best_of(self._once) / SUBGRAPH_CALLS * 1e6
 
     track_us_per_subgraph.unit = "us/subgraph"  # type: ignore[attr-defined]
