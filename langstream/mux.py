@@ -1229,6 +1229,11 @@ class StreamMux:
         log = self._events._log
         if log.closed:
             return
+        if not log.cursor_count:
+            # nobody reads the main log: the event would never be seen, so
+            # it is not built, only its number is taken (as on a fast route)
+            log.push(None)
+            return
         event = {
             "type": "event",
             "method": method,

@@ -312,6 +312,38 @@ def test_main_log_reader_sees_the_same_events_on_the_fast_route(backend, lane, h
     assert all(isinstance(e["params"]["timestamp"], int) for e in fast[1])
 
 
+def _event_key(event):
+    params = event["params"]
+    return (event["method"], tuple(params["namespace"]), repr(params["data"]))
+
+
+@pytest.mark.parametrize("lane", LANES)
+def test_seq_numbers_do_not_depend_on_when_the_main_log_is_read(backend, lane):
+    """Lifecycle payloads (forwarded to the main log by their channel) and
+    parts take their numbers whether or not anyone reads the main log yet: a
+    raw-log reader that subscribes after the first subgraph has started and
+    ended sees every later event under the number a reader from the start
+    sees it under."""
+    parts = _bench.agent_parts(150)
+    halfway = 12  # (values items read before the raw log is subscribed)
+    if lane == "sync":
+        _v, from_start, _o = _run_sync(parts, ValuesTransformer)
+        _v, late, _o = _run_sync(parts, ValuesTransformer, halfway)
+    else:
+        _v, from_start, _o = asyncio.run(_run_async(parts, ValuesTransformer))
+        _v, late, _o = asyncio.run(_run_async(parts, ValuesTransformer, halfway))
+    numbers = {}
+    for event in from_start:
+        numbers.setdefault(_event_key(event), []).append(event["seq"])
+    # the events a late reader missed include lifecycle payloads (numbered
+    # while nobody read the main log)
+    missed = [e for e in from_start if e["seq"] < late[0]["seq"]]
+    assert any(e["method"] == "lifecycle" for e in missed)
+    assert late and len(late) == len(from_start) - len(missed)
+    for event in late:
+        assert event["seq"] in numbers[_event_key(event)], event
+
+
 def test_fast_route_event_matches_convert_to_protocol_event(backend):
     parts = [{"type": "values", "ns": (), "data": {"n": 1}},
              {"type": "values", "ns": [], "data": {"n": 2}, "interrupts": []},
