@@ -266,6 +266,19 @@ async def aconsume_agent(run: Any) -> int:
     return sum(counts)
 
 
+def consume_root(run: Any) -> int:
+    """``values`` + ``lifecycle`` of the run, no handle (``subgraphs`` unread)."""
+    count = 0
+    for _name, _item in run.interleave("values", "lifecycle"):
+        count += 1
+    return count
+
+
+async def aconsume_root(run: Any) -> int:
+    counts = await asyncio.gather(_adrain(run.values), _adrain(run.lifecycle))
+    return sum(counts)
+
+
 def consume_tree(run: Any, top: bool = True) -> int:
     """``values`` (+ ``lifecycle`` at the root) of the run and of every handle, recursively."""
     count = 0

@@ -880,6 +880,21 @@ def _set_handle_types(sync_cls: Any, async_cls: Any) -> None:
     globals()["AsyncSubgraphRunStream"] = async_cls
 
 
+def _own_transformers_only(factories: Any) -> bool:
+    """Whether every factory is one of langstream's own transformer classes
+    (the class itself: a plain instance of it, nothing else runs)."""
+    for factory in factories:
+        if (not isinstance(factory, type)
+                or factory.__module__ not in _OWN_MODULES
+                or factory.__dict__.get("_plain_instances") is not True):
+            return False
+    return True
+
+
+# the modules of langstream's own transformer classes
+_OWN_MODULES = frozenset({"langstream.transformers", "langstream._messages"})
+
+
 class SubgraphTransformer(_SubtreeTracker):
     """``run.subgraphs``: one handle per direct child subgraph of the scope.
 
@@ -903,6 +918,9 @@ class SubgraphTransformer(_SubtreeTracker):
         self._log: StreamChannel[Any] = StreamChannel()
         self._handles: Dict[Tuple[str, ...], Any] = {}
         self._mux: Optional[StreamMux] = None
+        # whether a child's pipeline does nothing anyone could see without
+        # its handle (None: not asked yet; see ``_on_started``)
+        self._quiet_children: Optional[bool] = None
 
     def init(self) -> Dict[str, Any]:
         return {"subgraphs": self._log}
@@ -922,6 +940,18 @@ class SubgraphTransformer(_SubtreeTracker):
             # a mux of pre-built transformers cannot clone them into a child
             # scope: no handles (any error from a factory fails the run)
             return
+        if not self._log._log.cursor_count:
+            # Nobody reads this scope's subgraphs: the handle would be pushed
+            # to a log nobody subscribes to, which keeps nothing, so no
+            # consumer could ever receive it.  When the child's pipeline is
+            # langstream's own transformers, which do nothing anyone could
+            # see without the handle, it is not built (the lifecycle, the
+            # raw log and the parts of the subtree do not depend on it).
+            quiet = self._quiet_children
+            if quiet is None:
+                quiet = self._quiet_children = _own_transformers_only(mux._factories)
+            if quiet:
+                return
         child = mux._make_child(ns)
         cls = _HANDLE_TYPES.get(child.is_async)
         if cls is None:  # pragma: no cover - langstream/__init__ imports run_stream
@@ -1000,7 +1030,12 @@ class SubgraphTransformer(_SubtreeTracker):
         if (type(data) is not dict and not isinstance(data, Mapping)) or "result" not in data:
             return False
         task_id = data.get("id")
-        return isinstance(task_id, str) and (self.scope, task_id) in self._by_task
+        if not isinstance(task_id, str):
+            return False
+        # (a child discovered while nobody read the subgraphs has no handle,
+        # hence no mux to close)
+        child = self._by_task.get((self.scope, task_id))
+        return child is not None and child in self._handles
 
     # the tracker's own (declared here too: a ``_fast_part`` is trusted only
     # when its class also defines ``process``/``aprocess`` or derives from it)

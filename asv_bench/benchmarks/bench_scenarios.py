@@ -48,9 +48,9 @@ class _Base:
     runs: int
     lane: str
 
-    def _prepare(self, key: str, scenario: str, lane: str, backend: str = "") -> None:
+    def _prepare(self, key: str, scenario: Any, lane: str, backend: str = "") -> None:
         bench = _bench_module()
-        scen = bench.SCENARIOS[scenario]
+        scen = bench.SCENARIOS[scenario] if isinstance(scenario, str) else scenario
         if lane not in scen.lanes:
             raise NotImplementedError(f"scenario {scenario} has no {lane} lane")
         backends: Dict[str, Any] = {backend: load_backend(backend)} if backend else {}
@@ -281,6 +281,32 @@ class CostPerSubgraph(_Base):
     def setup(self, lane: str, contender: str) -> None:
         backend = {"langstream-c": "c", "langstream-python": "python"}.get(contender, "")
         self._prepare(contender, "M", lane, backend)
+        self.parts = _subgraph_calls(SUBGRAPH_CALLS)
+
+    def time_subgraphs(self, lane: str, contender: str) -> None:
+        self._once()
+
+    def track_us_per_subgraph(self, lane: str, contender: str) -> float:
+        return best_of(self._once) / SUBGRAPH_CALLS * 1e6
+
+    track_us_per_subgraph.unit = "us/subgraph"  # type: ignore[attr-defined]
+
+
+class CostPerUnreadSubgraph(_Base):
+    """``CostPerSubgraph`` with a consumer that reads the run's values and
+    lifecycle but no handle (``subgraphs`` unread, as a UI that shows the
+    root's state does): langstream then builds no child mux, LangGraph
+    builds its handles all the same.  In us per subgraph."""
+
+    params = [LANES, ["langstream-c", "langstream-python", "langgraph"]]
+    param_names = ["lane", "contender"]
+
+    def setup(self, lane: str, contender: str) -> None:
+        bench = _bench_module()
+        backend = {"langstream-c": "c", "langstream-python": "python"}.get(contender, "")
+        root_only = bench.Scenario("M-root", "M's stream, values + lifecycle, no handle",
+                                   bench.agent_parts, bench.consume_root, bench.aconsume_root)
+        self._prepare(contender, root_only, lane, backend)
         self.parts = _subgraph_calls(SUBGRAPH_CALLS)
 
     def time_subgraphs(self, lane: str, contender: str) -> None:
