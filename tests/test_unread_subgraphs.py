@@ -22,7 +22,6 @@ import pytest
 
 from _agent_streams import agent_stream, areplay, replay
 
-import langstream
 from langstream import StreamTransformer, _bench, astream_events, stream_events
 
 LANES = ["sync", "async"]
@@ -211,16 +210,29 @@ def test_a_factory_of_the_users_own_still_runs_for_every_subgraph(backend, lane)
     assert set(_Counting.made) == scopes | {()}
 
 
-def test_a_late_subgraphs_reader_gets_the_handles_made_after_it_subscribed(backend):
+@pytest.mark.parametrize("lane", LANES)
+def test_a_late_subgraphs_reader_gets_the_handles_made_after_it_subscribed(backend, lane):
     """Subscribing to ``subgraphs`` mid-run: the subgraphs discovered before
     are not handed out (as their handles would not be, pushed while nobody
     subscribed), each later one is, with all of its snapshots."""
     parts = _bench.agent_parts(400)
-    run = stream_events(iter(parts))
-    values = iter(run.values)
-    for _ in range(30):  # (past the first subgraphs)
-        next(values)
-    seen = [(h.path, list(h.values)) for h in run.subgraphs]
+    if lane == "sync":
+        run = stream_events(iter(parts))
+        values = iter(run.values)
+        for _ in range(30):  # (past the first subgraphs)
+            next(values)
+        seen = [(h.path, list(h.values)) for h in run.subgraphs]
+    else:
+        async def consume() -> Any:
+            run = astream_events(_bench.aproducer(parts))
+            values = run.values.__aiter__()
+            for _ in range(30):
+                await values.__anext__()
+            out = []
+            async for h in run.subgraphs:
+                out.append((h.path, [v async for v in h.values]))
+            return out
+        seen = asyncio.run(consume())
     expected: Dict[tuple, List[Any]] = {}
     for part in parts:
         if part["type"] == "values" and len(part["ns"]) == 1:
@@ -230,7 +242,3 @@ def test_a_late_subgraphs_reader_gets_the_handles_made_after_it_subscribed(backe
     assert [path for path, _v in seen] == paths[len(paths) - len(seen):]
     for path, got in seen:
         assert got == expected[path]
-
-
-def test_langstream_exports_what_the_tests_use() -> None:
-    assert langstream.StreamTransformer is StreamTransformer
