@@ -918,9 +918,9 @@ class SubgraphTransformer(_SubtreeTracker):
         self._log: StreamChannel[Any] = StreamChannel()
         self._handles: Dict[Tuple[str, ...], Any] = {}
         self._mux: Optional[StreamMux] = None
-        # whether a child's pipeline does nothing anyone could see without
-        # its handle (None: not asked yet; see ``_on_started``)
-        self._quiet_children: Optional[bool] = None
+        # whether every child's pipeline is langstream's own transformers
+        # (None: not asked yet; see ``_own_children``)
+        self._own: Optional[bool] = None
 
     def init(self) -> Dict[str, Any]:
         return {"subgraphs": self._log}
@@ -947,10 +947,7 @@ class SubgraphTransformer(_SubtreeTracker):
             # langstream's own transformers, which do nothing anyone could
             # see without the handle, it is not built (the lifecycle, the
             # raw log and the parts of the subtree do not depend on it).
-            quiet = self._quiet_children
-            if quiet is None:
-                quiet = self._quiet_children = _own_transformers_only(mux._factories)
-            if quiet:
+            if self._own_children():
                 return
         child = mux._make_child(ns)
         cls = _HANDLE_TYPES.get(child.is_async)
@@ -1012,14 +1009,27 @@ class SubgraphTransformer(_SubtreeTracker):
         else:
             await handle._mux.aclose()
 
+    def _own_children(self) -> bool:
+        """Whether the child muxes are built from langstream's own
+        transformers only: they do nothing anyone could see without their
+        handle, and closing or failing one awaits nothing (no hook of theirs
+        is a coroutine that waits, none schedules a task)."""
+        own = self._own
+        if own is None:
+            mux = self._mux
+            factories = mux._factories if mux is not None else None
+            own = self._own = factories is not None and _own_transformers_only(factories)
+        return own
+
     def _fast_handler_at(self, method: str, at_scope: bool) -> Optional[Callable[[Any], Any]]:
         if self._mux is None:
             return None
         handler = _SubtreeTracker._fast_handler_at(self, method, at_scope)
-        if handler is None or not self._mux.is_async:
+        if handler is None or not self._mux.is_async or self._own_children():
             return handler
         # (async lane: a task result that ends a child closes the child's mux
-        # with an await: such a part takes the event path)
+        # with an await, unless it is langstream's own pipeline, whose close
+        # awaits nothing: such a part takes the event path)
         return _Guarded(self._ends_child, handler)
 
     def _ends_child(self, part: Mapping[str, Any]) -> bool:

@@ -36,6 +36,20 @@ from test_fast_paths import _SlowLifecycle, _SlowSubgraphs  # noqa: E402
 
 FAST = [ValuesTransformer, UpdatesTransformer, CustomTransformer, LifecycleTransformer,
         SubgraphTransformer]
+
+
+class _UsersSubgraphs(SubgraphTransformer):
+    """A user's subclass of the subgraph tracker (same behaviour): with it the
+    pipeline is no longer langstream's own, so closing a child may await.
+    It says its instances are plain, so its pipeline's routes are kept as
+    recipes like the built-ins'."""
+
+    _plain_instances = True
+
+
+# FAST with a class of the user's own
+GUARDED = [ValuesTransformer, UpdatesTransformer, CustomTransformer, LifecycleTransformer,
+           _UsersSubgraphs]
 SLOW = [ValuesTransformer, UpdatesTransformer, CustomTransformer, _SlowLifecycle,
         _SlowSubgraphs]
 
@@ -309,16 +323,17 @@ def test_routes_below_the_scope_are_per_namespace_and_only_for_trusted_trackers(
 
 def test_async_tasks_are_fast_unless_they_end_a_subgraph(backend):
     """On the async lane a task part takes the fast route, at the scope and
-    below it, except a result that ends a subgraph (its mux is closed with
-    an await): the guard sends that one to the event path before any
-    handler runs, wherever the part is dispatched (a parent's route carries
-    the guards of the routes it hands parts down to)."""
+    below it, except a result that ends a subgraph whose mux may need an
+    await to close (a pipeline with a class of the user's own): the guard
+    sends that one to the event path before any handler runs, wherever the
+    part is dispatched (a parent's route carries the guards of the routes it
+    hands parts down to)."""
     from helpers import areplay, arun
 
     from langstream.mux import _Guards
 
     parts = _whole_steps(_bench.agent_parts(140, depth=2))
-    mux = StreamMux(factories=FAST, is_async=True)
+    mux = StreamMux(factories=GUARDED, is_async=True)
     root_route = mux._fast_route("tasks", True)
     assert root_route is not None and type(root_route[0]) is _Guards
     sub = next(p for p in parts if p["type"] == "tasks" and p["data"]["name"] == "sub1")
@@ -366,6 +381,68 @@ def test_async_tasks_are_fast_unless_they_end_a_subgraph(backend):
     assert seen["below"] is not None and type(seen["below"][0]) is _Guards
     assert seen["checks"] == (True, False)
     assert not root_route[0].check(end)  # (ended: nothing left to close)
+
+
+def test_async_own_pipeline_ends_subgraphs_on_the_fast_route(backend):
+    """With langstream's own transformers, closing a child awaits nothing, so
+    on the async lane a task result that ends a subgraph takes the fast route
+    like any task part (no guard), and the run is the same as with a guarded
+    pipeline: raw log, values, lifecycle, and every handle's values and
+    status at every depth, failed subgraphs included."""
+    from helpers import arun
+
+    parts = _bench.agent_parts(300, depth=3)
+    # a subgraph that fails: its parent's task result carries the error
+    failed = next(p for p in parts if p["type"] == "tasks" and p["ns"]
+                  and "result" in p["data"] and p["data"]["name"].startswith("sub"))
+    failed["data"] = dict(failed["data"], error="boom", result=None)
+
+    async def observe(factories):
+        mux = StreamMux(factories=factories, is_async=True)
+        tasks_route = mux._fast_route("tasks", True)
+        run = AsyncGraphRunStream(_bench.aproducer(parts), mux)
+
+        async def drain(it):
+            out = []
+            try:
+                async for x in it:
+                    out.append(x)
+            except RuntimeError as exc:  # (a failed subgraph's projections)
+                out.append(f"error: {exc}")
+            return out
+
+        async def tree(subgraphs):
+            out = []
+            try:
+                async for h in subgraphs:
+                    vals, kids = await asyncio.gather(drain(h.values), tree(h.subgraphs))
+                    out.append((h.path, vals, kids, h.status, h.error))
+            except RuntimeError as exc:  # (a failed subgraph's projections)
+                out.append(f"error: {exc}")
+            return out
+
+        raw, values, lifecycle, handles = await asyncio.gather(
+            drain(run), drain(run.values), drain(run.lifecycle), tree(run.subgraphs))
+        raw = [(e["seq"], e["method"], e["params"]["namespace"], e["params"]["data"])
+               for e in raw]
+        return tasks_route, (raw, values, lifecycle, handles, await run.output())
+
+    own_route, own = arun(observe(FAST))
+    guarded_route, guarded = arun(observe(GUARDED))
+    from langstream.mux import _Guards
+    assert own_route is not None and not any(type(op) is _Guards for op in own_route)
+    assert guarded_route is not None and type(guarded_route[0]) is _Guards
+    assert own == guarded
+    statuses = []
+
+    def walk(handles):
+        for handle in handles:
+            if isinstance(handle, tuple):
+                statuses.append(handle[3])
+                walk(handle[2])
+
+    walk(own[3])
+    assert "failed" in statuses and "completed" in statuses
 
 
 def test_route_shapes_are_shared_but_never_keep_a_transformer_alive(backend):
@@ -569,10 +646,10 @@ def test_child_routes_are_the_same_whichever_lane_made_them_first(backend, first
     parts = _deep_parts()
     order = LANES if first == "sync" else LANES[::-1]
     mux_mod._RECIPES.clear()
-    warm = {lane: _observe(parts, FAST, lane) for lane in order}
+    warm = {lane: _observe(parts, GUARDED, lane) for lane in order}
     for lane in LANES:
         mux_mod._RECIPES.clear()
-        assert _observe(parts, FAST, lane) == warm[lane]
+        assert _observe(parts, GUARDED, lane) == warm[lane]
     assert any(key[0][0] is True for key in mux_mod._RECIPES)  # (the async lane's own)
 
     # white box: a route bound from a recipe is the one the child would find
@@ -588,19 +665,24 @@ def test_child_routes_are_the_same_whichever_lane_made_them_first(backend, first
                 out.append((op.__func__, type(op.__self__)))
         return out
 
-    def routes(is_async):
-        root = StreamMux(factories=FAST, is_async=is_async)
+    def routes(is_async, factories):
+        root = StreamMux(factories=factories, is_async=is_async)
         child = root._make_child(("sub:1",))
         return {m: shape(child._fast_route(m, True))
                 for m in ("values", "tasks", "custom", "updates", "debug")}
 
     for lanes in (LANES, LANES[::-1]):
-        mux_mod._RECIPES.clear()
-        bound = {lane: (routes(lane == "async"), routes(lane == "async")) for lane in lanes}
-        for lane in LANES:
-            made, from_recipe = bound[lane]
-            assert made == from_recipe
-        assert bound["sync"][0]["tasks"] != bound["async"][0]["tasks"]
+        for factories in (GUARDED, FAST):
+            mux_mod._RECIPES.clear()
+            bound = {lane: (routes(lane == "async", factories), routes(lane == "async", factories))
+                     for lane in lanes}
+            for lane in LANES:
+                made, from_recipe = bound[lane]
+                assert made == from_recipe
+            if factories is GUARDED:
+                assert bound["sync"][0]["tasks"] != bound["async"][0]["tasks"]
+            else:  # (langstream's own: closing a child awaits nothing)
+                assert bound["sync"][0]["tasks"] == bound["async"][0]["tasks"]
 
 
 def test_what_an_end_makes_stale(backend):
