@@ -292,14 +292,11 @@ class CostPerSubgraph(_Base):
     track_us_per_subgraph.unit = "us/subgraph"  # type: ignore[attr-defined]
 
 
-class CostPerUnreadSubgraph(_Base):
+class CostPerUnreadSubgraph(CostPerSubgraph):
     """``CostPerSubgraph`` with a consumer that reads the run's values and
     lifecycle but no handle (``subgraphs`` unread, as a UI that shows the
     root's state does): langstream then builds no child mux, LangGraph
     builds its handles all the same.  In us per subgraph."""
-
-    params = [LANES, ["langstream-c", "langstream-python", "langgraph"]]
-    param_names = ["lane", "contender"]
 
     def setup(self, lane: str, contender: str) -> None:
         bench = _bench_module()
@@ -308,11 +305,3 @@ class CostPerUnreadSubgraph(_Base):
                                    bench.agent_parts, bench.consume_root, bench.aconsume_root)
         self._prepare(contender, root_only, lane, backend)
         self.parts = _subgraph_calls(SUBGRAPH_CALLS)
-
-    def time_subgraphs(self, lane: str, contender: str) -> None:
-        self._once()
-
-    def track_us_per_subgraph(self, lane: str, contender: str) -> float:
-        return best_of(self._once) / SUBGRAPH_CALLS * 1e6
-
-    track_us_per_subgraph.unit = "us/subgraph"  # type: ignore[attr-defined]
