@@ -13,6 +13,7 @@ C event log (it calls that log's C-level API directly).
 
 from cpython.dict cimport PyDict_Contains, PyDict_SetItem
 from cpython.list cimport PyList_GET_ITEM, PyList_GET_SIZE
+from cpython.tuple cimport PyTuple_GET_SIZE
 from cpython.long cimport PyLong_FromLongLong
 from libc.time cimport time_t
 from cpython.object cimport PyObject
@@ -96,7 +97,7 @@ cdef extern from *:
                        object k_interrupts, PyObject** fields)
 
 
-from langstream.channel import StreamChannel, _AsyncChannelIterator
+from langstream.channel import StreamChannel, _AsyncChannelIterator, _set_anext
 from langstream.mux import _Forward, _Guards, _forget_stale
 from langstream.protocol import MAX_NAMESPACE_DEPTH
 from langstream.transformers import (
@@ -344,7 +345,7 @@ cdef class PartDispatcher:
                     _put(mux, self.latest, data)
                 else:
                     mux._latest = data
-                if interrupts:
+                if interrupts is not None and _nonempty(interrupts):
                     mux._interrupted = True
                     mux._interrupts.extend(interrupts)
             compiled = None
@@ -409,7 +410,7 @@ cdef class PartDispatcher:
                 # was read above)
                 target = op.target
                 _put(target, _values_latest, data)
-                if interrupts:
+                if interrupts is not None and _nonempty(interrupts):
                     target._interrupted = True
                     target._interrupts.extend(interrupts)
             if op.log.is_closed():  # the channel's rules when closed
@@ -457,6 +458,15 @@ cdef class PartDispatcher:
             by_ns[key] = compiled
             self.shared.kept = True
         return compiled
+
+
+cdef inline bint _nonempty(object seq):
+    """``bool(seq)`` of a part's ``interrupts`` (a tuple or a list)."""
+    if type(seq) is tuple:
+        return PyTuple_GET_SIZE(seq) != 0
+    if type(seq) is list:
+        return PyList_GET_SIZE(seq) != 0
+    return bool(seq)
 
 
 cdef dict _event(str method, object ns, Py_ssize_t n, object data, object interrupts):
@@ -956,6 +966,51 @@ cdef inline object _get(object obj, Py_ssize_t offset):
     return <object>value
 
 
+cdef extern from *:
+    """
+    /* The pump's tests of its own slots (the flags and counters of an
+       ``_AsyncPump`` and its ``_Shared``), in place: no reference taken.
+       An unset slot raises AttributeError, as reading it would. */
+    static PyObject *ls_zero = NULL;  /* the int 0 (CPython's cached one) */
+    static int ls_slot_unset(void) {
+        PyErr_SetString(PyExc_AttributeError, "an _AsyncPump slot is unset");
+        return -1;
+    }
+    static CYTHON_INLINE int ls_slot_true(PyObject *obj, Py_ssize_t offset) {
+        PyObject *v = *(PyObject **)((char *)obj + offset);
+        if (v == Py_True) return 1;
+        if (v == Py_False || v == Py_None) return 0;
+        if (v == NULL) return ls_slot_unset();
+        if (PyList_CheckExact(v)) return PyList_GET_SIZE(v) != 0;
+        if (v == ls_zero) return 0;
+        return PyObject_IsTrue(v);
+    }
+    static CYTHON_INLINE int ls_slot_is(PyObject *obj, Py_ssize_t offset, PyObject *what) {
+        PyObject *v = *(PyObject **)((char *)obj + offset);
+        if (v == NULL) return ls_slot_unset();
+        return v == what;
+    }
+    /* ``a.<slot> != b.<slot>``: the same object is equal (a counter is
+       copied from one slot to the other). */
+    static CYTHON_INLINE int ls_slots_differ(PyObject *a, Py_ssize_t offset_a,
+                                             PyObject *b, Py_ssize_t offset_b) {
+        PyObject *x = *(PyObject **)((char *)a + offset_a);
+        PyObject *y = *(PyObject **)((char *)b + offset_b);
+        if (x == y) return x == NULL ? ls_slot_unset() : 0;
+        if (x == NULL || y == NULL) return ls_slot_unset();
+        return PyObject_RichCompareBool(x, y, Py_NE);
+    }
+    """
+    PyObject* ls_zero
+    int _true_at "ls_slot_true" (object obj, Py_ssize_t offset) except -1
+    int _is_at "ls_slot_is" (object obj, Py_ssize_t offset, object what) except -1
+    int _differ_at "ls_slots_differ" (object a, Py_ssize_t offset_a, object b,
+                                      Py_ssize_t offset_b) except -1
+
+_zero = 0
+ls_zero = <PyObject*>_zero  # (a module global keeps it)
+
+
 cdef inline void _put(object obj, Py_ssize_t offset, object value):
     cdef PyObject** slot = <PyObject**>((<char*><PyObject*>obj) + offset)
     cdef PyObject* old = slot[0]
@@ -1216,9 +1271,9 @@ cdef class AsyncReaderStep:
         if cursor.log is not None and ls_ring_peek(&cursor.log.ring, &cursor.c, &seq):
             self.state = 3
             return next(cursor)
-        if (self.log.is_closed() or _true(_get(pump, lay.exhausted))
-                or _true(_get(pump, lay.pumping)) or _true(_get(pump, lay.settle))
-                or _get(s.shared, lay.children) != _get(pump, lay.children_seen)
+        if (self.log.is_closed() or _true_at(pump, lay.exhausted)
+                or _true_at(pump, lay.pumping) or _true_at(pump, lay.settle)
+                or _differ_at(s.shared, lay.children, pump, lay.children_seen)
                 or s.deferred or s.bounded):
             return self._hand_over(pump.step(self.reader))
         loop = _get(pump, lay.loop)
@@ -1228,7 +1283,7 @@ cdef class AsyncReaderStep:
         # after a step that woke other consumers, the Python step lets them
         # run first; with nothing else ready to run, it only clears the flag
         # and pulls (done here too, below, once this step is sure to pull)
-        yield_next = _true(_get(pump, lay.yield_next))
+        yield_next = _true_at(pump, lay.yield_next)
         if yield_next and not _loop_idle(loop, _get(pump, lay.handoff)):
             return self._hand_over(pump.step(self.reader))
         if s.tasks is not None:
@@ -1238,9 +1293,8 @@ cdef class AsyncReaderStep:
             task = s.task_of(loop)
         if task is None:  # (not a task of the run's loop: the step says why)
             return self._hand_over(pump.step(self.reader))
-        passer = _get(pump, lay.passer)
-        if passer is not None:
-            if passer is task:  # (its last step woke readers: it steps aside)
+        if not _is_at(pump, lay.passer, None):
+            if _is_at(pump, lay.passer, task):  # (its last step woke readers: it steps aside)
                 return self._hand_over(pump.step(self.reader))
             _put(pump, lay.passer, None)  # (as the Python step forgets it)
         _put(pump, lay.pumping, True)
@@ -1278,17 +1332,17 @@ cdef class AsyncReaderStep:
         cdef ReaderSteps s = self.steps
         cdef _PumpLayout lay = s.layout
         pump = s.pump
-        if _true(_get(pump, lay.waiters)) or _get(pump, lay.settled) is not None:
+        if _true_at(pump, lay.waiters) or not _is_at(pump, lay.settled, None):
             pump.end_step()
             return
-        readers = _get(pump, lay.readers)
-        if _true(readers) and (_true(_get(pump, lay.exhausted))
-                               or _any_reader_ready(readers)):
+        cdef bint reading = _true_at(pump, lay.readers)
+        if reading and (_true_at(pump, lay.exhausted)
+                        or _any_reader_ready(_get(pump, lay.readers))):
             pump.end_step()
             return
         _put(pump, lay.pumping, False)
         _put(pump, lay.pump_task, None)
-        if _true(readers) and not _true(_get(pump, lay.handoff)):
+        if reading and not _true_at(pump, lay.handoff):
             pump.schedule_handoff()
 
     cdef object _drive(self, object value, object exc):
@@ -1346,10 +1400,11 @@ cdef class AsyncReaderStep:
                 self._end_step()
                 self.state = 3
                 return item
-            if (_true(_get(pump, lay.waiters)) or s.deferred or self.log.is_closed()
-                    or _get(s.shared, lay.children) != _get(pump, lay.children_seen)
-                    or _any_reader_ready(_get(pump, lay.readers))
-                    or _true(_get(pump, lay.yield_next)) or s.bounded):
+            if (_true_at(pump, lay.waiters) or s.deferred or self.log.is_closed()
+                    or _differ_at(s.shared, lay.children, pump, lay.children_seen)
+                    or (_true_at(pump, lay.readers)
+                        and _any_reader_ready(_get(pump, lay.readers)))
+                    or _true_at(pump, lay.yield_next) or s.bounded):
                 self._end_step()
                 self.state = 0
                 return _AGAIN
@@ -1400,6 +1455,12 @@ def reader_anext(self):
     ``ReaderSteps``, called in C), else take the general ``_anext``.
     ``langstream.run_stream`` installs it on the class
     (``channel._set_anext``) when this module is in use."""
+    return _reader_anext(self)
+
+
+cdef object _reader_anext(object self):
+    """``reader_anext``'s body; also the class's ``am_anext`` slot (see
+    ``install_reader_anext``)."""
     if type(self) is not _READER:  # (a subclass: its own slots, if any)
         if self._step is self._channel._arequest_more:
             return self._call(self)
@@ -1415,3 +1476,26 @@ def reader_anext(self):
             return (<ReaderSteps>call).make(self)
         return call(self)
     return self._anext()
+
+
+cdef extern from *:
+    """
+    /* A heap type's am_anext: ``async for`` (GET_ANEXT) calls it directly,
+       without looking ``__anext__`` up on the type and calling it. */
+    static void ls_set_am_anext(PyTypeObject *t, void *fn) {
+        if (t->tp_as_async != NULL)
+            t->tp_as_async->am_anext = (unaryfunc)fn;
+    }
+    """
+    void ls_set_am_anext(PyTypeObject* t, void* fn)
+
+
+def install_reader_anext():
+    """Make ``reader_anext`` the ``__anext__`` of ``channel._AsyncChannelIterator``
+    (``channel._set_anext``) and its C body the class's ``am_anext`` slot,
+    which ``async for`` calls directly.  Assigning ``__anext__`` on the class
+    again (e.g. ``channel._PY_ANEXT`` back) resets the slot as CPython does
+    for any class attribute; subclasses look their ``__anext__`` up as usual."""
+    _set_anext(reader_anext)
+    if _READER.__dict__.get("__anext__") is reader_anext:
+        ls_set_am_anext(<PyTypeObject*>_READER, <void*>_reader_anext)

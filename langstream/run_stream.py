@@ -37,7 +37,6 @@ from typing import (
     Tuple,
 )
 
-from langstream import channel as _channel_mod
 from langstream import eventlog as _el
 from langstream._messages import default_message_factories, missing_messages_hint
 from langstream.channel import StreamChannel
@@ -94,11 +93,11 @@ if _el.BACKEND == "c":  # not with LANGSTREAM_NO_EXTENSIONS, PyPy or no compiler
         except ImportError:  # pragma: no cover - a pump built before it existed
             _Interleaver = _ReaderSteps = None
         try:
-            from langstream._pump_c import reader_anext as _reader_anext
+            from langstream._pump_c import install_reader_anext as _install_reader_anext
         except ImportError:  # pragma: no cover - a pump built before it existed
             pass
         else:
-            _channel_mod._set_anext(_reader_anext)
+            _install_reader_anext()  # (``channel._set_anext``, and the C slot)
 
 
 def _compiled_pump_fits(mux: StreamMux) -> bool:

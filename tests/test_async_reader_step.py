@@ -29,6 +29,18 @@ from langstream.transformers import CustomTransformer, UpdatesTransformer
 ROUTES = ("direct", "step", "general")
 
 
+def _restore_anext(saved: Any) -> None:
+    """Put a reader class's ``__anext__`` back; the compiled one as the run
+    stream installs it (with its C slot, which any assignment resets)."""
+    if getattr(saved, "__name__", None) == "reader_anext":
+        from langstream import _pump_c
+
+        _pump_c.install_reader_anext()
+        assert channel._AsyncChannelIterator.__anext__ is saved
+    else:
+        channel._AsyncChannelIterator.__anext__ = saved
+
+
 @contextlib.contextmanager
 def _route(route: str) -> Iterator[None]:
     """On the ``step`` route the readers made get no compiled step, and
@@ -42,7 +54,7 @@ def _route(route: str) -> Iterator[None]:
         yield
     finally:
         run_stream._ReaderSteps = saved
-        channel._AsyncChannelIterator.__anext__ = saved_anext
+        _restore_anext(saved_anext)
 
 
 def _parts(n: int = 12) -> List[Dict[str, Any]]:
@@ -592,3 +604,30 @@ def test_a_channel_subclass_is_read_like_a_channel(backend: str) -> None:
     customs, got = _both(main)
     assert customs == ([0, 3, 6, 9], "end")
     assert got == ([{"i": i} for i in range(12)], "end")
+
+
+def test_async_for_calls_the_reader_class_anext_of_the_moment(backend: str) -> None:
+    """``async for`` over a projection calls the reader class's ``__anext__``
+    as it is now: the compiled pump's C slot (``install_reader_anext``)
+    stands in for ``reader_anext`` only while that is the class's, and any
+    other ``__anext__`` assigned to the class is called instead, item by item."""
+    saved = channel._AsyncChannelIterator.__anext__
+    calls: List[int] = []
+
+    def counting(self: Any) -> Any:
+        calls.append(1)
+        return saved(self)
+
+    async def main() -> List[Any]:
+        run = astream_events(areplay(_parts(3)))
+        return [v async for v in run.values]
+
+    expected = [{"i": 0}, {"i": 1}, {"i": 2}]
+    assert arun(main()) == expected and not calls
+    channel._AsyncChannelIterator.__anext__ = counting
+    try:
+        assert arun(main()) == expected
+    finally:
+        _restore_anext(saved)
+    assert len(calls) == 4  # (three items, then the end)
+    assert arun(main()) == expected and len(calls) == 4
