@@ -1453,8 +1453,8 @@ def reader_anext(self):
     same three lines, reading the reader's slots directly): hand the reader
     to its run's pump step directly when the pump reads for it (its
     ``ReaderSteps``, called in C), else take the general ``_anext``.
-    ``langstream.run_stream`` installs it on the class
-    (``channel._set_anext``) when this module is in use."""
+    ``langstream.run_stream`` installs it on the class when this module is
+    in use (``install_reader_anext``)."""
     return _reader_anext(self)
 
 

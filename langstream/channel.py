@@ -264,9 +264,10 @@ _PY_ANEXT = _AsyncChannelIterator.__anext__
 
 
 def _set_anext(anext: Any) -> None:
-    """Called by ``langstream.run_stream`` with the compiled twin of
-    ``_AsyncChannelIterator.__anext__`` (``_pump_c.reader_anext``) when the
-    compiled pump is in use (``_PY_ANEXT`` puts the definition back)."""
+    """Called with the compiled twin of ``_AsyncChannelIterator.__anext__``
+    (``_pump_c.reader_anext``, by ``_pump_c.install_reader_anext`` when
+    ``langstream.run_stream`` uses the compiled pump; ``_PY_ANEXT`` puts the
+    definition back)."""
     _AsyncChannelIterator.__anext__ = anext  # type: ignore[method-assign]
 
 
