@@ -38,10 +38,11 @@ projection subscribed.
 
 ``--plot FILE.png`` draws one chart per scenario (every contender side by
 side, its ratios in the title).  ``--interpreters`` runs the same scenarios
-in subprocesses on CPython (C backend, then the pure backend) and PyPy (pure
-backend; ``--pypy`` names the interpreter, the repository goes on its
-``PYTHONPATH``) and prints one table (and, with ``--plot``, one figure)
-side by side.
+on CPython (C backend, then the pure backend) and PyPy (pure backend;
+``--pypy`` names the interpreter, the repository goes on its ``PYTHONPATH``),
+each scenario in a fresh subprocess of its interpreter (as asv runs each
+benchmark: no scenario runs on the JIT traces and heap another one left),
+and prints one table (and, with ``--plot``, one figure) side by side.
 
 This module runs on PyPy (pure backend only) and needs nothing beyond the
 standard library; numpy and matplotlib (``--plot``) are optional.
@@ -535,6 +536,7 @@ def machine_info() -> Dict[str, Any]:
         # collector has none to set; see --gc-threshold)
         "gc_threshold": list(gc.get_threshold()) if hasattr(gc, "get_threshold") else None,
         "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "pid": os.getpid(),
     }
     if platform.python_implementation() == "PyPy":
         info["pypy_version"] = ".".join(str(x) for x in sys.pypy_version_info[:3])  # type: ignore[attr-defined]
@@ -1205,9 +1207,48 @@ def _probe(exe: str, env: Dict[str, str]) -> Optional[str]:
     return None
 
 
+def _without_scenarios(argv: List[str]) -> List[str]:
+    """``argv`` less its ``--scenario K`` pairs."""
+    out: List[str] = []
+    skip = False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == "--scenario":
+            skip = True
+        else:
+            out.append(arg)
+    return out
+
+
+def merge_scenario_docs(docs: List[Dict[str, Any]]) -> Dict[str, Any]:
+    """One interpreter's ``--json`` documents, one per scenario (each from
+    its own process), as one: the machine of the first run (its load at
+    the start, the last run's at the end, every run's process id), the
+    figures of all."""
+    first = docs[0]
+    machine = dict(first["machine"])
+    machine["loadavg_end"] = docs[-1]["machine"].get("loadavg_end")
+    machine["pids"] = {scen: doc["machine"].get("pid") for doc in docs
+                       for scen in doc["summary"]}
+    config = dict(first["config"])
+    config["scenarios"] = {}
+    config["warmup_rounds"] = {}
+    merged: Dict[str, Any] = {"machine": machine, "config": config, "raw": {}, "items": {},
+                              "summary": {}, "ratios": {}, "targets": []}
+    for doc in docs:
+        config["scenarios"].update(doc["config"].get("scenarios") or {})
+        config["warmup_rounds"].update(doc["config"].get("warmup_rounds") or {})
+        for key in ("raw", "items", "summary", "ratios"):
+            merged[key].update(doc.get(key) or {})
+        merged["targets"].extend(doc.get("targets") or [])
+    return merged
+
+
 def run_interpreters(args: argparse.Namespace, passthrough: List[str]) -> int:
-    """Run the same scenarios on every interpreter (one subprocess each, one
-    after the other) and print one table side by side (and one figure)."""
+    """Run the same scenarios on every interpreter, each scenario in a fresh
+    subprocess (one after the other), and print one table side by side
+    (and one figure)."""
     if args.pypy and not shutil.which(args.pypy) and not os.path.exists(args.pypy):
         sys.stderr.write(f"error: --pypy {args.pypy!r}: no such interpreter\n")
         return 2
@@ -1225,30 +1266,46 @@ def run_interpreters(args: argparse.Namespace, passthrough: List[str]) -> int:
                       + PYPY_HINT)
     if not any(label.startswith("PyPy") for label, *_ in configs) and not args.pypy:
         _progress("[bench] no usable PyPy: CPython only (use --pypy)")
+    # one process per scenario: a scenario measured after others in the
+    # same process runs on what they left (on PyPy, JIT traces specialised
+    # for their streams, which a later stream reaches through bridges)
+    lanes = {lane for lane, skip in (("sync", args.async_only), ("async", args.sync_only))
+             if not skip}
+    scenario_keys = [key for key in dict.fromkeys(args.scenario or list(SCENARIOS))
+                     if lanes & set(SCENARIOS[key].lanes)]
+    common = _without_scenarios(passthrough)
     docs: Dict[str, Dict[str, Any]] = {}
     with tempfile.TemporaryDirectory(prefix="langstream-bench-") as tmp:
         for i, (label, exe, extra, env) in enumerate(configs):
-            out = os.path.join(tmp, f"{i}.json")
-            args_here = passthrough
-            if label.startswith("PyPy") and "--gc-threshold" in passthrough:
+            args_here = common
+            if label.startswith("PyPy") and "--gc-threshold" in common:
                 # (PyPy's collector has no thresholds: its run keeps its own)
-                k = passthrough.index("--gc-threshold")
-                args_here = passthrough[:k] + passthrough[k + 2:]
-            cmd = [exe, "-m", "langstream", "bench", *args_here, *extra, "--json", out]
-            _progress(f"[bench] {label}: {' '.join(cmd)}")
-            # the child's table and progress go to our stderr as they come
-            with subprocess.Popen(cmd, env={**os.environ, **env}, stdout=subprocess.PIPE,
-                                  stderr=subprocess.STDOUT, cwd=_repo_root(),
-                                  text=True) as proc:
-                assert proc.stdout is not None
-                for line in proc.stdout:
-                    sys.stderr.write(f"  [{label}] {line}")
-                sys.stderr.flush()
-            if proc.returncode != 0:
-                sys.stderr.write(f"error: {label} run failed (exit status {proc.returncode})\n")
-                return 1
-            with open(out, encoding="utf-8") as fh:
-                docs[label] = json.load(fh)
+                k = common.index("--gc-threshold")
+                args_here = common[:k] + common[k + 2:]
+            runs: List[Dict[str, Any]] = []
+            for key in scenario_keys:
+                out = os.path.join(tmp, f"{i}-{key}.json")
+                cmd = [exe, "-m", "langstream", "bench", *args_here, "--scenario", key,
+                       *extra, "--json", out]
+                _progress(f"[bench] {label}: {' '.join(cmd)}")
+                # the child's table and progress go to our stderr as they come
+                with subprocess.Popen(cmd, env={**os.environ, **env}, stdout=subprocess.PIPE,
+                                      stderr=subprocess.STDOUT, cwd=_repo_root(),
+                                      text=True) as proc:
+                    assert proc.stdout is not None
+                    for line in proc.stdout:
+                        sys.stderr.write(f"  [{label}] {line}")
+                    sys.stderr.flush()
+                if proc.returncode != 0:
+                    sys.stderr.write(f"error: {label} run of scenario {key} failed "
+                                     f"(exit status {proc.returncode})\n")
+                    return 1
+                with open(out, encoding="utf-8") as fh:
+                    doc = json.load(fh)
+                if doc["summary"]:  # (a scenario without the lanes asked for)
+                    runs.append(doc)
+            if runs:
+                docs[label] = merge_scenario_docs(runs)
     merged = merge_interpreters(docs)
     print(format_interpreters(merged))
     if args.json:
@@ -1292,7 +1349,7 @@ def format_interpreters(merged: Dict[str, Any]) -> str:
             for c in row:
                 if c not in cols:
                     cols.append(c)
-    lines = ["interpreters (one subprocess each, run one after the other):"]
+    lines = ["interpreters (each scenario in a fresh subprocess, run one after the other):"]
     for label, desc in merged["machines"].items():
         lines.append(f"  {label}: {desc}")
     lines += ["", f"ns per part, medians; {PIPELINE_NOTE}.", ""]
@@ -1470,7 +1527,8 @@ def _parser() -> argparse.ArgumentParser:
                         "interpreter's, usually 700,10,10): many runs alive at once (C) make "
                         "the collector's full passes expensive, on both sides of the comparison")
     p.add_argument("--interpreters", action="store_true",
-                   help="run the scenarios on CPython (C and pure) and PyPy, one table side by side")
+                   help="run the scenarios on CPython (C and pure) and PyPy, each scenario in a "
+                        "fresh process, one table side by side")
     p.add_argument("--pypy", metavar="PATH",
                    help="PyPy interpreter for --interpreters (default: pypy3 on PATH)")
     return p

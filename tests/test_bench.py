@@ -217,6 +217,48 @@ def test_interpreters_mode(tmp_path, capsys):
     assert "ls/bare" in printed and all(label in printed for label in labels)
 
 
+def test_interpreters_mode_runs_each_scenario_in_a_fresh_process(tmp_path, capsys):
+    """A scenario measured after another in one process would run on the JIT
+    traces (and heap) the other left: each one gets its own, per interpreter."""
+    out = tmp_path / "interp.json"
+    assert _bench.main(["--interpreters", "--n", "40", "--rounds", "1", "--warmup", "0",
+                        "--no-langgraph", "--scenario", "S", "--scenario", "R",
+                        "--scenario", "C", "--sync-only", "--json", str(out)]) == 0
+    doc = json.loads(out.read_text())
+    assert doc["interpreters"]
+    for label, run in doc["interpreters"].items():
+        pids = run["machine"]["pids"]
+        # (C has no sync lane: no process for it)
+        assert sorted(pids) == ["R", "S"], label
+        assert pids["S"] != pids["R"] and os.getpid() not in pids.values(), label
+        assert sorted(run["summary"]) == ["R", "S"], label
+    table = doc["merged"]["table"]
+    assert sorted(table) == ["R", "S"] and all(list(table[k]) == ["sync"] for k in table)
+    printed = capsys.readouterr().out
+    assert "each scenario in a fresh subprocess" in printed
+
+
+def test_merge_scenario_docs_keeps_every_scenario_and_both_loads():
+    def doc(scen, pid, start, end):
+        return {"machine": {"pid": pid, "loadavg_start": start, "loadavg_end": end},
+                "config": {"n": 10, "scenarios": {scen: {"parts": 10}},
+                           "warmup_rounds": {scen: {"sync": 1}}},
+                "raw": {scen: {"sync": {}}}, "items": {scen: {"sync": {}}},
+                "summary": {scen: {"sync": {}}}, "ratios": {scen: {"sync": {}}},
+                "targets": [f"{scen} target"]}
+
+    merged = _bench.merge_scenario_docs([doc("S", 11, [0.1], [0.2]),
+                                         doc("M", 12, [0.3], [0.4])])
+    assert merged["machine"]["pids"] == {"S": 11, "M": 12}
+    assert merged["machine"]["loadavg_start"] == [0.1]
+    assert merged["machine"]["loadavg_end"] == [0.4]
+    for key in ("raw", "items", "summary", "ratios"):
+        assert list(merged[key]) == ["S", "M"], key
+    assert list(merged["config"]["scenarios"]) == ["S", "M"]
+    assert merged["config"]["warmup_rounds"] == {"S": {"sync": 1}, "M": {"sync": 1}}
+    assert merged["targets"] == ["S target", "M target"]
+
+
 def test_interpreters_configs_put_the_repo_on_pythonpath():
     for label, exe, extra, env in _bench.interpreter_configs(None):
         assert env["PYTHONPATH"].split(os.pathsep)[0] == _bench._repo_root()
