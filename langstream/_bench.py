@@ -1245,6 +1245,14 @@ def merge_scenario_docs(docs: List[Dict[str, Any]]) -> Dict[str, Any]:
     return merged
 
 
+def _scenarios_to_run(args: argparse.Namespace) -> List[str]:
+    """The scenarios asked for (all by default) that run on a lane asked for."""
+    lanes = {lane for lane, skip in (("sync", args.async_only), ("async", args.sync_only))
+             if not skip}
+    return [key for key in dict.fromkeys(args.scenario or list(SCENARIOS))
+            if lanes & set(SCENARIOS[key].lanes)]
+
+
 def run_interpreters(args: argparse.Namespace, passthrough: List[str]) -> int:
     """Run the same scenarios on every interpreter, each scenario in a fresh
     subprocess (one after the other), and print one table side by side
@@ -1269,10 +1277,7 @@ def run_interpreters(args: argparse.Namespace, passthrough: List[str]) -> int:
     # one process per scenario: a scenario measured after others in the
     # same process runs on what they left (on PyPy, JIT traces specialised
     # for their streams, which a later stream reaches through bridges)
-    lanes = {lane for lane, skip in (("sync", args.async_only), ("async", args.sync_only))
-             if not skip}
-    scenario_keys = [key for key in dict.fromkeys(args.scenario or list(SCENARIOS))
-                     if lanes & set(SCENARIOS[key].lanes)]
+    scenario_keys = _scenarios_to_run(args)
     common = _without_scenarios(passthrough)
     docs: Dict[str, Dict[str, Any]] = {}
     with tempfile.TemporaryDirectory(prefix="langstream-bench-") as tmp:
@@ -1581,6 +1586,12 @@ def _main(args: argparse.Namespace) -> int:
         except ImportError:
             sys.stderr.write(f"error: {MATPLOTLIB_MISSING}\n")
             return 2
+    if args.scenario and not _scenarios_to_run(args):
+        lane, flag = ("sync", "--sync-only") if args.sync_only else ("async", "--async-only")
+        named = ", ".join(dict.fromkeys(args.scenario))
+        sys.stderr.write(f"error: {flag}: no {lane} lane in --scenario {named} "
+                         "(nothing to run)\n")
+        return 2
     if args.interpreters:
         if args.backend:
             sys.stderr.write("error: --interpreters picks the backends itself; drop --backend\n")

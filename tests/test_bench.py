@@ -94,6 +94,16 @@ def test_unknown_scenario_is_a_usage_error(capsys):
     assert "unknown scenario 'X'" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("interpreters", [False, True])
+def test_a_scenario_without_the_lane_asked_for_is_a_usage_error(capsys, interpreters):
+    """C runs async only: ``--scenario C --sync-only`` has nothing to run, and
+    says so instead of printing an empty table."""
+    argv = ["--scenario", "C", "--sync-only", "--no-langgraph", "--n", "40", "--rounds", "1"]
+    assert _bench.main(argv + (["--interpreters"] if interpreters else [])) == 2
+    err = capsys.readouterr().err
+    assert "--sync-only: no sync lane in --scenario C" in err
+
+
 def test_agent_parts_shape():
     parts = _bench.agent_parts(400, depth=5)
     assert len(parts) == 400
