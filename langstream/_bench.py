@@ -1245,10 +1245,15 @@ def merge_scenario_docs(docs: List[Dict[str, Any]]) -> Dict[str, Any]:
     return merged
 
 
+def _lanes_wanted(args: argparse.Namespace) -> List[str]:
+    """The lanes ``--sync-only`` / ``--async-only`` leave, in order."""
+    return [lane for lane, skip in (("sync", args.async_only), ("async", args.sync_only))
+            if not skip]
+
+
 def _scenarios_to_run(args: argparse.Namespace) -> List[str]:
     """The scenarios asked for (all by default) that run on a lane asked for."""
-    lanes = {lane for lane, skip in (("sync", args.async_only), ("async", args.sync_only))
-             if not skip}
+    lanes = set(_lanes_wanted(args))
     return [key for key in dict.fromkeys(args.scenario or list(SCENARIOS))
             if lanes & set(SCENARIOS[key].lanes)]
 
@@ -1626,8 +1631,7 @@ def _main(args: argparse.Namespace) -> int:
         print(f"LangGraph {lg['version']}: {PIPELINE_NOTE}")
     sys.stdout.flush()
 
-    lanes_wanted = [ln for ln, skip in (("sync", args.async_only), ("async", args.sync_only))
-                    if not skip]
+    lanes_wanted = _lanes_wanted(args)
     scenario_keys = args.scenario or list(SCENARIOS)
     raw: Dict[str, Dict[str, Dict[str, List[float]]]] = {}
     items: Dict[str, Dict[str, Dict[str, int]]] = {}
