@@ -929,14 +929,57 @@ cdef Py_ssize_t _latest_offset(object cls) except -1:
 cdef Py_ssize_t _values_latest = 0
 
 
+cdef object _GETSET_DESCRIPTOR = type(type.__dict__["__dict__"])
+
+
+cdef Py_ssize_t _declared_offset(object cls, str name) except -1:
+    """Where instances of ``cls``, an extension type Cython compiled from a
+    package module, keep the attribute ``name`` its ``.pxd`` declares
+    ``cdef public object`` (e.g. ``run_stream._AsyncPump``).
+
+    Cython stores such an attribute as an object pointer in the instance
+    and exposes it through a getset descriptor, which does not say where.
+    So it is found once per class: a marker set through the descriptor on
+    a fresh instance is looked for among the instance's pointers, and the
+    place is checked with a second marker before it is trusted."""
+    cdef Py_ssize_t size = (<PyTypeObject*>cls).tp_basicsize
+    cdef Py_ssize_t off, found = -1
+    cdef PyObject** slots
+    if not isinstance(cls, type) or (<PyTypeObject*>cls).tp_dictoffset != 0:
+        raise TypeError(f"{cls!r}.{name}: not a compiled class without an instance dict")
+    probe = cls.__new__(cls)
+    slots = <PyObject**><PyObject*>probe
+    marker = object()
+    setattr(probe, name, marker)
+    for off in range(<Py_ssize_t>(sizeof(PyObject) // sizeof(PyObject*)),
+                     size // <Py_ssize_t>sizeof(PyObject*)):
+        if slots[off] == <PyObject*>marker:
+            if found != -1:
+                raise TypeError(f"{cls.__name__}.{name}: found twice in the instance")
+            found = off
+    if found == -1:
+        raise TypeError(f"{cls.__name__}.{name} is not kept in the instance")
+    marker = object()
+    setattr(probe, name, marker)
+    if slots[found] != <PyObject*>marker or getattr(probe, name) is not marker:
+        raise TypeError(f"{cls.__name__}.{name} is not kept in one place")
+    setattr(probe, name, None)
+    return found * <Py_ssize_t>sizeof(PyObject*)
+
+
 cdef Py_ssize_t _slot_offset(object cls, str name) except -1:
-    """Where the ``__slots__`` attribute ``name`` of ``cls`` lives in its instances."""
+    """Where the ``__slots__`` attribute ``name`` of ``cls`` lives in its
+    instances: a slot of a Python class (its member descriptor says where),
+    or an attribute a compiled module declared in its ``.pxd`` (see
+    ``_declared_offset``)."""
     cdef PyMemberDef* member
     descr = None
     for klass in cls.__mro__:
         descr = klass.__dict__.get(name)
         if descr is not None:
             break
+    if type(descr) is _GETSET_DESCRIPTOR and descr.__objclass__ is klass:
+        return _declared_offset(klass, name)
     if type(descr) is not _MEMBER_DESCRIPTOR:
         raise TypeError(f"{cls.__name__}.{name} is not a __slots__ attribute")
     member = (<PyMemberDescrObject*><PyObject*>descr).d_member

@@ -39,6 +39,28 @@ def test_setup_compiles_the_modules_the_loader_knows() -> None:
         assert (PACKAGE / f"{name}.py").is_file(), name
 
 
+def _pxd_attributes(name: str, cls: str) -> list:
+    """The attributes ``langstream/<name>.pxd`` declares for class ``cls``."""
+    names = []
+    inside = False
+    for line in (PACKAGE / f"{name}.pxd").read_text().splitlines():
+        if line.startswith("cdef class "):
+            inside = line == f"cdef class {cls}:"
+        elif inside and line.startswith("    cdef "):
+            names.append(line.split()[-1])
+    return names
+
+
+def test_the_async_pump_declarations_match_its_slots() -> None:
+    """``run_stream.pxd`` declares every slot of ``_AsyncPump`` (an attribute
+    it left out would be an AttributeError on the compiled module only)."""
+    from langstream.run_stream import _AsyncPump
+
+    declared = _pxd_attributes("run_stream", "_AsyncPump")
+    assert sorted(declared) == sorted(_AsyncPump.__slots__)
+    assert len(set(declared)) == len(declared)
+
+
 # ------------------------------------------------------------- stale sources
 
 
@@ -182,3 +204,40 @@ def test_an_edited_source_runs_as_edited_with_a_warning(tmp_path: Path) -> None:
     assert set(got["compiled"]) == set(_compiled.PY_COMPILED) - {"mux"}
     assert got["edited"] == "yes"
     assert got["output"] == {"n": 2}
+
+
+@needs_compiled
+def test_the_compiled_async_pump_is_an_extension_type() -> None:
+    """Compiled, ``_AsyncPump`` keeps its attributes in the instance (its
+    ``.pxd``), and the compiled reader step finds each one there."""
+    import asyncio
+
+    from langstream import _compiled as compiled
+    from langstream.run_stream import _AsyncPump
+
+    if "run_stream" not in compiled.compiled_modules():
+        pytest.skip("run_stream runs from source in this process")
+    for name in _pxd_attributes("run_stream", "_AsyncPump"):
+        if name != "__weakref__":
+            assert type(_AsyncPump.__dict__[name]).__name__ == "getset_descriptor", name
+    pump = _AsyncPump.__new__(_AsyncPump)
+    with pytest.raises(AttributeError):
+        pump.not_declared = 1  # (no instance dict)
+    # the compiled step's view of the pump: an async run on the C event log
+    from langstream import _bench
+    from langstream.mux import StreamMux
+    from langstream.run_stream import DEFAULT_FACTORIES, AsyncGraphRunStream
+
+    parts = _bench.agent_parts(60)
+
+    async def main() -> list:
+        run = AsyncGraphRunStream(_bench.aproducer(parts),
+                                  StreamMux(factories=list(DEFAULT_FACTORIES), is_async=True))
+        # (the compiled reader step reads the pump's attributes where
+        # ``_pump_c`` found them: made here, it has found them all)
+        assert run._pump.reader_steps() is not None
+        return [v async for v in run.values]
+
+    with _bench.use_backend(_bench.available_backends()["c"]):
+        got = asyncio.run(main())
+    assert got == [p["data"] for p in parts if p["type"] == "values" and not p["ns"]]
