@@ -497,53 +497,41 @@ def _check_error(err: Any, method: str) -> None:
         )
 
 
-class StreamMux:
-    """The transformer pipeline and the main event log of one run (or subgraph).
+class _MuxCore:
+    """What ``StreamMux`` is made of: its pipeline state and every method.
 
-    Args:
-        transformers: Pre-built transformer instances, registered on this mux
-            only (they are not cloned into child muxes).
-        is_async: ``True`` when the run is consumed with ``async for``.
-        factories: ``factory(scope) -> transformer`` callables; run first,
-            and run again for every child mux.
-        scope: The namespace this mux owns; ``()`` for the root.
-        maxlen: Bound of the main log and of every projection channel that
-            does not set its own; child muxes inherit it.
-
-    Raises:
-        RuntimeError: a transformer needs the event loop but ``is_async`` is
-            false.
-        TypeError: a transformer's ``init()`` did not return a dict.
-        ValueError: two transformers claim the same projection key (the
-            message names both owners); ``maxlen`` is invalid.
+    A base of its own so that, compiled, it is an extension type (``mux.pxd``
+    declares its attributes: its methods read and write them in the instance
+    instead of looking them up) while ``StreamMux`` itself stays a plain
+    class: patchable, subclassable, with an instance dict.  The attributes a
+    subclass may redefine (the public ones, and ``_latest``, which the
+    compiled dispatcher writes by its slot) are ``StreamMux``'s slots, so the
+    methods here reach them by the ordinary lookup.  Only ``StreamMux``
+    derives from it.
     """
 
-    # every attribute the class sets is a slot: a child mux per subgraph is
-    # made without an instance dict, and the compiled dispatcher stores
-    # ``_latest`` (the scope's newest snapshot, written for every values part
-    # at the scope) directly; a ``__dict__`` stays for attributes of the
-    # user's own
+    # every attribute the class sets is a slot (here or in ``StreamMux``): a
+    # child mux per subgraph is made without an instance dict
     __slots__ = (
-        "_latest", "is_async", "scope", "maxlen", "_scope_list", "_assign_seq", "_shared",
+        "_scope_list", "_assign_seq", "_shared",
         "_transformers", "_channels", "_routers", "_direct", "_routes", "_fast_routes",
         "_below", "_below_epoch", "_route_listeners", "_part_dispatcher", "_interrupted",
-        "_interrupts", "extensions", "native_keys", "_transformer_by_key", "_factories",
+        "_interrupts", "_transformer_by_key", "_factories",
         "_pump_fn", "_apump_fn", "_finished", "_error_tb", "_events", "_routed", "_shape",
-        "__dict__", "__weakref__",
     )
 
-
-    def __init__(
+    def _setup(
         self,
-        transformers: Optional[Sequence[Any]] = None,
-        *,
-        is_async: bool = False,
-        factories: Optional[Sequence[TransformerFactory]] = None,
-        scope: Tuple[str, ...] = (),
-        maxlen: Optional[int] = None,
-        _assign_seq: bool = True,
-        _shared: Optional[_Shared] = None,
+        transformers: Optional[Sequence[Any]],
+        is_async: bool,
+        factories: Optional[Sequence[TransformerFactory]],
+        scope: Tuple[str, ...],
+        maxlen: Optional[int],
+        _assign_seq: bool,
+        _shared: Optional[_Shared],
     ) -> None:
+        """``StreamMux.__init__`` (here, so that compiled it sets the
+        attributes in the instance)."""
         if _shared is None:  # (a child mux: checked by its root, segments from parts)
             _el.EventLog(maxlen)  # validate maxlen with the log's own message
             scope = _check_scope(scope)
@@ -1425,3 +1413,46 @@ class StreamMux:
             except BaseException:  # noqa: BLE001 - the run already failed
                 pass
         self._finish_channels(err)
+
+
+class StreamMux(_MuxCore):
+    """The transformer pipeline and the main event log of one run (or subgraph).
+
+    Args:
+        transformers: Pre-built transformer instances, registered on this mux
+            only (they are not cloned into child muxes).
+        is_async: ``True`` when the run is consumed with ``async for``.
+        factories: ``factory(scope) -> transformer`` callables; run first,
+            and run again for every child mux.
+        scope: The namespace this mux owns; ``()`` for the root.
+        maxlen: Bound of the main log and of every projection channel that
+            does not set its own; child muxes inherit it.
+
+    Raises:
+        RuntimeError: a transformer needs the event loop but ``is_async`` is
+            false.
+        TypeError: a transformer's ``init()`` did not return a dict.
+        ValueError: two transformers claim the same projection key (the
+            message names both owners); ``maxlen`` is invalid.
+    """
+
+    # the compiled dispatcher stores ``_latest`` (the scope's newest
+    # snapshot, written for every values part at the scope) in its slot; a
+    # ``__dict__`` stays for attributes of the user's own
+    __slots__ = (
+        "_latest", "is_async", "scope", "maxlen", "extensions", "native_keys",
+        "__dict__", "__weakref__",
+    )
+
+    def __init__(
+        self,
+        transformers: Optional[Sequence[Any]] = None,
+        *,
+        is_async: bool = False,
+        factories: Optional[Sequence[TransformerFactory]] = None,
+        scope: Tuple[str, ...] = (),
+        maxlen: Optional[int] = None,
+        _assign_seq: bool = True,
+        _shared: Optional[_Shared] = None,
+    ) -> None:
+        self._setup(transformers, is_async, factories, scope, maxlen, _assign_seq, _shared)

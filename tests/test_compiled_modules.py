@@ -51,14 +51,32 @@ def _pxd_attributes(name: str, cls: str) -> list:
     return names
 
 
-def test_the_async_pump_declarations_match_its_slots() -> None:
-    """``run_stream.pxd`` declares every slot of ``_AsyncPump`` (an attribute
-    it left out would be an AttributeError on the compiled module only)."""
-    from langstream.run_stream import _AsyncPump
+# the classes a .pxd makes extension types when their module is compiled
+DECLARED = [("run_stream", "_AsyncPump"), ("mux", "_MuxCore")]
 
-    declared = _pxd_attributes("run_stream", "_AsyncPump")
-    assert sorted(declared) == sorted(_AsyncPump.__slots__)
+
+@pytest.mark.parametrize("module,cls", DECLARED)
+def test_the_pxd_declarations_match_the_slots(module: str, cls: str) -> None:
+    """A ``.pxd`` declares every slot of its class (an attribute it left out
+    would be an AttributeError on the compiled module only)."""
+    import importlib
+
+    klass = getattr(importlib.import_module(f"langstream.{module}"), cls)
+    declared = _pxd_attributes(module, cls)
+    assert sorted(declared) == sorted(klass.__slots__)
     assert len(set(declared)) == len(declared)
+
+
+def test_stream_mux_keeps_what_a_subclass_may_redefine() -> None:
+    """``StreamMux``'s own slots are what users and the compiled dispatcher
+    reach by the ordinary lookup (redefinable in a subclass); its core
+    declares none of them."""
+    from langstream.mux import StreamMux, _MuxCore
+
+    public = {"_latest", "is_async", "scope", "maxlen", "extensions", "native_keys"}
+    assert public | {"__dict__", "__weakref__"} == set(StreamMux.__slots__)
+    assert not public & set(_MuxCore.__slots__)
+    assert StreamMux.__bases__ == (_MuxCore,)
 
 
 # ------------------------------------------------------------- stale sources
@@ -241,3 +259,27 @@ def test_the_compiled_async_pump_is_an_extension_type() -> None:
     with _bench.use_backend(_bench.available_backends()["c"]):
         got = asyncio.run(main())
     assert got == [p["data"] for p in parts if p["type"] == "values" and not p["ns"]]
+
+
+@needs_compiled
+def test_the_compiled_mux_core_is_an_extension_type_and_stream_mux_is_not(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Compiled, ``_MuxCore`` keeps its attributes in the instance; the
+    public ``StreamMux`` stays a plain class: it can be patched, takes
+    attributes of its own, and has its signature."""
+    import inspect
+
+    from langstream import _compiled as compiled
+    from langstream.mux import StreamMux, _MuxCore
+
+    if "mux" not in compiled.compiled_modules():
+        pytest.skip("mux runs from source in this process")
+    for name in _MuxCore.__slots__:
+        assert type(_MuxCore.__dict__[name]).__name__ == "getset_descriptor", name
+    assert type(StreamMux.__dict__["_latest"]).__name__ == "member_descriptor"
+    assert "is_async" in inspect.signature(StreamMux).parameters
+    mux = StreamMux()
+    mux.note = "mine"
+    assert mux.note == "mine"
+    monkeypatch.setattr(StreamMux, "transformer_by_key", lambda self, key: "patched")
+    assert mux.transformer_by_key("values") == "patched"
