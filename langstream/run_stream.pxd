@@ -7,9 +7,9 @@
 # generic attribute lookup (the async pump's step is the hot path of every
 # async run).  It is internal: nothing subclasses it or patches it.
 #
-# Keep this list equal to _AsyncPump.__slots__ (without "__weakref__"):
-# an attribute missing here would be an AttributeError on the compiled
-# module only.  tests/test_compiled_modules.py checks that they agree.
+# Keep these declarations equal to _AsyncPump.__slots__ ("__weakref__"
+# included): an attribute missing here would be an AttributeError on the
+# compiled module only.  tests/test_compiled_modules.py checks that they agree.
 # _pump_c finds these attributes in the instance (see _slot_offset there).
 
 cdef class _AsyncPump:
