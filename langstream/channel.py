@@ -271,41 +271,26 @@ def _set_anext(anext: Any) -> None:
     _AsyncChannelIterator.__anext__ = anext  # type: ignore[method-assign]
 
 
-class StreamChannel(Generic[T]):
-    """A single-subscriber projection backed by an ``EventLog``.
+class _ChannelCore:
+    """What ``StreamChannel`` is made of: the channel's state and every method.
 
-    Args:
-        name: When set, the owning ``StreamMux`` forwards every ``push`` to
-            its main log as a protocol event whose method is ``name`` (for a
-            native transformer) or ``custom:name`` (any other transformer).
-            Without a name the channel is local to in-process consumers.
-        maxlen: ``None`` (default: the mux's ``maxlen``) or an int >= 1.  On
-            a sync run a reader that falls more than ``maxlen`` items behind
-            gets ``StreamLagError``; on an async run the pump waits for the
-            reader instead (backpressure).
-
-    Raises:
-        ValueError / TypeError: ``maxlen`` is not ``None`` or an int >= 1.
-
-    Iterate it once (``for`` on a sync run, ``async for`` on an async
-    run); a second subscriber raises ``RuntimeError``: use ``tee(n)`` /
-    ``atee(n)`` for fan-out.  The mux closes or fails the channel when the
-    run ends.
+    A base of its own so that, compiled, it is an extension type
+    (``channel.pxd`` declares its attributes: its methods read and write
+    them in the instance instead of looking them up) while ``StreamChannel``
+    itself stays a plain class: generic, patchable, subclassable, with an
+    instance dict.  Only ``StreamChannel`` derives from it.
     """
 
-    # every attribute the class sets is a slot: a channel per projection of
-    # every child mux is made without an instance dict, and the compiled
-    # reader reads ``_arequest_more`` (every async read) directly; a
-    # ``__dict__`` stays for attributes of the user's own
-    __slots__ = ("name", "_maxlen", "_log", "_limit", "_is_async", "_subscribed",
-                 "_request_more", "_arequest_more", "_wire_fn", "_mux", "_bp",
-                 "__dict__", "__weakref__")
+    # every attribute the class sets is a slot (here, or ``name`` in
+    # ``StreamChannel``): a channel per projection of every child mux is
+    # made without an instance dict, and the compiled reader reads
+    # ``_arequest_more`` (every async read) in place
+    __slots__ = ("_maxlen", "_log", "_limit", "_is_async", "_subscribed",
+                 "_request_more", "_arequest_more", "_wire_fn", "_mux", "_bp")
 
-
-    def __init__(self, name: Optional[str] = None, *, maxlen: Optional[int] = None) -> None:
-        if name is not None and not isinstance(name, str):
-            raise TypeError(f"StreamChannel name must be a str or None, got {name!r}")
-        self.name = name
+    def _setup(self, maxlen: Optional[int]) -> None:
+        """``StreamChannel.__init__`` after the name (here, so that compiled
+        it sets the attributes in the instance)."""
         self._maxlen = maxlen
         if maxlen is None:
             log = _UNBOUND_LOGS.get(_el.EventLog)
@@ -448,26 +433,6 @@ class StreamChannel(Generic[T]):
         self._own_log()  # (bound without a mux's log: ``_bind`` alone)
         self._subscribed = True
 
-    def __iter__(self) -> Iterator[T]:
-        """Subscribe (once) and return a reader that pumps the run when empty.
-
-        Raises:
-            TypeError: the channel is unbound or bound to an async run.
-            RuntimeError: the channel already has a subscriber.
-        """
-        self._subscribe(False, "tee")
-        return self._log.cursor(self._request_more)
-
-    def __aiter__(self) -> AsyncIterator[T]:
-        """Subscribe (once) and return an async reader that pumps when empty.
-
-        Raises:
-            TypeError: the channel is unbound or bound to a sync run.
-            RuntimeError: the channel already has a subscriber.
-        """
-        self._subscribe(True, "atee")
-        return _AsyncChannelIterator(self)
-
     def tee(self, n: int = 2) -> Tuple[Iterator[T], ...]:
         """Subscribe and return ``n`` independent readers of every item.
 
@@ -489,3 +454,58 @@ class StreamChannel(Generic[T]):
         _check_n(n, "atee")
         self._subscribe(True, "atee")
         return tuple(_AsyncChannelIterator(self) for _ in range(n))
+
+
+class StreamChannel(_ChannelCore, Generic[T]):
+    """A single-subscriber projection backed by an ``EventLog``.
+
+    Args:
+        name: When set, the owning ``StreamMux`` forwards every ``push`` to
+            its main log as a protocol event whose method is ``name`` (for a
+            native transformer) or ``custom:name`` (any other transformer).
+            Without a name the channel is local to in-process consumers.
+        maxlen: ``None`` (default: the mux's ``maxlen``) or an int >= 1.  On
+            a sync run a reader that falls more than ``maxlen`` items behind
+            gets ``StreamLagError``; on an async run the pump waits for the
+            reader instead (backpressure).
+
+    Raises:
+        ValueError / TypeError: ``maxlen`` is not ``None`` or an int >= 1.
+
+    Iterate it once (``for`` on a sync run, ``async for`` on an async
+    run); a second subscriber raises ``RuntimeError``: use ``tee(n)`` /
+    ``atee(n)`` for fan-out.  The mux closes or fails the channel when the
+    run ends.
+    """
+
+    # ``name`` is public (a subclass may redefine it); the rest of the state
+    # is the core's; a ``__dict__`` stays for attributes of the user's own
+    __slots__ = ("name", "__dict__", "__weakref__")
+
+    def __init__(self, name: Optional[str] = None, *, maxlen: Optional[int] = None) -> None:
+        if name is not None and not isinstance(name, str):
+            raise TypeError(f"StreamChannel name must be a str or None, got {name!r}")
+        self.name = name
+        self._setup(maxlen)
+
+    # (the entry points of iteration are the plain class's own: an extension
+    # type's ``__iter__`` is a slot wrapper, with no signature to inspect)
+    def __iter__(self) -> Iterator[T]:
+        """Subscribe (once) and return a reader that pumps the run when empty.
+
+        Raises:
+            TypeError: the channel is unbound or bound to an async run.
+            RuntimeError: the channel already has a subscriber.
+        """
+        self._subscribe(False, "tee")
+        return self._log.cursor(self._request_more)
+
+    def __aiter__(self) -> AsyncIterator[T]:
+        """Subscribe (once) and return an async reader that pumps when empty.
+
+        Raises:
+            TypeError: the channel is unbound or bound to a sync run.
+            RuntimeError: the channel already has a subscriber.
+        """
+        self._subscribe(True, "atee")
+        return _AsyncChannelIterator(self)

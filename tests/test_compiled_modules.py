@@ -52,7 +52,7 @@ def _pxd_attributes(name: str, cls: str) -> list:
 
 
 # the classes a .pxd makes extension types when their module is compiled
-DECLARED = [("run_stream", "_AsyncPump"), ("mux", "_MuxCore")]
+DECLARED = [("run_stream", "_AsyncPump"), ("mux", "_MuxCore"), ("channel", "_ChannelCore")]
 
 
 @pytest.mark.parametrize("module,cls", DECLARED)
@@ -77,6 +77,23 @@ def test_stream_mux_keeps_what_a_subclass_may_redefine() -> None:
     assert public | {"__dict__", "__weakref__"} == set(StreamMux.__slots__)
     assert not public & set(_MuxCore.__slots__)
     assert StreamMux.__bases__ == (_MuxCore,)
+
+
+def test_stream_channel_keeps_its_name_and_an_instance_dict() -> None:
+    """``StreamChannel`` stays a plain generic class over its core: ``name``
+    (redefinable in a subclass) and the instance dict are its own slots,
+    the rest of the state is the core's."""
+    from typing import Generic
+
+    from langstream.channel import StreamChannel, _ChannelCore
+
+    assert set(StreamChannel.__slots__) == {"name", "__dict__", "__weakref__"}
+    assert "name" not in _ChannelCore.__slots__
+    assert StreamChannel.__bases__ == (_ChannelCore, Generic)
+    channel = StreamChannel("tokens", maxlen=4)
+    channel.note = "mine"  # (an attribute of the user's own)
+    assert (channel.name, channel.maxlen, channel.note) == ("tokens", 4, "mine")
+    assert StreamChannel[int] is not None  # (still generic)
 
 
 # ------------------------------------------------------------- stale sources
@@ -283,3 +300,25 @@ def test_the_compiled_mux_core_is_an_extension_type_and_stream_mux_is_not(
     assert mux.note == "mine"
     monkeypatch.setattr(StreamMux, "transformer_by_key", lambda self, key: "patched")
     assert mux.transformer_by_key("values") == "patched"
+
+
+@needs_compiled
+def test_the_compiled_channel_core_is_an_extension_type_and_stream_channel_is_not(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Compiled, ``_ChannelCore`` keeps its attributes in the instance; the
+    public ``StreamChannel`` stays a plain class: it can be patched, takes
+    attributes of its own, and has its signature."""
+    import inspect
+
+    from langstream import _compiled as compiled
+    from langstream.channel import StreamChannel, _ChannelCore
+
+    if "channel" not in compiled.compiled_modules():
+        pytest.skip("channel runs from source in this process")
+    for name in _ChannelCore.__slots__:
+        assert type(_ChannelCore.__dict__[name]).__name__ == "getset_descriptor", name
+    assert type(StreamChannel.__dict__["name"]).__name__ == "member_descriptor"
+    assert list(inspect.signature(StreamChannel).parameters) == ["name", "maxlen"]
+    channel = StreamChannel("x")
+    monkeypatch.setattr(StreamChannel, "__repr__", lambda self: "patched")
+    assert repr(channel) == "patched"
