@@ -171,16 +171,17 @@ def _announced_agent(part: Any, ns: Any) -> Optional[str]:
     their first task, names it.  Never raises: the part is validated when
     it is dispatched.
     """
-    if not isinstance(part, Mapping) or part.get("type") != "tasks":
+    # (an exact dict first: ``isinstance`` against the ABC is the slow test)
+    if (type(part) is not dict and not isinstance(part, Mapping)) or part.get("type") != "tasks":
         return None
     part_ns = part.get("ns")
     if not isinstance(part_ns, (tuple, list)) or list(part_ns) != list(ns):
         return None
     data = part.get("data")
-    if not isinstance(data, Mapping) or "result" in data:
+    if (type(data) is not dict and not isinstance(data, Mapping)) or "result" in data:
         return None
     metadata = data.get("metadata")
-    if not isinstance(metadata, Mapping):
+    if type(metadata) is not dict and not isinstance(metadata, Mapping):
         return None
     name = metadata.get("lc_agent_name")
     return name if isinstance(name, str) else None

@@ -603,9 +603,10 @@ class _SubtreeTracker(StreamTransformer):
         agent = None
         if event is not None and event["method"] == "tasks" and len(ns) == len(keys[-1]):
             data = event["params"]["data"]
-            if isinstance(data, Mapping) and "result" not in data:
+            if (type(data) is dict or isinstance(data, Mapping)) and "result" not in data:
                 metadata = data.get("metadata")
-                if isinstance(metadata, Mapping) and isinstance(metadata.get("lc_agent_name"), str):
+                if ((type(metadata) is dict or isinstance(metadata, Mapping))
+                        and isinstance(metadata.get("lc_agent_name"), str)):
                     agent = metadata["lc_agent_name"]
         elif self._tree is not None and self._tree.hints:
             # (discovered by its input snapshot: the name its first task
