@@ -450,7 +450,7 @@ cdef class PartDispatcher:
             found = ls_dict_get(by_ns, key)
             if found != NULL:
                 return <object>found
-        fast = self.mux._below_route(method, key)
+        fast = self.mux._below_route(method, key, False)  # (kept here, compiled)
         if fast is None:  # (never kept: see ``StreamMux._below_route``)
             return _SLOW
         compiled = _compile(fast)

@@ -934,7 +934,8 @@ class _MuxCore:
             self._interrupted = True
             self._interrupts.extend(interrupts)
 
-    def _below_route(self, method: str, namespace: Tuple[str, ...]) -> Optional[Tuple[Any, ...]]:
+    def _below_route(self, method: str, namespace: Tuple[str, ...],
+                     keep: bool = True) -> Optional[Tuple[Any, ...]]:
         """The fast route of ``method`` parts at ``namespace``, below the scope.
 
         Decided once per namespace (and tree epoch): every transformer
@@ -943,15 +944,17 @@ class _MuxCore:
         nothing, a handler, or a ``_Forward`` to the child mux whose subtree
         holds it, whose own route must be fast too.  ``None`` (the event
         path) when one cannot, e.g. when the part would discover a namespace.
+
+        ``keep=False``: the caller keeps the route itself (the compiled
+        dispatcher, which keeps its compiled form), so this mux does not
+        keep a second copy to drop when the namespace ends.
         """
         epoch = self._shared.epoch
         if self._below_epoch != epoch:
             _forget_stale(self._below, self._shared, self._below_epoch, self.scope)
             self._below_epoch = epoch
         by_ns = self._below.get(method)
-        if by_ns is None:
-            by_ns = self._below[method] = {}
-        else:
+        if by_ns is not None:
             route = by_ns.get(namespace, _UNSET)  # (one tuple hash per part)
             if route is not _UNSET:
                 return route
@@ -993,7 +996,10 @@ class _MuxCore:
             # no route that is kept, so it does not move the epoch)
             return None
         route = _with_guards(ops, checks)
-        if self._below_epoch == self._shared.epoch:  # (a child's route may have moved it)
+        if keep and self._below_epoch == self._shared.epoch:  # (a child's route may have moved it)
+            by_ns = self._below.get(method)
+            if by_ns is None:
+                by_ns = self._below[method] = {}
             by_ns[namespace] = route
             self._shared.kept = True
         return route

@@ -635,6 +635,32 @@ def test_a_route_kept_for_a_sibling_survives_an_end_and_a_restart_is_rediscovere
     mux.close()
 
 
+def test_the_dispatchers_route_below_the_scope_is_kept_once(backend):
+    """White box: a run's part dispatcher keeps one route per open
+    namespace and method.  The compiled one (C log) keeps it compiled and
+    the mux keeps no second copy to drop when the namespace ends; the pure
+    one is the mux's own, which keeps it."""
+    from langstream import run_stream
+
+    ns = ("sub:t1",)
+    mux = StreamMux(factories=FAST)
+    compiled = run_stream._compiled_pump_fits(mux)
+    assert compiled is (backend == "c")
+    dispatch = run_stream._PartDispatcher(mux).dispatch if compiled else mux._push_part_fast
+    for part in (_task((), "t1", "sub"), {"type": "values", "ns": ns, "data": 1},
+                 {"type": "custom", "ns": ns, "data": 2}, {"type": "custom", "ns": ns, "data": 3}):
+        route = dispatch(part)
+        if route is not None:  # (the discovering snapshot: the event path)
+            mux._dispatch(*route)
+        mux._flush_deferred()
+    kept = mux._below.get("custom", {})
+    if compiled:
+        assert ns not in kept
+    else:
+        assert kept.get(ns) is not None and mux._below_route("custom", ns) is kept[ns]
+    mux.close()
+
+
 @pytest.mark.parametrize("first", LANES)
 def test_child_routes_are_the_same_whichever_lane_made_them_first(backend, first):
     """A child mux binds its routes at its scope from what the first child
