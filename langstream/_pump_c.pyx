@@ -1076,6 +1076,20 @@ cdef bint _loop_idle(object loop, object but) except -1:
     return n == 0 or (n == 1 and ready[0] is but)
 
 
+# asyncio's future class (its C twin where the interpreter has one) and its
+# ``done``: a waiter of that exact class is asked through the method itself,
+# without looking ``done`` up on the instance first
+from asyncio import Future as _Future
+cdef object _future_done = _Future.done
+
+
+cdef inline bint _done(object waiter) except -1:
+    """``waiter.done()``."""
+    if type(waiter) is _Future:
+        return _future_done(waiter) is True
+    return bool(waiter.done())
+
+
 cdef bint _any_reader_ready(object readers) except -1:
     """``_AsyncPump.any_reader_ready()`` (its compiled twin): whether a
     waiting reader of ``readers`` (``(future, reader)`` pairs) has an item,
@@ -1092,10 +1106,10 @@ cdef bint _any_reader_ready(object readers) except -1:
                 if ((<Cursor>cursor).log is not None
                         and ls_ring_peek(&(<Cursor>cursor).log.ring, &(<Cursor>cursor).c, &seq)):
                     return True
-                if (<EventLog>log).is_closed() or waiter.done():
+                if (<EventLog>log).is_closed() or _done(waiter):
                     return True
                 continue
-        if reader._cursor.pending or reader._log.closed or waiter.done():
+        if reader._cursor.pending or reader._log.closed or _done(waiter):
             return True
     return False
 
