@@ -9,7 +9,12 @@ import json
 import os
 from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
-TRACES_DIR = os.environ.get("LANGSTREAM_TRACES", "/work/shared/traces")
+# the recorded traces: $LANGSTREAM_TRACES, else ``shared/traces`` beside the
+# checkout (where CI puts it), else the project machine's /work/shared/traces
+_BESIDE = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__)))), "shared", "traces")
+TRACES_DIR = os.environ.get("LANGSTREAM_TRACES") or (
+    _BESIDE if os.path.isdir(_BESIDE) else "/work/shared/traces")
 
 
 class TraceError(Exception):
