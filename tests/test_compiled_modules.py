@@ -278,47 +278,38 @@ def test_the_compiled_async_pump_is_an_extension_type() -> None:
     assert got == [p["data"] for p in parts if p["type"] == "values" and not p["ns"]]
 
 
-@needs_compiled
-def test_the_compiled_mux_core_is_an_extension_type_and_stream_mux_is_not(
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    """Compiled, ``_MuxCore`` keeps its attributes in the instance; the
-    public ``StreamMux`` stays a plain class: it can be patched, takes
-    attributes of its own, and has its signature."""
-    import inspect
-
-    from langstream import _compiled as compiled
-    from langstream.mux import StreamMux, _MuxCore
-
-    if "mux" not in compiled.compiled_modules():
-        pytest.skip("mux runs from source in this process")
-    for name in _MuxCore.__slots__:
-        assert type(_MuxCore.__dict__[name]).__name__ == "getset_descriptor", name
-    assert type(StreamMux.__dict__["_latest"]).__name__ == "member_descriptor"
-    assert "is_async" in inspect.signature(StreamMux).parameters
-    mux = StreamMux()
-    mux.note = "mine"
-    assert mux.note == "mine"
-    monkeypatch.setattr(StreamMux, "transformer_by_key", lambda self, key: "patched")
-    assert mux.transformer_by_key("values") == "patched"
+# (module, core, public class, a slot of the public class, the first
+# parameter of its signature, how to make one, a method to patch and its args)
+SPLIT = [
+    ("mux", "_MuxCore", "StreamMux", "_latest", "transformers", (),
+     "transformer_by_key", ("values",)),
+    ("channel", "_ChannelCore", "StreamChannel", "name", "name", ("x",), "__repr__", ()),
+]
 
 
 @needs_compiled
-def test_the_compiled_channel_core_is_an_extension_type_and_stream_channel_is_not(
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    """Compiled, ``_ChannelCore`` keeps its attributes in the instance; the
-    public ``StreamChannel`` stays a plain class: it can be patched, takes
-    attributes of its own, and has its signature."""
+@pytest.mark.parametrize("module,core,public,slot,param,args,method,margs", SPLIT)
+def test_a_compiled_core_is_an_extension_type_and_its_public_class_is_not(
+        monkeypatch: pytest.MonkeyPatch, module: str, core: str, public: str, slot: str,
+        param: str, args: tuple, method: str, margs: tuple) -> None:
+    """Compiled, the core keeps its attributes in the instance; the public
+    class over it stays a plain class: it can be patched, takes attributes
+    of its own, and has its signature."""
+    import importlib
     import inspect
 
     from langstream import _compiled as compiled
-    from langstream.channel import StreamChannel, _ChannelCore
 
-    if "channel" not in compiled.compiled_modules():
-        pytest.skip("channel runs from source in this process")
-    for name in _ChannelCore.__slots__:
-        assert type(_ChannelCore.__dict__[name]).__name__ == "getset_descriptor", name
-    assert type(StreamChannel.__dict__["name"]).__name__ == "member_descriptor"
-    assert list(inspect.signature(StreamChannel).parameters) == ["name", "maxlen"]
-    channel = StreamChannel("x")
-    monkeypatch.setattr(StreamChannel, "__repr__", lambda self: "patched")
-    assert repr(channel) == "patched"
+    if module not in compiled.compiled_modules():
+        pytest.skip(f"{module} runs from source in this process")
+    mod = importlib.import_module(f"langstream.{module}")
+    core_cls, public_cls = getattr(mod, core), getattr(mod, public)
+    for name in core_cls.__slots__:
+        assert type(core_cls.__dict__[name]).__name__ == "getset_descriptor", name
+    assert type(public_cls.__dict__[slot]).__name__ == "member_descriptor"
+    assert list(inspect.signature(public_cls).parameters)[0] == param
+    obj = public_cls(*args)
+    obj.note = "mine"
+    assert obj.note == "mine"
+    monkeypatch.setattr(public_cls, method, lambda self, *a: "patched")
+    assert getattr(obj, method)(*margs) == "patched"
