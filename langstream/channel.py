@@ -9,6 +9,7 @@ subscribe), and an item is released as soon as every reader has read it.
 from __future__ import annotations
 
 import asyncio
+import copyreg
 import weakref
 from typing import TYPE_CHECKING, Any, Callable, Dict, Generic, List, Optional, Tuple, TypeVar
 
@@ -20,6 +21,29 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["StreamChannel"]
 
 T = TypeVar("T")
+
+
+def _slotted_reduce(obj: Any) -> Tuple[Any, ...]:
+    """``obj.__reduce_ex__()`` as for a plain slotted object: made anew from
+    its class, then given its instance dict and every slot it has set.
+
+    The public classes over a compiled core (``StreamChannel``,
+    ``StreamMux``) use it: compiled, the core's attributes are not slots,
+    and the reduction Cython would generate knows only those, so a copy
+    (``copy.copy``) would lose the public class's own; this way a copy is
+    the same compiled or not."""
+    slots: Dict[str, Any] = {}
+    for klass in type(obj).__mro__:
+        names = klass.__dict__.get("__slots__", ())
+        for name in (names,) if isinstance(names, str) else names:
+            if name in ("__dict__", "__weakref__") or name in slots:
+                continue
+            try:
+                slots[name] = getattr(obj, name)
+            except AttributeError:  # (never set)
+                pass
+    return (copyreg.__newobj__, (type(obj),),
+            (getattr(obj, "__dict__", None) or None, slots or None))
 
 
 def _check_n(n: Any, method: str) -> int:
@@ -287,6 +311,9 @@ class _ChannelCore:
     # ``_arequest_more`` (every async read) in place
     __slots__ = ("_maxlen", "_log", "_limit", "_is_async", "_subscribed",
                  "_request_more", "_arequest_more", "_wire_fn", "_mux", "_bp")
+
+    def __reduce_ex__(self, protocol: Any) -> Tuple[Any, ...]:
+        return _slotted_reduce(self)  # (a copy keeps ``name`` too: see there)
 
     def _setup(self, maxlen: Optional[int]) -> None:
         """``StreamChannel.__init__`` after the name (here, so that compiled

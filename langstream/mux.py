@@ -23,7 +23,7 @@ from collections import deque
 from typing import TYPE_CHECKING, Any, Callable, Deque, Dict, List, Optional, Sequence, Tuple
 
 from langstream import eventlog as _el
-from langstream.channel import StreamChannel, _Backpressure
+from langstream.channel import StreamChannel, _Backpressure, _slotted_reduce
 from langstream.protocol import _build_event, _interrupts_of, _split
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -519,6 +519,10 @@ class _MuxCore:
         "_interrupts", "_transformer_by_key", "_factories",
         "_pump_fn", "_apump_fn", "_finished", "_error_tb", "_events", "_routed", "_shape",
     )
+
+    def __reduce_ex__(self, protocol: Any) -> Tuple[Any, ...]:
+        # (a copy keeps ``StreamMux``'s own slots too: see ``_slotted_reduce``)
+        return _slotted_reduce(self)
 
     def _setup(
         self,

@@ -313,3 +313,24 @@ def test_a_compiled_core_is_an_extension_type_and_its_public_class_is_not(
     assert obj.note == "mine"
     monkeypatch.setattr(public_cls, method, lambda self, *a: "patched")
     assert getattr(obj, method)(*margs) == "patched"
+
+
+@pytest.mark.parametrize("module,core,public,slot,param,args,method,margs", SPLIT)
+def test_a_copy_of_a_public_class_over_a_core_keeps_every_attribute(
+        module: str, core: str, public: str, slot: str, param: str, args: tuple,
+        method: str, margs: tuple) -> None:
+    """``copy.copy`` of a ``StreamMux`` or a ``StreamChannel`` keeps the
+    public class's own slots, the core's state and the user's attributes,
+    compiled or not (compiled, the core's attributes are not slots)."""
+    import copy
+    import importlib
+
+    public_cls = getattr(importlib.import_module(f"langstream.{module}"), public)
+    obj = public_cls(*args)
+    obj.note = "mine"
+    dup = copy.copy(obj)
+    assert type(dup) is public_cls and dup is not obj
+    assert getattr(dup, slot) == getattr(obj, slot) and dup.note == "mine"
+    core_cls = getattr(importlib.import_module(f"langstream.{module}"), core)
+    for name in core_cls.__slots__:
+        assert getattr(dup, name) is getattr(obj, name), name
