@@ -31,7 +31,10 @@ def _slotted_reduce(obj: Any) -> Tuple[Any, ...]:
     ``StreamMux``) use it: compiled, the core's attributes are not slots,
     and the reduction Cython would generate knows only those, so a copy
     (``copy.copy``) would lose the public class's own; this way a copy is
-    the same compiled or not."""
+    the same compiled or not.  A subclass's own ``__reduce__`` is honoured,
+    as ``object.__reduce_ex__`` honours it."""
+    if type(obj).__reduce__ is not object.__reduce__:
+        return obj.__reduce__()  # type: ignore[no-any-return]
     slots: Dict[str, Any] = {}
     for klass in type(obj).__mro__:
         names = klass.__dict__.get("__slots__", ())

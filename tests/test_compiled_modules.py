@@ -334,3 +334,9 @@ def test_a_copy_of_a_public_class_over_a_core_keeps_every_attribute(
     core_cls = getattr(importlib.import_module(f"langstream.{module}"), core)
     for name in core_cls.__slots__:
         assert getattr(dup, name) is getattr(obj, name), name
+
+    class Own(public_cls):  # type: ignore[misc, valid-type]
+        def __reduce__(self) -> tuple:  # (a subclass's own reduction is used)
+            return (public_cls, args)
+
+    assert type(copy.copy(Own(*args))) is public_cls
