@@ -29,7 +29,7 @@ from collections.abc import Mapping
 from typing import Any, Callable, Dict, List, Optional, Set, Tuple
 
 from langstream.channel import StreamChannel
-from langstream.transformers import StreamTransformer
+from langstream.transformers import _BUILTIN_EXACT, StreamTransformer
 
 __all__ = [
     "AllMessagesTransformer",
@@ -149,7 +149,10 @@ class MessagesTransformer(StreamTransformer):
     _key = "messages"
 
     def __init__(self, scope: Tuple[str, ...] = ()) -> None:
-        super().__init__(scope)
+        if type(self) in _BUILTIN_EXACT:  # (see there)
+            StreamTransformer.__init__(self, scope)
+        else:
+            super().__init__(scope)
         if not langchain_core_available():
             raise ImportError(f"{type(self).__name__}: {_EXTRA_HINT}")
         self._log: StreamChannel[Any] = StreamChannel()
@@ -355,6 +358,9 @@ class AllMessagesTransformer(MessagesTransformer):
 
     def _stream_namespace(self, ns: List[str]) -> List[str]:
         return list(ns)
+
+
+_BUILTIN_EXACT.update((MessagesTransformer, AllMessagesTransformer))
 
 
 def default_message_factories() -> Tuple[Any, ...]:

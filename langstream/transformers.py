@@ -338,6 +338,15 @@ def transformer_requires_async(transformer: StreamTransformer) -> bool:
     return type(transformer)._needs_event_loop()
 
 
+# The built-in transformer classes (filled in at the end of the module and
+# by ``langstream._messages``).  For an instance of exactly one of them the
+# class after each ``__init__``'s own in the MRO is known, so the built-in
+# ``__init__`` chain calls it directly: ``super()`` costs a super object and
+# a walk of the MRO, for each transformer of every child mux.  An instance of
+# any other class (a subclass, a mix-in) goes through ``super()``.
+_BUILTIN_EXACT: set = set()
+
+
 class _ScopedProjection(StreamTransformer):
     """Pushes ``params["data"]`` of one method's events at exactly its scope."""
 
@@ -346,7 +355,10 @@ class _ScopedProjection(StreamTransformer):
     _key: ClassVar[str] = ""
 
     def __init__(self, scope: Tuple[str, ...] = ()) -> None:
-        super().__init__(scope)
+        if type(self) in _BUILTIN_EXACT:
+            StreamTransformer.__init__(self, scope)
+        else:
+            super().__init__(scope)
         self._log: StreamChannel[Any] = StreamChannel()
         self._scope_list: List[str] = list(self.scope)
 
@@ -387,7 +399,10 @@ class ValuesTransformer(_ScopedProjection):
     _route = _ScopedProjection.__dict__["_route"]
 
     def __init__(self, scope: Tuple[str, ...] = ()) -> None:
-        super().__init__(scope)
+        if type(self) is ValuesTransformer:
+            _ScopedProjection.__init__(self, scope)
+        else:
+            super().__init__(scope)
         self._latest: Any = None
         self._interrupted = False
         self._interrupts: List[Any] = []
@@ -536,7 +551,10 @@ class _SubtreeTracker(StreamTransformer):
     _all_depths: ClassVar[bool] = True
 
     def __init__(self, scope: Tuple[str, ...] = ()) -> None:
-        super().__init__(scope)
+        if type(self) in _BUILTIN_EXACT:
+            StreamTransformer.__init__(self, scope)
+        else:
+            super().__init__(scope)
         self._depth = len(self.scope)
         self._scope_list: List[str] = list(self.scope)
         self._seen: set = set()
@@ -830,7 +848,10 @@ class LifecycleTransformer(_SubtreeTracker):
     _native = True
 
     def __init__(self, scope: Tuple[str, ...] = ()) -> None:
-        super().__init__(scope)
+        if type(self) is LifecycleTransformer:
+            _SubtreeTracker.__init__(self, scope)
+        else:
+            super().__init__(scope)
         self._channel: StreamChannel[LifecyclePayload] = StreamChannel("lifecycle")
         # namespace -> (graph_name, trigger_call_id) as started
         self._names: Dict[Tuple[str, ...], Tuple[Optional[str], Optional[str]]] = {}
@@ -915,7 +936,10 @@ class SubgraphTransformer(_SubtreeTracker):
     _route = _SubtreeTracker.__dict__["_route"]
 
     def __init__(self, scope: Tuple[str, ...] = ()) -> None:
-        super().__init__(scope)
+        if type(self) is SubgraphTransformer:
+            _SubtreeTracker.__init__(self, scope)
+        else:
+            super().__init__(scope)
         self._log: StreamChannel[Any] = StreamChannel()
         self._handles: Dict[Tuple[str, ...], Any] = {}
         self._mux: Optional[StreamMux] = None
@@ -1182,6 +1206,12 @@ class SubgraphTransformer(_SubtreeTracker):
                 await handle._mux.afail(err)
             except Exception:  # noqa: BLE001 - keep failing the others
                 _logger.warning("failing subgraph %r raised", handle.path, exc_info=True)
+
+
+_BUILTIN_EXACT.update((
+    ValuesTransformer, UpdatesTransformer, CustomTransformer, CheckpointsTransformer,
+    DebugTransformer, TasksTransformer, LifecycleTransformer, SubgraphTransformer,
+))
 
 
 def __getattr__(name: str) -> Any:

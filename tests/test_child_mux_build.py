@@ -100,6 +100,59 @@ def _events():
     ]
 
 
+# ------------------------------------------------- the __init__ chain
+
+
+def _builtin_classes():
+    from langstream import (
+        CheckpointsTransformer,
+        CustomTransformer,
+        DebugTransformer,
+        LifecycleTransformer,
+        SubgraphTransformer,
+        TasksTransformer,
+        UpdatesTransformer,
+    )
+    from langstream._messages import langchain_core_available
+
+    classes = [ValuesTransformer, UpdatesTransformer, CustomTransformer,
+               CheckpointsTransformer, DebugTransformer, TasksTransformer,
+               LifecycleTransformer, SubgraphTransformer]
+    if langchain_core_available():
+        from langstream._messages import AllMessagesTransformer, MessagesTransformer
+
+        classes += [MessagesTransformer, AllMessagesTransformer]
+    return classes
+
+
+@pytest.mark.parametrize("builtin", _builtin_classes(), ids=lambda c: c.__name__)
+def test_a_mixin_between_a_builtin_and_its_base_is_initialised(backend, builtin):
+    """A built-in's ``__init__`` calls its base directly only for an instance
+    of exactly its class; in a subclass, a cooperative mix-in the MRO puts
+    between the built-in and ``StreamTransformer`` still has its ``__init__``
+    run, as ``super()`` would run it."""
+
+    class Mixin(StreamTransformer):
+        def __init__(self, scope=()):
+            super().__init__(scope)
+            self.mixed = tuple(scope)
+
+        def init(self):
+            return {}
+
+    mixed = type("Mixed", (builtin, Mixin), {})
+    assert mixed.__mro__.index(Mixin) < mixed.__mro__.index(StreamTransformer)
+    made = mixed(("a:1",))
+    assert made.mixed == ("a:1",)
+    assert made.scope == ("a:1",)
+    # the built-in's own state is set too, as for an instance of its class
+    plain = builtin(("a:1",))
+    assert set(vars(plain)) <= set(vars(made))
+    mux = StreamMux(factories=[mixed])
+    child = mux._make_child(("a:1",))
+    assert child._transformers[0].mixed == ("a:1",)
+
+
 # ------------------------------------------------- instance overrides win
 
 
