@@ -386,6 +386,20 @@ class _ChannelCore:
             log_max = None if self._is_async else limit
             self._log = _el.EventLog(log_max, counter=mux._shared.counter)
 
+    def _bind_to(self, mux: Any, is_async: bool, maxlen: Optional[int], counter: Any) -> Optional[int]:
+        """``_bind`` then ``_bind_mux`` of the class itself, in one call (the
+        mux adopting a plain ``StreamChannel`` no one has bound yet); returns
+        the channel's bound.  Here, so that compiled it sets the attributes
+        in the instance: a child mux per subgraph binds five channels."""
+        self._is_async = is_async
+        self._mux = mux
+        limit = self._maxlen if self._maxlen is not None else maxlen
+        self._limit = limit
+        log = self._log
+        if log.cursor_count == 0 and not log.closed:
+            self._log = _el.EventLog(None if is_async else limit, counter=counter)
+        return limit
+
     def _wire(self, fn: Callable[[T], None]) -> None:
         """Install the auto-forward callback (called by the mux)."""
         self._wire_fn = fn

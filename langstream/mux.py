@@ -720,14 +720,7 @@ class _MuxCore:
     def _adopt_channel(self, key: str, channel: StreamChannel[Any], native: bool) -> None:
         is_async = self.is_async
         if type(channel) is StreamChannel and channel._is_async is None:
-            # ``_bind`` and ``_bind_mux`` of the class itself, inline
-            channel._is_async = is_async
-            channel._mux = self
-            limit = channel._maxlen if channel._maxlen is not None else self.maxlen
-            channel._limit = limit
-            log = channel._log
-            if log.cursor_count == 0 and not log.closed:
-                channel._log = _el.EventLog(None if is_async else limit, counter=self._shared.counter)
+            limit = channel._bind_to(self, is_async, self.maxlen, self._shared.counter)
         else:
             channel._bind(is_async=is_async)
             channel._bind_mux(self)
