@@ -180,6 +180,36 @@ def _plain_facts(transformer: Any) -> Optional[_Facts]:
     return facts
 
 
+# (``_pick``, ``_class_routers_only`` and ``_shares_a_key`` are loops, not
+# generator expressions inside the methods that use them: compiled, such a
+# method would build a closure on every call, made for each route of every
+# child mux)
+def _pick(routers: List[Any], method: str, at_scope: bool) -> Tuple[int, ...]:
+    """The positions of the transformers whose router lets ``(method,
+    at_scope)`` parts in (``None``: no router, every part)."""
+    picked = []
+    for i, wants in enumerate(routers):
+        if wants is None or wants(method, at_scope):
+            picked.append(i)
+    return tuple(picked)
+
+
+def _class_routers_only(transformers: List[Any], routers: List[Any]) -> bool:
+    """Whether every router is the one its transformer's class declares."""
+    for transformer, router in zip(transformers, routers):
+        if router is not None and _ROUTER_BY_CLASS.get(type(transformer), (None,))[0] is not router:
+            return False
+    return True
+
+
+def _shares_a_key(projection: Dict[str, Any], extensions: Dict[str, Any]) -> bool:
+    """Whether ``projection`` has a key ``extensions`` has."""
+    for key in projection:
+        if key in extensions:
+            return True
+    return False
+
+
 def _refuse_foreign_channels(transformer: Any, projection: Dict[str, Any]) -> None:
     """Refuse projections that are LangGraph's own ``StreamChannel``.
 
@@ -672,7 +702,7 @@ class _MuxCore:
                 if type(value) is not StreamChannel:
                     _refuse_foreign_channels(transformer, projection)
                     break
-            if extensions and any(key in extensions for key in projection):
+            if extensions and _shares_a_key(projection, extensions):
                 taken = sorted(projection.keys() & extensions.keys())
                 listed = ", ".join(
                     f"{key!r} (owned by {type(by_key[key]).__name__})" for key in taken
@@ -848,14 +878,10 @@ class _MuxCore:
             shape = (tuple(routers), method, at_scope)
             picked = _PICKED.get(shape)
             if picked is None:
-                picked = tuple(
-                    i for i, wants in enumerate(routers)
-                    if wants is None or wants(method, at_scope)
-                )
+                picked = _pick(routers, method, at_scope)
                 # (only the routers classes declare: an instance's own one is
                 # kept out, or the cache could keep that instance alive)
-                if all(r is None or _ROUTER_BY_CLASS.get(type(t), (None,))[0] is r
-                       for t, r in zip(self._transformers, routers)):
+                if _class_routers_only(self._transformers, routers):
                     if len(_PICKED) >= _PICKED_MAX:  # (method names come from parts)
                         _PICKED.clear()
                     _PICKED[shape] = picked

@@ -156,8 +156,13 @@ class _Ahead:
 def _starts_namespace(mux: Any, event: Any) -> bool:
     """Whether a tracker of ``mux`` would start a namespace at ``event``."""
     ns = event["params"]["namespace"]
-    return any(t._would_discover(ns) for t in mux._transformers
-               if hasattr(t, "_would_discover"))
+    # (a loop: compiled, a generator expression costs a generator and a
+    # closure for every event that may start one)
+    for transformer in mux._transformers:
+        would = getattr(transformer, "_would_discover", None)
+        if would is not None and would(ns):
+            return True
+    return False
 
 
 def _announced_agent(part: Any, ns: Any) -> Optional[str]:
