@@ -104,25 +104,15 @@ def _events():
 
 
 def _builtin_classes():
-    from langstream import (
-        CheckpointsTransformer,
-        CustomTransformer,
-        DebugTransformer,
-        LifecycleTransformer,
-        SubgraphTransformer,
-        TasksTransformer,
-        UpdatesTransformer,
-    )
+    """Every built-in transformer class (the token ones with langchain-core)."""
+    import langstream
     from langstream._messages import langchain_core_available
 
-    classes = [ValuesTransformer, UpdatesTransformer, CustomTransformer,
-               CheckpointsTransformer, DebugTransformer, TasksTransformer,
-               LifecycleTransformer, SubgraphTransformer]
+    names = ["Values", "Updates", "Custom", "Checkpoints", "Debug", "Tasks",
+             "Lifecycle", "Subgraph"]
     if langchain_core_available():
-        from langstream._messages import AllMessagesTransformer, MessagesTransformer
-
-        classes += [MessagesTransformer, AllMessagesTransformer]
-    return classes
+        names += ["Messages", "AllMessages"]
+    return [getattr(langstream, f"{name}Transformer") for name in names]
 
 
 @pytest.mark.parametrize("builtin", _builtin_classes(), ids=lambda c: c.__name__)
