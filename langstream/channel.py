@@ -377,26 +377,23 @@ class _ChannelCore:
 
     def _bind_mux(self, mux: Any) -> None:
         """Attach to a mux: share its counter and inherit its ``maxlen``."""
-        self._mux = mux
-        limit = self._maxlen if self._maxlen is not None else mux.maxlen
-        self._limit = limit
-        if self._log.cursor_count == 0 and not self._log.closed:
-            # On the async lane the pump applies backpressure before a log can
-            # overflow, so the log itself is unbounded and never evicts.
-            log_max = None if self._is_async else limit
-            self._log = _el.EventLog(log_max, counter=mux._shared.counter)
+        self._bind_to(mux, self._is_async, mux.maxlen, mux._shared.counter)
 
-    def _bind_to(self, mux: Any, is_async: bool, maxlen: Optional[int], counter: Any) -> Optional[int]:
-        """``_bind`` then ``_bind_mux`` of the class itself, in one call (the
-        mux adopting a plain ``StreamChannel`` no one has bound yet); returns
-        the channel's bound.  Here, so that compiled it sets the attributes
-        in the instance: a child mux per subgraph binds five channels."""
+    def _bind_to(self, mux: Any, is_async: Optional[bool], maxlen: Optional[int],
+                 counter: Any) -> Optional[int]:
+        """Set the iteration mode, then attach to ``mux`` (its ``maxlen`` and
+        sequence ``counter``); returns the channel's bound.  ``_bind_mux``
+        is this with the mode already set; the mux calls it directly for a
+        plain ``StreamChannel`` no one has bound yet (compiled, it sets the
+        attributes in the instance: a child mux per subgraph binds five)."""
         self._is_async = is_async
         self._mux = mux
         limit = self._maxlen if self._maxlen is not None else maxlen
         self._limit = limit
         log = self._log
         if log.cursor_count == 0 and not log.closed:
+            # On the async lane the pump applies backpressure before a log can
+            # overflow, so the log itself is unbounded and never evicts.
             self._log = _el.EventLog(None if is_async else limit, counter=counter)
         return limit
 
