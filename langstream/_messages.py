@@ -29,6 +29,7 @@ from collections.abc import Mapping
 from typing import Any, Callable, Dict, List, Optional, Set, Tuple
 
 from langstream.channel import StreamChannel
+from langstream.protocol import _scope_list_of
 from langstream.transformers import _BUILTIN_EXACT, StreamTransformer
 
 __all__ = [
@@ -156,7 +157,7 @@ class MessagesTransformer(StreamTransformer):
         if not langchain_core_available():
             raise ImportError(f"{type(self).__name__}: {_EXTRA_HINT}")
         self._log: StreamChannel[Any] = StreamChannel()
-        self._scope_list: List[str] = list(self.scope)
+        self._scope_list: List[str] = _scope_list_of(self.scope)
         self._depth = len(self.scope)
         self._is_async: Optional[bool] = None
         self._pump_fn: Optional[Callable[[], bool]] = None

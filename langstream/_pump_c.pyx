@@ -262,7 +262,7 @@ cdef class PartDispatcher:
         self.below_epoch = -1
         self.root_scope = not mux._scope_list
         self.assign_seq = mux._assign_seq
-        mux._route_listeners.append(self)
+        mux._route_listeners = (*mux._route_listeners, self)
         mux._part_dispatcher = self
 
     def _invalidate(self):

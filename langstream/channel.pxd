@@ -21,6 +21,6 @@ cdef class _ChannelCore:
     cdef public object _subscribed
     cdef public object _request_more
     cdef public object _arequest_more
-    cdef public object _wire_fn
+    cdef public object _wired
     cdef public object _mux
     cdef public object _bp

@@ -313,7 +313,7 @@ class _ChannelCore:
     # made without an instance dict, and the compiled reader reads
     # ``_arequest_more`` (every async read) in place
     __slots__ = ("_maxlen", "_log", "_limit", "_is_async", "_subscribed",
-                 "_request_more", "_arequest_more", "_wire_fn", "_mux", "_bp")
+                 "_request_more", "_arequest_more", "_wired", "_mux", "_bp")
 
     def __reduce_ex__(self, protocol: Any) -> Tuple[Any, ...]:
         return _slotted_reduce(self)  # (a copy keeps ``name`` too: see there)
@@ -332,7 +332,8 @@ class _ChannelCore:
         self._subscribed = False
         self._request_more: Optional[Callable[[], bool]] = None
         self._arequest_more: Optional[Callable[[], Awaitable[bool]]] = None
-        self._wire_fn: Optional[Callable[[T], None]] = None
+        # the method a push is forwarded to the main log as (by ``_mux``)
+        self._wired: Optional[str] = None
         self._mux: Any = None
         self._bp: Optional[_Backpressure] = None
 
@@ -397,9 +398,10 @@ class _ChannelCore:
             self._log = _el.EventLog(None if is_async else limit, counter=counter)
         return limit
 
-    def _wire(self, fn: Callable[[T], None]) -> None:
-        """Install the auto-forward callback (called by the mux)."""
-        self._wire_fn = fn
+    def _wire(self, method: str) -> None:
+        """Forward every push to the main log of the channel's mux, as a
+        ``method`` event (called by the mux that bound the channel)."""
+        self._wired = method
 
     # --------------------------------------------------------------- producer
 
@@ -418,12 +420,12 @@ class _ChannelCore:
                 raise RuntimeError(
                     f"Cannot push to a closed StreamChannel (name={self.name!r})"
                 )
-            if self._wire_fn is not None:
-                self._wire_fn(item)
+            if self._wired is not None:
+                self._mux._forward(self._wired, item)
             return
         log.push(item)
-        if self._wire_fn is not None:
-            self._wire_fn(item)
+        if self._wired is not None:
+            self._mux._forward(self._wired, item)
 
     def _own_log(self) -> None:
         """Give a channel no mux has bound yet a log of its own (see

@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import time
 import weakref
-from functools import partial
 from operator import itemgetter
 from types import MethodType
 from collections import deque
@@ -24,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Callable, Deque, Dict, List, Optional, Se
 
 from langstream import eventlog as _el
 from langstream.channel import StreamChannel, _Backpressure, _slotted_reduce
-from langstream.protocol import _build_event, _interrupts_of, _split
+from langstream.protocol import _build_event, _interrupts_of, _scope_list_of, _split
 
 if TYPE_CHECKING:  # pragma: no cover
     from collections.abc import Awaitable
@@ -71,6 +70,9 @@ _PICKED_MAX = 4096
 # instead of asking each transformer again.
 _RECIPES: Dict[Tuple[Any, ...], Any] = {}
 _NO_ROUTE: Any = object()
+# the last pipeline shape a mux was made with: a child mux per subgraph, and
+# every run of a server, keep that one tuple instead of an equal one each
+_last_shape: Any = None
 
 
 def _needs_event_loop(transformer: Any) -> bool:
@@ -577,7 +579,7 @@ class _MuxCore:
         self.is_async = bool(is_async)
         self.scope: Tuple[str, ...] = scope
         self.maxlen = maxlen
-        self._scope_list: List[str] = list(self.scope)
+        self._scope_list: List[str] = _scope_list_of(scope)
         self._assign_seq = _assign_seq
         self._shared = _shared if _shared is not None else _Shared()
         self._transformers: List[Any] = []
@@ -596,7 +598,7 @@ class _MuxCore:
         self._below: Dict[str, Dict[Tuple[str, ...], Optional[Tuple[Any, ...]]]] = {}
         self._below_epoch = -1
         # compiled dispatchers caching routes; told when the routes change
-        self._route_listeners: List[Any] = []
+        self._route_listeners: Tuple[Any, ...] = ()  # (a tuple: most stay empty)
         self._part_dispatcher: Any = None  # this mux's compiled one, if made
         # the latest snapshot and the interrupts at this scope (run results)
         self._latest: Any = None
@@ -657,7 +659,13 @@ class _MuxCore:
         # plain one its factory made, else None (see ``_RECIPES``)
         self._shape: Any = None
         if plain and transformers is None and self._transformers:
-            self._shape = (self.is_async, *[type(t) for t in self._transformers])
+            global _last_shape
+            shape = (self.is_async, *[type(t) for t in self._transformers])
+            if shape == _last_shape:
+                shape = _last_shape
+            else:
+                _last_shape = shape
+            self._shape = shape
 
     # ------------------------------------------------------------ registration
 
@@ -764,7 +772,7 @@ class _MuxCore:
             self._track_bounded(channel, key)
         if channel.name is not None:
             method = channel.name if native else f"custom:{channel.name}"
-            channel._wire(partial(self._forward, method))  # forward(method, item)
+            channel._wire(method)  # (pushes: self._forward(method, item))
 
     def _track_bounded(self, channel: StreamChannel[Any], key: str) -> None:
         """Put a bounded channel of an async run under backpressure."""
@@ -1300,7 +1308,7 @@ class _MuxCore:
         which every subgraph's objects would otherwise keep busy."""
         for ch in self._channels:
             ch._mux = None
-            ch._wire_fn = None
+            ch._wired = None
             # (a closed log is read without pumping; cursors keep their own)
             ch._request_more = ch._arequest_more = None
         events = self._events
@@ -1312,7 +1320,7 @@ class _MuxCore:
         self._below.clear()
         for listener in self._route_listeners:
             listener._invalidate()  # (its compiled routes hold child muxes)
-        self._route_listeners.clear()
+        self._route_listeners = ()
         self._part_dispatcher = None
         for transformer in self._transformers:
             let_go = getattr(transformer, "_let_go", None)

@@ -204,6 +204,28 @@ def _split(part: Any) -> "tuple[str, List[str], Any, Any]":
     return method, namespace, data, interrupts
 
 
+# the last scope ``_scope_list_of`` was asked for, and the list it gave
+_last_scope: Any = ((), [])
+
+
+def _scope_list_of(scope: Any) -> List[str]:
+    """``list(scope)``, shared with the previous caller of an equal scope.
+
+    A mux, its transformers and its run stream are made one after the
+    other with the same scope, and each keeps it as a list (an event's
+    namespace is a list, compared with it).  Sharing one list per scope
+    instead of one per object leaves fewer objects alive per run for the
+    collector to walk when many runs are open.  Nobody mutates the list.
+    """
+    global _last_scope
+    last = _last_scope
+    if last[0] == scope:
+        return last[1]
+    shared = list(scope)
+    _last_scope = (scope, shared)
+    return shared
+
+
 def _interrupts_of(part: Any) -> Any:
     """A validated part's ``interrupts``, or ``None`` without: a dict is asked
     once, a Mapping of the user's as ``_split`` asks it (``in``, then the

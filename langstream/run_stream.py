@@ -274,7 +274,7 @@ class _RunState:
         self._mux = mux
         self.extensions: Mapping[str, Any] = MappingProxyType(mux.extensions)
         self._exhausted = False
-        self._scope_list = list(mux.scope)
+        self._scope_list = mux._scope_list  # (shared, never mutated)
         for key in mux.native_keys:
             setattr(self, key, mux.extensions[key])
 

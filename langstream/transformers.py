@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Callable, ClassVar, Dict, List, Optional,
 
 from langstream.channel import StreamChannel
 from langstream.mux import _Forward, _Guarded
-from langstream.protocol import ProtocolEvent, _interrupts_of
+from langstream.protocol import ProtocolEvent, _interrupts_of, _scope_list_of
 
 if TYPE_CHECKING:  # pragma: no cover
     from collections.abc import Coroutine
@@ -360,7 +360,7 @@ class _ScopedProjection(StreamTransformer):
         else:
             super().__init__(scope)
         self._log: StreamChannel[Any] = StreamChannel()
-        self._scope_list: List[str] = list(self.scope)
+        self._scope_list: List[str] = _scope_list_of(self.scope)
 
     def init(self) -> Dict[str, Any]:
         return {self._key: self._log}
@@ -556,7 +556,7 @@ class _SubtreeTracker(StreamTransformer):
         else:
             super().__init__(scope)
         self._depth = len(self.scope)
-        self._scope_list: List[str] = list(self.scope)
+        self._scope_list: List[str] = _scope_list_of(self.scope)
         self._seen: set = set()
         # namespace -> (graph_name, trigger_call_id), in discovery order
         self._open: Dict[Tuple[str, ...], Tuple[Optional[str], Optional[str]]] = {}
