@@ -947,6 +947,49 @@ def idle_run_memory(backends: Dict[str, Any], runs: int = 200) -> Dict[str, Opti
     return out
 
 
+def idle_run_objects(backends: Dict[str, Any], runs: int = 200) -> Dict[str, Optional[float]]:
+    """Objects the collector tracks per idle open run (async), opened as in
+    ``idle_run_memory``; ``None`` where ``gc.get_objects`` does not list
+    them (PyPy).
+
+    Every full collection walks each of them in every live run: with many
+    runs open on one loop (scenario C) this count, more than the bytes, is
+    what the collector's time grows with.
+    """
+    if platform.python_implementation() != "CPython":
+        return {LS_C if n == "c" else LS_PY: None for n in backends}
+    from langstream.run_stream import astream_events
+
+    out: Dict[str, Optional[float]] = {}
+    for name, module in backends.items():
+        keep: List[Any] = []
+
+        async def open_runs() -> int:
+            before = {id(obj) for obj in gc.get_objects()}
+            for _ in range(runs):
+                run = astream_events(_alimit(iter(()), 0))
+                keep.append((run, run.values.__aiter__(), run.lifecycle.__aiter__(),
+                             run.subgraphs.__aiter__(), run.__aiter__()))
+            after = gc.get_objects()
+            return sum(1 for obj in after
+                       if id(obj) not in before and obj is not before and obj is not after)
+
+        loop = asyncio.new_event_loop()
+        enabled = gc.isenabled()
+        try:
+            with use_backend(module):
+                gc.collect()
+                gc.disable()  # (nothing is collected, or untracked, while counting)
+                made = loop.run_until_complete(open_runs())
+        finally:
+            if enabled:
+                gc.enable()
+            keep.clear()
+            loop.close()
+        out[LS_C if name == "c" else LS_PY] = made / runs
+    return out
+
+
 # --------------------------------------------------------------------- report
 
 Summary = Dict[str, Dict[str, Dict[str, Dict[str, float]]]]  # scenario -> lane -> key -> stats
@@ -1070,15 +1113,18 @@ def format_memory(mem: Dict[str, Dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def format_growth(growth: Dict[str, List[Dict[str, Any]]], idle: Dict[str, Optional[float]]) -> str:
+def format_growth(growth: Dict[str, List[Dict[str, Any]]], idle: Dict[str, Optional[float]],
+                  idle_objects: Optional[Dict[str, Optional[float]]] = None) -> str:
     lines = ["", "memory growth (scenario M, async, maxlen 64, a values reader 1000x slower):", ""]
     for key, results in growth.items():
         figs = ", ".join(f"{r['parts']:,} parts: {_fmt_bytes(r['peak_traced_bytes'])} traced / "
                          f"{_fmt_bytes(r['peak_rss_growth_bytes'])} RSS" for r in results)
         lines.append(f"  {LABELS[key]}: {figs}")
     for key, per_run in idle.items():
-        lines.append(f"  {LABELS[key]}: {_fmt_bytes(per_run)} traced per idle open run "
-                     "(values, lifecycle, subgraphs and the raw log subscribed)")
+        objects = (idle_objects or {}).get(key)
+        counted = f", {objects:,.1f} objects the collector tracks" if objects is not None else ""
+        lines.append(f"  {LABELS[key]}: {_fmt_bytes(per_run)} traced{counted} per idle open "
+                     "run (values, lifecycle, subgraphs and the raw log subscribed)")
     return "\n".join(lines)
 
 
@@ -1678,14 +1724,15 @@ def _main(args: argparse.Namespace) -> int:
         for line in targets:
             print("  " + line)
 
-    memory = growth = idle = None
+    memory = growth = idle = idle_objects = None
     if args.memory:
         mem_parts = args.memory_parts or 20 * args.n
         memory = run_memory(mem_parts, 1000, 64, backends, lg)
         print(format_memory(memory))
         growth = run_memory_growth(max(10, mem_parts // 5), 1000, 64, backends)
         idle = idle_run_memory(backends)
-        print(format_growth(growth, idle))
+        idle_objects = idle_run_objects(backends)
+        print(format_growth(growth, idle, idle_objects))
     tokens = None
     if args.tokens:
         from langstream import _bench_tokens
@@ -1735,6 +1782,7 @@ def _main(args: argparse.Namespace) -> int:
             "memory": memory,
             "memory_growth": growth,
             "idle_run_bytes": idle,
+            "idle_run_objects": idle_objects,  # tracked by the collector (CPython)
             "tokens": tokens,  # ns/token per lane and contender (--tokens)
         }
         with open(args.json, "w", encoding="utf-8") as fh:

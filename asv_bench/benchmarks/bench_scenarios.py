@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import platform
 from typing import Any, Callable, Dict, List, Tuple
 
 from ._common import BACKENDS, SCENARIO_WARMUP_TIME, SMOKE, best_of, load_backend, scale
@@ -305,3 +306,37 @@ class CostPerUnreadSubgraph(CostPerSubgraph):
                                    bench.agent_parts, bench.consume_root, bench.aconsume_root)
         self._prepare(contender, root_only, lane, backend)
         self.parts = _subgraph_calls(SUBGRAPH_CALLS)
+
+
+class IdleRun:
+    """What one idle open run holds (async; values, lifecycle, subgraphs and
+    the raw log subscribed, nothing pulled): traced bytes and the objects
+    the collector tracks, per run (CPython only).  Scenario C's collector
+    time grows with the second: each full pass walks them in every live
+    run."""
+
+    params = [BACKENDS]
+    param_names = ["backend"]
+
+    def setup(self, backend: str) -> None:
+        if platform.python_implementation() != "CPython":
+            raise NotImplementedError("tracemalloc and gc.get_objects need CPython")
+        self.backends = {backend: load_backend(backend)}
+
+    def track_traced_bytes_per_idle_run(self, backend: str) -> float:
+        bench = _bench_module()
+        if not hasattr(bench, "idle_run_memory"):  # (an older commit)
+            raise NotImplementedError("langstream._bench has no idle_run_memory here")
+        (bytes_per_run,) = bench.idle_run_memory(self.backends).values()
+        return float(bytes_per_run)
+
+    track_traced_bytes_per_idle_run.unit = "bytes/run"  # type: ignore[attr-defined]
+
+    def track_tracked_objects_per_idle_run(self, backend: str) -> float:
+        bench = _bench_module()
+        if not hasattr(bench, "idle_run_objects"):  # (an older commit)
+            raise NotImplementedError("langstream._bench has no idle_run_objects here")
+        (objects_per_run,) = bench.idle_run_objects(self.backends).values()
+        return float(objects_per_run)
+
+    track_tracked_objects_per_idle_run.unit = "objects/run"  # type: ignore[attr-defined]
