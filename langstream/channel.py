@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import copyreg
 import weakref
-from typing import TYPE_CHECKING, Any, Callable, Dict, Generic, List, Optional, Tuple, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Dict, Generic, List, Optional, Sequence, Tuple, TypeVar
 
 from langstream import eventlog as _el
 
@@ -67,14 +67,17 @@ class _Backpressure:
         self.channels: list[tuple[str, StreamChannel[Any]]] = []
         # the future the async pump awaits while a log is full
         self.waiter: Any = None
-        # weak references to the async readers of those channels
-        self.readers: List[Any] = []
+        # weak references to the async readers of those channels (a list
+        # from the first one on: most runs have none)
+        self.readers: Sequence[Any] = ()
 
     def track(self, reader: Any) -> None:
         """Remember an async reader of a bounded channel (weakly); dead
         entries are pruned as the list grows, so it stays bounded by the
         readers alive."""
         readers = self.readers
+        if type(readers) is not list:
+            readers = self.readers = []
         readers.append(weakref.ref(reader))
         if len(readers) >= 32 and len(readers) & (len(readers) - 1) == 0:
             readers[:] = [ref for ref in readers if ref() is not None]

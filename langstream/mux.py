@@ -586,8 +586,9 @@ class _MuxCore:
         self._channels: List[StreamChannel[Any]] = []
         self._routers: List[Optional[Callable[[str, bool], bool]]] = []
         # ids of the transformers whose aprocess is the default one (the
-        # async dispatch calls their process directly)
-        self._direct: set = set()
+        # async dispatch calls their process directly); a dict as a set:
+        # holding ints only, the collector never tracks it
+        self._direct: Dict[int, None] = {}
         self._routes: Dict[Tuple[str, bool], Tuple[Any, ...]] = {}
         # keyed by the method for routes at the scope (the per-part lookup:
         # a str caches its hash, a tuple is hashed again on every lookup),
@@ -732,7 +733,7 @@ class _MuxCore:
             else:
                 routers.append(_router(transformer) if facts is None else facts.router)
             if is_async and (_calls_process(transformer) if facts is None else facts.direct):
-                self._direct.add(id(transformer))  # (the mux keeps it: the id stays its own)
+                self._direct[id(transformer)] = None  # (the mux keeps it: the id stays its own)
             self._routed = _UNSET
             if self._routes:
                 self._routes.clear()

@@ -557,7 +557,9 @@ class _SubtreeTracker(StreamTransformer):
             super().__init__(scope)
         self._depth = len(self.scope)
         self._scope_list: List[str] = _scope_list_of(self.scope)
-        self._seen: set = set()
+        # the namespaces started and not ended (a dict as a set: an empty
+        # dict is not tracked by the collector, an empty set is)
+        self._seen: Dict[Tuple[str, ...], None] = {}
         # namespace -> (graph_name, trigger_call_id), in discovery order
         self._open: Dict[Tuple[str, ...], Tuple[Optional[str], Optional[str]]] = {}
         # (parent namespace, task id) -> namespace it closes
@@ -637,7 +639,7 @@ class _SubtreeTracker(StreamTransformer):
             # (no route changes: a part that discovers takes the event path,
             # and routes that would discover are never kept, see
             # ``StreamMux._below_route``)
-            self._seen.add(key)
+            self._seen[key] = None
             graph_name, task_id = parse_segment(key[-1])
             cause: Optional[LifecycleCause] = None
             if agent is not None and key == keys[-1]:
@@ -711,7 +713,7 @@ class _SubtreeTracker(StreamTransformer):
             return None
         del self._open[child]
         # an ended namespace is forgotten: memory is bounded by what is open
-        self._seen.discard(child)
+        self._seen.pop(child, None)
         self._changed(child)
         status, error = _status_from_result(data)
         return child, status, error
