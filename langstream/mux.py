@@ -333,7 +333,8 @@ class _Shared:
         # those of its per-namespace routes below its scope (see
         # ``_forget_stale``; a discovery changes no kept route)
         self.epoch = 0
-        self.changes: Deque[Tuple[int, Optional[Tuple[str, ...]]]] = deque(maxlen=_CHANGES_KEPT)
+        # (None until the first change: most runs have none)
+        self.changes: Optional[Deque[Tuple[int, Optional[Tuple[str, ...]]]]] = None
         # a route was kept since the last change (set where routes are kept)
         self.kept = False
         # the part the pump pulled ahead of a subgraph's input snapshot (see
@@ -353,6 +354,8 @@ class _Shared:
             return
         self.kept = False
         self.epoch += 1
+        if changes is None:
+            changes = self.changes = deque(maxlen=_CHANGES_KEPT)
         changes.append((self.epoch, prefix))
 
 
