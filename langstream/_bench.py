@@ -911,6 +911,17 @@ def run_memory_growth(parts: int, slowdown: int, maxlen: int,
     return out
 
 
+async def _open_idle_runs(runs: int, keep: List[Any]) -> None:
+    """Open ``runs`` async runs (kept in ``keep``), each with every default
+    projection and the raw main log subscribed, nothing pulled."""
+    from langstream.run_stream import astream_events
+
+    for _ in range(runs):
+        run = astream_events(_alimit(iter(()), 0))
+        keep.append((run, run.values.__aiter__(), run.lifecycle.__aiter__(),
+                     run.subgraphs.__aiter__(), run.__aiter__()))
+
+
 def idle_run_memory(backends: Dict[str, Any], runs: int = 200) -> Dict[str, Optional[float]]:
     """Peak traced bytes per idle open run (async), every default projection
     subscribed (values, lifecycle, subgraphs and the raw main log), nothing
@@ -919,25 +930,16 @@ def idle_run_memory(backends: Dict[str, Any], runs: int = 200) -> Dict[str, Opti
         return {LS_C if n == "c" else LS_PY: None for n in backends}
     import tracemalloc
 
-    from langstream.run_stream import astream_events
-
     out: Dict[str, Optional[float]] = {}
     for name, module in backends.items():
         keep: List[Any] = []
-
-        async def open_runs() -> None:
-            for _ in range(runs):
-                run = astream_events(_alimit(iter(()), 0))
-                keep.append((run, run.values.__aiter__(), run.lifecycle.__aiter__(),
-                             run.subgraphs.__aiter__(), run.__aiter__()))
-
         loop = asyncio.new_event_loop()
         try:
             with use_backend(module):
                 gc.collect()
                 tracemalloc.start()
                 base = tracemalloc.get_traced_memory()[0]
-                loop.run_until_complete(open_runs())
+                loop.run_until_complete(_open_idle_runs(runs, keep))
                 peak = tracemalloc.get_traced_memory()[1] - base
                 tracemalloc.stop()
         finally:
@@ -958,18 +960,13 @@ def idle_run_objects(backends: Dict[str, Any], runs: int = 200) -> Dict[str, Opt
     """
     if platform.python_implementation() != "CPython":
         return {LS_C if n == "c" else LS_PY: None for n in backends}
-    from langstream.run_stream import astream_events
-
     out: Dict[str, Optional[float]] = {}
     for name, module in backends.items():
         keep: List[Any] = []
 
         async def open_runs() -> int:
             before = {id(obj) for obj in gc.get_objects()}
-            for _ in range(runs):
-                run = astream_events(_alimit(iter(()), 0))
-                keep.append((run, run.values.__aiter__(), run.lifecycle.__aiter__(),
-                             run.subgraphs.__aiter__(), run.__aiter__()))
+            await _open_idle_runs(runs, keep)
             after = gc.get_objects()
             return sum(1 for obj in after
                        if id(obj) not in before and obj is not before and obj is not after)

@@ -11,7 +11,9 @@ from __future__ import annotations
 import asyncio
 import copyreg
 import weakref
-from typing import TYPE_CHECKING, Any, Callable, Dict, Generic, List, Optional, Sequence, Tuple, TypeVar
+from typing import (
+    TYPE_CHECKING, Any, Callable, Dict, Generic, List, Optional, Sequence, Tuple, TypeVar,
+)
 
 from langstream import eventlog as _el
 

@@ -323,20 +323,19 @@ class IdleRun:
             raise NotImplementedError("tracemalloc and gc.get_objects need CPython")
         self.backends = {backend: load_backend(backend)}
 
-    def track_traced_bytes_per_idle_run(self, backend: str) -> float:
+    def _per_run(self, function: str) -> float:
         bench = _bench_module()
-        if not hasattr(bench, "idle_run_memory"):  # (an older commit)
-            raise NotImplementedError("langstream._bench has no idle_run_memory here")
-        (bytes_per_run,) = bench.idle_run_memory(self.backends).values()
-        return float(bytes_per_run)
+        if not hasattr(bench, function):  # (an older commit)
+            raise NotImplementedError(f"langstream._bench has no {function} here")
+        (per_run,) = getattr(bench, function)(self.backends).values()
+        return float(per_run)
+
+    def track_traced_bytes_per_idle_run(self, backend: str) -> float:
+        return self._per_run("idle_run_memory")
 
     track_traced_bytes_per_idle_run.unit = "bytes/run"  # type: ignore[attr-defined]
 
     def track_tracked_objects_per_idle_run(self, backend: str) -> float:
-        bench = _bench_module()
-        if not hasattr(bench, "idle_run_objects"):  # (an older commit)
-            raise NotImplementedError("langstream._bench has no idle_run_objects here")
-        (objects_per_run,) = bench.idle_run_objects(self.backends).values()
-        return float(objects_per_run)
+        return self._per_run("idle_run_objects")
 
     track_tracked_objects_per_idle_run.unit = "objects/run"  # type: ignore[attr-defined]
