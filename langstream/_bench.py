@@ -965,6 +965,7 @@ def idle_run_objects(backends: Dict[str, Any], runs: int = 200) -> Dict[str, Opt
         keep: List[Any] = []
 
         async def open_runs() -> int:
+            await _open_idle_runs(1, keep)  # (first-use caches are not a run's)
             before = {id(obj) for obj in gc.get_objects()}
             await _open_idle_runs(runs, keep)
             after = gc.get_objects()

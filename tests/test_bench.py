@@ -170,6 +170,41 @@ def test_bench_memory_scenario(tmp_path, capsys):
     assert "per idle open run" in capsys.readouterr().out
 
 
+@pytest.mark.skipif(platform.python_implementation() != "CPython",
+                    reason="gc.get_objects lists the tracked objects on CPython only")
+def test_idle_run_objects_counts_what_each_run_holds():
+    """The per-run count does not depend on how many runs are opened (it is
+    what one run holds, not the measurement's own objects), and a run that
+    holds one more object reads one more."""
+    import gc
+
+    from langstream import run_stream
+
+    backends = _bench.available_backends()
+    few = _bench.idle_run_objects(backends, runs=20)
+    many = _bench.idle_run_objects(backends, runs=100)
+    assert set(few) == set(many) == {_bench.LS_C if k == "c" else _bench.LS_PY for k in backends}
+    for key, per_run in few.items():
+        assert per_run > 10
+        assert abs(per_run - many[key]) <= 1, (key, per_run, many[key])
+
+    real = run_stream.astream_events
+
+    def holding_one_more(*args, **kwargs):
+        run = real(*args, **kwargs)
+        run.held = [object()]  # (a list is tracked, the plain object is not)
+        return run
+
+    run_stream.astream_events = holding_one_more
+    try:
+        more = _bench.idle_run_objects(backends, runs=20)
+    finally:
+        run_stream.astream_events = real
+    assert gc.isenabled()
+    for key, per_run in few.items():
+        assert abs(more[key] - per_run - 1) < 0.01, (key, per_run, more[key])
+
+
 def test_use_backend_restores():
     saved = (el.EventLog, el.Cursor, el.SeqCounter, el.BACKEND)
     pure = _bench.available_backends()["python"]
