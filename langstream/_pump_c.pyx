@@ -130,13 +130,23 @@ cdef object _TRACKER_RECORD = _SubtreeTracker._record_part
 cdef tuple _TRACKERS = (LifecycleTransformer, SubgraphTransformer)
 
 
-cdef bint _idle_task_part(object tracker, object data):
+cdef bint _idle_task_part(object tracker, object data, object parent):
     """``transformers._idle_task_part`` (the same test, in C)."""
     cdef PyObject* found
     if type(data) is not dict:
         return False
     if PyDict_Contains(data, "result"):
-        return not tracker._by_task and not tracker._tool_calls
+        if tracker._tool_calls:
+            return False
+        if parent is None:
+            return True
+        by_task = tracker._by_task
+        if not by_task:
+            return True
+        found = ls_dict_get(data, "id")
+        if found == NULL or not isinstance(<object>found, str):
+            return True
+        return not PyDict_Contains(by_task, (parent, <object>found))
     found = ls_dict_get(data, "input")
     if found == NULL or type(<object>found) is not dict:
         return False
@@ -167,6 +177,8 @@ cdef class _Op:
     cdef object target     # the handler (0, 5), the transformer (1, 2), the child's
                            # dispatcher (3), the mux._Guards (4)
     cdef object tracker    # the handler's tracker (5)
+    cdef object parent     # the namespace whose task results it closes (5; None:
+                           # it only keeps tool calls, see ``_idle_task_part``)
     cdef object channel    # its StreamChannel (1, 2)
     cdef EventLog log      # that channel's log (1, 2)
 
@@ -190,6 +202,7 @@ cdef tuple _compile(tuple handlers):
             op.kind = 5
             op.target = handler
             op.tracker = handler.tracker
+            op.parent = handler.ns
             ops.append(op)
             continue
         owner = getattr(handler, "__self__", None)
@@ -198,6 +211,7 @@ cdef tuple _compile(tuple handlers):
             op.kind = 5
             op.target = handler
             op.tracker = owner
+            op.parent = owner.scope if func is _TRACKER_FAST else None
             ops.append(op)
             continue
         channel = getattr(owner, "_log", None)
@@ -402,7 +416,7 @@ cdef class PartDispatcher:
                 continue
             if op.kind == 5:  # (it returns False: the part stays out of the log)
                 keep = False
-                if not _idle_task_part(op.tracker, data):
+                if not _idle_task_part(op.tracker, data, op.parent):
                     op.target(part)
                 continue
             if op.kind == 1:  # ValuesTransformer._fast_part, inline

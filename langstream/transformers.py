@@ -728,7 +728,7 @@ class _SubtreeTracker(StreamTransformer):
     def _fast_part(self, part: Mapping[str, Any]) -> bool:
         """``process`` of a ``tasks`` part at the scope (routed only for those)."""
         data = part["data"]
-        if _idle_task_part(self, data):
+        if _idle_task_part(self, data, self.scope):
             return False
         self._record_tool_call(data)
         if self._by_task:
@@ -751,7 +751,7 @@ class _SubtreeTracker(StreamTransformer):
     def _record_part(self, part: Mapping[str, Any]) -> bool:
         """The tool-call bookkeeping of a ``tasks`` part below the scope."""
         data = part["data"]
-        if not _idle_task_part(self, data):
+        if not _idle_task_part(self, data, None):
             self._record_tool_call(data)
         return False
 
@@ -798,15 +798,28 @@ class _SubtreeTracker(StreamTransformer):
         self._close_open(status, error)
 
 
-def _idle_task_part(tracker: _SubtreeTracker, data: Any) -> bool:
+def _idle_task_part(tracker: _SubtreeTracker, data: Any,
+                    parent: Optional[Tuple[str, ...]]) -> bool:
     """Whether a ``tasks`` part's data changes nothing ``tracker`` keeps: a
-    task start that runs no tool call, or a result while no tool call and
-    no subgraph waits for one (most ``tasks`` parts; checked before the
-    bookkeeping calls, which cost more than the check)."""
+    task start that runs no tool call, or a result while no tool call waits
+    and no subgraph waits for this task's result (most ``tasks`` parts;
+    checked before the bookkeeping calls, which cost more than the check).
+
+    ``parent`` is the namespace of the part, whose task results can end a
+    subgraph the caller closes (``_ended``), or ``None`` when the caller
+    only keeps tool calls.  The test is ``_ended``'s own: a result ends
+    nothing unless ``(parent, id)`` is a key of ``_by_task`` (at every
+    depth of a nested run, most results below a tracker's scope end
+    nothing it keeps while its own children are open)."""
     if type(data) is not dict:
         return False
     if "result" in data:
-        return not tracker._by_task and not tracker._tool_calls
+        if tracker._tool_calls:
+            return False
+        if parent is None or not tracker._by_task:
+            return True
+        task_id = data.get("id")
+        return not isinstance(task_id, str) or (parent, task_id) not in tracker._by_task
     payload = data.get("input")
     return type(payload) is dict and payload.get("tool_call") is None
 
@@ -825,7 +838,7 @@ class _TaskBelow:
     def __call__(self, part: Mapping[str, Any]) -> bool:
         tracker = self.tracker
         data = part["data"]
-        if _idle_task_part(tracker, data):
+        if _idle_task_part(tracker, data, self.ns):
             return False
         tracker._record_tool_call(data)
         ended = tracker._ended(self.ns, data)

@@ -552,6 +552,75 @@ def test_tool_call_causes_on_the_fast_route_match_the_event_path(backend, lane):
         ("started", {"type": "toolCall", "tool_call_id": "call_2"})]
 
 
+def _reused_task_id_parts():
+    """A task id reused at two depths: inside a subgraph, a task with the id
+    of the task that runs that subgraph in its parent, started and ended
+    there while the subgraph stays open; results at every depth while
+    subgraphs wait and a tool call is pending; then the real results."""
+    o = ("outer:a1",)
+    i = o + ("inner:t1",)
+    x = i + ("agent:t2",)
+    tool = {"type": "tasks", "ns": i, "data": {
+        "id": "t2", "name": "tools", "input": {"tool_call": {"id": "call_7", "name": "ask"}},
+        "triggers": ()}}
+    return [
+        {"type": "values", "ns": (), "data": {"s": 0}, "interrupts": ()},
+        _task((), "a1", "outer"),
+        {"type": "values", "ns": o, "data": {"o": 0}, "interrupts": ()},
+        _task(o, "t1", "inner"),
+        {"type": "values", "ns": i, "data": {"i": 0}, "interrupts": ()},
+        # the decoys: same ids as the tasks that run ``inner`` and ``outer``,
+        # one level down; they end nothing
+        _task(i, "t1", "step"),
+        _task(i, "t1", "step", result={"decoy": 1}),
+        _task(o, "a1", "step"),
+        _task(o, "a1", "step", result={"decoy": 2}),
+        {"type": "values", "ns": i, "data": {"i": 1}, "interrupts": ()},
+        tool,
+        {"type": "tasks", "ns": x, "data": {"id": "x1", "name": "model", "input": {},
+                                            "triggers": (), "metadata": {"lc_agent_name": "asker"}}},
+        {"type": "values", "ns": x, "data": {"x": 0}, "interrupts": ()},
+        _task(x, "t2", "step"),
+        _task(x, "t2", "step", result={"decoy": 3}),  # (the tool task's id, one level up)
+        {"type": "custom", "ns": x, "data": "x-working"},
+        _task(i, "t2", "tools", result={"tool": "done"}),  # ends ``agent``
+        {"type": "values", "ns": i, "data": {"i": 2}, "interrupts": ()},
+        _task(o, "t1", "inner", result={"i": 2}),
+        {"type": "values", "ns": o, "data": {"o": 1}, "interrupts": ()},
+        _task((), "a1", "outer"),
+        {"type": "values", "ns": (), "data": {"s": 1}, "interrupts": ()},
+    ]
+
+
+@pytest.mark.parametrize("lane", LANES)
+def test_a_result_ends_only_the_subgraph_its_own_namespace_waits_for(backend, lane):
+    """The trackers skip a task result that ends nothing they keep, at every
+    depth: a result at a subgraph's namespace whose id is that of the task
+    that runs the subgraph, one level up, ends nothing; the result at the
+    parent's namespace ends it.  As on the event path."""
+    parts = _reused_task_id_parts()
+    fast = _observe(parts, FAST, lane)
+    slow = _observe(parts, SLOW, lane)
+    assert fast == slow
+    ends = [(tuple(p["namespace"]), p["event"]) for p in fast["lifecycle"]
+            if p["event"] != "started"]
+    assert ends == [
+        (("outer:a1", "inner:t1", "agent:t2"), "completed"),
+        (("outer:a1", "inner:t1"), "completed"),
+        (("outer:a1",), "completed"),
+    ]
+    # no namespace was started twice: the decoys ended none
+    starts = [tuple(p["namespace"]) for p in fast["lifecycle"] if p["event"] == "started"]
+    assert len(starts) == len(set(starts)) == 3
+    outer = fast["handles"][0][3]
+    inner = outer["handles"][0]
+    assert inner[:3] == (("outer:a1", "inner:t1"), "completed", None)
+    assert inner[3]["values"] == [{"i": 0}, {"i": 1}, {"i": 2}]
+    agent_starts = [p for p in outer["lifecycle"] if p["event"] == "started"
+                    and p["namespace"][-1] == "agent:t2"]
+    assert agent_starts[0]["cause"] == {"type": "toolCall", "tool_call_id": "call_7"}
+
+
 def _interleaved_parts():
     """Two sibling subgraphs open at once, each with a child of its own,
     their parts interleaved; one child ends while everything else goes on,
