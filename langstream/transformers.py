@@ -957,6 +957,10 @@ class SubgraphTransformer(_SubtreeTracker):
             super().__init__(scope)
         self._log: StreamChannel[Any] = StreamChannel()
         self._handles: Dict[Tuple[str, ...], Any] = {}
+        # namespace -> the hand-over to its handle's mux, as the ops of a
+        # route below the scope (``_fast_handler_below``): made once per
+        # handle, not once per route; kept and dropped with ``_handles``
+        self._forwards: Dict[Tuple[str, ...], Tuple[_Forward]] = {}
         self._mux: Optional[StreamMux] = None
         # whether every child's pipeline is langstream's own transformers
         # (None: not asked yet; see ``_own_children``)
@@ -997,6 +1001,7 @@ class SubgraphTransformer(_SubtreeTracker):
             )
         handle = cls(child, path=ns, graph_name=graph_name, trigger_call_id=trigger_call_id)
         self._handles[ns] = handle
+        self._forwards[ns] = (_Forward(child),)
         self._log.push(handle)
 
     def _route_event(self, event: ProtocolEvent) -> Tuple[Any, bool]:
@@ -1032,6 +1037,7 @@ class SubgraphTransformer(_SubtreeTracker):
                      error: Optional[str]) -> None:
         # an ended handle is let go (and its namespace forgotten: see ``_ended``)
         handle = self._handles.pop(ns, None)
+        self._forwards.pop(ns, None)
         if handle is None or not self._mark(handle, status, error):
             return
         if status == "failed":
@@ -1042,6 +1048,7 @@ class SubgraphTransformer(_SubtreeTracker):
     async def _aon_terminal(self, ns: Tuple[str, ...], status: SubgraphStatus,
                             error: Optional[str]) -> None:
         handle = self._handles.pop(ns, None)
+        self._forwards.pop(ns, None)
         if handle is None or not self._mark(handle, status, error):
             return
         if status == "failed":
@@ -1099,16 +1106,16 @@ class SubgraphTransformer(_SubtreeTracker):
         ``None`` when the part would discover the child."""
         depth = self._depth
         key = ns[: depth + 1]
-        handle = self._handles.get(key)
-        if handle is None:
+        forward = self._forwards.get(key)
+        if forward is None:
             if (depth and ns[:depth] != self.scope) or key in self._seen:
                 target: Tuple[Any, ...] = ()
             else:
                 return None  # (it discovers the child: the event path)
-        elif handle._mux._events._log.closed:
+        elif forward[0].mux._events._log.closed:
             target = ()
         else:
-            target = (_Forward(handle._mux),)
+            target = forward
         if method != "tasks":
             return target
         return (self._record_part, *target)
@@ -1157,6 +1164,7 @@ class SubgraphTransformer(_SubtreeTracker):
         self._tool_calls.clear()
         handles = [h for h in self._handles.values() if not h._seen_terminal]
         self._handles.clear()
+        self._forwards.clear()
         return handles
 
     def _open_handles(self) -> List[Any]:

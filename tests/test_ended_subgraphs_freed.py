@@ -108,6 +108,55 @@ def test_an_ended_subgraph_is_freed_once_its_handle_is_dropped(backend, lane):
 
 
 @pytest.mark.parametrize("lane", LANES)
+def test_an_ended_subgraph_is_freed_while_the_run_goes_on(backend, lane):
+    """Nothing the run keeps for dispatch (routes, hand-overs, tracker
+    entries) holds an ended subgraph: when the next one starts, every
+    earlier one's mux is already gone, with the run still going."""
+    from helpers import areplay, arun, replay
+
+    parts = _whole_steps(_bench.agent_parts(800, depth=2))
+    refs = []
+    alive_at_start = []
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        if lane == "sync":
+            run = langstream.stream_events(replay(parts))
+            for name, item in run.interleave("values", "lifecycle", "subgraphs"):
+                if name == "subgraphs":
+                    alive_at_start.append(sum(ref() is not None for ref in refs))
+                    refs.append(weakref.ref(item._mux))
+                    list(item.values)
+                    del item
+            run.output
+        else:
+            async def main():
+                import asyncio
+
+                run = langstream.astream_events(areplay(parts))
+
+                async def drain(it):
+                    return [x async for x in it]
+
+                async def handles():
+                    async for h in run.subgraphs:
+                        alive_at_start.append(sum(ref() is not None for ref in refs))
+                        refs.append(weakref.ref(h._mux))
+                        await drain(h.values)
+                        del h
+
+                await asyncio.gather(drain(run.values), drain(run.lifecycle), handles())
+                await run.output()
+
+            arun(main())
+    finally:
+        if was:
+            gc.enable()
+    assert len(alive_at_start) >= 5
+    assert alive_at_start == [0] * len(alive_at_start)
+
+
+@pytest.mark.parametrize("lane", LANES)
 def test_a_kept_handle_still_answers_after_its_subgraph_ended(backend, lane):
     """Letting go of dispatch state does not take anything a consumer reads:
     a handle kept past its end still gives its status, output and the
