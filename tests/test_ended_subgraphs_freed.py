@@ -35,18 +35,19 @@ def _whole_steps(parts):
     return parts[: last + 1]
 
 
-def _consume(parts, lane, keep=None):
+def _consume(parts, lane, on_handle=None):
     """Read values, lifecycle and every handle's values (as scenario M does);
-    ``keep`` collects a weak reference to each handle's mux."""
+    ``on_handle`` is called with each handle as it arrives (the consumer
+    holds no other handle then)."""
     from helpers import areplay, arun, replay
 
     if lane == "sync":
         run = langstream.stream_events(replay(parts))
         for name, item in run.interleave("values", "lifecycle", "subgraphs"):
             if name == "subgraphs":
+                if on_handle is not None:
+                    on_handle(item)
                 list(item.values)
-                if keep is not None:
-                    keep.append(weakref.ref(item._mux))
         return run.output
 
     async def main():
@@ -59,9 +60,9 @@ def _consume(parts, lane, keep=None):
 
         async def handles():
             async for h in run.subgraphs:
+                if on_handle is not None:
+                    on_handle(h)
                 await drain(h.values)
-                if keep is not None:
-                    keep.append(weakref.ref(h._mux))
 
         await asyncio.gather(drain(run.values), drain(run.lifecycle), handles())
         return await run.output()
@@ -99,7 +100,7 @@ def test_an_ended_subgraph_is_freed_once_its_handle_is_dropped(backend, lane):
     was = gc.isenabled()
     gc.disable()
     try:
-        _consume(parts, lane, keep=refs)
+        _consume(parts, lane, lambda handle: refs.append(weakref.ref(handle._mux)))
         assert len(refs) >= 2
         assert all(ref() is None for ref in refs)
     finally:
@@ -112,43 +113,18 @@ def test_an_ended_subgraph_is_freed_while_the_run_goes_on(backend, lane):
     """Nothing the run keeps for dispatch (routes, hand-overs, tracker
     entries) holds an ended subgraph: when the next one starts, every
     earlier one's mux is already gone, with the run still going."""
-    from helpers import areplay, arun, replay
-
     parts = _whole_steps(_bench.agent_parts(800, depth=2))
     refs = []
     alive_at_start = []
+
+    def on_handle(handle):
+        alive_at_start.append(sum(ref() is not None for ref in refs))
+        refs.append(weakref.ref(handle._mux))
+
     was = gc.isenabled()
     gc.disable()
     try:
-        if lane == "sync":
-            run = langstream.stream_events(replay(parts))
-            for name, item in run.interleave("values", "lifecycle", "subgraphs"):
-                if name == "subgraphs":
-                    alive_at_start.append(sum(ref() is not None for ref in refs))
-                    refs.append(weakref.ref(item._mux))
-                    list(item.values)
-                    del item
-            run.output
-        else:
-            async def main():
-                import asyncio
-
-                run = langstream.astream_events(areplay(parts))
-
-                async def drain(it):
-                    return [x async for x in it]
-
-                async def handles():
-                    async for h in run.subgraphs:
-                        alive_at_start.append(sum(ref() is not None for ref in refs))
-                        refs.append(weakref.ref(h._mux))
-                        await drain(h.values)
-                        del h
-
-                await asyncio.gather(drain(run.values), drain(run.lifecycle), handles())
-                await run.output()
-
-            arun(main())
+        _consume(parts, lane, on_handle)
     finally:
         if was:
             gc.enable()
