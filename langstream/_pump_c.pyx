@@ -181,6 +181,11 @@ cdef class _Op:
                            # it only keeps tool calls, see ``_idle_task_part``)
     cdef object channel    # its StreamChannel (1, 2)
     cdef EventLog log      # that channel's log (1, 2)
+    # (3) the child's compiled route for this route's method and namespace,
+    # and the tree epoch (the int object) it was kept in: while the epoch is
+    # that object, the child's ``below`` would return the same route
+    cdef object below_ops
+    cdef object below_epoch
 
 
 cdef tuple _compile(tuple handlers):
@@ -324,23 +329,24 @@ cdef class PartDispatcher:
             for i in range(n):
                 if type(ns[i]) is not str:
                     return self.mux._push_part_fast(part)
-        out = self.route(part, method, ns, n, data, interrupts, None, False)
+        out = self.route(part, method, ns, n, data, interrupts, None, None)
         return out if type(out) is tuple else None
 
     cdef object route(self, object part, str method, object ns, Py_ssize_t n, object data,
-                      object interrupts, object ev, bint nested):
+                      object interrupts, object ev, _Op via):
         """Dispatch a validated part through this mux's fast route
         (``interrupts``: the part's, read once by ``dispatch``; None when
         it has none).
 
-        At the root (``nested`` false) returns ``(event, method, at_scope)``
-        when the part needs the event path; a parent's hand-over (``nested``)
-        always completes here.  Otherwise returns the protocol event if one
+        At the root (``via`` None) returns ``(event, method, at_scope)``
+        when the part needs the event path; a parent's hand-over (``via``:
+        the parent's op that hands it over) always completes here.  Otherwise returns the protocol event if one
         was built (by this mux or a child below it, shared by all), else None.
         """
         cdef PyObject* found
         cdef Py_ssize_t i
         cdef bint at_scope
+        cdef bint nested = via is not None
         cdef _Op op
         if n != self.scope_len:
             at_scope = False
@@ -381,6 +387,8 @@ cdef class PartDispatcher:
                 if PyList_GET_SIZE(cache) < 2 * _AT_SLOTS:
                     cache.append(method)
                     cache.append(compiled)
+        elif nested:
+            compiled = self.below_via(method, ns if type(ns) is tuple else tuple(ns), via)
         else:
             compiled = self.below(method, ns if type(ns) is tuple else tuple(ns))
         if not nested and compiled is not _SLOW and (<tuple>compiled):
@@ -410,7 +418,7 @@ cdef class PartDispatcher:
             if op.kind == 3:  # the child mux of the part's subtree
                 child = <PartDispatcher>op.target
                 if not child.events_log.is_closed():
-                    ev = child.route(part, method, ns, n, data, interrupts, ev, True)
+                    ev = child.route(part, method, ns, n, data, interrupts, ev, op)
                 continue
             if op.kind == 4:  # (the guards: checked above)
                 continue
@@ -447,6 +455,22 @@ cdef class PartDispatcher:
         else:
             log.push_nowait(ev)
         return ev
+
+    cdef object below_via(self, str method, tuple key, _Op via):
+        """``below``, for a part a parent's op ``via`` hands over: the route
+        that op saw last, while the tree epoch has not moved since it was
+        kept (then ``below`` would find that very route: a kept route changes
+        only when the epoch moves, or when this mux ends, and a parent hands
+        nothing to an ended mux); one pair of dict lookups (and a hash of
+        the namespace) fewer per part and per level below the first."""
+        epoch = self.shared.epoch
+        if via.below_epoch is epoch:  # (an int object: a new one at every change)
+            return via.below_ops
+        compiled = self.below(method, key)
+        if compiled is not _SLOW and self.shared.epoch is epoch:  # (kept by ``below``)
+            via.below_ops = compiled
+            via.below_epoch = epoch
+        return compiled
 
     cdef object below(self, str method, tuple key):
         """The compiled route of ``method`` parts at namespace ``key``, below

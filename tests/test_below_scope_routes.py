@@ -303,6 +303,90 @@ def test_a_transformer_registered_on_a_handle_mid_run_sees_the_rest(backend, lan
     assert seen == expected and seen
 
 
+def _three_deep_steps(steps):
+    """Subgraphs nested three deep, ``steps`` steps of the innermost, then
+    every subgraph ends (its parent's task result), innermost first."""
+    a = ("sub1:a",)
+    b = a + ("sub2:b",)
+    c = b + ("sub3:c",)
+    parts = [{"type": "values", "ns": (), "data": {"s": 0}, "interrupts": ()}]
+    for ns, (parent, tid, name) in ((a, ((), "a", "sub1")), (b, (a, "b", "sub2")),
+                                    (c, (b, "c", "sub3"))):
+        parts += [_task(parent, tid, name),
+                  {"type": "values", "ns": ns, "data": {name: 0}, "interrupts": ()}]
+    for k in range(steps):
+        parts += [_task(c, f"t{k}", "tool"),
+                  {"type": "custom", "ns": c, "data": f"working {k}"},
+                  {"type": "updates", "ns": c, "data": {"tool": {"k": k}}},
+                  _task(c, f"t{k}", "tool", result={"k": k}),
+                  {"type": "values", "ns": c, "data": {"k": k}, "interrupts": ()}]
+    parts += [_task(b, "c", "sub3", result={}), _task(a, "b", "sub2", result={}),
+              _task((), "a", "sub1", result={}),
+              {"type": "values", "ns": (), "data": {"s": 1}, "interrupts": ()}]
+    return parts
+
+
+@pytest.mark.parametrize("lane", LANES)
+def test_a_transformer_registered_above_a_deep_namespace_sees_its_later_parts(backend, lane):
+    """Parts three levels deep go through the routes of every mux above
+    them; registering a transformer on the outermost handle while they flow
+    changes those routes: it sees every later event of its subtree, in
+    order, as on the event path."""
+    from helpers import areplay, arun, replay
+
+    parts = _three_deep_steps(8)
+
+    def spy(seen, scope):
+        class Spy(langstream.StreamTransformer):
+            supports_sync = True
+
+            def init(self):
+                return {}
+
+            def process(self, event):
+                seen.append((event["method"], list(event["params"]["namespace"]),
+                             event["params"]["data"]))
+                return True
+
+        return Spy(scope)
+
+    def sync(factories):
+        seen = []
+        run = GraphRunStream(replay(parts), StreamMux(factories=factories))
+        outer = next(iter(run.subgraphs))
+        inner = next(iter(next(iter(outer.subgraphs)).subgraphs))
+        values = iter(inner.values)
+        got = [next(values) for _ in range(4)]  # (its input snapshot, then 3 steps)
+        outer._mux._register(spy(seen, tuple(outer.path)))
+        got += list(values)
+        run.output
+        return got, seen
+
+    async def asyn(factories):
+        seen = []
+        run = AsyncGraphRunStream(areplay(parts), StreamMux(factories=factories, is_async=True))
+        outer = await run.subgraphs.__aiter__().__anext__()
+        middle = await outer.subgraphs.__aiter__().__anext__()
+        inner = await middle.subgraphs.__aiter__().__anext__()
+        values = inner.values.__aiter__()
+        got = [await values.__anext__() for _ in range(4)]
+        outer._mux._register(spy(seen, tuple(outer.path)))
+        got += [v async for v in values]
+        await run.output()
+        return got, seen
+
+    fast = sync(FAST) if lane == "sync" else arun(asyn(FAST))
+    slow = sync(SLOW) if lane == "sync" else arun(asyn(SLOW))
+    assert fast == slow
+    got, seen = fast
+    assert got == [{"sub3": 0}] + [{"k": k} for k in range(8)]
+    deep = [item for item in seen if len(item[1]) == 3]
+    # every later step of the innermost subgraph, in order (the step whose
+    # values was read last may have been pumped past already)
+    custom = [data for method, _, data in deep if method == "custom"]
+    assert custom == [f"working {k}" for k in range(8 - len(custom), 8)] and len(custom) >= 4
+
+
 def test_routes_below_the_scope_are_per_namespace_and_only_for_trusted_trackers(backend):
     """White box: once a namespace is open the root routes its parts fast
     (to the child as parts); before it is discovered, or with trackers that
