@@ -340,8 +340,9 @@ cdef class PartDispatcher:
 
         At the root (``via`` None) returns ``(event, method, at_scope)``
         when the part needs the event path; a parent's hand-over (``via``:
-        the parent's op that hands it over) always completes here.  Otherwise returns the protocol event if one
-        was built (by this mux or a child below it, shared by all), else None.
+        the parent's op that hands it over) always completes here.
+        Otherwise returns the protocol event if one was built (by this mux
+        or a child below it, shared by all), else None.
         """
         cdef PyObject* found
         cdef Py_ssize_t i

@@ -960,7 +960,8 @@ class SubgraphTransformer(_SubtreeTracker):
         # namespace -> the hand-over to its handle's mux, as the ops of a
         # route below the scope (``_fast_handler_below``): made once per
         # handle, not once per route; kept and dropped with ``_handles``
-        self._forwards: Dict[Tuple[str, ...], Tuple[_Forward]] = {}
+        # (None until the first handle: an idle run keeps no dict for it)
+        self._forwards: Optional[Dict[Tuple[str, ...], Tuple[_Forward]]] = None
         self._mux: Optional[StreamMux] = None
         # whether every child's pipeline is langstream's own transformers
         # (None: not asked yet; see ``_own_children``)
@@ -1001,7 +1002,10 @@ class SubgraphTransformer(_SubtreeTracker):
             )
         handle = cls(child, path=ns, graph_name=graph_name, trigger_call_id=trigger_call_id)
         self._handles[ns] = handle
-        self._forwards[ns] = (_Forward(child),)
+        forwards = self._forwards
+        if forwards is None:
+            forwards = self._forwards = {}
+        forwards[ns] = (_Forward(child),)
         self._log.push(handle)
 
     def _route_event(self, event: ProtocolEvent) -> Tuple[Any, bool]:
@@ -1037,8 +1041,10 @@ class SubgraphTransformer(_SubtreeTracker):
                      error: Optional[str]) -> None:
         # an ended handle is let go (and its namespace forgotten: see ``_ended``)
         handle = self._handles.pop(ns, None)
-        self._forwards.pop(ns, None)
-        if handle is None or not self._mark(handle, status, error):
+        if handle is None:
+            return
+        self._forwards.pop(ns, None)  # type: ignore[union-attr]  (made with the handle)
+        if not self._mark(handle, status, error):
             return
         if status == "failed":
             handle._mux.fail(RuntimeError(error or "subgraph failed"))
@@ -1048,8 +1054,10 @@ class SubgraphTransformer(_SubtreeTracker):
     async def _aon_terminal(self, ns: Tuple[str, ...], status: SubgraphStatus,
                             error: Optional[str]) -> None:
         handle = self._handles.pop(ns, None)
-        self._forwards.pop(ns, None)
-        if handle is None or not self._mark(handle, status, error):
+        if handle is None:
+            return
+        self._forwards.pop(ns, None)  # type: ignore[union-attr]  (made with the handle)
+        if not self._mark(handle, status, error):
             return
         if status == "failed":
             await handle._mux.afail(RuntimeError(error or "subgraph failed"))
@@ -1106,7 +1114,8 @@ class SubgraphTransformer(_SubtreeTracker):
         ``None`` when the part would discover the child."""
         depth = self._depth
         key = ns[: depth + 1]
-        forward = self._forwards.get(key)
+        forwards = self._forwards
+        forward = forwards.get(key) if forwards else None
         if forward is None:
             if (depth and ns[:depth] != self.scope) or key in self._seen:
                 target: Tuple[Any, ...] = ()
@@ -1164,7 +1173,8 @@ class SubgraphTransformer(_SubtreeTracker):
         self._tool_calls.clear()
         handles = [h for h in self._handles.values() if not h._seen_terminal]
         self._handles.clear()
-        self._forwards.clear()
+        if self._forwards:
+            self._forwards.clear()
         return handles
 
     def _open_handles(self) -> List[Any]:
