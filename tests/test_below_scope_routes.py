@@ -249,6 +249,23 @@ def test_a_handle_aborted_midway_gets_nothing_more_and_the_run_goes_on(backend):
     assert sum(1 for g in fast[0] if g[0] == "after-abort") >= 2
 
 
+def _spy_class(seen):
+    """A transformer class that appends every event it processes to ``seen``
+    as ``(method, namespace, data)``."""
+    class Spy(langstream.StreamTransformer):
+        supports_sync = True
+
+        def init(self):
+            return {}
+
+        def process(self, event):
+            seen.append((event["method"], list(event["params"]["namespace"]),
+                         event["params"]["data"]))
+            return True
+
+    return Spy
+
+
 @pytest.mark.parametrize("lane", LANES)
 def test_a_transformer_registered_on_a_handle_mid_run_sees_the_rest(backend, lane):
     """Registering a transformer on a child mux while its subgraph runs
@@ -257,20 +274,6 @@ def test_a_transformer_registered_on_a_handle_mid_run_sees_the_rest(backend, lan
     from helpers import areplay, arun, replay
 
     parts = _whole_steps(_bench.agent_parts(80))  # one subgraph: the 10th root step
-
-    def spy_class(seen):
-        class Spy(langstream.StreamTransformer):
-            supports_sync = True
-
-            def init(self):
-                return {}
-
-            def process(self, event):
-                seen.append((event["method"], list(event["params"]["namespace"]),
-                             event["params"]["data"]))
-                return True
-
-        return Spy
 
     expected = [(p["type"], list(p["ns"]), p["data"]) for p in parts
                 if len(p["ns"]) == 1]
@@ -282,7 +285,7 @@ def test_a_transformer_registered_on_a_handle_mid_run_sees_the_rest(backend, lan
         for handle in run.subgraphs:
             values = iter(handle.values)
             next(values)
-            handle._mux._register(spy_class(seen)(tuple(handle.path)))
+            handle._mux._register(_spy_class(seen)(tuple(handle.path)))
             list(values)
         run.output
         return seen
@@ -293,7 +296,7 @@ def test_a_transformer_registered_on_a_handle_mid_run_sees_the_rest(backend, lan
         async for handle in run.subgraphs:
             values = handle.values.__aiter__()
             await values.__anext__()
-            handle._mux._register(spy_class(seen)(tuple(handle.path)))
+            handle._mux._register(_spy_class(seen)(tuple(handle.path)))
             async for _ in values:
                 pass
         await run.output()
@@ -336,20 +339,6 @@ def test_a_transformer_registered_above_a_deep_namespace_sees_its_later_parts(ba
 
     parts = _three_deep_steps(8)
 
-    def spy(seen, scope):
-        class Spy(langstream.StreamTransformer):
-            supports_sync = True
-
-            def init(self):
-                return {}
-
-            def process(self, event):
-                seen.append((event["method"], list(event["params"]["namespace"]),
-                             event["params"]["data"]))
-                return True
-
-        return Spy(scope)
-
     def sync(factories):
         seen = []
         run = GraphRunStream(replay(parts), StreamMux(factories=factories))
@@ -357,7 +346,7 @@ def test_a_transformer_registered_above_a_deep_namespace_sees_its_later_parts(ba
         inner = next(iter(next(iter(outer.subgraphs)).subgraphs))
         values = iter(inner.values)
         got = [next(values) for _ in range(4)]  # (its input snapshot, then 3 steps)
-        outer._mux._register(spy(seen, tuple(outer.path)))
+        outer._mux._register(_spy_class(seen)(tuple(outer.path)))
         got += list(values)
         run.output
         return got, seen
@@ -370,7 +359,7 @@ def test_a_transformer_registered_above_a_deep_namespace_sees_its_later_parts(ba
         inner = await middle.subgraphs.__aiter__().__anext__()
         values = inner.values.__aiter__()
         got = [await values.__anext__() for _ in range(4)]
-        outer._mux._register(spy(seen, tuple(outer.path)))
+        outer._mux._register(_spy_class(seen)(tuple(outer.path)))
         got += [v async for v in values]
         await run.output()
         return got, seen
