@@ -209,6 +209,68 @@ def test_async_pipelined_publishing_loses_and_duplicates_nothing(backend, persis
     assert remote == list(range(1, N_PIPELINED + 1))
 
 
+# Entries a publisher resends after a lost connection that Redis refuses as
+# "equal or smaller" were written by the attempt that lost it, unless a later
+# entry landed first (a server still loading its data runs the commands it
+# reads after the load and answers LOADING to those before; or another writer
+# used the key): then the stream has a gap no write can fill, and the run
+# fails saying so instead of finishing with entries missing.  Another writer
+# puts a later id on the key while the producer's connection is cut.
+_GAP = "missing after a lost connection"
+
+
+def _cut_and_overtake(server, rkey):
+    admin = client_for(server)
+    try:
+        _kill_producer_connections(admin)
+        admin.xadd(rkey, {"other": "writer"}, id=f"{N_PIPELINED * 10}-0")
+    finally:
+        admin.close()
+
+
+def test_a_gap_after_a_lost_connection_fails_the_run(backend, server, rkey):
+    client = client_for(server)
+    run = publish(langstream.stream_events(parts_n(N_PIPELINED), transformers=EXTRA), client,
+                  rkey, retry_for=15)
+    it = iter(run.values)
+    assert [next(it)["i"] for _ in range(100)] == list(range(100))
+    _cut_and_overtake(server, rkey)
+    with pytest.raises(RuntimeError, match=_GAP) as failed:
+        for _v in it:
+            pass
+    assert rkey in str(failed.value)
+    with pytest.raises(RuntimeError, match=_GAP):
+        run.output  # (every consumer gets the same error)
+    written = [int(e[0].split(b"-")[0]) for e in client.xrange(rkey)]
+    assert written[:100] == list(range(1, 101))  # what was confirmed stays
+
+
+def test_async_a_gap_after_a_lost_connection_fails_the_run(backend, server, rkey):
+    import redis.asyncio as aredis
+
+    async def main():
+        client = aredis.Redis(port=server.port, socket_connect_timeout=0.5, socket_timeout=2,
+                              retry=_no_retry())
+        try:
+            run = publish(langstream.astream_events(areplay(parts_n(N_PIPELINED))), client,
+                          rkey, retry_for=15)
+            it = run.values.__aiter__()
+            first = [(await it.__anext__())["i"] for _ in range(100)]
+            _cut_and_overtake(server, rkey)
+            with pytest.raises(RuntimeError, match=_GAP) as failed:
+                async for _v in it:
+                    pass
+            with pytest.raises(RuntimeError, match=_GAP):
+                await run.output()
+            return first, str(failed.value), [e[0] for e in await client.xrange(rkey)]
+        finally:
+            await client.aclose()
+
+    first, message, ids = arun(main())
+    assert first == list(range(100)) and rkey in message
+    assert [int(i.split(b"-")[0]) for i in ids][:100] == list(range(1, 101))
+
+
 def test_producer_fails_naming_the_key_when_redis_stays_away(backend, server, rkey):
     client = client_for(server)
     run = publish(langstream.stream_events(parts_n(10), transformers=EXTRA), client, rkey,

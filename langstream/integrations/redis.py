@@ -351,6 +351,12 @@ class _Publisher:
         # the replies of the steps before it)
         self.window: Deque[_Batch] = deque()
         self.sent = 0
+        # a new connection (or, with a client of one connection, the first
+        # write after a lost one) first checks that the server is ready: a
+        # server still loading its data answers LOADING to the commands it
+        # reads during the load and runs those it reads after, so a pipeline
+        # sent then could land its later entries before its earlier ones
+        self.check_ready = True
         self.conn: Any = None  # held from the first write to the run's end
         self.finalizer: Any = None
         self.confirmed_any = False
@@ -428,11 +434,17 @@ class _Publisher:
         return pipe
 
     def _check(self, results: List[Any], entries: List[Tuple[str, Dict[str, str]]],
-               retried: bool) -> None:
+               retried: bool) -> List[str]:
+        """Raise for an entry Redis refused; return the ids of the resent
+        entries it refused as already written (``_gap`` checks that they are)."""
+        written: List[str] = []
         for result, entry in zip(results, entries):
             if isinstance(result, Exception):
                 if retried and "equal or smaller" in str(result):
-                    continue  # written by the attempt that lost its connection
+                    # written by the attempt that lost its connection, unless a
+                    # later entry of that attempt was written before it
+                    written.append(entry[0])
+                    continue
                 if "equal or smaller" in str(result):
                     raise ValueError(
                         f"Redis key {self.key!r} already holds a stream with entry ids at "
@@ -441,6 +453,23 @@ class _Publisher:
                 raise RuntimeError(
                     f"Redis refused entry {entry[0]} of key {self.key!r}: {result}"
                 )
+        return written
+
+    def _gap(self, written: List[str], found: List[Any]) -> None:
+        """Raise when an entry of ``written`` is not among ``found`` (the
+        entries of the stream from the first of them to the last): the stream
+        has a gap that no later write can fill (its ids only grow)."""
+        present = {_text(entry[0]) for entry in found}
+        missing = [entry_id for entry_id in written if entry_id not in present]
+        if missing:
+            raise RuntimeError(
+                f"publishing to Redis key {self.key!r}: {len(missing)} entr"
+                f"{'y' if len(missing) == 1 else 'ies'} ({missing[0]} to {missing[-1]}) "
+                "missing after a lost connection: Redis wrote later entries before "
+                "them (a server still loading its data, or another writer on the "
+                "key), so the stream has a gap; the run fails rather than publish "
+                "it incomplete"
+            )
 
     def _check_budget(self, exc: BaseException, start: float, delay: float) -> None:
         """``PublishConnectionError`` when waiting ``delay`` more seconds before
@@ -471,6 +500,7 @@ class _Publisher:
     def _lost_connection(self) -> None:
         """Every batch in the window may or may not be in Redis: resend them all."""
         self.sent = 0
+        self.check_ready = True
         for batch in self.window:
             batch.retried = True
 
@@ -504,14 +534,23 @@ class _Publisher:
         """Send the unsent batches, then read replies until at most ``limit`` are unread."""
         window = self.window
         if not self.direct:  # a cluster or a single-connection client: one batch at a time
+            if self.check_ready:
+                self.client.ping()  # (LOADING: a ConnectionError, retried)
+                self.check_ready = False
             while window:
                 batch = window[0]
                 results = self._pipeline(batch).execute(raise_on_error=False)
                 window.popleft()
                 self.confirmed_any = True
-                self._check(results, batch.entries, batch.retried)
+                written = self._check(results, batch.entries, batch.retried)
+                if written:
+                    self._gap(written, self.client.xrange(self.key, written[0], written[-1]))
             return
         conn = self._connection()
+        if self.check_ready:
+            conn.send_command("PING", check_health=False)
+            conn.read_response()  # (LOADING: a ConnectionError, retried)
+            self.check_ready = False
         while self.sent < len(window):
             conn.send_packed_command(conn.pack_commands(window[self.sent].commands),
                                      check_health=False)
@@ -528,7 +567,9 @@ class _Publisher:
             window.popleft()
             self.sent -= 1
             self.confirmed_any = True
-            self._check(results, batch.entries, batch.retried)
+            written = self._check(results, batch.entries, batch.retried)
+            if written:
+                self._gap(written, self.client.xrange(self.key, written[0], written[-1]))
         if not window and self.log.closed:  # the run is over: give the connection back
             self._release(False)
 
@@ -630,14 +671,24 @@ class _Publisher:
     async def _aio(self, limit: int) -> None:
         window = self.window
         if not self.direct:
+            if self.check_ready:
+                await self.client.ping()  # (LOADING: a ConnectionError, retried)
+                self.check_ready = False
             while window:
                 batch = window[0]
                 results = await self._pipeline(batch).execute(raise_on_error=False)
                 window.popleft()
                 self.confirmed_any = True
-                self._check(results, batch.entries, batch.retried)
+                written = self._check(results, batch.entries, batch.retried)
+                if written:
+                    self._gap(written,
+                              await self.client.xrange(self.key, written[0], written[-1]))
             return
         conn = await self._aconnection()
+        if self.check_ready:
+            await conn.send_command("PING", check_health=False)
+            await conn.read_response()  # (LOADING: a ConnectionError, retried)
+            self.check_ready = False
         while self.sent < len(window):
             await conn.send_packed_command(conn.pack_commands(window[self.sent].commands),
                                            check_health=False)
@@ -655,7 +706,10 @@ class _Publisher:
             window.popleft()
             self.sent -= 1
             self.confirmed_any = True
-            self._check(results, batch.entries, batch.retried)
+            written = self._check(results, batch.entries, batch.retried)
+            if written:
+                self._gap(written,
+                          await self.client.xrange(self.key, written[0], written[-1]))
         if not window and self.log.closed:
             await self._arelease(False)
 
