@@ -175,21 +175,31 @@ def test_pipelined_publishing_loses_and_duplicates_nothing(backend, persistent_s
     assert [v["i"] for v in attach(client, rkey).values] == list(range(N_PIPELINED))
 
 
+def _aclient_for(srv):
+    import redis.asyncio as aredis
+
+    return aredis.Redis(port=srv.port, socket_connect_timeout=0.5, socket_timeout=2,
+                        retry=_no_retry())
+
+
+async def _apublished_after_100(client, rkey):
+    """An async run of ``N_PIPELINED`` parts published to ``rkey``, its values
+    reader, and the first 100 values it read."""
+    run = publish(langstream.astream_events(areplay(parts_n(N_PIPELINED))), client, rkey,
+                  retry_for=15)
+    it = run.values.__aiter__()
+    return run, it, [(await it.__anext__())["i"] for _ in range(100)]
+
+
 @pytest.mark.parametrize("fault", ["restart", "connection_killed"])
 def test_async_pipelined_publishing_loses_and_duplicates_nothing(backend, persistent_server,
                                                                   rkey, fault):
-    import redis.asyncio as aredis
-
     server = persistent_server
 
     async def main():
-        client = aredis.Redis(port=server.port, socket_connect_timeout=0.5, socket_timeout=2,
-                              retry=_no_retry())
+        client = _aclient_for(server)
         try:
-            run = publish(langstream.astream_events(areplay(parts_n(N_PIPELINED))), client,
-                          rkey, retry_for=15)
-            it = run.values.__aiter__()
-            first = [(await it.__anext__())["i"] for _ in range(100)]
+            run, it, first = await _apublished_after_100(client, rkey)
             if fault == "restart":
                 server.stop()
                 asyncio.get_running_loop().call_later(0.3, server.start)
@@ -246,16 +256,10 @@ def test_a_gap_after_a_lost_connection_fails_the_run(backend, server, rkey):
 
 
 def test_async_a_gap_after_a_lost_connection_fails_the_run(backend, server, rkey):
-    import redis.asyncio as aredis
-
     async def main():
-        client = aredis.Redis(port=server.port, socket_connect_timeout=0.5, socket_timeout=2,
-                              retry=_no_retry())
+        client = _aclient_for(server)
         try:
-            run = publish(langstream.astream_events(areplay(parts_n(N_PIPELINED))), client,
-                          rkey, retry_for=15)
-            it = run.values.__aiter__()
-            first = [(await it.__anext__())["i"] for _ in range(100)]
+            run, it, first = await _apublished_after_100(client, rkey)
             _cut_and_overtake(server, rkey)
             with pytest.raises(RuntimeError, match=_GAP) as failed:
                 async for _v in it:
