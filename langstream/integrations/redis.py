@@ -351,12 +351,15 @@ class _Publisher:
         # the replies of the steps before it)
         self.window: Deque[_Batch] = deque()
         self.sent = 0
-        # a new connection (or, with a client of one connection, the first
-        # write after a lost one) first checks that the server is ready: a
-        # server still loading its data answers LOADING to the commands it
-        # reads during the load and runs those it reads after, so a pipeline
-        # sent then could land its later entries before its earlier ones
-        self.check_ready = True
+        # after a lost connection, the first write checks that the server is
+        # ready before it resends: a server still loading its data (after a
+        # restart) answers LOADING to the commands it reads during the load
+        # and runs those it reads after, so a window of batches resent then
+        # could land its later entries before its earlier ones.  (Not before
+        # a run's first write: one round trip more for every run, and a first
+        # batch caught by the end of a load is resent, and ``_gap`` fails the
+        # run loudly if its entries landed out of order.)
+        self.check_ready = False
         self.conn: Any = None  # held from the first write to the run's end
         self.finalizer: Any = None
         self.confirmed_any = False
