@@ -323,6 +323,8 @@ def _can_pipeline(client: Any) -> bool:
     """Whether the publisher can take a connection of its own from ``client``'s pool."""
     if getattr(client, "connection", None) is not None:  # single_connection_client
         return False
+    if getattr(client, "single_connection_client", False) is True:  # (async: made lazily)
+        return False
     pool = getattr(client, "connection_pool", None)
     return pool is not None and hasattr(pool, "get_connection") and hasattr(pool, "release")
 
@@ -533,6 +535,17 @@ class _Publisher:
             finally:
                 self.client.connection_pool.release(conn)
 
+    def _replies(self, conn: Any, batch: _Batch) -> List[Any]:
+        """Read the replies to ``batch``'s commands (a refusal is a reply)."""
+        refused = self.refused
+        results: List[Any] = []
+        for _ in batch.commands:
+            try:
+                results.append(conn.read_response())
+            except refused as exc:
+                results.append(exc)
+        return results
+
     def _io(self, limit: int) -> None:
         """Send the unsent batches, then read replies until at most ``limit`` are unread."""
         window = self.window
@@ -543,36 +556,42 @@ class _Publisher:
             while window:
                 batch = window[0]
                 results = self._pipeline(batch).execute(raise_on_error=False)
-                window.popleft()
                 self.confirmed_any = True
                 written = self._check(results, batch.entries, batch.retried)
                 if written:
                     self._gap(written, self.client.xrange(self.key, written[0], written[-1]))
+                window.popleft()  # (after the gap check: a lost connection retries it)
             return
         conn = self._connection()
         if self.check_ready:
             conn.send_command("PING", check_health=False)
             conn.read_response()  # (LOADING: a ConnectionError, retried)
             self.check_ready = False
+        # the batches resent after a lost connection (the front of the window,
+        # nothing in flight): one at a time, so that a gap check reads the
+        # stream on this connection (a pool of one has no other to lend)
+        while window and window[0].retried:
+            batch = window[0]
+            conn.send_packed_command(conn.pack_commands(batch.commands), check_health=False)
+            results = self._replies(conn, batch)
+            self.confirmed_any = True
+            written = self._check(results, batch.entries, True)
+            if written:
+                conn.send_command("XRANGE", self.key, written[0], written[-1],
+                                  check_health=False)
+                self._gap(written, conn.read_response())
+            window.popleft()  # (after the gap check: a lost connection retries it)
         while self.sent < len(window):
             conn.send_packed_command(conn.pack_commands(window[self.sent].commands),
                                      check_health=False)
             self.sent += 1
-        refused = self.refused
         while window and (len(window) > limit or conn.can_read(0)):
             batch = window[0]
-            results: List[Any] = []
-            for _ in batch.commands:
-                try:
-                    results.append(conn.read_response())
-                except refused as exc:
-                    results.append(exc)
+            results = self._replies(conn, batch)
             window.popleft()
             self.sent -= 1
             self.confirmed_any = True
-            written = self._check(results, batch.entries, batch.retried)
-            if written:
-                self._gap(written, self.client.xrange(self.key, written[0], written[-1]))
+            self._check(results, batch.entries, False)  # (resent batches went above)
         if not window and self.log.closed:  # the run is over: give the connection back
             self._release(False)
 
@@ -671,6 +690,17 @@ class _Publisher:
             await asyncio.shield(
                 _start_put_back(self.client.connection_pool, conn, broken))
 
+    async def _areplies(self, conn: Any, batch: _Batch) -> List[Any]:
+        """``_replies``, on the async lane."""
+        refused = self.refused
+        results: List[Any] = []
+        for _ in batch.commands:
+            try:
+                results.append(await conn.read_response())
+            except refused as exc:
+                results.append(exc)
+        return results
+
     async def _aio(self, limit: int) -> None:
         window = self.window
         if not self.direct:
@@ -680,39 +710,42 @@ class _Publisher:
             while window:
                 batch = window[0]
                 results = await self._pipeline(batch).execute(raise_on_error=False)
-                window.popleft()
                 self.confirmed_any = True
                 written = self._check(results, batch.entries, batch.retried)
                 if written:
                     self._gap(written,
                               await self.client.xrange(self.key, written[0], written[-1]))
+                window.popleft()
             return
         conn = await self._aconnection()
         if self.check_ready:
             await conn.send_command("PING", check_health=False)
             await conn.read_response()  # (LOADING: a ConnectionError, retried)
             self.check_ready = False
+        while window and window[0].retried:  # (one at a time: see ``_io``)
+            batch = window[0]
+            await conn.send_packed_command(conn.pack_commands(batch.commands),
+                                           check_health=False)
+            results = await self._areplies(conn, batch)
+            self.confirmed_any = True
+            written = self._check(results, batch.entries, True)
+            if written:
+                await conn.send_command("XRANGE", self.key, written[0], written[-1],
+                                        check_health=False)
+                self._gap(written, await conn.read_response())
+            window.popleft()
         while self.sent < len(window):
             await conn.send_packed_command(conn.pack_commands(window[self.sent].commands),
                                            check_health=False)
             self.sent += 1
-        refused = self.refused
         can_read = getattr(conn, "can_read", None) or conn.can_read_destructive
         while window and (len(window) > limit or await can_read()):
             batch = window[0]
-            results: List[Any] = []
-            for _ in batch.commands:
-                try:
-                    results.append(await conn.read_response())
-                except refused as exc:
-                    results.append(exc)
+            results = await self._areplies(conn, batch)
             window.popleft()
             self.sent -= 1
             self.confirmed_any = True
-            written = self._check(results, batch.entries, batch.retried)
-            if written:
-                self._gap(written,
-                          await self.client.xrange(self.key, written[0], written[-1]))
+            self._check(results, batch.entries, False)  # (resent batches went above)
         if not window and self.log.closed:
             await self._arelease(False)
 
