@@ -575,6 +575,7 @@ cdef class SyncPump(Puller):
 
 from langstream._eventlog_c cimport Cursor
 from langstream._ring cimport ls_ring_peek
+from cpython.exc cimport PyErr_SetNone
 
 
 cdef inline object _pull(object pump):
@@ -1231,6 +1232,14 @@ cdef class ReaderSteps:
         return step
 
 
+# what the Python step returns at a reader's end instead of raising
+# StopAsyncIteration (``_AsyncPump.step``'s ``end``): the compiled step
+# raises it where the reader awaits, with no traceback entry for each frame
+# it would otherwise cross
+cdef object _ENDED = object()
+READER_ENDED = _ENDED
+
+
 @cython.final
 @cython.freelist(8)
 cdef class AsyncReaderStep:
@@ -1302,6 +1311,8 @@ cdef class AsyncReaderStep:
     cdef object _out(self, object value, object exc):
         out = self._step(value, exc)
         if self.state == 3:
+            if out is _ENDED:
+                raise StopAsyncIteration
             raise StopIteration(out)
         return out
 
@@ -1371,27 +1382,27 @@ cdef class AsyncReaderStep:
                 or _true_at(pump, lay.pumping) or _true_at(pump, lay.settle)
                 or _differ_at(s.shared, lay.children, pump, lay.children_seen)
                 or s.deferred or s.bounded):
-            return self._hand_over(pump.step(self.reader))
+            return self._hand_over(pump.step(self.reader, _ENDED))
         loop = _get(pump, lay.loop)
         graph_aiter = _get(pump, lay.graph_aiter)
         if loop is None or graph_aiter is None:
-            return self._hand_over(pump.step(self.reader))
+            return self._hand_over(pump.step(self.reader, _ENDED))
         # after a step that woke other consumers, the Python step lets them
         # run first; with nothing else ready to run, it only clears the flag
         # and pulls (done here too, below, once this step is sure to pull)
         yield_next = _true_at(pump, lay.yield_next)
         if yield_next and not _loop_idle(loop, _get(pump, lay.handoff)):
-            return self._hand_over(pump.step(self.reader))
+            return self._hand_over(pump.step(self.reader, _ENDED))
         if s.tasks is not None:
             found = ls_dict_get(s.tasks, loop)
             task = <object>found if found != NULL else None
         else:
             task = s.task_of(loop)
         if task is None:  # (not a task of the run's loop: the step says why)
-            return self._hand_over(pump.step(self.reader))
+            return self._hand_over(pump.step(self.reader, _ENDED))
         if not _is_at(pump, lay.passer, None):
             if _is_at(pump, lay.passer, task):  # (its last step woke readers: it steps aside)
-                return self._hand_over(pump.step(self.reader))
+                return self._hand_over(pump.step(self.reader, _ENDED))
             _put(pump, lay.passer, None)  # (as the Python step forgets it)
         _put(pump, lay.pumping, True)
         _put(pump, lay.pump_task, task)
@@ -1523,6 +1534,9 @@ cdef int _reader_step_send(object self, object arg, PyObject** out) except -1:
     reader's item, -1 with its error set (``PySendResult``)."""
     cdef AsyncReaderStep step = <AsyncReaderStep>self
     value = step._step(arg, None)
+    if value is _ENDED:  # (set here, not raised: no traceback entry to make)
+        PyErr_SetNone(StopAsyncIteration)
+        return -1
     Py_INCREF(value)
     out[0] = <PyObject*>value
     return 0 if step.state == 3 else 1

@@ -275,12 +275,17 @@ class _AsyncChannelIterator(Generic[T]):
             self._bp.wake()
         return item  # type: ignore[no-any-return]
 
-    def _ended(self) -> None:
-        """The log is closed and drained: raise its error, else StopAsyncIteration."""
+    def _ended(self, end: Any = None) -> Any:
+        """The log is closed and drained: raise its error, else
+        StopAsyncIteration, or return ``end`` when one is given (the marker
+        of the compiled reader step, which raises it itself: see
+        ``_AsyncPump.step``)."""
         try:
             next(self._cursor)  # the log's error, or the end
         except StopIteration:
             pass
+        if end is not None:
+            return end
         raise StopAsyncIteration
 
     async def aclose(self) -> None:

@@ -78,6 +78,7 @@ _CEventLog = _PartDispatcher = _SyncPump = None
 _Interleaver: Any = None
 _ReaderSteps: Any = None
 _RESUME_AGAIN: Any = None
+_READER_ENDED: Any = None
 if _el.BACKEND == "c":  # not with LANGSTREAM_NO_EXTENSIONS, PyPy or no compiler
     try:
         from langstream._eventlog_c import EventLog as _CEventLog
@@ -88,6 +89,7 @@ if _el.BACKEND == "c":  # not with LANGSTREAM_NO_EXTENSIONS, PyPy or no compiler
     else:
         try:
             from langstream._pump_c import Interleaver as _Interleaver
+            from langstream._pump_c import READER_ENDED as _READER_ENDED
             from langstream._pump_c import RESUME_AGAIN as _RESUME_AGAIN
             from langstream._pump_c import ReaderSteps as _ReaderSteps
         except ImportError:  # pragma: no cover - a pump built before it existed
@@ -902,7 +904,7 @@ class _AsyncPump:
     # item (``_AsyncChannelIterator.__anext__``)
     _steps_for_readers = True
 
-    async def step(self, reader: Any = None) -> Any:
+    async def step(self, reader: Any = None, end: Any = None) -> Any:
         """Advance the run by one step, or wait for the task that is doing it.
 
         Without a ``reader`` (``output()``, a handle, any other caller):
@@ -913,7 +915,11 @@ class _AsyncPump:
         ``_cursor`` and ``_log``) asking for its next item: the step returns
         that item, stepping again as long as the reader has none, and raises
         the log's error or ``StopAsyncIteration`` at its end.  One coroutine
-        per item: the reader's ``__anext__`` awaits this directly.
+        per item: the reader's ``__anext__`` awaits this directly.  The
+        compiled reader step passes its marker as ``end``: the step returns
+        it instead of raising ``StopAsyncIteration`` (the compiled step
+        raises it where the reader awaits, without a traceback entry for
+        every frame in between).
 
         A reader that finds the pump busy waits until its own log has an item
         or closes, instead of waking after every step; a reader that pumps
@@ -957,8 +963,10 @@ class _AsyncPump:
                 if cursor.pending:
                     return reader._take()
                 if reader._log.closed:
-                    reader._ended()  # raises
+                    return reader._ended(end)  # (raises, unless given ``end``)
                 if ended:
+                    if end is not None:
+                        return end
                     raise StopAsyncIteration
             if self.exhausted:
                 if self.pumping or self.closing is not None:
@@ -1119,7 +1127,8 @@ class _AsyncPump:
         over (it holds the pump): ``kind`` 0, the event path of the part
         routed ``what``; 1, the graph is exhausted; 2, the pull or the
         dispatch raised ``what``.  Handled as ``step`` handles them; then
-        returns the reader's item, raises its end as ``step(reader)`` does,
+        returns the reader's item, or at its end raises its log's error or
+        returns ``_pump_c.READER_ENDED`` (as ``step(reader, end)`` does),
         or, with neither yet, ``_pump_c.RESUME_AGAIN``: the compiled step
         takes the next step."""
         cursor = reader._cursor
@@ -1144,9 +1153,9 @@ class _AsyncPump:
         if cursor.pending:
             return reader._take()
         if reader._log.closed:
-            reader._ended()  # raises
+            return reader._ended(_READER_ENDED)
         if not more:
-            raise StopAsyncIteration
+            return _READER_ENDED
         return _RESUME_AGAIN
 
     async def dispatch_route(self, route: Tuple[Any, str, bool]) -> None:

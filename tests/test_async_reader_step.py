@@ -137,6 +137,47 @@ def test_the_direct_routes_are_taken(backend: str, route: str) -> None:
         assert arun(direct()) == {"i": 0}
 
 
+async def _by_hand(awaitable: Any) -> Tuple[str, Any]:
+    """Await ``awaitable`` through its iterator's ``send``, as a task does
+    without the C send slot (Python 3.9, or a hand-written driver): what it
+    yields is waited for, then it is sent ``None``."""
+    it = awaitable.__await__()
+    while True:
+        try:
+            yielded = it.send(None)
+        except StopIteration as stop:
+            return "item", stop.value
+        except StopAsyncIteration:
+            return "end", None
+        except Exception as exc:  # noqa: BLE001 - returned to the test
+            return "error", (type(exc).__name__, str(exc))
+        if yielded is None:
+            await asyncio.sleep(0)
+        else:
+            await yielded  # (a future: resumed once it is done)
+
+
+@pytest.mark.parametrize("fails", [False, True])
+def test_an_anext_driven_by_send_ends_like_an_await(backend: str, fails: bool) -> None:
+    """The end (``StopAsyncIteration``) or the error of a reader reaches a
+    driver that sends into the awaitable, as it reaches an ``await``."""
+
+    async def main(route: str) -> Any:
+        run = _open(areplay(_parts(6), *([ValueError("boom")] if fails else []),
+                            yield_every=1), route)
+        vals, upd = run.values.__aiter__(), run.updates.__aiter__()
+        got: List[Any] = []
+        while not got or got[-1][0] == "item":
+            got.append(await _by_hand(vals.__anext__()))
+        got.append(await _by_hand(vals.__anext__()))  # (and again)
+        return got, await _read(upd)
+
+    got, upd = _both(main)
+    end = ("error", ("ValueError", "boom")) if fails else ("end", None)
+    assert got == [("item", {"i": i}) for i in range(6)] + [end, end]
+    assert upd == ([{"node": {"i": i}} for i in (1, 3, 5)], end[1] if fails else "end")
+
+
 @pytest.mark.parametrize("yield_every", [0, 1, 3])
 def test_one_reader_same_items_error_and_end(backend: str, yield_every: int) -> None:
     async def main(route: str) -> Any:
