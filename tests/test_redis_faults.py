@@ -240,9 +240,10 @@ def test_async_pipelined_publishing_loses_and_duplicates_nothing(backend, persis
 # fails saying so instead of finishing with entries missing.  Another writer
 # puts a later id on the key while the producer's connection is cut.
 _GAP = "missing after a lost connection"
-# (a single-connection client's batches go one at a time, each confirmed
-# before the next, so none is in flight when the connection is cut: its next
-# entry is refused as new: test_redis.py's test_publishing_to_a_used_key_fails_the_run_clearly)
+# (not a single-connection client: its batches go one at a time, each
+# confirmed before the next, so none is in flight when the connection is cut,
+# and another writer's later entry fails its next batch with the "already
+# holds" error of test_redis.py's test_publishing_to_a_used_key_fails_the_run_clearly)
 GAP_POOLS = ["shared_pool", "pool_of_one"]
 
 
