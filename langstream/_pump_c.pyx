@@ -448,6 +448,8 @@ cdef class PartDispatcher:
                 log.push_nowait(None)
                 return None
             # someone reads the main log: the event protocol._build_event builds
+            if self.assign_seq and not log.is_closed():
+                return _numbered(log, method, ns, n, data, interrupts)
             ev = _event(method, ns, n, data, interrupts)
         # (an event built below is numbered here as it enters this log)
         if log.is_closed():  # (the mux's rules for a closed main log)
@@ -533,7 +535,9 @@ cdef extern from *:
         PyObject *tmpl;
         Py_ssize_t n;
         Py_ssize_t off[LS_SHAPE_MAX];
+        PyObject *key[LS_SHAPE_MAX];
         PyObject *sentinel[LS_SHAPE_MAX];
+        uint8_t log2_size;
     } ls_shape;
 
     #if PY_VERSION_HEX >= 0x030B0000 && PY_VERSION_HEX < 0x030E0000 && !defined(Py_GIL_DISABLED) && !defined(PYPY_VERSION)
@@ -583,9 +587,11 @@ cdef extern from *:
                 return 0;
             }
             s->off[i] = (char *)slot_value - (char *)keys;
+            s->key[i] = key;
             s->sentinel[i] = value;
             i++;
         }
+        s->log2_size = keys->dk_log2_size;
         Py_DECREF(copy);
         Py_INCREF(tmpl);
         s->tmpl = tmpl;
@@ -631,6 +637,30 @@ cdef extern from *:
     #endif
     }
 
+    /* ``d[shape's key i] = value`` for a dict ``ls_shape_make`` made whose
+       slot ``i`` still holds the template's sentinel (1), without a lookup;
+       0 (nothing done) when the dict is not in that state any more: the
+       caller then sets the key the usual way. */
+    static int ls_shape_put(ls_shape *s, PyObject *d, Py_ssize_t i, PyObject *value) {
+    #if LS_SHAPES
+        PyDictObject *mp = (PyDictObject *)d;
+        ls_keys *keys = (ls_keys *)mp->ma_keys;
+        if (mp->ma_values != NULL || mp->ma_used != s->n || keys->dk_nentries != s->n
+                || keys->dk_log2_size != s->log2_size)
+            return 0;
+        PyObject **slot = (PyObject **)((char *)keys + s->off[i]);
+        if (slot[-1] != s->key[i] || slot[0] != s->sentinel[i])
+            return 0;
+        Py_INCREF(value);
+        *slot = value;
+        Py_DECREF(s->sentinel[i]);
+        return 1;
+    #else
+        (void)s; (void)d; (void)i; (void)value;
+        return 0;
+    #endif
+    }
+
     /* -1 when an error is set (for Cython to propagate), else 0. */
     static int ls_error_set(void) { return PyErr_Occurred() ? -1 : 0; }
     """
@@ -638,13 +668,18 @@ cdef extern from *:
         Py_ssize_t n
     int ls_shape_init(ls_shape *s, object tmpl) except -1
     PyObject* ls_shape_make(ls_shape *s, PyObject **values)
+    int ls_shape_put(ls_shape *s, object d, Py_ssize_t i, object value)
     int ls_error_set() except -1
 
 
 # the protocol event's dicts, in ``protocol._build_event``'s key order; the
-# templates' values are distinct lists (tracked, as the events must be)
-cdef ls_shape _EVENT_SHAPE, _PARAMS_SHAPE, _PARAMS_INTERRUPTS_SHAPE
+# templates' values are distinct lists (tracked, as the events must be).  An
+# event the main log numbers as soon as it is made has its ``seq`` key from
+# the start, holding None until ``_numbered`` puts the number there: the same
+# keys in the same order as an event numbered by ``d["seq"] = seq``.
+cdef ls_shape _EVENT_SHAPE, _NUMBERED_SHAPE, _PARAMS_SHAPE, _PARAMS_INTERRUPTS_SHAPE
 ls_shape_init(&_EVENT_SHAPE, {"type": [], "method": [], "params": []})
+ls_shape_init(&_NUMBERED_SHAPE, {"type": [], "method": [], "params": [], "seq": None})
 ls_shape_init(&_PARAMS_SHAPE, {"namespace": [], "timestamp": [], "data": []})
 ls_shape_init(&_PARAMS_INTERRUPTS_SHAPE,
               {"namespace": [], "timestamp": [], "data": [], "interrupts": []})
@@ -652,14 +687,17 @@ cdef str _EVENT = "event"
 
 
 def _event_shapes():
-    """How many of the event's three dict shapes are made by copying a
-    template (3 on CPython 3.11-3.13; 0 elsewhere: built key by key)."""
-    return (_EVENT_SHAPE.n != 0) + (_PARAMS_SHAPE.n != 0) + (_PARAMS_INTERRUPTS_SHAPE.n != 0)
+    """How many of the event's four dict shapes are made by copying a
+    template (4 on CPython 3.11-3.13; 0 elsewhere: built key by key)."""
+    return ((_EVENT_SHAPE.n != 0) + (_NUMBERED_SHAPE.n != 0) + (_PARAMS_SHAPE.n != 0)
+            + (_PARAMS_INTERRUPTS_SHAPE.n != 0))
 
 
-cdef dict _event(str method, object ns, Py_ssize_t n, object data, object interrupts):
+cdef dict _event(str method, object ns, Py_ssize_t n, object data, object interrupts,
+                 bint numbered=False):
     """The protocol event of a validated part (``protocol._build_event``);
-    ``interrupts`` is the part's (None: it has none)."""
+    ``interrupts`` is the part's (None: it has none).  ``numbered``: for
+    ``_numbered``, which numbers it at once."""
     cdef PyObject* values[4]
     cdef PyObject* made
     namespace = list(ns) if n else []
@@ -684,13 +722,28 @@ cdef dict _event(str method, object ns, Py_ssize_t n, object data, object interr
     values[0] = <PyObject*>_EVENT
     values[1] = <PyObject*>method
     values[2] = <PyObject*>params
-    made = ls_shape_make(&_EVENT_SHAPE, values) if _EVENT_SHAPE.n else NULL
+    if numbered and _NUMBERED_SHAPE.n:
+        values[3] = <PyObject*>None
+        made = ls_shape_make(&_NUMBERED_SHAPE, values)
+    else:
+        made = ls_shape_make(&_EVENT_SHAPE, values) if _EVENT_SHAPE.n else NULL
     if made != NULL:
         event = <dict>made
         Py_DECREF(event)
         return event
     ls_error_set()
     return {"type": "event", "method": method, "params": params}
+
+
+cdef dict _numbered(EventLog log, str method, object ns, Py_ssize_t n, object data,
+                    object interrupts):
+    """The event of a part, pushed to the open main log ``log`` and numbered
+    there (``ev["seq"] = log.push(ev)``)."""
+    ev = _event(method, ns, n, data, interrupts, True)
+    seq = log.push_seq(ev)
+    if not ls_shape_put(&_NUMBERED_SHAPE, ev, 3, seq):
+        PyDict_SetItem(ev, "seq", seq)
+    return ev
 
 
 cdef class SyncPump(Puller):
