@@ -70,19 +70,67 @@ cdef extern from *:
 
 cdef extern from *:
     """
+    /* The keys table of a dict, as CPython 3.11-3.13 lay it out
+       (``Include/internal/pycore_dict.h``; the API does not expose it).
+       Used only once ``ls_shape_init`` has checked it against a real dict
+       of this interpreter (``ls_layout_checked``); see ``ls_shape``. */
+    #if PY_VERSION_HEX >= 0x030B0000 && PY_VERSION_HEX < 0x030E0000 && !defined(Py_GIL_DISABLED) && !defined(PYPY_VERSION)
+    #define LS_SHAPES 1
+    typedef struct {  /* struct _dictkeysobject, CPython 3.11-3.13 */
+        Py_ssize_t dk_refcnt;
+        uint8_t dk_log2_size;
+        uint8_t dk_log2_index_bytes;
+        uint8_t dk_kind;  /* 0: general entries (with the hash) */
+        uint32_t dk_version;
+        Py_ssize_t dk_usable;
+        Py_ssize_t dk_nentries;
+        char dk_indices[];
+    } ls_keys;
+    #else
+    #define LS_SHAPES 0
+    #endif
+    static int ls_layout_checked = 0;
+
     /* A part's four fields in one pass over its entries (borrowed
        references; NULL where the part lacks the key).  The pass only
        decides when every key *is* one of the four names: the interned
        strings a literal ``{"type": ...}`` in Python or Cython code uses.
        Any other key (an extra one, or an equal string that is another
        object, e.g. from ``json.loads``) returns 0 and the caller looks the
-       fields up by hash instead, so the result never differs. */
+       fields up by hash instead, so the result never differs.  With the
+       layout checked, a combined table's entries are read in place (what
+       ``PyDict_Next`` does, without a call per entry). */
     static int ls_part_fields(PyObject *part, PyObject *k_type, PyObject *k_ns,
                               PyObject *k_data, PyObject *k_interrupts,
                               PyObject **fields) {
         Py_ssize_t pos = 0, left = PyDict_GET_SIZE(part);
         PyObject *key, *value;
         fields[0] = fields[1] = fields[2] = fields[3] = NULL;
+    #if LS_SHAPES
+        if (ls_layout_checked && ((PyDictObject *)part)->ma_values == NULL) {
+            ls_keys *keys = (ls_keys *)((PyDictObject *)part)->ma_keys;
+            Py_ssize_t end = keys->dk_nentries;
+            /* (str keys only, the entries ``ls_shape_init`` checked: a key
+               and a value each) */
+            PyObject **entry = (PyObject **)(keys->dk_indices
+                                             + ((size_t)1 << keys->dk_log2_index_bytes));
+            if (keys->dk_kind != 1)
+                goto general;
+            for (; end > 0; end--, entry += 2) {
+                value = entry[1];
+                if (value == NULL)  /* (a deleted entry) */
+                    continue;
+                key = entry[0];
+                if (key == k_type) fields[0] = value;
+                else if (key == k_ns) fields[1] = value;
+                else if (key == k_data) fields[2] = value;
+                else if (key == k_interrupts) fields[3] = value;
+                else return 0;
+            }
+            return 1;
+        }
+    general:
+    #endif
         /* (no call past the last entry) */
         while (left-- > 0 && PyDict_Next(part, &pos, &key, &value)) {
             if (key == k_type) fields[0] = value;
@@ -540,21 +588,6 @@ cdef extern from *:
         uint8_t log2_size;
     } ls_shape;
 
-    #if PY_VERSION_HEX >= 0x030B0000 && PY_VERSION_HEX < 0x030E0000 && !defined(Py_GIL_DISABLED) && !defined(PYPY_VERSION)
-    #define LS_SHAPES 1
-    typedef struct {  /* struct _dictkeysobject, CPython 3.11-3.13 */
-        Py_ssize_t dk_refcnt;
-        uint8_t dk_log2_size;
-        uint8_t dk_log2_index_bytes;
-        uint8_t dk_kind;  /* 0: general entries (with the hash) */
-        uint32_t dk_version;
-        Py_ssize_t dk_usable;
-        Py_ssize_t dk_nentries;
-        char dk_indices[];
-    } ls_keys;
-    #else
-    #define LS_SHAPES 0
-    #endif
 
     /* 1: shape ready; 0: left off (build key by key); -1: error set.
        ``tmpl``: a dict of str keys whose values are distinct tracked
@@ -565,7 +598,9 @@ cdef extern from *:
     #if LS_SHAPES
         Py_ssize_t count = PyDict_GET_SIZE(tmpl), pos = 0, i = 0;
         PyObject *key, *value;
-        if (count < 1 || count > LS_SHAPE_MAX)
+        /* (the template must be tracked by the collector, so that its
+           copies are: they hold lists and the parts' data) */
+        if (count < 1 || count > LS_SHAPE_MAX || !PyObject_GC_IsTracked(tmpl))
             return 0;
         PyObject *copy = PyDict_Copy(tmpl);
         if (copy == NULL)
@@ -592,6 +627,8 @@ cdef extern from *:
             i++;
         }
         s->log2_size = keys->dk_log2_size;
+        if (keys->dk_kind == 1)  /* (str keys: the entries ``ls_part_fields`` reads) */
+            ls_layout_checked = 1;
         Py_DECREF(copy);
         Py_INCREF(tmpl);
         s->tmpl = tmpl;
@@ -625,9 +662,7 @@ cdef extern from *:
             *slot = values[i];
             Py_DECREF(s->sentinel[i]);  /* (the template keeps its own) */
         }
-        if (!PyObject_GC_IsTracked(copy))
-            PyObject_GC_Track(copy);
-        return copy;
+        return copy;  /* (tracked: a copy of a tracked dict is) */
     other:
         Py_DECREF(copy);
         return NULL;

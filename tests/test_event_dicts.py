@@ -128,3 +128,41 @@ def test_the_compiled_pump_copies_event_templates_where_it_can(backend):
         assert _pump_c._event_shapes() == expected
     else:  # the pure pump: events come from ``protocol._build_event``
         assert run._pump_next.__func__ is GraphRunStream._pump_next
+
+
+class _Attrs:
+    pass
+
+
+def _part_forms():
+    """The same three parts as dicts whose tables differ: literals, with a
+    deleted entry, copied from an instance's ``__dict__`` (a split table on
+    CPython), and with an extra key that is not a str."""
+    plain = [{"type": "values", "ns": (), "data": {"k": k}} for k in range(3)]
+    deleted = []
+    for part in plain:
+        part = dict(part, extra=1)
+        del part["extra"]
+        deleted.append(part)
+    split = []
+    for part in plain:
+        holder = _Attrs()
+        holder.type, holder.ns, holder.data = part["type"], part["ns"], part["data"]
+        split.append(holder.__dict__)
+    odd_key = [dict(part) for part in plain]
+    odd_key[1][0] = "not a str key"
+    return {"plain": plain, "deleted": deleted, "split": split, "odd_key": odd_key}
+
+
+def _without_stamps(events):
+    return [dict(e, params=dict(e["params"], timestamp=None)) for e in events]
+
+
+@pytest.mark.parametrize("lane", LANES)
+def test_parts_read_the_same_whatever_their_table(backend, lane):
+    forms = _part_forms()
+    expected = _without_stamps(_raw(lane, iter(forms["plain"])))
+    assert [e["params"]["data"] for e in expected] == [{"k": 0}, {"k": 1}, {"k": 2}]
+    # (an extra key, of any type, is left out of the event on every path)
+    for name in ("deleted", "split", "odd_key"):
+        assert _without_stamps(_raw(lane, iter(forms[name]))) == expected, name
