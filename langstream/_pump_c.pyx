@@ -578,7 +578,7 @@ cdef extern from *:
        its dicts key by key, with the same result.  ``ls_shape_make``
        checks every copy's slots hold the template's sentinels before it
        writes, so a copy made some other way is never written into. */
-    #define LS_SHAPE_MAX 6
+    #define LS_SHAPE_MAX 5  /* (the most a table of 8 slots holds) */
     typedef struct {
         PyObject *tmpl;
         Py_ssize_t n;
