@@ -672,3 +672,30 @@ def test_async_for_calls_the_reader_class_anext_of_the_moment(backend: str) -> N
         _restore_anext(saved)
     assert len(calls) == 4  # (three items, then the end)
     assert arun(main()) == expected and len(calls) == 4
+
+
+def test_the_compiled_step_asks_a_waiter_if_it_is_done_as_done_does() -> None:
+    """The compiled step checks whether a waiting reader's future is done
+    (a cancelled reader, or one already woken) to hand the step over; on
+    asyncio's C future it calls ``done``'s C function directly. Whatever
+    the call, the answer must be ``waiter.done()``'s, for every state.
+    (The pure step calls ``waiter.done()`` itself.)"""
+    _pump_c = pytest.importorskip("langstream._pump_c")  # (CPython builds only)
+
+    class OwnFuture(asyncio.Future):  # (not asyncio's exact class: asked by method)
+        pass
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        for make in (loop.create_future, lambda: OwnFuture(loop=loop)):
+            pending, finished, failed, cancelled = make(), make(), make(), make()
+            finished.set_result(None)
+            failed.set_exception(ValueError("x"))
+            cancelled.cancel()
+            for waiter in (pending, finished, failed, cancelled):
+                assert _pump_c._waiter_done(waiter) is waiter.done()
+            failed.exception()  # (retrieved: no warning at collection)
+
+    asyncio.run(main())
+    # asyncio's C future is asked through ``done``'s C function
+    assert _pump_c._future_done_is_direct() is (asyncio.Future.__module__ == "_asyncio")
