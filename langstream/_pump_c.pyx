@@ -105,34 +105,31 @@ cdef extern from *:
                               PyObject **fields) {
         Py_ssize_t pos = 0, left = PyDict_GET_SIZE(part);
         PyObject *key, *value;
+        PyObject **entry = NULL;  /* the entries read in place (NULL: PyDict_Next) */
         fields[0] = fields[1] = fields[2] = fields[3] = NULL;
     #if LS_SHAPES
         if (ls_layout_checked && ((PyDictObject *)part)->ma_values == NULL) {
             ls_keys *keys = (ls_keys *)((PyDictObject *)part)->ma_keys;
-            Py_ssize_t end = keys->dk_nentries;
             /* (str keys only, the entries ``ls_shape_init`` checked: a key
-               and a value each) */
-            PyObject **entry = (PyObject **)(keys->dk_indices
-                                             + ((size_t)1 << keys->dk_log2_index_bytes));
-            if (keys->dk_kind != 1)
-                goto general;
-            for (; end > 0; end--, entry += 2) {
-                value = entry[1];
-                if (value == NULL)  /* (a deleted entry) */
-                    continue;
-                key = entry[0];
-                if (key == k_type) fields[0] = value;
-                else if (key == k_ns) fields[1] = value;
-                else if (key == k_data) fields[2] = value;
-                else if (key == k_interrupts) fields[3] = value;
-                else return 0;
+               and a value each; deleted ones included, with no value) */
+            if (keys->dk_kind == 1) {
+                entry = (PyObject **)(keys->dk_indices
+                                      + ((size_t)1 << keys->dk_log2_index_bytes));
+                left = keys->dk_nentries;
             }
-            return 1;
         }
-    general:
     #endif
         /* (no call past the last entry) */
-        while (left-- > 0 && PyDict_Next(part, &pos, &key, &value)) {
+        while (left-- > 0) {
+            if (entry != NULL) {
+                key = entry[0];
+                value = entry[1];
+                entry += 2;
+                if (value == NULL)  /* (a deleted entry) */
+                    continue;
+            } else if (!PyDict_Next(part, &pos, &key, &value)) {
+                break;
+            }
             if (key == k_type) fields[0] = value;
             else if (key == k_ns) fields[1] = value;
             else if (key == k_data) fields[2] = value;
