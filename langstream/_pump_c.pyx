@@ -587,8 +587,8 @@ cdef extern from *:
 
 
     /* 1: shape ready; 0: left off (build key by key); -1: error set.
-       ``tmpl``: a dict of str keys whose values are distinct tracked
-       objects (so its copies are tracked by the collector too). */
+       ``tmpl``: a dict of str keys whose values are the placeholders, and
+       which the collector tracks (so that its copies are tracked too). */
     static int ls_shape_init(ls_shape *s, PyObject *tmpl) {
         s->n = 0;
         s->tmpl = NULL;
@@ -638,11 +638,13 @@ cdef extern from *:
     }
 
     /* A copy of the shape's template holding ``values`` (new references
-       taken), or NULL with no error set when the copy's table is not laid
-       out as the shape says (the caller then builds it key by key), or
-       NULL with an error set. */
+       taken), or NULL with no error set when the shape is left off or the
+       copy's table is not laid out as the shape says (the caller then
+       builds the dict key by key), or NULL with an error set. */
     static PyObject *ls_shape_make(ls_shape *s, PyObject **values) {
     #if LS_SHAPES
+        if (s->n == 0)
+            return NULL;
         PyObject *copy = PyDict_Copy(s->tmpl);
         if (copy == NULL)
             return NULL;
@@ -738,11 +740,10 @@ cdef dict _event(str method, object ns, Py_ssize_t n, object data, object interr
     values[1] = <PyObject*>stamp
     values[2] = <PyObject*>data
     if interrupts is None:
-        made = ls_shape_make(&_PARAMS_SHAPE, values) if _PARAMS_SHAPE.n else NULL
+        made = ls_shape_make(&_PARAMS_SHAPE, values)
     else:
         values[3] = <PyObject*>interrupts
-        made = (ls_shape_make(&_PARAMS_INTERRUPTS_SHAPE, values)
-                if _PARAMS_INTERRUPTS_SHAPE.n else NULL)
+        made = ls_shape_make(&_PARAMS_INTERRUPTS_SHAPE, values)
     if made != NULL:
         params = <dict>made
         Py_DECREF(params)  # (``made`` was a new reference; ``params`` took one)
@@ -754,11 +755,11 @@ cdef dict _event(str method, object ns, Py_ssize_t n, object data, object interr
     values[0] = <PyObject*>_EVENT
     values[1] = <PyObject*>method
     values[2] = <PyObject*>params
-    if numbered and _NUMBERED_SHAPE.n:
+    if numbered:
         values[3] = <PyObject*>None
         made = ls_shape_make(&_NUMBERED_SHAPE, values)
     else:
-        made = ls_shape_make(&_EVENT_SHAPE, values) if _EVENT_SHAPE.n else NULL
+        made = ls_shape_make(&_EVENT_SHAPE, values)
     if made != NULL:
         event = <dict>made
         Py_DECREF(event)
