@@ -212,6 +212,21 @@ def _shares_a_key(projection: Dict[str, Any], extensions: Dict[str, Any]) -> boo
     return False
 
 
+def _key_conflict(transformer: Any, projection: Dict[str, Any], extensions: Dict[str, Any],
+                  by_key: Dict[str, Any]) -> ValueError:
+    """The error of a projection whose keys other transformers registered
+    (a function of its own: compiled, a generator expression inside
+    ``_register_all`` would make that method build a closure on every call)."""
+    listed = ", ".join(
+        f"{key!r} (owned by {type(by_key[key]).__name__})"
+        for key in sorted(projection.keys() & extensions.keys())
+    )
+    return ValueError(
+        f"Transformer {type(transformer).__name__} returned projection keys "
+        f"that conflict with already-registered keys: {listed}"
+    )
+
+
 def _refuse_foreign_channels(transformer: Any, projection: Dict[str, Any]) -> None:
     """Refuse projections that are LangGraph's own ``StreamChannel``.
 
@@ -715,14 +730,7 @@ class _MuxCore:
                     _refuse_foreign_channels(transformer, projection)
                     break
             if extensions and _shares_a_key(projection, extensions):
-                taken = sorted(projection.keys() & extensions.keys())
-                listed = ", ".join(
-                    f"{key!r} (owned by {type(by_key[key]).__name__})" for key in taken
-                )
-                raise ValueError(
-                    f"Transformer {type(transformer).__name__} returned projection keys "
-                    f"that conflict with already-registered keys: {listed}"
-                )
+                raise _key_conflict(transformer, projection, extensions, by_key)
             if facts is None:
                 native = bool(getattr(transformer, "_native", False))
             else:

@@ -188,7 +188,7 @@ def _announced_agent(part: Any, ns: Any) -> Optional[str]:
     if (type(data) is not dict and not isinstance(data, Mapping)) or "result" in data:
         return None
     metadata = data.get("metadata")
-    if type(metadata) is not dict and not isinstance(metadata, Mapping):
+    if type(metadata) is not dict and (metadata is None or not isinstance(metadata, Mapping)):
         return None
     name = metadata.get("lc_agent_name")
     return name if isinstance(name, str) else None

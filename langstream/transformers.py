@@ -625,7 +625,8 @@ class _SubtreeTracker(StreamTransformer):
             data = event["params"]["data"]
             if (type(data) is dict or isinstance(data, Mapping)) and "result" not in data:
                 metadata = data.get("metadata")
-                if ((type(metadata) is dict or isinstance(metadata, Mapping))
+                if ((type(metadata) is dict
+                     or (metadata is not None and isinstance(metadata, Mapping)))
                         and isinstance(metadata.get("lc_agent_name"), str)):
                     agent = metadata["lc_agent_name"]
         elif self._tree is not None and self._tree.hints:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import types
 
 import pytest
 
@@ -206,3 +207,54 @@ def test_reading_ahead_of_a_snapshot_loses_nothing(backend, lane, after):
     else:
         assert error is None and values == [{"question": "?"}]
         assert handle.status == "completed"
+
+
+def _subagent_parts(metadata, snapshot_first):
+    task = {"id": "c1", "name": "model", "input": {}, "triggers": []}
+    if metadata is not _ABSENT:
+        task["metadata"] = metadata
+    parts = [{"type": "tasks", "ns": (), "data": {"id": "p1", "name": "tools",
+                                                  "triggers": [], "input": {}}}]
+    if snapshot_first:
+        parts.append({"type": "values", "ns": ("tools:p1",), "data": {"q": "?"}})
+    parts.append({"type": "tasks", "ns": ("tools:p1",), "data": task})
+    parts.append({"type": "tasks", "ns": (), "data": {"id": "p1", "name": "tools",
+                                                      "error": None, "result": {},
+                                                      "interrupts": []}})
+    return parts
+
+
+_ABSENT = object()
+
+
+@pytest.mark.parametrize("snapshot_first", [False, True], ids=["task-first", "snapshot-first"])
+@pytest.mark.parametrize("lane", ["sync", "async"])
+@pytest.mark.parametrize("metadata,graph_name", [
+    (_ABSENT, "tools"),
+    (None, "tools"),
+    ({"lc_agent_name": 7}, "tools"),
+    ({"lc_agent_name": "researcher"}, "researcher"),
+    (types.MappingProxyType({"lc_agent_name": "researcher"}), "researcher"),
+], ids=["absent", "none", "not-a-str", "dict", "mapping"])
+def test_subagent_name_read_from_any_mapping_metadata(backend, lane, snapshot_first,
+                                                      metadata, graph_name):
+    """The agent name comes from a task's ``metadata`` when it is a mapping
+    (not only a dict) holding a str ``lc_agent_name``; ``None``, a missing
+    metadata or a name that is not a str leave the segment's own name."""
+    parts = _subagent_parts(metadata, snapshot_first)
+    if lane == "sync":
+        started = next(p for p in langstream.stream_events(iter(parts)).lifecycle
+                       if p["event"] == "started")
+    else:
+        async def main():
+            async def source():
+                for part in parts:
+                    yield part
+
+            async for payload in langstream.astream_events(source()).lifecycle:
+                if payload["event"] == "started":
+                    return payload
+
+        started = asyncio.run(main())
+    assert started["namespace"] == ["tools:p1"]
+    assert started["graph_name"] == graph_name
