@@ -209,6 +209,9 @@ def test_reading_ahead_of_a_snapshot_loses_nothing(backend, lane, after):
         assert handle.status == "completed"
 
 
+_ABSENT = object()  # (a task without a metadata key)
+
+
 def _subagent_parts(metadata, snapshot_first):
     task = {"id": "c1", "name": "model", "input": {}, "triggers": []}
     if metadata is not _ABSENT:
@@ -222,9 +225,6 @@ def _subagent_parts(metadata, snapshot_first):
                                                       "error": None, "result": {},
                                                       "interrupts": []}})
     return parts
-
-
-_ABSENT = object()
 
 
 @pytest.mark.parametrize("snapshot_first", [False, True], ids=["task-first", "snapshot-first"])
