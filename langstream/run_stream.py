@@ -49,6 +49,7 @@ from langstream.transformers import (
     ValuesTransformer,
     _scheduled_tasks,
     _set_handle_types,
+    _task_agent,
 )
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -184,14 +185,7 @@ def _announced_agent(part: Any, ns: Any) -> Optional[str]:
     part_ns = part.get("ns")
     if not isinstance(part_ns, (tuple, list)) or list(part_ns) != list(ns):
         return None
-    data = part.get("data")
-    if (type(data) is not dict and not isinstance(data, Mapping)) or "result" in data:
-        return None
-    metadata = data.get("metadata")
-    if type(metadata) is not dict and (metadata is None or not isinstance(metadata, Mapping)):
-        return None
-    name = metadata.get("lc_agent_name")
-    return name if isinstance(name, str) else None
+    return _task_agent(part.get("data"))
 
 
 def _keep_ahead(shared: Any, ns: Any, part: Any, error: Optional[BaseException] = None) -> None:

@@ -536,6 +536,20 @@ def _status_from_result(data: Mapping[str, Any]) -> Tuple[SubgraphStatus, Option
     return "completed", None
 
 
+def _task_agent(data: Any) -> Optional[str]:
+    """The agent name (``lc_agent_name``) a task start's ``data`` announces
+    in its ``metadata``, or ``None`` (a task result, no metadata, a name
+    that is not a str).  Never raises."""
+    # (exact dicts and None first: ``isinstance`` against the ABC is the slow test)
+    if (type(data) is not dict and not isinstance(data, Mapping)) or "result" in data:
+        return None
+    metadata = data.get("metadata")
+    if type(metadata) is not dict and (metadata is None or not isinstance(metadata, Mapping)):
+        return None
+    name = metadata.get("lc_agent_name")
+    return name if isinstance(name, str) else None
+
+
 class _SubtreeTracker(StreamTransformer):
     """Discovers namespaces below the scope and tracks them to a terminal status.
 
@@ -622,13 +636,7 @@ class _SubtreeTracker(StreamTransformer):
             keys = [key]
         agent = None
         if event is not None and event["method"] == "tasks" and len(ns) == len(keys[-1]):
-            data = event["params"]["data"]
-            if (type(data) is dict or isinstance(data, Mapping)) and "result" not in data:
-                metadata = data.get("metadata")
-                if ((type(metadata) is dict
-                     or (metadata is not None and isinstance(metadata, Mapping)))
-                        and isinstance(metadata.get("lc_agent_name"), str)):
-                    agent = metadata["lc_agent_name"]
+            agent = _task_agent(event["params"]["data"])
         elif self._tree is not None and self._tree.hints:
             # (discovered by its input snapshot: the name its first task
             # announces, which the pump read ahead; see ``run_stream``)
